@@ -1,0 +1,135 @@
+-- certwatch schema. Idempotent: run it on a fresh database or on one the Python
+-- predecessor used; it creates what is missing and upgrades public.alerts in place
+-- without dropping a row.
+--
+--   psql "$POSTGRES_DSN" -v ON_ERROR_STOP=1 -f schema.sql
+
+-- The watch list. Upstream-owned; certwatch only reads it.
+CREATE TABLE IF NOT EXISTS public.intent_current (
+    fqdn text NOT NULL UNIQUE
+);
+
+-- The inventory of certificates your own load balancers issued. Upstream-owned;
+-- certwatch only reads it. Times are unix seconds; hex in any case, colons optional.
+CREATE TABLE IF NOT EXISTS public.certs (
+    fingerprint_sha1 text PRIMARY KEY,
+    serial text,
+    sans jsonb NOT NULL,
+    not_before bigint NOT NULL,
+    not_after bigint NOT NULL,
+    source text,
+    added_at bigint NOT NULL
+);
+
+-- Lookups by normalized fingerprint (final certificates) and by normalized serial
+-- (precertificates), whatever spelling upstream writers used.
+CREATE INDEX IF NOT EXISTS certs_fingerprint_norm_idx
+    ON public.certs ((lower(replace(fingerprint_sha1, ':', ''))));
+CREATE INDEX IF NOT EXISTS certs_serial_norm_idx
+    ON public.certs ((ltrim(lower(replace(serial, ':', '')), '0')));
+
+-- One row per alerted certificate; the only table certwatch writes.
+CREATE TABLE IF NOT EXISTS public.alerts (
+    id bigserial PRIMARY KEY
+);
+
+-- Columns are added one by one so that a predecessor table (id, fingerprint,
+-- sans jsonb, matched jsonb, issuer, seen_at bigint, delivered, severity) gains
+-- what it lacks and keeps what it has.
+ALTER TABLE public.alerts
+    ADD COLUMN IF NOT EXISTS issuance_key text,
+    ADD COLUMN IF NOT EXISTS collision_fingerprint text NOT NULL DEFAULT '',
+    ADD COLUMN IF NOT EXISTS delivery_id text,
+    ADD COLUMN IF NOT EXISTS severity text,
+    ADD COLUMN IF NOT EXISTS entry_type text,
+    ADD COLUMN IF NOT EXISTS fingerprint_sha1 text,
+    ADD COLUMN IF NOT EXISTS matched_entries text[],
+    ADD COLUMN IF NOT EXISTS matched_sans text[],
+    ADD COLUMN IF NOT EXISTS all_sans text[],
+    ADD COLUMN IF NOT EXISTS issuer_o text,
+    ADD COLUMN IF NOT EXISTS issuer_cn text,
+    ADD COLUMN IF NOT EXISTS not_before timestamptz,
+    ADD COLUMN IF NOT EXISTS not_after timestamptz,
+    ADD COLUMN IF NOT EXISTS lifetime_days double precision,
+    ADD COLUMN IF NOT EXISTS source_log text,
+    ADD COLUMN IF NOT EXISTS source_url text,
+    ADD COLUMN IF NOT EXISTS cert_link text,
+    ADD COLUMN IF NOT EXISTS cert_index bigint,
+    ADD COLUMN IF NOT EXISTS serial text,
+    ADD COLUMN IF NOT EXISTS update_type text,
+    ADD COLUMN IF NOT EXISTS seen_at timestamptz,
+    ADD COLUMN IF NOT EXISTS payload jsonb,
+    ADD COLUMN IF NOT EXISTS delivered boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS last_error text,
+    ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz,
+    ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now(),
+    ADD COLUMN IF NOT EXISTS delivered_at timestamptz;
+
+-- Upgrade of the predecessor's rows: its seen_at was unix seconds (bigint) and its
+-- lists were jsonb. Convert the time in place and copy the lists into the typed
+-- columns; the old jsonb columns stay as they were, and nothing is dropped.
+DO $upgrade$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name = 'alerts'
+          AND column_name = 'seen_at' AND data_type IN ('bigint', 'integer', 'double precision', 'numeric')
+    ) THEN
+        ALTER TABLE public.alerts
+            ALTER COLUMN seen_at TYPE timestamptz USING to_timestamp(seen_at);
+        UPDATE public.alerts SET created_at = seen_at WHERE seen_at IS NOT NULL;
+    END IF;
+
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name = 'alerts' AND column_name = 'fingerprint'
+    ) THEN
+        ALTER TABLE public.alerts ALTER COLUMN fingerprint DROP NOT NULL;
+        UPDATE public.alerts
+           SET fingerprint_sha1 = lower(replace(fingerprint, ':', ''))
+         WHERE fingerprint_sha1 IS NULL AND fingerprint IS NOT NULL;
+    END IF;
+
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name = 'alerts'
+          AND column_name = 'sans' AND data_type = 'jsonb'
+    ) THEN
+        ALTER TABLE public.alerts ALTER COLUMN sans DROP NOT NULL;
+        UPDATE public.alerts
+           SET all_sans = ARRAY(SELECT jsonb_array_elements_text(sans))
+         WHERE all_sans IS NULL AND jsonb_typeof(sans) = 'array';
+    END IF;
+
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name = 'alerts'
+          AND column_name = 'matched' AND data_type = 'jsonb'
+    ) THEN
+        ALTER TABLE public.alerts ALTER COLUMN matched DROP NOT NULL;
+        UPDATE public.alerts
+           SET matched_sans = ARRAY(SELECT jsonb_array_elements_text(matched))
+         WHERE matched_sans IS NULL AND jsonb_typeof(matched) = 'array';
+    END IF;
+
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = 'public' AND table_name = 'alerts' AND column_name = 'issuer'
+    ) THEN
+        ALTER TABLE public.alerts ALTER COLUMN issuer DROP NOT NULL;
+        UPDATE public.alerts SET issuer_o = issuer WHERE issuer_o IS NULL AND issuer IS NOT NULL;
+    END IF;
+END
+$upgrade$;
+
+-- One alert per issuance (plus one per colliding certificate): a restart or a
+-- second replica does not alert again. Predecessor rows have no issuance key and
+-- are not constrained (NULLs are distinct).
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_issuance_uidx
+    ON public.alerts (issuance_key, collision_fingerprint);
+CREATE INDEX IF NOT EXISTS alerts_created_at_idx ON public.alerts (created_at);
+CREATE INDEX IF NOT EXISTS alerts_undelivered_idx
+    ON public.alerts (next_attempt_at) WHERE NOT delivered;
+
+COMMENT ON TABLE public.alerts IS 'certwatch: one row per alerted certificate (schema v1)';

@@ -1,0 +1,667 @@
+//! Classification: the worker pool (`worker-N` threads) and the `grace` thread.
+//!
+//! A worker takes raw frames from the feed, `peek`s them, matches the leaf's
+//! names against the current watch list, and for a match parses the certificate
+//! in full, works out its issuance key, drops copies it has seen (in-memory LRU),
+//! and checks the inventory. A known certificate becomes an `info` alert at once;
+//! a miss goes to the `grace` thread's delay queue, which re-checks it when its
+//! `SUSPICIOUS_GRACE_S` is up, so no worker ever waits. Alerts are written to
+//! `public.alerts` (which also deduplicates across restarts and replicas) before
+//! they are handed to the deliver thread.
+
+use crate::certstream::{self, Certificate, EntryType, Peek};
+use crate::deliver::{Delivery, Payload};
+use crate::matcher::{EntryId, WatchList};
+use crate::metrics::Metrics;
+use crate::store::{AlertRow, Store};
+use crate::threads::{Health, unix_now};
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use lru::LruCache;
+use prometheus::IntCounter;
+use sha2::{Digest, Sha256};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Issuance keys remembered in memory.
+pub const DEDUPE_CAPACITY: usize = 2048;
+
+/// One raw feed frame, as the reader received it.
+pub enum Frame {
+    Text(tungstenite::Utf8Bytes),
+    Binary(tungstenite::Bytes),
+}
+
+/// How an alert is classified (SPEC §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// In the inventory.
+    Info,
+    /// Not in the inventory after the grace period.
+    Suspicious,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Suspicious => "suspicious",
+        }
+    }
+}
+
+/// A matched certificate on its way to becoming an alert.
+#[derive(Clone, Debug)]
+pub struct Sighting {
+    pub cert: Certificate,
+    /// Watch entries matched, sorted.
+    pub matched_entries: Vec<String>,
+    /// The certificate's names that matched, in feed order.
+    pub matched_sans: Vec<String>,
+    /// Hex SHA-256 of the issuance identity (SPEC §5).
+    pub issuance_key: String,
+    /// Empty for the first certificate of an issuance; the fingerprint of a second,
+    /// different certificate claiming the same issuance.
+    pub collision_fingerprint: String,
+    /// Unix seconds when certwatch received it.
+    pub received_at: i64,
+}
+
+impl Sighting {
+    /// Stable id of this alert for receivers (`X-CT-Delivery`): the same on every
+    /// retry, redelivery, restart and replica.
+    pub fn delivery_id(&self) -> String {
+        let digest = Sha256::digest(
+            format!("{}/{}", self.issuance_key, self.collision_fingerprint).as_bytes(),
+        );
+        let hex = hex_lower(&digest[..16]);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
+    }
+}
+
+/// The issuance key: issuer key id (else issuer DN), normalised serial, validity
+/// and sorted lower-case names. A precertificate and its final certificate share it.
+pub fn issuance_key(cert: &Certificate) -> String {
+    let issuer = cert
+        .issuer_key_id
+        .as_deref()
+        .or(cert.issuer_dn.as_deref())
+        .unwrap_or("");
+    let mut hasher = Sha256::new();
+    for part in [
+        "certwatch-issuance-v1",
+        issuer,
+        cert.serial.as_deref().unwrap_or(""),
+        &cert.not_before.map_or(String::new(), |t| t.to_string()),
+        &cert.not_after.map_or(String::new(), |t| t.to_string()),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    for name in &cert.names {
+        hasher.update(name.as_bytes());
+        hasher.update([b'\n']);
+    }
+    hex_lower(&hasher.finalize())
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// What a certificate is relative to what was already seen for its issuance key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// First certificate of this issuance.
+    New,
+    /// The same certificate again (another log), or the other half of a
+    /// precertificate/final pair: no new alert.
+    Copy,
+    /// Another certificate of the same entry type with another fingerprint: alerts.
+    Collision,
+}
+
+/// Decides the verdict for `(entry_type, fingerprint)` given what was seen for its
+/// key. A missing fingerprint (tiled precertificate) cannot tell certificates apart,
+/// so it counts as a copy of any certificate of its type.
+pub fn verdict(
+    seen: &[(EntryType, Option<String>)],
+    entry_type: EntryType,
+    fp: Option<&str>,
+) -> Verdict {
+    if seen.is_empty() {
+        return Verdict::New;
+    }
+    let same_type = seen.iter().filter(|(e, _)| *e == entry_type);
+    let mut any_same_type = false;
+    for (_, seen_fp) in same_type {
+        any_same_type = true;
+        match (seen_fp.as_deref(), fp) {
+            (Some(a), Some(b)) if a != b => {}
+            _ => return Verdict::Copy,
+        }
+    }
+    if any_same_type {
+        Verdict::Collision
+    } else {
+        Verdict::Copy
+    }
+}
+
+/// The in-memory deduplication: the last `DEDUPE_CAPACITY` issuance keys with the
+/// certificates seen for each. Locked briefly, never across I/O.
+pub struct Dedupe {
+    seen: Mutex<LruCache<String, Vec<(EntryType, Option<String>)>>>,
+}
+
+impl Default for Dedupe {
+    fn default() -> Dedupe {
+        Dedupe {
+            seen: Mutex::new(LruCache::new(
+                NonZeroUsize::new(DEDUPE_CAPACITY).expect("capacity is non-zero"),
+            )),
+        }
+    }
+}
+
+impl Dedupe {
+    /// Records the certificate and returns its verdict, atomically, so two workers
+    /// holding copies from two logs cannot both see `New`.
+    pub fn observe(&self, key: &str, entry_type: EntryType, fp: Option<&str>) -> (Verdict, usize) {
+        let mut seen = self.seen.lock().expect("dedupe lock poisoned");
+        let verdict = match seen.get_mut(key) {
+            Some(list) => {
+                let v = verdict(list, entry_type, fp);
+                if v != Verdict::Copy || !list.iter().any(|(e, _)| *e == entry_type) {
+                    list.push((entry_type, fp.map(str::to_string)));
+                }
+                v
+            }
+            None => {
+                seen.put(key.to_string(), vec![(entry_type, fp.map(str::to_string))]);
+                Verdict::New
+            }
+        };
+        (verdict, seen.len())
+    }
+}
+
+/// A sighting waiting out its grace period on the `grace` thread.
+pub struct Pending {
+    pub due: Instant,
+    pub sighting: Sighting,
+}
+
+/// State shared by the workers and the grace thread.
+pub struct Classifier {
+    pub watch: Arc<ArcSwap<WatchList>>,
+    pub dedupe: Dedupe,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub grace: Duration,
+    pub payload: Payload,
+    /// `None` in observer mode.
+    pub deliver: Option<Sender<Delivery>>,
+}
+
+/// Per-worker cached metric handles and reusable buffers.
+struct WorkerState {
+    by_kind: [IntCounter; 4],
+    ids: Vec<EntryId>,
+    name_ids: Vec<EntryId>,
+}
+
+/// A worker: runs until the feed drops its sender and the queue is drained.
+pub fn run_worker(cls: Arc<Classifier>, frames: Receiver<Frame>, pending: Sender<Pending>) {
+    let kind = |k: &str| cls.metrics.ct_messages.with_label_values(&[k]);
+    let mut state = WorkerState {
+        by_kind: [
+            kind("certificate_update"),
+            kind("dns_entries"),
+            kind("heartbeat"),
+            kind("other"),
+        ],
+        ids: Vec::new(),
+        name_ids: Vec::new(),
+    };
+    for frame in frames {
+        let text = match &frame {
+            Frame::Text(t) => t.as_str(),
+            Frame::Binary(b) => match std::str::from_utf8(b) {
+                Ok(t) => t,
+                Err(_) => {
+                    cls.metrics.ct_parse_errors.inc();
+                    log::debug!("skipped a binary frame that is not UTF-8");
+                    continue;
+                }
+            },
+        };
+        handle_frame(&cls, &mut state, text, &pending);
+    }
+}
+
+fn handle_frame(cls: &Classifier, state: &mut WorkerState, text: &str, pending: &Sender<Pending>) {
+    let peeked = match certstream::peek(text) {
+        Ok(p) => p,
+        Err(e) => {
+            cls.metrics.ct_parse_errors.inc();
+            log::debug!("{e}");
+            return;
+        }
+    };
+    let all_domains = match peeked {
+        Peek::Certificate { all_domains } => all_domains,
+        other => {
+            let index = match other {
+                Peek::DnsEntries { .. } => 1,
+                Peek::Heartbeat => 2,
+                _ => 3,
+            };
+            state.by_kind[index].inc();
+            return;
+        }
+    };
+    state.by_kind[0].inc();
+    let now = unix_now();
+    cls.health.last_ct_event.store(now, Ordering::Relaxed);
+    cls.metrics.last_ct_event.set(now);
+
+    let watch = cls.watch.load();
+    state.ids.clear();
+    let mut matched_sans: Vec<&str> = Vec::new();
+    for name in &all_domains {
+        state.name_ids.clear();
+        if watch.matches(name, &mut state.name_ids) {
+            matched_sans.push(name);
+            for id in &state.name_ids {
+                if !state.ids.contains(id) {
+                    state.ids.push(*id);
+                }
+            }
+        }
+    }
+    if state.ids.is_empty() {
+        return;
+    }
+    let cert = match certstream::parse_certificate(text) {
+        Ok(cert) => cert,
+        Err(e) => {
+            cls.metrics.ct_parse_errors.inc();
+            log::warn!("matched certificate could not be parsed, skipped: {e}");
+            return;
+        }
+    };
+    let mut matched_entries: Vec<String> = state
+        .ids
+        .iter()
+        .map(|id| watch.entry(*id).to_string())
+        .collect();
+    matched_entries.sort();
+    let mut matched_sans: Vec<String> = matched_sans.into_iter().map(str::to_string).collect();
+    matched_sans.dedup();
+    let issuance_key = issuance_key(&cert);
+    let (verdict, cache_size) = cls.dedupe.observe(
+        &issuance_key,
+        cert.entry_type,
+        cert.fingerprint_sha1.as_deref(),
+    );
+    cls.metrics.dedupe_cache_size.set(cache_size as i64);
+    let collision_fingerprint = match verdict {
+        Verdict::Copy => {
+            log::debug!("copy of issuance {issuance_key} skipped");
+            return;
+        }
+        Verdict::New => String::new(),
+        Verdict::Collision => {
+            log::warn!(
+                "a second {} certificate claims issuance {issuance_key} (serial {})",
+                cert.entry_type.as_str(),
+                cert.serial.as_deref().unwrap_or("?")
+            );
+            cert.fingerprint_sha1.clone().unwrap_or_default()
+        }
+    };
+    let sighting = Sighting {
+        cert,
+        matched_entries,
+        matched_sans,
+        issuance_key,
+        collision_fingerprint,
+        received_at: now,
+    };
+    match cls.in_inventory(&sighting) {
+        Some(true) => cls.record(sighting, Severity::Info),
+        _ if cls.grace.is_zero() => cls.record(sighting, Severity::Suspicious),
+        _ => {
+            let due = Instant::now() + cls.grace;
+            if pending.send(Pending { due, sighting }).is_err() {
+                log::error!("grace thread is gone; a sighting could not wait out its grace period");
+            }
+        }
+    }
+}
+
+impl Classifier {
+    /// Whether the inventory knows this certificate; `None` when the database
+    /// could not be asked.
+    fn in_inventory(&self, s: &Sighting) -> Option<bool> {
+        let cert = &s.cert;
+        let result = match cert.entry_type {
+            EntryType::X509 => match &cert.fingerprint_sha1 {
+                Some(fp) => self.store.inventory_has_fingerprint(fp),
+                None => Ok(false),
+            },
+            // A second precertificate claiming a known issuance is never ours by serial.
+            EntryType::Precert if !s.collision_fingerprint.is_empty() => Ok(false),
+            EntryType::Precert => match (&cert.serial, cert.not_before, cert.not_after) {
+                (Some(serial), Some(nb), Some(na)) => self
+                    .store
+                    .inventory_sans_by_serial(serial, nb, na)
+                    .map(|rows| rows.iter().any(|sans| same_names(sans, cert))),
+                _ => Ok(false),
+            },
+        };
+        match result {
+            Ok(known) => Some(known),
+            Err(e) => {
+                self.metrics.db_error("inventory");
+                log::warn!("inventory lookup failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Writes the alert row, then hands it to delivery. A row that already exists
+    /// (restart, second replica) is not alerted again, unless it turns out to be a
+    /// colliding certificate.
+    fn record(&self, mut sighting: Sighting, severity: Severity) {
+        loop {
+            let delivery_id = sighting.delivery_id();
+            let body = self.payload.body(&sighting, severity);
+            let row = AlertRow {
+                sighting: &sighting,
+                severity,
+                delivery_id: &delivery_id,
+                body: &body,
+            };
+            match self.store.insert_alert(&row) {
+                Ok(Some(alert_id)) => {
+                    self.announce(&sighting, severity, &delivery_id);
+                    self.dispatch(Delivery::new(alert_id, delivery_id, body));
+                    return;
+                }
+                Ok(None) if sighting.collision_fingerprint.is_empty() => {
+                    // Recorded before (a restart or another replica): decide as the LRU would.
+                    let seen = match self.store.seen_for_issuance(&sighting.issuance_key) {
+                        Ok(seen) => seen,
+                        Err(e) => {
+                            self.metrics.db_error("record");
+                            log::warn!("dedupe lookup failed: {e}");
+                            return;
+                        }
+                    };
+                    let fp = sighting.cert.fingerprint_sha1.as_deref();
+                    if verdict(&seen, sighting.cert.entry_type, fp) != Verdict::Collision {
+                        log::debug!("issuance {} already alerted", sighting.issuance_key);
+                        return;
+                    }
+                    sighting.collision_fingerprint = fp.unwrap_or_default().to_string();
+                }
+                Ok(None) => {
+                    log::debug!("collision {} already alerted", sighting.delivery_id());
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.db_error("record");
+                    log::error!(
+                        "could not record {} alert {delivery_id} for {:?}: {e}",
+                        severity.as_str(),
+                        sighting.matched_sans
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn announce(&self, s: &Sighting, severity: Severity, delivery_id: &str) {
+        self.metrics
+            .alerts
+            .with_label_values(&[severity.as_str()])
+            .inc();
+        let what = format!(
+            "{} alert {delivery_id}: {} certificate for {:?} (entries {:?}), serial {}, issuer {}, log {}",
+            severity.as_str(),
+            s.cert.entry_type.as_str(),
+            s.matched_sans,
+            s.matched_entries,
+            s.cert.serial.as_deref().unwrap_or("?"),
+            s.cert
+                .issuer_cn
+                .as_deref()
+                .or(s.cert.issuer_dn.as_deref())
+                .unwrap_or("?"),
+            s.cert.source_name.as_deref().unwrap_or("?"),
+        );
+        match severity {
+            Severity::Suspicious => log::warn!("{what}"),
+            Severity::Info => log::info!("{what}"),
+        }
+    }
+
+    fn dispatch(&self, delivery: Delivery) {
+        let Some(deliver) = &self.deliver else { return };
+        match deliver.try_send(delivery) {
+            Ok(()) => {}
+            Err(TrySendError::Full(d)) | Err(TrySendError::Disconnected(d)) => {
+                log::error!(
+                    "delivery queue unavailable; alert {} stays undelivered in public.alerts",
+                    d.delivery_id
+                );
+            }
+        }
+    }
+}
+
+/// Whether an inventory row's SANs are the certificate's name set. The feed's
+/// `all_domains` may add the subject CN, so the set without it also counts.
+fn same_names(inventory_sans: &[String], cert: &Certificate) -> bool {
+    let mut inv: Vec<String> = inventory_sans
+        .iter()
+        .map(|n| certstream::normalize_name(n))
+        .collect();
+    inv.sort();
+    inv.dedup();
+    if inv == cert.names {
+        return true;
+    }
+    let Some(cn) = cert.subject_cn.as_deref().map(certstream::normalize_name) else {
+        return false;
+    };
+    !inv.contains(&cn) && cert.names.iter().filter(|n| **n != cn).eq(inv.iter())
+}
+
+/// The grace thread: holds misses until their time, re-checks the inventory, and
+/// records them. When the workers are gone it re-checks everything still waiting
+/// once more, records it, and exits.
+pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>) {
+    let mut queue: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut waiting: std::collections::HashMap<u64, Sighting> = std::collections::HashMap::new();
+    let mut next_id = 0u64;
+    let depth = cls.metrics.queue_depth.with_label_values(&["grace"]);
+    loop {
+        let timer = match queue.peek() {
+            Some(Reverse((due, _))) => crossbeam_channel::at(*due),
+            None => crossbeam_channel::never(),
+        };
+        select! {
+            recv(pending) -> msg => match msg {
+                Ok(p) => {
+                    queue.push(Reverse((p.due, next_id)));
+                    waiting.insert(next_id, p.sighting);
+                    next_id += 1;
+                }
+                Err(_) => break,
+            },
+            recv(timer) -> _ => {
+                let now = Instant::now();
+                while let Some(Reverse((due, id))) = queue.peek().copied() {
+                    if due > now {
+                        break;
+                    }
+                    queue.pop();
+                    if let Some(s) = waiting.remove(&id) {
+                        cls.settle(s);
+                    }
+                }
+            }
+        }
+        depth.set(waiting.len() as i64);
+    }
+    if !waiting.is_empty() {
+        log::info!(
+            "shutdown: re-checking {} certificates still in their grace period",
+            waiting.len()
+        );
+    }
+    while let Some(Reverse((_, id))) = queue.pop() {
+        if let Some(s) = waiting.remove(&id) {
+            cls.settle(s);
+        }
+    }
+    depth.set(0);
+}
+
+impl Classifier {
+    /// The end of a grace period: `info` if the inventory knows it now, else `suspicious`.
+    fn settle(&self, s: Sighting) {
+        let severity = match self.in_inventory(&s) {
+            Some(true) => Severity::Info,
+            _ => Severity::Suspicious,
+        };
+        self.record(s, severity);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn verdicts() {
+        use EntryType::{Precert, X509};
+        assert_eq!(verdict(&[], X509, Some("a")), Verdict::New);
+        assert_eq!(verdict(&[(X509, fp("a"))], X509, Some("a")), Verdict::Copy);
+        assert_eq!(
+            verdict(&[(Precert, fp("p"))], X509, Some("a")),
+            Verdict::Copy
+        );
+        assert_eq!(
+            verdict(&[(X509, fp("a"))], Precert, Some("p")),
+            Verdict::Copy
+        );
+        assert_eq!(
+            verdict(&[(X509, fp("a"))], X509, Some("b")),
+            Verdict::Collision
+        );
+        assert_eq!(
+            verdict(&[(Precert, fp("p"))], Precert, Some("q")),
+            Verdict::Collision
+        );
+        assert_eq!(
+            verdict(&[(Precert, None)], Precert, Some("q")),
+            Verdict::Copy
+        );
+        assert_eq!(verdict(&[(Precert, fp("p"))], Precert, None), Verdict::Copy);
+        assert_eq!(
+            verdict(&[(X509, fp("a")), (X509, fp("b"))], X509, Some("b")),
+            Verdict::Copy
+        );
+    }
+
+    #[test]
+    fn dedupe_is_bounded_and_remembers_collisions() {
+        let d = Dedupe::default();
+        assert_eq!(
+            d.observe("k", EntryType::Precert, Some("p")).0,
+            Verdict::New
+        );
+        assert_eq!(d.observe("k", EntryType::X509, Some("f")).0, Verdict::Copy);
+        assert_eq!(d.observe("k", EntryType::X509, Some("f")).0, Verdict::Copy);
+        assert_eq!(
+            d.observe("k", EntryType::X509, Some("g")).0,
+            Verdict::Collision
+        );
+        assert_eq!(d.observe("k", EntryType::X509, Some("g")).0, Verdict::Copy);
+        for i in 0..DEDUPE_CAPACITY + 10 {
+            d.observe(&format!("key{i}"), EntryType::X509, None);
+        }
+        let (v, size) = d.observe("k", EntryType::X509, Some("f"));
+        assert_eq!(v, Verdict::New, "the oldest key was evicted");
+        assert_eq!(size, DEDUPE_CAPACITY);
+    }
+
+    #[test]
+    fn names_compare_with_or_without_the_cn() {
+        let mut cert = certstream::parse_certificate(
+            r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example","b.example","cn.example"],"subject":{"CN":"cn.example"}}}}"#,
+        )
+        .unwrap();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(same_names(
+            &s(&["A.example", "b.example.", "cn.example"]),
+            &cert
+        ));
+        assert!(same_names(&s(&["b.example", "a.example"]), &cert));
+        assert!(!same_names(&s(&["a.example"]), &cert));
+        assert!(!same_names(
+            &s(&["a.example", "b.example", "c.example"]),
+            &cert
+        ));
+        cert.subject_cn = None;
+        assert!(!same_names(&s(&["b.example", "a.example"]), &cert));
+    }
+
+    #[test]
+    fn delivery_id_is_stable_and_distinguishes_collisions() {
+        let cert = certstream::parse_certificate(
+            r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example"],"serial_number":"0F"}}}"#,
+        )
+        .unwrap();
+        let mut s = Sighting {
+            issuance_key: issuance_key(&cert),
+            cert,
+            matched_entries: vec![],
+            matched_sans: vec![],
+            collision_fingerprint: String::new(),
+            received_at: 0,
+        };
+        let first = s.delivery_id();
+        assert_eq!(first, s.delivery_id());
+        assert_eq!(first.len(), 36);
+        s.collision_fingerprint = "ab".into();
+        assert_ne!(first, s.delivery_id());
+    }
+}

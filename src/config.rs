@@ -1,0 +1,420 @@
+//! Configuration: the environment read once at start-up into a validated `Config`.
+//!
+//! Runs on the main thread, once. Pure: `Config::from_lookup` takes any lookup
+//! function, so tests pass a map instead of touching the process environment.
+//! A bad value is a `ConfigError` that names the variable and what was expected;
+//! secrets and DSN passwords live in `Secret`, whose `Debug` prints `<redacted>`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A validated configuration. Built by `from_lookup`/`from_env`; no `Default`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Postgres connection string (password redacted in `Debug`).
+    pub postgres_dsn: Secret,
+    /// certstream WebSocket URL, `ws://` or `wss://`.
+    pub certstream_url: String,
+    pub api_host: IpAddr,
+    pub api_port: u16,
+    /// Webhook target; `None` is observer mode (alerts recorded and logged only).
+    pub webhook_url: Option<String>,
+    pub webhook_timeout: Duration,
+    pub webhook_secret: Option<Secret>,
+    pub webhook_format: WebhookFormat,
+    pub cleanup_interval: Duration,
+    pub alert_retention: Duration,
+    pub suspicious_grace: Duration,
+    pub watch_refresh_interval: Duration,
+    pub log_level: log::LevelFilter,
+    pub redelivery_interval: Duration,
+    pub redelivery_max_age: Duration,
+    pub webhook_deny_private: bool,
+    /// No frame for this long means the feed connection is dead.
+    pub feed_silence: Duration,
+    /// Interval between client WebSocket pings (at most 30 s).
+    pub feed_ping_interval: Duration,
+    /// Matcher/classifier worker threads.
+    pub workers: usize,
+}
+
+/// The webhook body format (SPEC §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookFormat {
+    /// The predecessor's body, field for field.
+    Certwatch,
+}
+
+/// A value that must never reach a log line: `Debug` and `Display` print `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it (a connection, an HMAC key).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Why start-up stopped: one variable, its value, what was expected.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    /// The offending value, or `None` when a required variable is missing.
+    pub value: Option<String>,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(value) => write!(
+                f,
+                "invalid {}={:?}: expected {}",
+                self.var, value, self.expected
+            ),
+            None => write!(f, "missing {}: expected {}", self.var, self.expected),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every variable through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let env = Env(&lookup);
+        let postgres_dsn = match env.get("POSTGRES_DSN") {
+            Some(dsn) => Secret(parse_dsn(&dsn)?),
+            None => {
+                return Err(missing(
+                    "POSTGRES_DSN",
+                    "a postgresql:// URL or key=value DSN",
+                ));
+            }
+        };
+        let certstream_url = env
+            .get("CERTSTREAM_URL")
+            .unwrap_or_else(|| "ws://localhost:8080/full-stream".to_string());
+        check_url("CERTSTREAM_URL", &certstream_url, &["ws", "wss"])?;
+        let webhook_url = env.get("WEBHOOK_URL");
+        if let Some(url) = &webhook_url {
+            check_url("WEBHOOK_URL", url, &["http", "https"])?;
+        }
+        let webhook_format = match env.get("WEBHOOK_FORMAT").as_deref() {
+            None | Some("certwatch") => WebhookFormat::Certwatch,
+            Some(other) => {
+                return Err(invalid(
+                    "WEBHOOK_FORMAT",
+                    other,
+                    "certwatch (the ctwatch format is not supported by this version yet)",
+                ));
+            }
+        };
+        let feed_ping_interval = env.seconds("FEED_PING_S", 20)?;
+        if feed_ping_interval > Duration::from_secs(30) {
+            return Err(invalid(
+                "FEED_PING_S",
+                &env.get("FEED_PING_S").unwrap_or_default(),
+                "whole seconds from 1 to 30",
+            ));
+        }
+        let (api_host, api_port) = api_address(&env)?;
+        let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Config {
+            postgres_dsn,
+            certstream_url,
+            api_host,
+            api_port,
+            webhook_url,
+            webhook_timeout: env.seconds("WEBHOOK_TIMEOUT_S", 10)?,
+            webhook_secret: env.get("WEBHOOK_SECRET").map(Secret),
+            webhook_format,
+            cleanup_interval: env.seconds("CLEANUP_INTERVAL_S", 3600)?,
+            alert_retention: env.seconds("ALERT_RETENTION_S", 2_592_000)?,
+            suspicious_grace: env.seconds_or_zero("SUSPICIOUS_GRACE_S", 10)?,
+            watch_refresh_interval: env.seconds("WATCH_REFRESH_INTERVAL_S", 60)?,
+            log_level: parse_log_level(env.get("LOG_LEVEL").as_deref())?,
+            redelivery_interval: env.seconds("REDELIVERY_INTERVAL_S", 60)?,
+            redelivery_max_age: env.seconds("REDELIVERY_MAX_AGE_S", 259_200)?,
+            webhook_deny_private: env.parse("WEBHOOK_DENY_PRIVATE", "false", "true or false")?,
+            feed_silence: env.seconds("FEED_SILENCE_S", 120)?,
+            feed_ping_interval,
+            workers: match env.get("WORKERS") {
+                None => default_workers,
+                Some(raw) => match raw.parse::<usize>() {
+                    Ok(n) if (1..=256).contains(&n) => n,
+                    _ => return Err(invalid("WORKERS", &raw, "a whole number from 1 to 256")),
+                },
+            },
+        })
+    }
+
+    /// The URL `certwatch healthcheck` asks: the bound address, with an unspecified
+    /// bind address replaced by loopback.
+    pub fn healthz_url(&self) -> String {
+        healthz_url(self.api_host, self.api_port)
+    }
+}
+
+/// The healthcheck URL from `API_HOST`/`API_PORT` alone, so `certwatch healthcheck`
+/// works without the service's other settings.
+pub fn healthz_url_from_env() -> Result<String, ConfigError> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let (host, port) = api_address(&Env(&lookup))?;
+    Ok(healthz_url(host, port))
+}
+
+fn api_address(env: &Env<'_>) -> Result<(IpAddr, u16), ConfigError> {
+    Ok((
+        env.parse("API_HOST", "127.0.0.1", "an IP address")?,
+        env.parse("API_PORT", "8765", "a TCP port (0-65535)")?,
+    ))
+}
+
+fn healthz_url(api_host: IpAddr, api_port: u16) -> String {
+    {
+        let host = match api_host {
+            IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+            IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        format!("http://{host}:{api_port}/healthz")
+    }
+}
+
+/// Lookup wrapper that treats empty or blank values as unset.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: &str,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        let raw = self.get(name);
+        let text = raw.as_deref().unwrap_or(default);
+        text.to_ascii_lowercase()
+            .parse()
+            .map_err(|_| invalid(name, text, expected))
+    }
+
+    /// Whole seconds, at least 1.
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        let d = self.seconds_or_zero(name, default)?;
+        if d.is_zero() {
+            return Err(invalid(name, "0", "whole seconds, at least 1"));
+        }
+        Ok(d)
+    }
+
+    /// Whole seconds, zero allowed.
+    fn seconds_or_zero(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        match self.get(name) {
+            None => Ok(Duration::from_secs(default)),
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= 10 * 365 * 86_400)
+                .map(Duration::from_secs)
+                .ok_or_else(|| invalid(name, &raw, "whole seconds")),
+        }
+    }
+}
+
+fn invalid(var: &'static str, value: &str, expected: &str) -> ConfigError {
+    ConfigError {
+        var,
+        value: Some(value.to_string()),
+        expected: expected.to_string(),
+    }
+}
+
+fn missing(var: &'static str, expected: &str) -> ConfigError {
+    ConfigError {
+        var,
+        value: None,
+        expected: expected.to_string(),
+    }
+}
+
+/// Accepts a URL DSN or a libpq key=value DSN; the error never echoes the value,
+/// since it may hold a password.
+fn parse_dsn(dsn: &str) -> Result<String, ConfigError> {
+    match dsn.parse::<postgres::Config>() {
+        Ok(_) => Ok(dsn.to_string()),
+        Err(_) => Err(ConfigError {
+            var: "POSTGRES_DSN",
+            value: Some("<redacted>".to_string()),
+            expected: "a postgresql://user:pw@host:5432/db URL or key=value DSN".to_string(),
+        }),
+    }
+}
+
+fn check_url(var: &'static str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let expected = || format!("a {} URL with a host", schemes.join(":// or ") + "://");
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(invalid(var, url, &expected()));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let ok_scheme = schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme));
+    if !ok_scheme || host.is_empty() || host.starts_with(':') || url.contains(char::is_whitespace) {
+        return Err(invalid(var, url, &expected()));
+    }
+    Ok(())
+}
+
+fn parse_log_level(raw: Option<&str>) -> Result<log::LevelFilter, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(log::LevelFilter::Info);
+    };
+    match raw.to_ascii_uppercase().as_str() {
+        "ERROR" => Ok(log::LevelFilter::Error),
+        "WARN" | "WARNING" => Ok(log::LevelFilter::Warn),
+        "INFO" => Ok(log::LevelFilter::Info),
+        "DEBUG" => Ok(log::LevelFilter::Debug),
+        "TRACE" => Ok(log::LevelFilter::Trace),
+        _ => Err(invalid(
+            "LOG_LEVEL",
+            raw,
+            "ERROR, WARN, INFO, DEBUG or TRACE",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut map: HashMap<String, String> = [(
+            "POSTGRES_DSN".to_string(),
+            "postgresql://u:hunter2@db:5432/x".to_string(),
+        )]
+        .into();
+        for (k, v) in vars {
+            map.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    fn check_err(var: &str, value: &str, expected_var: &str) {
+        let err = config(&[(var, value)]).unwrap_err();
+        assert_eq!(err.var, expected_var, "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("invalid {expected_var}=")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.certstream_url, "ws://localhost:8080/full-stream");
+        assert_eq!(c.api_host.to_string(), "127.0.0.1");
+        assert_eq!(c.api_port, 8765);
+        assert_eq!(c.webhook_url, None);
+        assert_eq!(c.webhook_timeout, Duration::from_secs(10));
+        assert_eq!(c.webhook_format, WebhookFormat::Certwatch);
+        assert_eq!(c.cleanup_interval, Duration::from_secs(3600));
+        assert_eq!(c.alert_retention, Duration::from_secs(2_592_000));
+        assert_eq!(c.suspicious_grace, Duration::from_secs(10));
+        assert_eq!(c.watch_refresh_interval, Duration::from_secs(60));
+        assert_eq!(c.log_level, log::LevelFilter::Info);
+        assert_eq!(c.redelivery_interval, Duration::from_secs(60));
+        assert_eq!(c.redelivery_max_age, Duration::from_secs(259_200));
+        assert!(!c.webhook_deny_private);
+        assert_eq!(c.feed_silence, Duration::from_secs(120));
+        assert_eq!(c.feed_ping_interval, Duration::from_secs(20));
+        assert!(c.workers >= 1);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        check_err("WEBHOOK_TIMEOUT_S", "abc", "WEBHOOK_TIMEOUT_S");
+        check_err("WEBHOOK_TIMEOUT_S", "-1", "WEBHOOK_TIMEOUT_S");
+        check_err("WEBHOOK_TIMEOUT_S", "0", "WEBHOOK_TIMEOUT_S");
+        check_err("API_PORT", "70000", "API_PORT");
+        check_err("API_HOST", "not-an-ip", "API_HOST");
+        check_err("CERTSTREAM_URL", "http://x/full-stream", "CERTSTREAM_URL");
+        check_err("CERTSTREAM_URL", "ws://", "CERTSTREAM_URL");
+        check_err("WEBHOOK_URL", "ftp://x/hook", "WEBHOOK_URL");
+        check_err("WEBHOOK_URL", "not a url", "WEBHOOK_URL");
+        check_err("WEBHOOK_FORMAT", "xml", "WEBHOOK_FORMAT");
+        check_err("WEBHOOK_FORMAT", "ctwatch", "WEBHOOK_FORMAT");
+        check_err("LOG_LEVEL", "loud", "LOG_LEVEL");
+        check_err("WORKERS", "0", "WORKERS");
+        check_err("WEBHOOK_DENY_PRIVATE", "maybe", "WEBHOOK_DENY_PRIVATE");
+        check_err("FEED_PING_S", "31", "FEED_PING_S");
+        check_err("SUSPICIOUS_GRACE_S", "1.5", "SUSPICIOUS_GRACE_S");
+    }
+
+    #[test]
+    fn accepted_spellings() {
+        let c = config(&[
+            ("LOG_LEVEL", "debug"),
+            ("WEBHOOK_DENY_PRIVATE", "TRUE"),
+            ("SUSPICIOUS_GRACE_S", "0"),
+            ("CERTSTREAM_URL", "wss://certstream.example/full-stream"),
+            ("WEBHOOK_URL", "https://n8n.example/webhook/ct"),
+            ("WEBHOOK_FORMAT", "certwatch"),
+            ("API_HOST", "0.0.0.0"),
+            ("WORKERS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert!(c.webhook_deny_private);
+        assert_eq!(c.suspicious_grace, Duration::ZERO);
+        assert_eq!(c.webhook_format, WebhookFormat::Certwatch);
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.healthz_url(), "http://127.0.0.1:8765/healthz");
+    }
+
+    #[test]
+    fn missing_dsn_is_an_error() {
+        let err = Config::from_lookup(|_| None).unwrap_err();
+        assert_eq!(err.var, "POSTGRES_DSN");
+        assert!(err.to_string().starts_with("missing POSTGRES_DSN"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_reach_debug_or_errors() {
+        let c = config(&[("WEBHOOK_SECRET", "s3cr3t-value")]).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("s3cr3t-value"), "{debug}");
+        assert!(debug.contains("<redacted>"));
+        assert_eq!(c.webhook_secret.as_ref().unwrap().expose(), "s3cr3t-value");
+        let err =
+            config(&[("POSTGRES_DSN", "postgresql://u:hunter2@host:notaport/db")]).unwrap_err();
+        assert_eq!(err.var, "POSTGRES_DSN");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}

@@ -1,0 +1,278 @@
+//! Feed: the `feed` thread, a blocking tungstenite client of the certstream server.
+//!
+//! It connects (`ws://` or `wss://` with rustls), pings the server every
+//! `FEED_PING_S`, treats `FEED_SILENCE_S` without any frame as a dead connection,
+//! bounds frame size, and reconnects forever with capped exponential backoff and
+//! jitter. It never parses: each data frame goes to the workers with `try_send`,
+//! and a full queue means the frame is dropped and counted, so the socket never
+//! stalls behind slow workers. A short socket read timeout is the tick on which
+//! it checks shutdown, pings and silence.
+
+use crate::classify::Frame;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::threads::{Health, unix_now};
+use crossbeam_channel::{Sender, TrySendError};
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::io::ErrorKind;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// Largest frame or message accepted; certstream messages are a few KB to a few
+/// hundred KB (certificates with hundreds of SANs).
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
+/// The read timeout that paces the reader's checks.
+const TICK: Duration = Duration::from_millis(250);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// What the feed thread needs.
+pub struct Feed {
+    pub url: String,
+    pub ping_interval: Duration,
+    pub silence: Duration,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub shutdown: Shutdown,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum FeedError {
+    Connect(String),
+    Silent(Duration),
+    Closed,
+    Protocol(tungstenite::Error),
+    WorkersGone,
+}
+
+impl fmt::Display for FeedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeedError::Connect(e) => write!(f, "connect failed: {e}"),
+            FeedError::Silent(d) => {
+                write!(f, "no frame for {}s, connection presumed dead", d.as_secs())
+            }
+            FeedError::Closed => f.write_str("closed by the server"),
+            FeedError::Protocol(e) => write!(f, "connection lost: {e}"),
+            FeedError::WorkersGone => f.write_str("workers stopped"),
+        }
+    }
+}
+
+type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// The feed thread: returns on shutdown (or if the workers vanish), dropping its
+/// sender so the workers drain and stop.
+pub fn run_feed(feed: Feed, frames: Sender<Frame>) {
+    let mut delay = BACKOFF_MIN;
+    let mut attempt = 0u64;
+    while !feed.shutdown.is_set() {
+        if attempt > 0 {
+            feed.metrics.ws_reconnects.inc();
+        }
+        attempt += 1;
+        let mut received = false;
+        let outcome = connect(&feed.url).and_then(|mut ws| {
+            log::info!("connected to {}", redact_url(&feed.url));
+            feed.health.ws_connected.store(true, Ordering::SeqCst);
+            feed.metrics.ws_connected.set(1);
+            let result = read_loop(&feed, &mut ws, &frames, &mut received);
+            feed.health.ws_connected.store(false, Ordering::SeqCst);
+            feed.metrics.ws_connected.set(0);
+            let _ = ws.close(None);
+            let _ = ws.flush();
+            result
+        });
+        match outcome {
+            Ok(()) => break,
+            Err(FeedError::WorkersGone) => {
+                log::error!("feed stopped: workers are gone");
+                break;
+            }
+            Err(e) => {
+                if received {
+                    delay = BACKOFF_MIN;
+                }
+                let wait = jitter(delay);
+                log::warn!(
+                    "certstream {}: {e}; reconnecting in {:.1}s",
+                    redact_url(&feed.url),
+                    wait.as_secs_f64()
+                );
+                delay = (delay * 2).min(BACKOFF_MAX);
+                if feed.shutdown.sleep(wait) {
+                    break;
+                }
+            }
+        }
+    }
+    log::info!("feed reader stopped");
+}
+
+/// Reads until shutdown (`Ok`) or until the connection is lost (`Err`).
+fn read_loop(
+    feed: &Feed,
+    ws: &mut Socket,
+    frames: &Sender<Frame>,
+    received: &mut bool,
+) -> Result<(), FeedError> {
+    let mut last_frame = Instant::now();
+    let mut last_ping = Instant::now();
+    loop {
+        if feed.shutdown.is_set() {
+            return Ok(());
+        }
+        if last_ping.elapsed() >= feed.ping_interval {
+            match ws.send(Message::Ping(Default::default())) {
+                Ok(()) => {}
+                Err(tungstenite::Error::Io(e)) if is_tick(&e) => {}
+                Err(e) => return Err(FeedError::Protocol(e)),
+            }
+            last_ping = Instant::now();
+        }
+        if last_frame.elapsed() >= feed.silence {
+            return Err(FeedError::Silent(feed.silence));
+        }
+        let frame = match ws.read() {
+            Ok(Message::Text(text)) => Frame::Text(text),
+            Ok(Message::Binary(bytes)) => Frame::Binary(bytes),
+            Ok(_) => {
+                // Ping, pong, close: proof of life. tungstenite answers pings itself.
+                last_frame = Instant::now();
+                continue;
+            }
+            Err(tungstenite::Error::Io(e)) if is_tick(&e) => continue,
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                return Err(FeedError::Closed);
+            }
+            Err(e @ tungstenite::Error::Capacity(_)) => {
+                feed.metrics.ct_parse_errors.inc();
+                return Err(FeedError::Protocol(e));
+            }
+            Err(e) => return Err(FeedError::Protocol(e)),
+        };
+        last_frame = Instant::now();
+        *received = true;
+        feed.health.last_frame.store(unix_now(), Ordering::Relaxed);
+        match frames.try_send(frame) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => feed.metrics.ct_messages_dropped.inc(),
+            Err(TrySendError::Disconnected(_)) => return Err(FeedError::WorkersGone),
+        }
+    }
+}
+
+fn is_tick(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// Opens the TCP connection with a timeout, then the TLS and WebSocket handshakes.
+fn connect(url: &str) -> Result<Socket, FeedError> {
+    let request = url
+        .into_client_request()
+        .map_err(|e| FeedError::Connect(e.to_string()))?;
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .ok_or_else(|| FeedError::Connect("URL has no host".into()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| FeedError::Connect(format!("resolve {host}: {e}")))?;
+    let mut last_error = format!("{host} resolved to no address");
+    let mut stream = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last_error = format!("{addr}: {e}"),
+        }
+    }
+    let stream = stream.ok_or(FeedError::Connect(last_error))?;
+    let io = |e: std::io::Error| FeedError::Connect(e.to_string());
+    stream.set_nodelay(true).map_err(io)?;
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT)).map_err(io)?;
+    stream
+        .set_write_timeout(Some(CONNECT_TIMEOUT))
+        .map_err(io)?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    let (mut ws, _response) =
+        tungstenite::client_tls_with_config(request, stream, Some(config), None)
+            .map_err(|e| FeedError::Connect(e.to_string()))?;
+    let tcp = match ws.get_mut() {
+        MaybeTlsStream::Plain(s) => s,
+        MaybeTlsStream::Rustls(s) => &mut s.sock,
+        _ => return Err(FeedError::Connect("unsupported stream type".into())),
+    };
+    tcp.set_read_timeout(Some(TICK)).map_err(io)?;
+    Ok(ws)
+}
+
+/// A random wait between half and all of `delay`, so many clients restarted
+/// together do not reconnect in step.
+fn jitter(delay: Duration) -> Duration {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let fraction = 0.5 + (random % 1000) as f64 / 2000.0;
+    delay.mul_f64(fraction)
+}
+
+/// The URL without credentials or query (which may carry a token).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let rest = match rest.split_once('@') {
+        Some((_, host)) if !host.contains('/') || rest.find('@') < rest.find('/') => host,
+        _ => rest,
+    };
+    format!("{scheme}://{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_whole() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_secs(10));
+            assert!(
+                d >= Duration::from_secs(5) && d <= Duration::from_secs(10),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("wss://user:pw@host:443/full-stream?token=x"),
+            "wss://host:443/full-stream"
+        );
+        assert_eq!(
+            redact_url("ws://localhost:8080/full-stream"),
+            "ws://localhost:8080/full-stream"
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! certwatch: watches Certificate Transparency for certificates issued for your
+//! domains and diffs them against the inventory of certificates you issued.
+//!
+//! Code map (each module's doc says which thread runs it):
+//! - `config`: environment -> validated `Config` (main thread, once)
+//! - `pipeline`: channels, threads, shutdown order (`pipeline` thread)
+//! - `feed`: certstream WebSocket reader (`feed`)
+//! - `certstream`: feed message types and parsing (pure)
+//! - `matcher`: watch-list index and name matching (pure)
+//! - `classify`: workers and the grace delay queue (`worker-N`, `grace`)
+//! - `store`: every SQL query, the Postgres pool
+//! - `deliver`: webhook payloads, signatures, retries (`deliver`)
+//! - `timer`: watch-list refresh and cleanup (`timer`)
+//! - `http`: `/healthz`, `/metrics`, the healthcheck client (`http`)
+//! - `metrics`, `threads`, `shutdown`: shared plumbing
+
+pub mod certstream;
+pub mod classify;
+pub mod config;
+pub mod deliver;
+pub mod feed;
+pub mod http;
+pub mod matcher;
+pub mod metrics;
+pub mod pipeline;
+pub mod shutdown;
+pub mod store;
+pub mod threads;
+pub mod timer;
+
+pub use config::Config;
+pub use pipeline::{Error, Service, run, start};

@@ -1,0 +1,580 @@
+//! The watch-list index and name matching: pure, no I/O.
+//!
+//! A [`WatchList`] is built on the timer thread from the rows of
+//! `public.intent_current.fqdn` and read by every worker through an
+//! atomically swapped `Arc`. It answers one question for each name of each
+//! certificate in the Certificate Transparency firehose: which watched
+//! domains does this name fall under? The answer costs one hash lookup per
+//! label of the name, whatever the size of the watch list, and the common
+//! no-match path does not allocate when the name is already lowercase ASCII.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Identifies one distinct normalized entry of a [`WatchList`].
+pub type EntryId = u32;
+
+/// A raw watch-list entry that could not be normalized, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidEntry {
+    /// The entry exactly as it was given to [`WatchList::build`].
+    pub raw: String,
+    /// A short lowercase reason, as returned by [`normalize_entry`].
+    pub reason: &'static str,
+}
+
+/// The index of watched domains that certificate names are matched against.
+///
+/// An entry `example.org` matches `example.org` itself and every name below
+/// it on a label boundary. Wildcard names `*.X` also match the entries exactly
+/// one label below `X`.
+#[derive(Default)]
+pub struct WatchList {
+    /// Normalized entry texts, indexed by [`EntryId`].
+    entries: Vec<Box<str>>,
+    /// Normalized entry text to its id.
+    by_name: HashMap<Box<str>, EntryId>,
+    /// Parent domain to the ids of the entries exactly one label below it,
+    /// for matching wildcard names such as `*.example.org`.
+    children: HashMap<Box<str>, Vec<EntryId>>,
+}
+
+impl WatchList {
+    /// Builds the index from raw entries.
+    ///
+    /// Each entry goes through [`normalize_entry`]; entries that are equal
+    /// after normalization share one id. Invalid raw entries are returned
+    /// alongside the list, never fatal.
+    pub fn build<'a>(raw: impl IntoIterator<Item = &'a str>) -> (WatchList, Vec<InvalidEntry>) {
+        let mut list = WatchList::default();
+        let mut invalid = Vec::new();
+        for r in raw {
+            let normalized = match normalize_entry(r) {
+                Ok(n) => n,
+                Err(reason) => {
+                    invalid.push(InvalidEntry {
+                        raw: r.to_owned(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            if list.by_name.contains_key(normalized.as_str()) {
+                continue;
+            }
+            let Ok(id) = EntryId::try_from(list.entries.len()) else {
+                invalid.push(InvalidEntry {
+                    raw: r.to_owned(),
+                    reason: "too many entries",
+                });
+                continue;
+            };
+            let text: Box<str> = normalized.into_boxed_str();
+            if let Some(dot) = text.find('.') {
+                list.children
+                    .entry(text[dot + 1..].into())
+                    .or_default()
+                    .push(id);
+            }
+            list.by_name.insert(text.clone(), id);
+            list.entries.push(text);
+        }
+        (list, invalid)
+    }
+
+    /// Returns the number of distinct valid entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Returns true if the list has no entries, so nothing can match.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Returns the normalized text of an entry.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `id` was not handed out by this list.
+    pub fn entry(&self, id: EntryId) -> &str {
+        &self.entries[id as usize]
+    }
+
+    /// Appends to `out` the ids of every entry `name` matches that are not
+    /// already in `out`; returns true if it appended any.
+    ///
+    /// The name is compared ASCII case-insensitively with one trailing dot
+    /// ignored. IP addresses never match. A malformed name still matches when
+    /// it ends in a watched domain on a label boundary. A name with non-ASCII
+    /// characters is also tried in its IDNA ASCII form, so that a U-label
+    /// spelling of a watched internationalized domain matches too.
+    pub fn matches(&self, name: &str, out: &mut Vec<EntryId>) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let before = out.len();
+        let name = strip_trailing_dot(name);
+        if name
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+        {
+            let lowered = name.to_ascii_lowercase();
+            self.match_lowercase(&lowered, out);
+            if !name.is_ascii()
+                && let Ok(ascii) = idna::domain_to_ascii(name)
+            {
+                let ascii = strip_trailing_dot(&ascii);
+                if ascii.bytes().any(|b| b.is_ascii_uppercase()) {
+                    self.match_lowercase(&ascii.to_ascii_lowercase(), out);
+                } else {
+                    self.match_lowercase(ascii, out);
+                }
+            }
+        } else {
+            self.match_lowercase(name, out);
+        }
+        out.len() > before
+    }
+
+    /// Matches a name that is already ASCII-lowercased and has had its one
+    /// trailing dot removed, appending new ids to `out`.
+    fn match_lowercase(&self, name: &str, out: &mut Vec<EntryId>) {
+        // Whether the name is an IP address is only worked out on the first
+        // hit, since nearly every name hits nothing.
+        let mut is_ip_name: Option<bool> = None;
+        let mut add = |id: EntryId, out: &mut Vec<EntryId>| {
+            if *is_ip_name.get_or_insert_with(|| is_ip(name)) {
+                return;
+            }
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        };
+
+        // Look up the whole name, then each suffix that starts after a dot.
+        let bytes = name.as_bytes();
+        let mut start = 0;
+        loop {
+            if let Some(&id) = self.by_name.get(&name[start..]) {
+                add(id, out);
+            }
+            match bytes[start..].iter().position(|&b| b == b'.') {
+                Some(i) => start += i + 1,
+                None => break,
+            }
+        }
+
+        // A wildcard name `*.X` also covers the entries one label below `X`.
+        if let Some(parent) = name.strip_prefix("*.")
+            && let Some(ids) = self.children.get(parent)
+        {
+            for &id in ids {
+                add(id, out);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for WatchList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchList")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Normalizes one raw watch-list entry, or returns a short lowercase reason
+/// why it cannot be watched.
+///
+/// Trims ASCII whitespace, strips one leading `*.` and one trailing dot,
+/// lowercases, and converts Unicode to punycode A-labels. Rejects empty
+/// entries, IP addresses, wildcards anywhere else, empty labels, labels over
+/// 63 bytes, names over 253 bytes, and characters other than `a-z`, `0-9`,
+/// `-` and `_`. Single-label entries such as `org` are allowed.
+pub fn normalize_entry(raw: &str) -> Result<String, &'static str> {
+    let s = raw.trim_matches(|c: char| c.is_ascii_whitespace());
+    let s = s.strip_prefix("*.").unwrap_or(s);
+    let had_trailing_dot = s.ends_with('.');
+    let s = strip_trailing_dot(s);
+    if s.is_empty() {
+        return Err("empty");
+    }
+    if is_ip(s) {
+        return Err("ip address");
+    }
+    if s.contains('*') {
+        return Err("wildcard not at start");
+    }
+    let mut s = s.to_ascii_lowercase();
+    if !s.is_ascii() {
+        s = idna::domain_to_ascii(&s).map_err(|_| "invalid idna")?;
+        // A Unicode full stop such as U+3002 at the end becomes a trailing dot
+        // only now; strip it unless a trailing dot was already stripped.
+        if !had_trailing_dot && s.ends_with('.') {
+            s.pop();
+        }
+        if s.is_empty() {
+            return Err("empty");
+        }
+        if is_ip(&s) {
+            return Err("ip address");
+        }
+    }
+    if s.len() > 253 {
+        return Err("name too long");
+    }
+    for label in s.split('.') {
+        if label.is_empty() {
+            return Err("empty label");
+        }
+        if label.len() > 63 {
+            return Err("label too long");
+        }
+    }
+    if !s
+        .bytes()
+        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
+    {
+        return Err("invalid character");
+    }
+    Ok(s)
+}
+
+/// Returns `s` without one trailing dot, if it has one.
+fn strip_trailing_dot(s: &str) -> &str {
+    s.strip_suffix('.').unwrap_or(s)
+}
+
+/// Returns true if `s` is an IPv4 or IPv6 address, the latter possibly in
+/// square brackets.
+fn is_ip(s: &str) -> bool {
+    if let Some(inner) = s.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().is_ok();
+    }
+    if s.bytes().any(|b| b == b':') {
+        return s.parse::<Ipv6Addr>().is_ok();
+    }
+    s.bytes().last().is_some_and(|b| b.is_ascii_digit()) && s.parse::<Ipv4Addr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One matching case: watched entries, a certificate name, and the
+    /// normalized entries it must match.
+    type Case<'a> = (&'a [&'a str], &'a str, &'a [&'a str]);
+
+    /// Builds a list from `entries`, matches `name`, and asserts the matched
+    /// entry texts, sorted, equal `expected`, each reported once.
+    fn check(entries: &[&str], name: &str, expected: &[&str]) {
+        let (list, invalid) = WatchList::build(entries.iter().copied());
+        assert!(invalid.is_empty(), "invalid entries {invalid:?}");
+        let mut out = Vec::new();
+        let hit = list.matches(name, &mut out);
+        let mut got: Vec<&str> = out.iter().map(|&id| list.entry(id)).collect();
+        got.sort_unstable();
+        let mut want = expected.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want, "entries {entries:?}, name {name:?}");
+        assert_eq!(hit, !want.is_empty(), "entries {entries:?}, name {name:?}");
+        let mut unique = out.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), out.len(), "duplicate ids for {name:?}");
+    }
+
+    fn run(cases: &[Case]) {
+        for &(entries, name, expected) in cases {
+            check(entries, name, expected);
+        }
+    }
+
+    const EX: &[&str] = &["example.org"];
+
+    #[test]
+    fn subtree_and_label_boundaries() {
+        run(&[
+            (EX, "example.org", EX),
+            (EX, "foo.example.org", EX),
+            (EX, "a.b.example.org", EX),
+            (EX, "badexample.org", &[]),
+            (EX, "example.org.evil.com", &[]),
+            (EX, "org", &[]),
+            (EX, "example.com", &[]),
+            (EX, "", &[]),
+            (EX, ".", &[]),
+            (EX, ".example.org", EX),
+        ]);
+    }
+
+    #[test]
+    fn case_and_trailing_dots() {
+        run(&[
+            (EX, "EXAMPLE.ORG", EX),
+            (EX, "Foo.Example.Org", EX),
+            (EX, "example.org.", EX),
+            (EX, "foo.example.org.", EX),
+            (EX, "example.org..", &[]),
+            (&["Example.ORG."], "example.org", EX),
+            (&["  example.org\t"], "www.example.org", EX),
+        ]);
+    }
+
+    #[test]
+    fn wildcard_prefix_is_stripped_from_entries() {
+        run(&[
+            (&["*.example.org"], "example.org", EX),
+            (&["*.example.org"], "www.example.org", EX),
+            (&["*.Example.org."], "a.b.example.org", EX),
+        ]);
+    }
+
+    #[test]
+    fn unicode_entries_and_names() {
+        const IDN: &[&str] = &["xn--bcher-kva.example"];
+        run(&[
+            (&["bücher.example"], "xn--bcher-kva.example", IDN),
+            (&["bücher.example"], "www.xn--bcher-kva.example", IDN),
+            (&["BÜCHER.example"], "bücher.example", IDN),
+            (&["xn--bcher-kva.example"], "www.Bücher.Example.", IDN),
+            (&["bücher.example"], "buecher.example", &[]),
+            // A non-ASCII label under an ASCII entry matches in both forms but
+            // is reported once.
+            (EX, "bücher.example.org", EX),
+            (EX, "ü..example.org", EX),
+            (EX, "exämple.org", &[]),
+        ]);
+    }
+
+    #[test]
+    fn wildcard_names() {
+        run(&[
+            // The suffix rule applies to X in `*.X`.
+            (EX, "*.example.org", EX),
+            (EX, "*.foo.example.org", EX),
+            (EX, "*.EXAMPLE.org.", EX),
+            // An entry exactly one label below X matches.
+            (&["foo.example.org"], "*.example.org", &["foo.example.org"]),
+            (&["foo.example.org"], "*.Example.Org.", &["foo.example.org"]),
+            (&["example.org"], "*.org", EX),
+            // Two labels below X does not.
+            (&["a.b.example.org"], "*.example.org", &[]),
+            (&["foo.example.org"], "*.org", &[]),
+            // A sibling of X does not.
+            (&["foo.example.org"], "*.bar.example.org", &[]),
+            (&["foo.example.org"], "*.example.com", &[]),
+            // A U-label wildcard covers an IDN entry in both directions.
+            (
+                &["shop.bücher.example"],
+                "*.bücher.example",
+                &["shop.xn--bcher-kva.example"],
+            ),
+            (
+                &["bücher.example"],
+                "*.bücher.example",
+                &["xn--bcher-kva.example"],
+            ),
+            // Degenerate wildcards match nothing unless under a watched suffix.
+            (EX, "*", &[]),
+            (EX, "*.", &[]),
+            (EX, "*..", &[]),
+            (EX, "foo.*.example.org", EX),
+        ]);
+    }
+
+    #[test]
+    fn ip_names_never_match() {
+        run(&[
+            (&["3.4"], "1.2.3.4", &[]),
+            (&["4"], "1.2.3.4", &[]),
+            (&["4"], "1.2.3.4.", &[]),
+            (&["2.3.4"], "::ffff:1.2.3.4", &[]),
+            (&["3.4"], "１.２.３.４", &[]),
+            (&["1"], "::1", &[]),
+            // Digits that are not an address still match.
+            (&["3.4"], "1.2.3.4.5.3.4", &["3.4"]),
+            (&["3.4"], "999.2.3.4", &["3.4"]),
+        ]);
+    }
+
+    #[test]
+    fn malformed_names_under_a_watched_suffix_match() {
+        let long = format!("{}.example.org", "a".repeat(70));
+        let very_long = format!("{}example.org", "abc.".repeat(100));
+        run(&[
+            (EX, "foo..example.org", EX),
+            (EX, "bad_char$.example.org", EX),
+            (EX, "foo bar.example.org", EX),
+            (EX, &long, EX),
+            (EX, &very_long, EX),
+            (EX, "UPPER.Example.ORG.", EX),
+            (EX, "-.example.org", EX),
+            (EX, "\u{0}.example.org", EX),
+            (EX, "foo:8443.example.org", EX),
+            // Not on a label boundary, so still no match.
+            (EX, "foo$example.org", &[]),
+            (EX, " example.org", &[]),
+        ]);
+    }
+
+    #[test]
+    fn several_entries_match_at_once() {
+        let both: &[&str] = &["example.org", "foo.example.org"];
+        run(&[
+            (both, "foo.example.org", both),
+            (both, "x.foo.example.org", both),
+            (both, "bar.example.org", EX),
+            (both, "*.example.org", both),
+            (both, "*.foo.example.org", both),
+            (
+                &["org", "example.org", "foo.example.org"],
+                "a.foo.example.org",
+                &["example.org", "foo.example.org", "org"],
+            ),
+        ]);
+    }
+
+    #[test]
+    fn single_label_entry() {
+        run(&[
+            (&["org"], "org", &["org"]),
+            (&["org"], "example.org", &["org"]),
+            (&["org"], "*.org", &["org"]),
+            (&["org"], "*.example.org", &["org"]),
+            (&["org"], "borg", &[]),
+            (&["org"], "org.com", &[]),
+        ]);
+    }
+
+    #[test]
+    fn empty_watch_list_matches_nothing() {
+        run(&[
+            (&[], "example.org", &[]),
+            (&[], "*.example.org", &[]),
+            (&[], "", &[]),
+        ]);
+        let list = WatchList::default();
+        assert!(list.is_empty());
+        assert_eq!(list.len(), 0);
+        assert_eq!(format!("{list:?}"), "WatchList { len: 0, .. }");
+    }
+
+    #[test]
+    fn duplicates_after_normalization_share_an_id() {
+        let (list, invalid) = WatchList::build([
+            "example.org",
+            "EXAMPLE.org.",
+            "*.example.org",
+            " example.org ",
+            "foo.example.org",
+            "*.foo.example.org",
+        ]);
+        assert!(invalid.is_empty());
+        assert_eq!(list.len(), 2);
+        assert_eq!(format!("{list:?}"), "WatchList { len: 2, .. }");
+        let mut out = Vec::new();
+        assert!(list.matches("x.foo.example.org", &mut out));
+        assert_eq!(out.len(), 2);
+        let mut out = Vec::new();
+        assert!(list.matches("*.example.org", &mut out));
+        assert_eq!(out.len(), 2);
+        check(
+            &["example.org", "Example.Org", "*.example.org."],
+            "a.example.org",
+            EX,
+        );
+    }
+
+    #[test]
+    fn matches_skips_ids_already_in_out() {
+        let (list, _) = WatchList::build(["example.org", "foo.example.org"]);
+        let mut out = Vec::new();
+        assert!(list.matches("foo.example.org", &mut out));
+        assert_eq!(out.len(), 2);
+        // Every id is already there, so nothing is appended.
+        assert!(!list.matches("a.foo.example.org", &mut out));
+        assert_eq!(out.len(), 2);
+        // A second name adds only what is new.
+        let mut out = Vec::new();
+        assert!(list.matches("example.org", &mut out));
+        assert_eq!(out.len(), 1);
+        assert!(list.matches("foo.example.org", &mut out));
+        assert_eq!(out.len(), 2);
+        assert!(!list.matches("example.org", &mut out));
+        assert!(!list.matches("nothing.example.com", &mut out));
+        assert_eq!(out.len(), 2);
+        // Ids that were already there before the call are left untouched.
+        let mut out = vec![99];
+        assert!(list.matches("example.org", &mut out));
+        assert_eq!(out[0], 99);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn normalize_entry_accepts_and_rewrites() {
+        for (raw, want) in [
+            ("example.org", "example.org"),
+            ("  Example.ORG.\n", "example.org"),
+            ("*.example.org", "example.org"),
+            ("*.example.org.", "example.org"),
+            ("bücher.example", "xn--bcher-kva.example"),
+            ("Bücher.Example.", "xn--bcher-kva.example"),
+            ("bücher。example", "xn--bcher-kva.example"),
+            ("bücher.example。", "xn--bcher-kva.example"),
+            ("org", "org"),
+            ("_dmarc.example.org", "_dmarc.example.org"),
+            ("x-1.example.org", "x-1.example.org"),
+            ("1.2.3.4.5", "1.2.3.4.5"),
+            ("999.2.3.4", "999.2.3.4"),
+        ] {
+            assert_eq!(normalize_entry(raw).as_deref(), Ok(want), "raw {raw:?}");
+        }
+        let label63 = format!("{}.org", "a".repeat(63));
+        assert_eq!(normalize_entry(&label63), Ok(label63.clone()));
+        let total253 = format!("{}.{}", vec!["a".repeat(63); 3].join("."), "b".repeat(61));
+        assert_eq!(total253.len(), 253);
+        assert_eq!(normalize_entry(&total253), Ok(total253.clone()));
+    }
+
+    #[test]
+    fn invalid_entries_are_reported_with_reasons() {
+        let label64 = format!("{}.org", "a".repeat(64));
+        let total254 = format!("{}.{}", vec!["a".repeat(63); 3].join("."), "b".repeat(62));
+        let cases: &[(&str, &str)] = &[
+            ("", "empty"),
+            ("   ", "empty"),
+            (".", "empty"),
+            ("*.", "empty"),
+            ("*..", "empty"),
+            ("1.2.3.4", "ip address"),
+            ("1.2.3.4.", "ip address"),
+            ("::1", "ip address"),
+            ("2001:db8::1", "ip address"),
+            ("[2001:db8::1]", "ip address"),
+            ("１.２.３.４", "ip address"),
+            ("a..b", "empty label"),
+            (".example.org", "empty label"),
+            ("example.org..", "empty label"),
+            ("bücher.example..", "empty label"),
+            ("foo.*.bar", "wildcard not at start"),
+            ("*", "wildcard not at start"),
+            ("*.*.example.org", "wildcard not at start"),
+            ("foo*.example.org", "wildcard not at start"),
+            (&label64, "label too long"),
+            (&total254, "name too long"),
+            ("exa mple.org", "invalid character"),
+            ("example.org/path", "invalid character"),
+            ("example.org:443", "invalid character"),
+            ("[example.org]", "invalid character"),
+        ];
+        let (list, invalid) =
+            WatchList::build(cases.iter().map(|&(raw, _)| raw).chain(["example.org"]));
+        assert_eq!(list.len(), 1);
+        let got: Vec<(&str, &str)> = invalid.iter().map(|e| (e.raw.as_str(), e.reason)).collect();
+        assert_eq!(got, cases);
+        check(&["example.org"], "www.example.org", EX);
+    }
+}

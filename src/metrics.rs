@@ -1,0 +1,177 @@
+//! Metrics: one `Metrics` value holding every Prometheus handle, on a private
+//! `Registry` so that parallel in-process tests never collide.
+//!
+//! Shared by every thread through an `Arc`; updated lock-free by the stage that
+//! owns each figure and gathered by the http thread for `GET /metrics`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric certwatch exports, all prefixed `certwatch_` (process metrics excepted).
+pub struct Metrics {
+    registry: Registry,
+    /// Feed messages by `type` (`certificate_update`, `heartbeat`, `dns_entries`, other).
+    pub ct_messages: IntCounterVec,
+    /// Frames the reader dropped because every worker was busy.
+    pub ct_messages_dropped: IntCounter,
+    /// Frames that were not a valid certstream message.
+    pub ct_parse_errors: IntCounter,
+    /// Alerts produced, by `severity`.
+    pub alerts: IntCounterVec,
+    /// Webhook attempts by `result` (`success`, `failure`).
+    pub webhook: IntCounterVec,
+    /// Deliveries that exhausted their attempts and stay undelivered.
+    pub webhook_gave_up: IntCounter,
+    pub webhook_duration: Histogram,
+    pub watch_entries: IntGauge,
+    pub last_ct_event: IntGauge,
+    pub ws_connected: IntGauge,
+    pub ws_reconnects: IntCounter,
+    pub dedupe_cache_size: IntGauge,
+    /// Database errors by `op` (`watch_refresh`, `inventory`, `record`, `delivery`, `cleanup`).
+    pub db_errors: IntCounterVec,
+    /// Items waiting in each internal queue, by `queue`.
+    pub queue_depth: IntGaugeVec,
+    /// Alerts pruned by retention.
+    pub alerts_pruned: IntCounter,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let m = Metrics {
+            registry: Registry::new(),
+            ct_messages: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_ct_messages_total",
+                    "Feed messages received, by type",
+                ),
+                &["type"],
+            )
+            .expect("valid metric"),
+            ct_messages_dropped: IntCounter::new(
+                "certwatch_ct_messages_dropped_total",
+                "Feed frames dropped because the worker queue was full",
+            )
+            .expect("valid metric"),
+            ct_parse_errors: IntCounter::new(
+                "certwatch_ct_parse_errors_total",
+                "Feed frames that were not a valid certstream message",
+            )
+            .expect("valid metric"),
+            alerts: IntCounterVec::new(
+                Opts::new("certwatch_alerts_total", "Alerts produced, by severity"),
+                &["severity"],
+            )
+            .expect("valid metric"),
+            webhook: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_webhook_total",
+                    "Webhook POST attempts, by result",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+            webhook_gave_up: IntCounter::new(
+                "certwatch_webhook_gave_up_total",
+                "Alerts whose webhook attempts were all exhausted (left undelivered)",
+            )
+            .expect("valid metric"),
+            webhook_duration: Histogram::with_opts(HistogramOpts::new(
+                "certwatch_webhook_duration_seconds",
+                "Duration of one webhook POST attempt",
+            ))
+            .expect("valid metric"),
+            watch_entries: IntGauge::new("certwatch_watch_entries", "Entries in the watch list")
+                .expect("valid metric"),
+            last_ct_event: IntGauge::new(
+                "certwatch_last_ct_event_timestamp_seconds",
+                "Unix time of the last certificate_update received",
+            )
+            .expect("valid metric"),
+            ws_connected: IntGauge::new(
+                "certwatch_ws_connected",
+                "1 while the certstream WebSocket is connected",
+            )
+            .expect("valid metric"),
+            ws_reconnects: IntCounter::new(
+                "certwatch_ws_reconnects_total",
+                "certstream connection attempts after a disconnect or failure",
+            )
+            .expect("valid metric"),
+            dedupe_cache_size: IntGauge::new(
+                "certwatch_dedupe_cache_size",
+                "Issuance keys held in the in-memory dedupe cache",
+            )
+            .expect("valid metric"),
+            db_errors: IntCounterVec::new(
+                Opts::new("certwatch_db_errors_total", "Database errors, by operation"),
+                &["op"],
+            )
+            .expect("valid metric"),
+            queue_depth: IntGaugeVec::new(
+                Opts::new(
+                    "certwatch_queue_depth",
+                    "Items waiting in an internal queue",
+                ),
+                &["queue"],
+            )
+            .expect("valid metric"),
+            alerts_pruned: IntCounter::new(
+                "certwatch_alerts_pruned_total",
+                "Alert rows deleted by the retention cleanup",
+            )
+            .expect("valid metric"),
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.ct_messages.clone()),
+            Box::new(m.ct_messages_dropped.clone()),
+            Box::new(m.ct_parse_errors.clone()),
+            Box::new(m.alerts.clone()),
+            Box::new(m.webhook.clone()),
+            Box::new(m.webhook_gave_up.clone()),
+            Box::new(m.webhook_duration.clone()),
+            Box::new(m.watch_entries.clone()),
+            Box::new(m.last_ct_event.clone()),
+            Box::new(m.ws_connected.clone()),
+            Box::new(m.ws_reconnects.clone()),
+            Box::new(m.dedupe_cache_size.clone()),
+            Box::new(m.db_errors.clone()),
+            Box::new(m.queue_depth.clone()),
+            Box::new(m.alerts_pruned.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for collector in collectors {
+            m.registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        // Labelled series that should read 0 before their first event.
+        for severity in ["info", "suspicious"] {
+            m.alerts.with_label_values(&[severity]);
+        }
+        for result in ["success", "failure"] {
+            m.webhook.with_label_values(&[result]);
+        }
+        for kind in ["certificate_update", "heartbeat", "dns_entries"] {
+            m.ct_messages.with_label_values(&[kind]);
+        }
+        m
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("the text encoder writes UTF-8")
+    }
+
+    pub fn db_error(&self, op: &str) {
+        self.db_errors.with_label_values(&[op]).inc();
+    }
+}

@@ -1,0 +1,282 @@
+//! Pipeline: makes every channel, spawns every thread, and owns the shutdown
+//! order. Runs on the caller's thread (`main`, or a test).
+//!
+//! ```text
+//! feed --Frame, bounded, try_send--> worker x N --Delivery (row written)--> deliver
+//!                                       `--Pending--> grace --Delivery----'
+//! timer: watch-list refresh (atomic swap), cleanup      http: /healthz, /metrics
+//! ```
+//! Shutdown spreads by disconnection: the feed stops and drops its sender, the
+//! workers drain and drop theirs, grace records what it held, deliver makes its
+//! last attempts; http stops last. No stage keeps a stray sender.
+
+use crate::classify::{self, Classifier, Dedupe, Frame, Pending};
+use crate::config::Config;
+use crate::deliver::{self, Deliverer, Delivery, Payload};
+use crate::feed::{self, Feed};
+use crate::http::{self, Http};
+use crate::matcher::WatchList;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+use crate::threads::{Health, spawn_stage, unix_now};
+use crate::timer::{self, Timer, WatchRefresher};
+use arc_swap::ArcSwap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Frames the feed may queue ahead of the workers before it drops.
+pub const FRAME_QUEUE: usize = 2048;
+/// Sightings waiting out their grace period beyond which workers wait.
+const PENDING_QUEUE: usize = 4096;
+/// Alerts queued for the deliver thread beyond which they wait in the database.
+const DELIVERY_QUEUE: usize = 4096;
+/// How long the drain at shutdown may take before stuck threads are abandoned.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+const DB_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Why the service could not start.
+#[derive(Debug)]
+pub enum Error {
+    /// The HTTP port could not be bound.
+    Bind(String),
+    /// The database schema is missing and could not be applied.
+    Schema(StoreError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Bind(e) => f.write_str(e),
+            Error::Schema(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A started service.
+pub struct Service {
+    http_addr: SocketAddr,
+    main: JoinHandle<Result<(), Error>>,
+}
+
+impl Service {
+    /// Where `/healthz` and `/metrics` are served (useful with `API_PORT=0`).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Blocks until the service has shut down.
+    pub fn wait(self) -> Result<(), Error> {
+        self.main
+            .join()
+            .unwrap_or_else(|_| panic!("the pipeline thread panicked"))
+    }
+}
+
+/// Runs the service until `shutdown` fires and the pipeline has drained.
+pub fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
+    start(config, shutdown)?.wait()
+}
+
+/// Binds the HTTP port, then runs everything else on a `pipeline` thread.
+pub fn start(config: Config, shutdown: Shutdown) -> Result<Service, Error> {
+    // Both rustls users (feed, database) share the ring provider; a second
+    // install in the same process (tests) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = Arc::new(http::bind(config.api_host, config.api_port).map_err(Error::Bind)?);
+    let http_addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| Error::Bind("listener has no IP address".into()))?;
+    log::info!(
+        "certwatch {} listening on http://{http_addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let main = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || pipeline(config, shutdown, server))
+        .map_err(|e| Error::Bind(format!("cannot spawn the pipeline thread: {e}")))?;
+    Ok(Service { http_addr, main })
+}
+
+fn pipeline(
+    config: Config,
+    shutdown: Shutdown,
+    server: Arc<tiny_http::Server>,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let (frames_tx, frames_rx) = crossbeam_channel::bounded::<Frame>(FRAME_QUEUE);
+    let http_stop = Arc::new(AtomicBool::new(false));
+    let http_thread = {
+        let http = Http {
+            server,
+            health: health.clone(),
+            metrics: metrics.clone(),
+            feed_silence: config.feed_silence,
+            started_at: unix_now(),
+            worker_queue: Some(frames_rx.clone()),
+            stop: http_stop.clone(),
+        };
+        std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || http::run_http(http))
+            .expect("cannot spawn the http thread")
+    };
+    let stop_http = || {
+        http_stop.store(true, Ordering::SeqCst);
+    };
+
+    if config.certstream_url.contains("/domains-only") {
+        log::warn!(
+            "CERTSTREAM_URL points at a domains-only stream: its messages carry no fingerprint or serial, \
+             so nothing can be classified or alerted; use /full-stream (or / for lite)"
+        );
+    }
+    if config.webhook_url.is_none() {
+        log::warn!("WEBHOOK_URL is not set: observer mode, alerts are recorded and logged only");
+    }
+
+    let pool_size = u32::try_from(config.workers + 4).unwrap_or(64);
+    let store = Store::new(config.postgres_dsn.expose(), pool_size).map_err(Error::Schema)?;
+    let watch = Arc::new(ArcSwap::from_pointee(WatchList::default()));
+    let mut refresher = WatchRefresher::new(
+        store.clone(),
+        watch.clone(),
+        metrics.clone(),
+        health.clone(),
+    );
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let ready = store
+            .ping()
+            .and_then(|()| store.ensure_schema())
+            .and_then(|()| refresher.refresh());
+        match ready {
+            Ok(entries) => {
+                health.db_reachable.store(true, Ordering::SeqCst);
+                log::info!("database ready; watching {entries} entries");
+                break;
+            }
+            Err(StoreError::Schema(e)) => {
+                stop_http();
+                let _ = http_thread.join();
+                return Err(Error::Schema(StoreError::Schema(e)));
+            }
+            Err(e) => {
+                metrics.db_error("connect");
+                health.db_reachable.store(false, Ordering::SeqCst);
+                log::warn!(
+                    "database unreachable, retrying in {}s: {e}",
+                    delay.as_secs()
+                );
+                if shutdown.sleep(delay) {
+                    stop_http();
+                    let _ = http_thread.join();
+                    return Ok(());
+                }
+                delay = (delay * 2).min(DB_RETRY_MAX);
+            }
+        }
+    }
+
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
+    let mut stages: Vec<JoinHandle<()>> = Vec::new();
+    let (pending_tx, pending_rx) = crossbeam_channel::bounded::<Pending>(PENDING_QUEUE);
+    let deliver_tx = config.webhook_url.as_ref().map(|url| {
+        let (tx, rx) = crossbeam_channel::bounded::<Delivery>(DELIVERY_QUEUE);
+        let deliverer = Deliverer {
+            url: url.clone(),
+            secret: config.webhook_secret.clone(),
+            timeout: config.webhook_timeout,
+            store: store.clone(),
+            metrics: metrics.clone(),
+        };
+        stages.push(spawn_stage("deliver", &health, &done_tx, move || {
+            deliver::run_deliver(deliverer, rx)
+        }));
+        tx
+    });
+    let classifier = Arc::new(Classifier {
+        watch: watch.clone(),
+        dedupe: Dedupe::default(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        grace: config.suspicious_grace,
+        payload: Payload,
+        deliver: deliver_tx,
+    });
+    {
+        let cls = classifier.clone();
+        stages.push(spawn_stage("grace", &health, &done_tx, move || {
+            classify::run_grace(cls, pending_rx)
+        }));
+    }
+    for n in 0..config.workers {
+        let (cls, rx, pending) = (classifier.clone(), frames_rx.clone(), pending_tx.clone());
+        stages.push(spawn_stage(
+            &format!("worker-{n}"),
+            &health,
+            &done_tx,
+            move || classify::run_worker(cls, rx, pending),
+        ));
+    }
+    // From here on only the stages hold the classifier and the channel ends.
+    drop((classifier, pending_tx, frames_rx));
+    let timer = Timer {
+        refresher,
+        refresh_interval: config.watch_refresh_interval,
+        cleanup_interval: config.cleanup_interval,
+        retention: config.alert_retention,
+        shutdown: shutdown.clone(),
+    };
+    stages.push(spawn_stage("timer", &health, &done_tx, move || {
+        timer::run_timer(timer)
+    }));
+    let feed = Feed {
+        url: config.certstream_url.clone(),
+        ping_interval: config.feed_ping_interval,
+        silence: config.feed_silence,
+        metrics: metrics.clone(),
+        health: health.clone(),
+        shutdown: shutdown.clone(),
+    };
+    stages.push(spawn_stage("feed", &health, &done_tx, move || {
+        feed::run_feed(feed, frames_tx)
+    }));
+    drop(done_tx);
+
+    let _ = shutdown.channel().recv();
+    health.draining.store(true, Ordering::SeqCst);
+    log::info!("draining: finishing queued work and deliveries");
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let mut running = stages.len();
+    while running > 0 {
+        match done_rx.recv_deadline(deadline) {
+            Ok(_) => running -= 1,
+            Err(_) => break,
+        }
+    }
+    if running > 0 {
+        log::error!(
+            "shutdown: abandoning threads still running after {}s: {:?}",
+            DRAIN_TIMEOUT.as_secs(),
+            health.running_stages()
+        );
+    } else {
+        for stage in stages {
+            let _ = stage.join();
+        }
+    }
+    stop_http();
+    let _ = http_thread.join();
+    log::info!("certwatch stopped");
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Shutdown: the token every stage watches, and the signal thread that fires it.
+//!
+//! `Shutdown` is a flag (for blocking I/O loops that poll) plus a channel that is
+//! closed when the flag is set (for `select!` loops). The `signal` thread turns
+//! SIGTERM/SIGINT into `ShutdownTrigger::trigger`; tests call it directly.
+
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The watching half: cheap to clone, one per stage.
+#[derive(Clone)]
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+    closed: Receiver<()>,
+}
+
+/// The firing half. Triggering twice is harmless.
+#[derive(Clone)]
+pub struct ShutdownTrigger {
+    flag: Arc<AtomicBool>,
+    sender: Arc<Mutex<Option<Sender<()>>>>,
+}
+
+/// A fresh, unfired shutdown token and its trigger.
+pub fn channel() -> (ShutdownTrigger, Shutdown) {
+    let flag = Arc::new(AtomicBool::new(false));
+    let (sender, closed) = crossbeam_channel::bounded(0);
+    (
+        ShutdownTrigger {
+            flag: flag.clone(),
+            sender: Arc::new(Mutex::new(Some(sender))),
+        },
+        Shutdown { flag, closed },
+    )
+}
+
+impl ShutdownTrigger {
+    /// Sets the flag and closes the channel, waking every `recv` on it.
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.sender.lock().expect("shutdown lock poisoned").take();
+    }
+
+    /// Spawns the `signal` thread: the first SIGTERM or SIGINT triggers shutdown.
+    pub fn on_signals(self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        std::thread::Builder::new()
+            .name("signal".into())
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    log::info!("received signal {signal}, shutting down");
+                    self.trigger();
+                }
+            })?;
+        Ok(())
+    }
+}
+
+impl Shutdown {
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Closed (every `recv` returns `Err`) once shutdown is triggered; for `select!`.
+    pub fn channel(&self) -> &Receiver<()> {
+        &self.closed
+    }
+
+    /// Sleeps up to `timeout`; returns true as soon as shutdown is triggered.
+    pub fn sleep(&self, timeout: Duration) -> bool {
+        if self.is_set() {
+            return true;
+        }
+        let _ = self.closed.recv_timeout(timeout);
+        self.is_set()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn trigger_wakes_sleepers_and_sets_the_flag() {
+        let (trigger, shutdown) = channel();
+        assert!(!shutdown.is_set());
+        assert!(!shutdown.sleep(Duration::from_millis(10)));
+        let waiter = shutdown.clone();
+        let handle = std::thread::spawn(move || {
+            let start = Instant::now();
+            assert!(waiter.sleep(Duration::from_secs(10)));
+            start.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        trigger.trigger();
+        trigger.trigger();
+        assert!(handle.join().unwrap() < Duration::from_secs(5));
+        assert!(shutdown.is_set());
+        assert!(shutdown.channel().recv().is_err());
+    }
+}

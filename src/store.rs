@@ -1,0 +1,381 @@
+//! Store: the only module with SQL. Owns the r2d2 Postgres pool and every query:
+//! schema check at start-up, watch-list load, inventory lookups, alert rows.
+//!
+//! Called from the main thread (start-up), the workers and the grace thread
+//! (inventory, alert rows), the deliver thread (delivery state) and the timer
+//! thread (watch list, cleanup). Connections go back to the pool after each call;
+//! none is held across anything but its own query.
+
+use crate::certstream::EntryType;
+use crate::classify::{Severity, Sighting};
+use postgres::config::SslMode;
+use r2d2_postgres::PostgresConnectionManager;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The schema, applied at start-up when the database lacks it.
+pub const SCHEMA: &str = include_str!("../schema.sql");
+
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+
+/// A handle on the database; clones share one pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<Manager>,
+}
+
+/// Every way a database call fails.
+#[derive(Debug)]
+pub enum StoreError {
+    /// No connection could be had from the pool in time (database down or full).
+    Pool(r2d2::Error),
+    /// The server rejected or failed a query, or the connection broke.
+    Db(postgres::Error),
+    /// The schema is missing and could not be applied.
+    Schema(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Pool(e) => write!(f, "database unavailable: {e}"),
+            StoreError::Db(e) => write!(f, "database error: {e}"),
+            StoreError::Schema(e) => write!(f, "schema: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(e: r2d2::Error) -> StoreError {
+        StoreError::Pool(e)
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> StoreError {
+        StoreError::Db(e)
+    }
+}
+
+/// Everything an alert row holds.
+pub struct AlertRow<'a> {
+    pub sighting: &'a Sighting,
+    pub severity: Severity,
+    pub delivery_id: &'a str,
+    /// The webhook body, kept so redelivery sends the same payload.
+    pub body: &'a [u8],
+}
+
+/// r2d2 logs connection failures itself at error level; certwatch counts and
+/// logs them where they matter, so the pool's own reports go to debug.
+#[derive(Debug)]
+struct QuietErrors;
+
+impl r2d2::HandleError<postgres::Error> for QuietErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        log::debug!("database pool: {error}");
+    }
+}
+
+impl Store {
+    /// Builds the pool without connecting: the first query connects. The DSN is
+    /// validated by `Config`; `sslmode=require` encrypts with rustls.
+    pub fn new(dsn: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let mut config: postgres::Config = dsn
+            .parse()
+            .map_err(|_| StoreError::Schema("invalid POSTGRES_DSN".into()))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("certwatch");
+        }
+        if config.get_options().is_none() {
+            // A hung query must not pin a pipeline thread.
+            config.options("-c statement_timeout=15000");
+        }
+        config.keepalives_idle(Duration::from_secs(30));
+        let tls = MakeRustlsConnect::new(tls_config(config.get_ssl_mode()));
+        let pool = r2d2::Pool::builder()
+            .max_size(max_connections)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .error_handler(Box::new(QuietErrors))
+            .build_unchecked(PostgresConnectionManager::new(config, tls));
+        Ok(Store { pool })
+    }
+
+    /// One round trip; used at start-up and to report reachability.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.pool.get()?.simple_query("SELECT 1")?;
+        Ok(())
+    }
+
+    /// Applies `schema.sql` unless the database already has everything it
+    /// creates; serialised across replicas by an advisory lock.
+    pub fn ensure_schema(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.get()?;
+        if schema_is_current(&mut conn)? {
+            return Ok(());
+        }
+        log::info!("applying schema.sql");
+        let mut tx = conn.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock(7262013370)", &[])?;
+        tx.batch_execute(SCHEMA).map_err(|e| {
+            StoreError::Schema(format!(
+                "could not apply schema.sql ({e}); apply it as the table owner: psql \"$POSTGRES_DSN\" -f schema.sql"
+            ))
+        })?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every `fqdn` of `public.intent_current`.
+    pub fn load_watch_list(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self.pool.get()?.query(
+            "SELECT fqdn FROM public.intent_current WHERE fqdn IS NOT NULL",
+            &[],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Whether a final certificate's SHA-1 (lower-case hex, no colons) is inventoried.
+    pub fn inventory_has_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
+        let row = self.pool.get()?.query_one(
+            "SELECT EXISTS (SELECT 1 FROM public.certs
+                            WHERE lower(replace(fingerprint_sha1, ':', '')) = $1)",
+            &[&fingerprint],
+        )?;
+        Ok(row.get(0))
+    }
+
+    /// The SANs of every inventoried certificate with this serial (normalised,
+    /// upper-case) and validity window.
+    pub fn inventory_sans_by_serial(
+        &self,
+        serial: &str,
+        not_before: i64,
+        not_after: i64,
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let rows = self.pool.get()?.query(
+            "SELECT CASE WHEN jsonb_typeof(sans) = 'array'
+                         THEN ARRAY(SELECT jsonb_array_elements_text(sans)) ELSE '{}'::text[] END
+               FROM public.certs
+              WHERE ltrim(lower(replace(serial, ':', '')), '0') = $1
+                AND not_before = $2 AND not_after = $3",
+            &[
+                &serial.to_ascii_lowercase().trim_start_matches('0'),
+                &not_before,
+                &not_after,
+            ],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Inserts the alert row; `None` when its issuance (and collision
+    /// fingerprint) was already recorded.
+    pub fn insert_alert(&self, row: &AlertRow<'_>) -> Result<Option<i64>, StoreError> {
+        let s = row.sighting;
+        let c = &s.cert;
+        let lifetime = lifetime_days(c.not_before, c.not_after);
+        let seen_at = seen_at(s) as f64;
+        let body = std::str::from_utf8(row.body).unwrap_or("{}");
+        let rows = self.pool.get()?.query(
+            "INSERT INTO public.alerts (
+                 issuance_key, collision_fingerprint, delivery_id, severity, entry_type,
+                 fingerprint_sha1, matched_entries, matched_sans, all_sans, issuer_o, issuer_cn,
+                 not_before, not_after, lifetime_days, source_log, source_url, cert_link,
+                 cert_index, serial, update_type, seen_at, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                     to_timestamp($12), to_timestamp($13), $14, $15, $16, $17,
+                     $18, $19, $20, to_timestamp($21), $22::text::jsonb)
+             ON CONFLICT (issuance_key, collision_fingerprint) DO NOTHING
+             RETURNING id",
+            &[
+                &s.issuance_key,
+                &s.collision_fingerprint,
+                &row.delivery_id,
+                &row.severity.as_str(),
+                &c.entry_type.as_str(),
+                &c.fingerprint_sha1,
+                &s.matched_entries,
+                &s.matched_sans,
+                &c.all_domains,
+                &c.issuer_o,
+                &c.issuer_cn,
+                &c.not_before.map(|t| t as f64),
+                &c.not_after.map(|t| t as f64),
+                &lifetime,
+                &c.source_name,
+                &c.source_url,
+                &c.cert_link,
+                &c.cert_index.and_then(|i| i64::try_from(i).ok()),
+                &c.serial,
+                &c.entry_type.update_type(),
+                &seen_at,
+                &body,
+            ],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    /// The certificates already alerted for an issuance key.
+    pub fn seen_for_issuance(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(EntryType, Option<String>)>, StoreError> {
+        let rows = self.pool.get()?.query(
+            "SELECT entry_type, fingerprint_sha1 FROM public.alerts WHERE issuance_key = $1",
+            &[&key],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let entry: Option<String> = r.get(0);
+                let entry_type = if entry.as_deref() == Some("precert") {
+                    EntryType::Precert
+                } else {
+                    EntryType::X509
+                };
+                (entry_type, r.get(1))
+            })
+            .collect())
+    }
+
+    /// Records a successful delivery after `attempts` tries.
+    pub fn mark_delivered(&self, alert_id: i64, attempts: i32) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "UPDATE public.alerts
+                SET delivered = true, delivered_at = now(), attempts = attempts + $2, last_error = NULL
+              WHERE id = $1",
+            &[&alert_id, &attempts],
+        )?;
+        Ok(())
+    }
+
+    /// Records `attempts` failed tries and the last error; the row stays undelivered.
+    pub fn mark_failed(&self, alert_id: i64, attempts: i32, error: &str) -> Result<(), StoreError> {
+        self.pool.get()?.execute(
+            "UPDATE public.alerts SET attempts = attempts + $2, last_error = $3 WHERE id = $1",
+            &[&alert_id, &attempts, &error],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes alerts older than `retention`, `batch` rows per statement so no
+    /// lock is held long; returns the number deleted.
+    pub fn prune_alerts(&self, retention: Duration, batch: i64) -> Result<u64, StoreError> {
+        let seconds = retention.as_secs_f64();
+        let mut total = 0;
+        loop {
+            let deleted = self.pool.get()?.execute(
+                "DELETE FROM public.alerts WHERE id IN (
+                     SELECT id FROM public.alerts
+                      WHERE created_at < now() - make_interval(secs => $1)
+                      ORDER BY created_at LIMIT $2)",
+                &[&seconds, &batch],
+            )?;
+            total += deleted;
+            if deleted < batch as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// `(not_after - not_before)` in days, one decimal, as the predecessor sent it.
+pub fn lifetime_days(not_before: Option<i64>, not_after: Option<i64>) -> Option<f64> {
+    let (nb, na) = (not_before?, not_after?);
+    Some(((na - nb) as f64 / 86_400.0 * 10.0).round() / 10.0)
+}
+
+/// When the certificate was seen: the feed server's time, else ours.
+pub fn seen_at(s: &Sighting) -> i64 {
+    s.cert
+        .seen
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map_or(s.received_at, |t| t.floor() as i64)
+}
+
+fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
+    let row = conn.query_one(
+        "SELECT to_regclass('public.intent_current') IS NOT NULL
+            AND to_regclass('public.certs') IS NOT NULL
+            AND to_regclass('public.alerts_issuance_uidx') IS NOT NULL
+            AND (SELECT count(*) FROM information_schema.columns
+                  WHERE table_schema = 'public' AND table_name = 'alerts'
+                    AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at')) = 4
+            AND (SELECT data_type FROM information_schema.columns
+                  WHERE table_schema = 'public' AND table_name = 'alerts'
+                    AND column_name = 'seen_at') = 'timestamp with time zone'",
+        &[],
+    )?;
+    Ok(row.get(0))
+}
+
+/// TLS for `sslmode=prefer|require`: like libpq at those modes, the channel is
+/// encrypted but the server certificate is not verified (libpq verifies only at
+/// `verify-ca`/`verify-full`, which the postgres crate does not offer). With
+/// `sslmode=disable` the connector is never used.
+fn tls_config(_mode: SslMode) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+        .with_no_client_auth()
+}
+
+/// Accepts any server certificate but still checks the handshake signatures.
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

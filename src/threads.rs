@@ -1,0 +1,137 @@
+//! Threads and health: `spawn_stage` names a pipeline thread and ties its
+//! liveness to `Health`; `Health` holds the flags and times `/healthz` reports.
+//!
+//! Written by every stage (each its own fields), read by the http thread.
+//! The alive flag is cleared by a guard's `Drop`, which also runs on panic, so a
+//! dead stage turns `/healthz` into 503 without any `catch_unwind`.
+
+use crossbeam_channel::Sender;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// What `/healthz` reports. Lock-free except the stage list, which is only
+/// locked at spawn and when `/healthz` is read.
+#[derive(Default)]
+pub struct Health {
+    stages: Mutex<Vec<(String, Arc<AtomicBool>)>>,
+    pub ws_connected: AtomicBool,
+    /// Unix seconds of the last `certificate_update`; 0 before the first.
+    pub last_ct_event: AtomicI64,
+    /// Unix seconds of the last frame of any kind; 0 before the first.
+    pub last_frame: AtomicI64,
+    pub db_reachable: AtomicBool,
+    pub watch_entries: AtomicUsize,
+    /// Set once the watch list has been loaded at least once.
+    pub watch_loaded: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+impl Health {
+    /// True when every registered pipeline stage is still running.
+    pub fn all_alive(&self) -> bool {
+        self.dead_stages().is_empty()
+    }
+
+    /// Names of the stages that have exited.
+    pub fn dead_stages(&self) -> Vec<String> {
+        let stages = self.stages.lock().expect("health lock poisoned");
+        stages
+            .iter()
+            .filter(|(_, alive)| !alive.load(Ordering::SeqCst))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Names of the stages still running.
+    pub fn running_stages(&self) -> Vec<String> {
+        let stages = self.stages.lock().expect("health lock poisoned");
+        stages
+            .iter()
+            .filter(|(_, alive)| alive.load(Ordering::SeqCst))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    fn register(&self, name: &str) -> Arc<AtomicBool> {
+        let alive = Arc::new(AtomicBool::new(true));
+        self.stages
+            .lock()
+            .expect("health lock poisoned")
+            .push((name.to_string(), alive.clone()));
+        alive
+    }
+}
+
+/// Clears the alive flag and reports on the `done` channel when the thread ends,
+/// normally or by panic.
+struct StageGuard {
+    name: String,
+    alive: Arc<AtomicBool>,
+    done: Sender<String>,
+}
+
+impl Drop for StageGuard {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::SeqCst);
+        if std::thread::panicking() {
+            log::error!("thread {} panicked", self.name);
+        } else {
+            log::debug!("thread {} finished", self.name);
+        }
+        let _ = self.done.send(self.name.clone());
+    }
+}
+
+/// Spawns a named pipeline thread registered in `health`; its end (or panic) is
+/// reported on `done` with its name.
+pub fn spawn_stage<F>(name: &str, health: &Health, done: &Sender<String>, f: F) -> JoinHandle<()>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let guard = StageGuard {
+        name: name.to_string(),
+        alive: health.register(name),
+        done: done.clone(),
+    };
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let _guard = guard;
+            f();
+        })
+        .unwrap_or_else(|e| panic!("cannot spawn thread {name}: {e}"))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_stage_is_reported_dead() {
+        let health = Arc::new(Health::default());
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let ok = spawn_stage("ok", &health, &done_tx, || {});
+        assert_eq!(done_rx.recv().unwrap(), "ok");
+        ok.join().unwrap();
+        assert_eq!(health.dead_stages(), vec!["ok".to_string()]);
+        let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+        let health2 = Arc::new(Health::default());
+        let bad = spawn_stage("bad", &health2, &done_tx, move || {
+            let _ = release_rx.recv();
+            panic!("boom");
+        });
+        assert!(health2.all_alive());
+        drop(release_tx);
+        assert_eq!(done_rx.recv().unwrap(), "bad");
+        assert!(bad.join().is_err());
+        assert!(!health2.all_alive());
+    }
+}
