@@ -77,7 +77,8 @@ BEGIN
           AND column_name = 'seen_at' AND data_type IN ('bigint', 'integer', 'double precision', 'numeric')
     ) THEN
         ALTER TABLE public.alerts
-            ALTER COLUMN seen_at TYPE timestamptz USING to_timestamp(seen_at);
+            ALTER COLUMN seen_at TYPE timestamptz USING to_timestamp(seen_at),
+            ALTER COLUMN seen_at DROP NOT NULL;
         UPDATE public.alerts SET created_at = seen_at WHERE seen_at IS NOT NULL;
     END IF;
 

@@ -9,6 +9,7 @@
 use crate::classify::{Severity, Sighting};
 use crate::config::Secret;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::store::{self, Store};
 use crossbeam_channel::{Receiver, select};
 use hmac::{KeyInit, Mac};
@@ -115,13 +116,16 @@ pub struct Deliverer {
     pub timeout: Duration,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
 }
 
-/// How long the drain at shutdown may spend on final attempts.
-const DRAIN_BUDGET: Duration = Duration::from_secs(10);
+/// How long delivery may go on once shutdown has begun; what is left stays
+/// undelivered in `public.alerts`.
+pub const DRAIN_BUDGET: Duration = Duration::from_secs(10);
 
 /// The deliver thread: runs until every producer has dropped its sender, then
-/// gives each alert still waiting for a retry one last attempt.
+/// gives each alert still waiting for a retry one last attempt, within
+/// `DRAIN_BUDGET` of the shutdown.
 pub fn run_deliver(d: Deliverer, input: Receiver<Delivery>) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(d.timeout))
@@ -195,8 +199,17 @@ pub fn run_deliver(d: Deliverer, input: Receiver<Delivery>) {
     depth.set(0);
 }
 
-/// One POST. Returns the delivery when it should be tried again.
+/// One POST. Returns the delivery when it should be tried again. Once the
+/// shutdown's drain budget is spent, no POST is made and the alert stays
+/// undelivered.
 fn attempt(d: &Deliverer, agent: &ureq::Agent, mut delivery: Delivery) -> Option<Delivery> {
+    if d.shutdown.is_set() && d.shutdown.elapsed_since_set() >= DRAIN_BUDGET {
+        log::warn!(
+            "shutdown: alert {} left undelivered (drain budget spent)",
+            delivery.delivery_id
+        );
+        return None;
+    }
     let started = Instant::now();
     let result = post(d, agent, &delivery);
     d.metrics

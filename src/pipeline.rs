@@ -197,6 +197,7 @@ fn pipeline(
             timeout: config.webhook_timeout,
             store: store.clone(),
             metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
         };
         stages.push(spawn_stage("deliver", &health, &done_tx, move || {
             deliver::run_deliver(deliverer, rx)

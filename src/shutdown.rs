@@ -7,13 +7,14 @@
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The watching half: cheap to clone, one per stage.
 #[derive(Clone)]
 pub struct Shutdown {
     flag: Arc<AtomicBool>,
     closed: Receiver<()>,
+    set_at: Arc<Mutex<Option<Instant>>>,
 }
 
 /// The firing half. Triggering twice is harmless.
@@ -21,24 +22,35 @@ pub struct Shutdown {
 pub struct ShutdownTrigger {
     flag: Arc<AtomicBool>,
     sender: Arc<Mutex<Option<Sender<()>>>>,
+    set_at: Arc<Mutex<Option<Instant>>>,
 }
 
 /// A fresh, unfired shutdown token and its trigger.
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let flag = Arc::new(AtomicBool::new(false));
     let (sender, closed) = crossbeam_channel::bounded(0);
+    let set_at = Arc::new(Mutex::new(None));
     (
         ShutdownTrigger {
             flag: flag.clone(),
             sender: Arc::new(Mutex::new(Some(sender))),
+            set_at: set_at.clone(),
         },
-        Shutdown { flag, closed },
+        Shutdown {
+            flag,
+            closed,
+            set_at,
+        },
     )
 }
 
 impl ShutdownTrigger {
     /// Sets the flag and closes the channel, waking every `recv` on it.
     pub fn trigger(&self) {
+        self.set_at
+            .lock()
+            .expect("shutdown lock poisoned")
+            .get_or_insert_with(Instant::now);
         self.flag.store(true, Ordering::SeqCst);
         self.sender.lock().expect("shutdown lock poisoned").take();
     }
@@ -64,6 +76,14 @@ impl Shutdown {
         self.flag.load(Ordering::SeqCst)
     }
 
+    /// Time since shutdown was triggered (zero if it was not).
+    pub fn elapsed_since_set(&self) -> Duration {
+        self.set_at
+            .lock()
+            .expect("shutdown lock poisoned")
+            .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
     /// Closed (every `recv` returns `Err`) once shutdown is triggered; for `select!`.
     pub fn channel(&self) -> &Receiver<()> {
         &self.closed
@@ -82,7 +102,6 @@ impl Shutdown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     #[test]
     fn trigger_wakes_sleepers_and_sets_the_flag() {

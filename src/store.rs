@@ -103,7 +103,7 @@ impl Store {
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(5))
+            .connection_timeout(Duration::from_secs(2))
             .error_handler(Box::new(QuietErrors))
             .build_unchecked(PostgresConnectionManager::new(config, tls));
         Ok(Store { pool })

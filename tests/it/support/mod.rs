@@ -657,3 +657,5 @@ fn webhook_loop(
         }
     }
 }
+
+pub mod service;

@@ -1,0 +1,97 @@
+//! `/healthz` and `/metrics` content, routing and methods.
+
+use crate::support::service::{self, Cert, request};
+use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn healthz_reports_the_fixed_keys_and_the_operator_fields() {
+    let db = TestDb::new();
+    db.watch(&["example.com", "example.org", "*.example.net"]);
+    let feed = FakeFeed::start();
+    let svc = service::start(&db, &feed, None, &[]);
+    assert!(feed.wait_for_client(WAIT));
+    assert!(wait_until(WAIT, || {
+        let (_, body) = svc.get("/healthz");
+        body.contains(r#""feed_connected":true"#)
+    }));
+    let (status, body) = svc.get("/healthz");
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["watch_entries"], 3);
+    assert_eq!(json["last_ct_event_at"], serde_json::Value::Null);
+    assert_eq!(json["database_reachable"], true);
+    assert_eq!(json["feed_stale"], false);
+    assert_eq!(json["dead_threads"], serde_json::json!([]));
+
+    feed.send(FeedCmd::Text(Cert::new(&["unrelated.test"]).frame()));
+    assert!(wait_until(WAIT, || {
+        let (_, body) = svc.get("/healthz");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["last_ct_event_at"]
+            .as_i64()
+            .is_some_and(|t| t > 1_700_000_000)
+    }));
+}
+
+#[test]
+fn metrics_expose_every_series_and_routing_is_strict() {
+    let db = TestDb::new();
+    let feed = FakeFeed::start();
+    let svc = service::start(&db, &feed, None, &[]);
+    let (status, body) = svc.get("/metrics");
+    assert_eq!(status, 200);
+    for series in [
+        r#"certwatch_ct_messages_total{type="certificate_update"}"#,
+        r#"certwatch_alerts_total{severity="info"}"#,
+        r#"certwatch_alerts_total{severity="suspicious"}"#,
+        r#"certwatch_webhook_total{result="success"}"#,
+        r#"certwatch_webhook_total{result="failure"}"#,
+        "certwatch_webhook_duration_seconds_count",
+        "certwatch_watch_entries",
+        "certwatch_last_ct_event_timestamp_seconds",
+        "certwatch_ws_connected",
+        "certwatch_dedupe_cache_size",
+        "certwatch_ct_messages_dropped_total",
+        "certwatch_ct_parse_errors_total",
+        "certwatch_ws_reconnects_total",
+        "certwatch_webhook_gave_up_total",
+        r#"certwatch_queue_depth{queue="workers"}"#,
+        "process_resident_memory_bytes",
+    ] {
+        assert!(
+            service::metric_value(&body, series).is_some(),
+            "missing {series} in\n{body}"
+        );
+    }
+    assert!(body.contains("# TYPE certwatch_webhook_duration_seconds histogram"));
+    let base = format!("http://{}", svc.addr);
+    assert_eq!(request(&format!("{base}/nope"), "GET").0, 404);
+    assert_eq!(request(&format!("{base}/"), "GET").0, 404);
+    assert_eq!(request(&format!("{base}/healthz"), "POST").0, 405);
+    assert_eq!(request(&format!("{base}/metrics"), "DELETE").0, 405);
+    assert_eq!(request(&format!("{base}/healthz?verbose=1"), "GET").0, 200);
+}
+
+#[test]
+fn healthz_answers_while_the_database_is_unreachable() {
+    let feed = FakeFeed::start();
+    let db = TestDb::new();
+    // Point the service at a port where no Postgres listens.
+    let dead_dsn = "postgresql://postgres@127.0.0.1:1/none";
+    let svc = service::start(&db, &feed, None, &[("POSTGRES_DSN", dead_dsn)]);
+    let (status, body) = svc.get("/healthz");
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["database_reachable"], false);
+    assert_eq!(json["feed_connected"], false);
+    let took = svc.stop();
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown during the start-up retry took {took:?}"
+    );
+}

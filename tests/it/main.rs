@@ -1,0 +1,14 @@
+//! Integration tests: the real pipeline against a real Postgres database (one per
+//! test), a real WebSocket server and a real HTTP webhook receiver, in-process;
+//! plus process-level tests of the `certwatch` binary.
+
+mod support;
+
+mod classification;
+mod delivery;
+mod feed_faults;
+mod fixtures;
+mod http_endpoints;
+mod process;
+mod schema;
+mod tidy;

@@ -1,0 +1,81 @@
+//! schema.sql: idempotent, and upgrades the predecessor's `public.alerts` in place.
+
+use crate::support::TestDb;
+
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+#[test]
+fn schema_applies_twice() {
+    let db = TestDb::new();
+    db.execute(SCHEMA);
+    db.execute(SCHEMA);
+    let n: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM public.alerts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn the_predecessor_alerts_table_is_upgraded_without_losing_rows() {
+    let db = TestDb::new();
+    db.execute(
+        "DROP TABLE public.alerts;
+         CREATE TABLE public.alerts (
+             id serial PRIMARY KEY,
+             fingerprint text NOT NULL,
+             sans jsonb NOT NULL,
+             matched jsonb NOT NULL,
+             issuer text,
+             seen_at bigint NOT NULL,
+             delivered boolean DEFAULT false,
+             severity text NOT NULL);
+         INSERT INTO public.alerts (fingerprint, sans, matched, issuer, seen_at, delivered, severity) VALUES
+             ('AA:BB:CC', '[\"a.example.com\", \"b.example.com\"]', '[\"a.example.com\"]', 'Let''s Encrypt', 1761918776, true, 'info'),
+             ('DD:EE:FF', '[\"c.example.com\"]', '[\"c.example.com\"]', NULL, 1761918777, false, 'suspicious');",
+    );
+    db.execute(SCHEMA);
+    db.execute(SCHEMA);
+    let rows = db
+        .client()
+        .query(
+            "SELECT fingerprint, fingerprint_sha1, all_sans, matched_sans, issuer_o,
+                    extract(epoch from seen_at)::bigint, extract(epoch from created_at)::bigint,
+                    delivered, severity, sans::text
+               FROM public.alerts ORDER BY id",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let first = &rows[0];
+    assert_eq!(first.get::<_, String>(0), "AA:BB:CC", "old column kept");
+    assert_eq!(first.get::<_, Option<String>>(1).as_deref(), Some("aabbcc"));
+    assert_eq!(
+        first.get::<_, Vec<String>>(2),
+        vec!["a.example.com", "b.example.com"]
+    );
+    assert_eq!(first.get::<_, Vec<String>>(3), vec!["a.example.com"]);
+    assert_eq!(
+        first.get::<_, Option<String>>(4).as_deref(),
+        Some("Let's Encrypt")
+    );
+    assert_eq!(first.get::<_, i64>(5), 1_761_918_776);
+    assert_eq!(
+        first.get::<_, i64>(6),
+        1_761_918_776,
+        "created_at taken from seen_at"
+    );
+    assert_eq!(first.get::<_, Option<bool>>(7), Some(true));
+    assert_eq!(first.get::<_, String>(8), "info");
+    assert!(
+        first.get::<_, String>(9).contains("b.example.com"),
+        "old jsonb kept"
+    );
+    assert_eq!(rows[1].get::<_, String>(8), "suspicious");
+    // New rows can be written next to the old ones.
+    db.execute(
+        "INSERT INTO public.alerts (issuance_key, delivery_id, severity) VALUES ('k', 'd', 'info');
+         INSERT INTO public.alerts (issuance_key, delivery_id, severity) VALUES ('k2', 'd2', 'info');",
+    );
+}
