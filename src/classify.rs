@@ -126,6 +126,9 @@ fn hex_lower(bytes: &[u8]) -> String {
         })
 }
 
+/// The certificates seen for one issuance key: entry type and fingerprint.
+pub type SeenCerts = Vec<(EntryType, Option<String>)>;
+
 /// What a certificate is relative to what was already seen for its issuance key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -168,7 +171,7 @@ pub fn verdict(
 /// The in-memory deduplication: the last `DEDUPE_CAPACITY` issuance keys with the
 /// certificates seen for each. Locked briefly, never across I/O.
 pub struct Dedupe {
-    seen: Mutex<LruCache<String, Vec<(EntryType, Option<String>)>>>,
+    seen: Mutex<LruCache<String, SeenCerts>>,
 }
 
 impl Default for Dedupe {

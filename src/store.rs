@@ -7,7 +7,7 @@
 //! none is held across anything but its own query.
 
 use crate::certstream::EntryType;
-use crate::classify::{Severity, Sighting};
+use crate::classify::{SeenCerts, Severity, Sighting};
 use postgres::config::SslMode;
 use r2d2_postgres::PostgresConnectionManager;
 use std::fmt;
@@ -224,10 +224,7 @@ impl Store {
     }
 
     /// The certificates already alerted for an issuance key.
-    pub fn seen_for_issuance(
-        &self,
-        key: &str,
-    ) -> Result<Vec<(EntryType, Option<String>)>, StoreError> {
+    pub fn seen_for_issuance(&self, key: &str) -> Result<SeenCerts, StoreError> {
         let rows = self.pool.get()?.query(
             "SELECT entry_type, fingerprint_sha1 FROM public.alerts WHERE issuance_key = $1",
             &[&key],
