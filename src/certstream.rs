@@ -301,7 +301,7 @@ pub fn parse_certificate(frame: &str) -> Result<Certificate, ParseError> {
 }
 
 /// When a precertificate was signed by a precertificate signing certificate
-/// (chain[0] is the PSC, and the leaf's AKI is the PSC's own key id), the final
+/// (`chain[0]` is the PSC, and the leaf's AKI is the PSC's own key id), the final
 /// certificate names the CA above it: use the PSC's AKI so both share one key.
 fn precert_signer_key_id(leaf_aki: Option<&str>, signer: &ChainCert<'_>) -> Option<String> {
     let ext = signer.extensions.as_ref()?;
