@@ -154,7 +154,20 @@ impl Default for Metrics {
         for result in ["success", "failure"] {
             m.webhook.with_label_values(&[result]);
         }
-        for kind in ["certificate_update", "heartbeat", "dns_entries"] {
+        for op in [
+            "connect",
+            "watch_refresh",
+            "inventory",
+            "record",
+            "delivery",
+            "cleanup",
+        ] {
+            m.db_errors.with_label_values(&[op]);
+        }
+        for queue in ["workers", "grace", "deliver"] {
+            m.queue_depth.with_label_values(&[queue]);
+        }
+        for kind in ["certificate_update", "heartbeat", "dns_entries", "other"] {
             m.ct_messages.with_label_values(&[kind]);
         }
         m

@@ -9,6 +9,7 @@ mod delivery;
 mod feed_faults;
 mod fixtures;
 mod http_endpoints;
+mod lifecycle;
 mod process;
 mod schema;
 mod tidy;
