@@ -130,6 +130,7 @@ $upgrade$;
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_issuance_uidx
     ON public.alerts (issuance_key, collision_fingerprint);
 CREATE INDEX IF NOT EXISTS alerts_created_at_idx ON public.alerts (created_at);
+CREATE INDEX IF NOT EXISTS alerts_delivery_id_idx ON public.alerts (delivery_id);
 CREATE INDEX IF NOT EXISTS alerts_undelivered_idx
     ON public.alerts (next_attempt_at) WHERE NOT delivered;
 

@@ -13,7 +13,7 @@ use crate::certstream::{self, Certificate, EntryType, Peek};
 use crate::deliver::{Delivery, Payload};
 use crate::matcher::{EntryId, WatchList};
 use crate::metrics::Metrics;
-use crate::store::{AlertRow, Store};
+use crate::store::{AlertRow, Store, StoreError};
 use crate::threads::{Health, unix_now};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError, select};
@@ -21,9 +21,9 @@ use lru::LruCache;
 use prometheus::IntCounter;
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::num::NonZeroUsize;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -206,6 +206,21 @@ impl Dedupe {
     }
 }
 
+/// Alerts held in memory while the database is down, at most.
+pub const UNRECORDED_CAPACITY: usize = 10_000;
+/// How often the grace thread tries to write held alerts.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// An alert whose row the database could not take yet.
+pub struct Unrecorded {
+    sighting: Sighting,
+    severity: Severity,
+    delivery_id: String,
+    body: Vec<u8>,
+    /// Set by the deliver thread when the webhook accepted it.
+    delivered: Arc<AtomicBool>,
+}
+
 /// A sighting waiting out its grace period on the `grace` thread.
 pub struct Pending {
     pub due: Instant,
@@ -223,6 +238,8 @@ pub struct Classifier {
     pub payload: Payload,
     /// `None` in observer mode.
     pub deliver: Option<Sender<Delivery>>,
+    /// Alerts waiting for the database to come back (bounded).
+    pub unrecorded: Mutex<VecDeque<Unrecorded>>,
 }
 
 /// Per-worker cached metric handles and reusable buffers.
@@ -406,9 +423,10 @@ impl Classifier {
                 body: &body,
             };
             match self.store.insert_alert(&row) {
-                Ok(Some(alert_id)) => {
+                Ok(Some(_)) => {
+                    self.health.db_reachable.store(true, Ordering::Relaxed);
                     self.announce(&sighting, severity, &delivery_id);
-                    self.dispatch(Delivery::new(alert_id, delivery_id, body));
+                    self.dispatch(Delivery::recorded(delivery_id, body));
                     return;
                 }
                 Ok(None) if sighting.collision_fingerprint.is_empty() => {
@@ -434,15 +452,110 @@ impl Classifier {
                 }
                 Err(e) => {
                     self.metrics.db_error("record");
-                    log::error!(
-                        "could not record {} alert {delivery_id} for {:?}: {e}",
-                        severity.as_str(),
-                        sighting.matched_sans
-                    );
+                    self.health.db_reachable.store(false, Ordering::Relaxed);
+                    self.announce(&sighting, severity, &delivery_id);
+                    self.hold(sighting, severity, delivery_id, body, e);
                     return;
                 }
             }
         }
+    }
+
+    /// The database could not take the alert: deliver it anyway and hold the row
+    /// in memory (bounded) until the grace thread can write it.
+    fn hold(
+        &self,
+        sighting: Sighting,
+        severity: Severity,
+        delivery_id: String,
+        body: Vec<u8>,
+        error: StoreError,
+    ) {
+        let delivered = Arc::new(AtomicBool::new(false));
+        let delivery = Delivery::unrecorded(delivery_id.clone(), body.clone(), delivered.clone());
+        let mut held = self.unrecorded.lock().expect("unrecorded lock poisoned");
+        if held.len() >= UNRECORDED_CAPACITY {
+            drop(held);
+            self.metrics.alerts_unrecorded_overflow.inc();
+            log::error!(
+                "ALERT NOT RECORDED: database unavailable ({error}) and {UNRECORDED_CAPACITY} alerts already held; \
+                 {} alert {delivery_id} for {:?} is delivered but never written to public.alerts",
+                severity.as_str(),
+                sighting.matched_sans
+            );
+        } else {
+            held.push_back(Unrecorded {
+                sighting,
+                severity,
+                delivery_id: delivery_id.clone(),
+                body,
+                delivered,
+            });
+            self.metrics
+                .queue_depth
+                .with_label_values(&["unrecorded"])
+                .set(held.len() as i64);
+            drop(held);
+            log::warn!(
+                "database unavailable ({error}): alert {delivery_id} held until it can be written"
+            );
+        }
+        self.dispatch(delivery);
+    }
+
+    /// Writes held alerts while the database takes them; returns how many remain.
+    pub fn flush_unrecorded(&self) -> usize {
+        loop {
+            let Some(item) = self
+                .unrecorded
+                .lock()
+                .expect("unrecorded lock poisoned")
+                .pop_front()
+            else {
+                break;
+            };
+            let row = AlertRow {
+                sighting: &item.sighting,
+                severity: item.severity,
+                delivery_id: &item.delivery_id,
+                body: &item.body,
+            };
+            match self.store.insert_alert(&row) {
+                Ok(inserted) => {
+                    if inserted.is_none() {
+                        log::info!("held alert {} was already recorded", item.delivery_id);
+                    } else {
+                        log::info!("held alert {} written to public.alerts", item.delivery_id);
+                    }
+                    if item.delivered.load(Ordering::SeqCst)
+                        && let Err(e) = self.store.mark_delivered(&item.delivery_id, 1)
+                    {
+                        self.metrics.db_error("delivery");
+                        log::warn!(
+                            "held alert {} written but not marked delivered: {e}",
+                            item.delivery_id
+                        );
+                    }
+                }
+                Err(_) => {
+                    self.unrecorded
+                        .lock()
+                        .expect("unrecorded lock poisoned")
+                        .push_front(item);
+                    break;
+                }
+            }
+        }
+        let left = self
+            .unrecorded
+            .lock()
+            .expect("unrecorded lock poisoned")
+            .len();
+        self.metrics
+            .queue_depth
+            .with_label_values(&["unrecorded"])
+            .set(left as i64);
+        left
     }
 
     fn announce(&self, s: &Sighting, severity: Severity, delivery_id: &str) {
@@ -510,6 +623,7 @@ pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>) {
     let mut waiting: std::collections::HashMap<u64, Sighting> = std::collections::HashMap::new();
     let mut next_id = 0u64;
     let depth = cls.metrics.queue_depth.with_label_values(&["grace"]);
+    let flush = crossbeam_channel::tick(FLUSH_INTERVAL);
     loop {
         let timer = match queue.peek() {
             Some(Reverse((due, _))) => crossbeam_channel::at(*due),
@@ -536,6 +650,9 @@ pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>) {
                     }
                 }
             }
+            recv(flush) -> _ => {
+                cls.flush_unrecorded();
+            }
         }
         depth.set(waiting.len() as i64);
     }
@@ -551,6 +668,13 @@ pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>) {
         }
     }
     depth.set(0);
+    let left = cls.flush_unrecorded();
+    if left > 0 {
+        log::error!(
+            "ALERTS NOT RECORDED: shutting down with {left} alerts the database never took \
+             (each was logged and delivered when a webhook is set)"
+        );
+    }
 }
 
 impl Classifier {

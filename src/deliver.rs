@@ -17,6 +17,7 @@ use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Attempts per alert before it is left undelivered.
@@ -29,18 +30,31 @@ pub fn backoff(failures: u32) -> Duration {
 
 /// An alert to POST. Carries its body, so retries send the same bytes.
 pub struct Delivery {
-    pub alert_id: i64,
     pub delivery_id: String,
     pub body: Vec<u8>,
+    /// For an alert whose row could not be written yet (database down): set on
+    /// success, so the row is marked delivered when it is written.
+    pub unrecorded: Option<Arc<AtomicBool>>,
     failures: u32,
 }
 
 impl Delivery {
-    pub fn new(alert_id: i64, delivery_id: String, body: Vec<u8>) -> Delivery {
+    /// A delivery of an alert whose row is in `public.alerts`.
+    pub fn recorded(delivery_id: String, body: Vec<u8>) -> Delivery {
         Delivery {
-            alert_id,
             delivery_id,
             body,
+            unrecorded: None,
+            failures: 0,
+        }
+    }
+
+    /// A delivery of an alert still waiting to be written; `delivered` is set on success.
+    pub fn unrecorded(delivery_id: String, body: Vec<u8>, delivered: Arc<AtomicBool>) -> Delivery {
+        Delivery {
+            delivery_id,
+            body,
+            unrecorded: Some(delivered),
             failures: 0,
         }
     }
@@ -219,7 +233,12 @@ fn attempt(d: &Deliverer, agent: &ureq::Agent, mut delivery: Delivery) -> Option
         Ok(()) => {
             d.metrics.webhook.with_label_values(&["success"]).inc();
             log::info!("alert {} delivered", delivery.delivery_id);
-            if let Err(e) = d.store.mark_delivered(delivery.alert_id, 1) {
+            if let Some(delivered) = &delivery.unrecorded {
+                // Set before the update: whichever of this and the row's insertion
+                // comes second marks the row.
+                delivered.store(true, Ordering::SeqCst);
+            }
+            if let Err(e) = d.store.mark_delivered(&delivery.delivery_id, 1) {
                 d.metrics.db_error("delivery");
                 log::warn!(
                     "alert {} delivered but not marked: {e}",
@@ -231,7 +250,7 @@ fn attempt(d: &Deliverer, agent: &ureq::Agent, mut delivery: Delivery) -> Option
         Err(error) => {
             d.metrics.webhook.with_label_values(&["failure"]).inc();
             delivery.failures += 1;
-            if let Err(e) = d.store.mark_failed(delivery.alert_id, 1, &error) {
+            if let Err(e) = d.store.mark_failed(&delivery.delivery_id, 1, &error) {
                 d.metrics.db_error("delivery");
                 log::warn!("alert {} failure not recorded: {e}", delivery.delivery_id);
             }

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Alerts pruned by retention.
     pub alerts_pruned: IntCounter,
+    /// Alerts never written because the database was down and the holding buffer full.
+    pub alerts_unrecorded_overflow: IntCounter,
 }
 
 impl Default for Metrics {
@@ -118,6 +120,11 @@ impl Default for Metrics {
                 &["queue"],
             )
             .expect("valid metric"),
+            alerts_unrecorded_overflow: IntCounter::new(
+                "certwatch_alerts_unrecorded_overflow_total",
+                "Alerts never written to the database: it was down and the holding buffer was full",
+            )
+            .expect("valid metric"),
             alerts_pruned: IntCounter::new(
                 "certwatch_alerts_pruned_total",
                 "Alert rows deleted by the retention cleanup",
@@ -140,6 +147,7 @@ impl Default for Metrics {
             Box::new(m.db_errors.clone()),
             Box::new(m.queue_depth.clone()),
             Box::new(m.alerts_pruned.clone()),
+            Box::new(m.alerts_unrecorded_overflow.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
@@ -164,7 +172,7 @@ impl Default for Metrics {
         ] {
             m.db_errors.with_label_values(&[op]);
         }
-        for queue in ["workers", "grace", "deliver"] {
+        for queue in ["workers", "grace", "deliver", "unrecorded"] {
             m.queue_depth.with_label_values(&[queue]);
         }
         for kind in ["certificate_update", "heartbeat", "dns_entries", "other"] {

@@ -213,6 +213,7 @@ fn pipeline(
         grace: config.suspicious_grace,
         payload: Payload,
         deliver: deliver_tx,
+        unrecorded: Default::default(),
     });
     {
         let cls = classifier.clone();

@@ -12,6 +12,7 @@ use postgres::config::SslMode;
 use r2d2_postgres::PostgresConnectionManager;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -20,10 +21,16 @@ pub const SCHEMA: &str = include_str!("../schema.sql");
 
 type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 
-/// A handle on the database; clones share one pool.
+/// After a failed connection attempt, calls fail at once for this long instead of
+/// each waiting out the pool timeout: a database outage must not stall the workers.
+const BREAKER: Duration = Duration::from_secs(3);
+
+/// A handle on the database; clones share one pool and one breaker.
 #[derive(Clone)]
 pub struct Store {
     pool: r2d2::Pool<Manager>,
+    /// Unix milliseconds until which the database counts as down.
+    down_until_ms: Arc<AtomicU64>,
 }
 
 /// Every way a database call fails.
@@ -31,6 +38,8 @@ pub struct Store {
 pub enum StoreError {
     /// No connection could be had from the pool in time (database down or full).
     Pool(r2d2::Error),
+    /// A recent connection attempt failed; not retried until the breaker closes.
+    Down,
     /// The server rejected or failed a query, or the connection broke.
     Db(postgres::Error),
     /// The schema is missing and could not be applied.
@@ -41,6 +50,9 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Pool(e) => write!(f, "database unavailable: {e}"),
+            StoreError::Down => {
+                f.write_str("database unavailable (recent connection attempt failed)")
+            }
             StoreError::Db(e) => write!(f, "database error: {e}"),
             StoreError::Schema(e) => write!(f, "schema: {e}"),
         }
@@ -106,19 +118,35 @@ impl Store {
             .connection_timeout(Duration::from_secs(2))
             .error_handler(Box::new(QuietErrors))
             .build_unchecked(PostgresConnectionManager::new(config, tls));
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            down_until_ms: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// A pooled connection, or `Down` at once while the breaker is open.
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
+        let now = now_ms();
+        if now < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err(StoreError::Down);
+        }
+        self.pool.get().map_err(|e| {
+            self.down_until_ms
+                .store(now_ms() + BREAKER.as_millis() as u64, Ordering::Relaxed);
+            StoreError::Pool(e)
+        })
     }
 
     /// One round trip; used at start-up and to report reachability.
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.pool.get()?.simple_query("SELECT 1")?;
+        self.conn()?.simple_query("SELECT 1")?;
         Ok(())
     }
 
     /// Applies `schema.sql` unless the database already has everything it
     /// creates; serialised across replicas by an advisory lock.
     pub fn ensure_schema(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.get()?;
+        let mut conn = self.conn()?;
         if schema_is_current(&mut conn)? {
             return Ok(());
         }
@@ -136,7 +164,7 @@ impl Store {
 
     /// Every `fqdn` of `public.intent_current`.
     pub fn load_watch_list(&self) -> Result<Vec<String>, StoreError> {
-        let rows = self.pool.get()?.query(
+        let rows = self.conn()?.query(
             "SELECT fqdn FROM public.intent_current WHERE fqdn IS NOT NULL",
             &[],
         )?;
@@ -145,7 +173,7 @@ impl Store {
 
     /// Whether a final certificate's SHA-1 (lower-case hex, no colons) is inventoried.
     pub fn inventory_has_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
-        let row = self.pool.get()?.query_one(
+        let row = self.conn()?.query_one(
             "SELECT EXISTS (SELECT 1 FROM public.certs
                             WHERE lower(replace(fingerprint_sha1, ':', '')) = $1)",
             &[&fingerprint],
@@ -161,7 +189,7 @@ impl Store {
         not_before: i64,
         not_after: i64,
     ) -> Result<Vec<Vec<String>>, StoreError> {
-        let rows = self.pool.get()?.query(
+        let rows = self.conn()?.query(
             "SELECT CASE WHEN jsonb_typeof(sans) = 'array'
                          THEN ARRAY(SELECT jsonb_array_elements_text(sans)) ELSE '{}'::text[] END
                FROM public.certs
@@ -184,7 +212,7 @@ impl Store {
         let lifetime = lifetime_days(c.not_before, c.not_after);
         let seen_at = seen_at(s) as f64;
         let body = std::str::from_utf8(row.body).unwrap_or("{}");
-        let rows = self.pool.get()?.query(
+        let rows = self.conn()?.query(
             "INSERT INTO public.alerts (
                  issuance_key, collision_fingerprint, delivery_id, severity, entry_type,
                  fingerprint_sha1, matched_entries, matched_sans, all_sans, issuer_o, issuer_cn,
@@ -225,7 +253,7 @@ impl Store {
 
     /// The certificates already alerted for an issuance key.
     pub fn seen_for_issuance(&self, key: &str) -> Result<SeenCerts, StoreError> {
-        let rows = self.pool.get()?.query(
+        let rows = self.conn()?.query(
             "SELECT entry_type, fingerprint_sha1 FROM public.alerts WHERE issuance_key = $1",
             &[&key],
         )?;
@@ -243,22 +271,28 @@ impl Store {
             .collect())
     }
 
-    /// Records a successful delivery after `attempts` tries.
-    pub fn mark_delivered(&self, alert_id: i64, attempts: i32) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
+    /// Records a successful delivery after `attempts` more tries; returns whether
+    /// the row exists.
+    pub fn mark_delivered(&self, delivery_id: &str, attempts: i32) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
             "UPDATE public.alerts
                 SET delivered = true, delivered_at = now(), attempts = attempts + $2, last_error = NULL
-              WHERE id = $1",
-            &[&alert_id, &attempts],
+              WHERE delivery_id = $1",
+            &[&delivery_id, &attempts],
         )?;
-        Ok(())
+        Ok(n > 0)
     }
 
     /// Records `attempts` failed tries and the last error; the row stays undelivered.
-    pub fn mark_failed(&self, alert_id: i64, attempts: i32, error: &str) -> Result<(), StoreError> {
-        self.pool.get()?.execute(
-            "UPDATE public.alerts SET attempts = attempts + $2, last_error = $3 WHERE id = $1",
-            &[&alert_id, &attempts, &error],
+    pub fn mark_failed(
+        &self,
+        delivery_id: &str,
+        attempts: i32,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE public.alerts SET attempts = attempts + $2, last_error = $3 WHERE delivery_id = $1",
+            &[&delivery_id, &attempts, &error],
         )?;
         Ok(())
     }
@@ -269,7 +303,7 @@ impl Store {
         let seconds = retention.as_secs_f64();
         let mut total = 0;
         loop {
-            let deleted = self.pool.get()?.execute(
+            let deleted = self.conn()?.execute(
                 "DELETE FROM public.alerts WHERE id IN (
                      SELECT id FROM public.alerts
                       WHERE created_at < now() - make_interval(secs => $1)
@@ -282,6 +316,12 @@ impl Store {
             }
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `(not_after - not_before)` in days, one decimal, as the predecessor sent it.
@@ -303,6 +343,7 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
         "SELECT to_regclass('public.intent_current') IS NOT NULL
             AND to_regclass('public.certs') IS NOT NULL
             AND to_regclass('public.alerts_issuance_uidx') IS NOT NULL
+            AND to_regclass('public.alerts_delivery_id_idx') IS NOT NULL
             AND (SELECT count(*) FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at')) = 4

@@ -105,3 +105,75 @@ fn a_failed_refresh_keeps_the_current_watch_list() {
     );
     db.execute("ALTER TABLE public.intent_gone RENAME TO intent_current");
 }
+
+/// Makes the test database refuse connections and ends the ones it has, as an
+/// outage looks to the service; `restore` lets it back in.
+fn cut_off(db: &TestDb) {
+    let mut admin =
+        postgres::Client::connect(crate::support::DEFAULT_ADMIN_DSN, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{0}\" WITH ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}';",
+            db.name()
+        ))
+        .unwrap();
+}
+
+fn restore(db: &TestDb) {
+    let mut admin =
+        postgres::Client::connect(crate::support::DEFAULT_ADMIN_DSN, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true",
+            db.name()
+        ))
+        .unwrap();
+}
+
+#[test]
+fn alerts_during_a_database_outage_are_delivered_then_written_once() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "1")]);
+    assert!(feed.wait_for_client(WAIT));
+    cut_off(&db);
+    let certs: Vec<Cert> = (0..3)
+        .map(|i| Cert::new(&[&format!("outage{i}.example.com")]))
+        .collect();
+    for cert in &certs {
+        feed.send(FeedCmd::Text(cert.frame()));
+    }
+    // Copies during the outage are still deduplicated in memory.
+    feed.send(FeedCmd::Text(
+        certs[0].in_log("https://other.example/log", 1).frame(),
+    ));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let rx = hook
+            .recv(WAIT)
+            .expect("delivered while the database is down");
+        assert_eq!(rx.json()["severity"], "suspicious");
+        ids.push(rx.header("X-CT-Delivery").unwrap().to_string());
+    }
+    assert!(wait_until(WAIT, || svc
+        .metric(r#"certwatch_queue_depth{queue="unrecorded"}"#)
+        == 3.0));
+    let (_, health) = svc.get("/healthz");
+    assert!(health.contains(r#""database_reachable":false"#), "{health}");
+    // The feed goes on meanwhile.
+    feed.send(FeedCmd::Text(Cert::new(&["unrelated.example.org"]).frame()));
+    restore(&db);
+    assert!(wait_until(Duration::from_secs(20), || svc
+        .metric(r#"certwatch_queue_depth{queue="unrecorded"}"#)
+        == 0.0));
+    let rows = db.alerts();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for row in &rows {
+        assert!(ids.contains(&row.delivery_id));
+        assert!(row.delivered, "{row:?}");
+    }
+    hook.expect_none(Duration::from_secs(1));
+    assert!(svc.metric(r#"certwatch_db_errors_total{op="record"}"#) >= 3.0);
+}
