@@ -16,6 +16,8 @@ pub struct Config {
     pub postgres_dsn: Secret,
     /// certstream WebSocket URL, `ws://` or `wss://`.
     pub certstream_url: String,
+    /// Extra PEM CA certificates trusted for a `wss://` feed, besides the public roots.
+    pub certstream_ca_file: Option<std::path::PathBuf>,
     pub api_host: IpAddr,
     pub api_port: u16,
     /// Webhook target; `None` is observer mode (alerts recorded and logged only).
@@ -140,6 +142,7 @@ impl Config {
         Ok(Config {
             postgres_dsn,
             certstream_url,
+            certstream_ca_file: env.get("CERTSTREAM_CA_FILE").map(std::path::PathBuf::from),
             api_host,
             api_port,
             webhook_url,

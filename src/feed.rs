@@ -37,6 +37,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// What the feed thread needs.
 pub struct Feed {
     pub url: String,
+    /// TLS settings for `wss://` when extra CAs are trusted; `None` uses the public roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub ping_interval: Duration,
     pub silence: Duration,
     pub metrics: Arc<Metrics>,
@@ -81,7 +83,7 @@ pub fn run_feed(feed: Feed, frames: Sender<Frame>) {
         }
         attempt += 1;
         let mut received = false;
-        let outcome = connect(&feed.url).and_then(|mut ws| {
+        let outcome = connect(&feed.url, feed.tls.clone()).and_then(|mut ws| {
             log::info!("connected to {}", redact_url(&feed.url));
             feed.health.ws_connected.store(true, Ordering::SeqCst);
             feed.metrics.ws_connected.set(1);
@@ -175,8 +177,44 @@ fn is_tick(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
+/// The rustls client settings for `wss://` with the public roots plus the CA
+/// certificates of `ca_file` (PEM); `None` when no file is given.
+pub fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let Some(path) = ca_file else { return Ok(None) };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut added = 0;
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("CERTSTREAM_CA_FILE {}: {e}", path.display()))?
+    {
+        let cert = cert.map_err(|e| format!("CERTSTREAM_CA_FILE {}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("CERTSTREAM_CA_FILE {}: {e}", path.display()))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(format!(
+            "CERTSTREAM_CA_FILE {}: no PEM certificate in it",
+            path.display()
+        ));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Some(Arc::new(config)))
+}
+
 /// Opens the TCP connection with a timeout, then the TLS and WebSocket handshakes.
-fn connect(url: &str) -> Result<Socket, FeedError> {
+fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Socket, FeedError> {
     let request = url
         .into_client_request()
         .map_err(|e| FeedError::Connect(e.to_string()))?;
@@ -216,8 +254,9 @@ fn connect(url: &str) -> Result<Socket, FeedError> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
+    let connector = tls.map(tungstenite::Connector::Rustls);
     let (mut ws, _response) =
-        tungstenite::client_tls_with_config(request, stream, Some(config), None)
+        tungstenite::client_tls_with_config(request, stream, Some(config), connector)
             .map_err(|e| FeedError::Connect(e.to_string()))?;
     let tcp = match ws.get_mut() {
         MaybeTlsStream::Plain(s) => s,

@@ -46,6 +46,8 @@ pub enum Error {
     Bind(String),
     /// The database schema is missing and could not be applied.
     Schema(StoreError),
+    /// The feed's TLS settings could not be built (`CERTSTREAM_CA_FILE`).
+    Tls(String),
 }
 
 impl fmt::Display for Error {
@@ -53,6 +55,7 @@ impl fmt::Display for Error {
         match self {
             Error::Bind(e) => f.write_str(e),
             Error::Schema(e) => write!(f, "{e}"),
+            Error::Tls(e) => f.write_str(e),
         }
     }
 }
@@ -89,6 +92,7 @@ pub fn start(config: Config, shutdown: Shutdown) -> Result<Service, Error> {
     // Both rustls users (feed, database) share the ring provider; a second
     // install in the same process (tests) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = feed::tls_config(config.certstream_ca_file.as_deref()).map_err(Error::Tls)?;
     let server = Arc::new(http::bind(config.api_host, config.api_port).map_err(Error::Bind)?);
     let http_addr = server
         .server_addr()
@@ -100,7 +104,7 @@ pub fn start(config: Config, shutdown: Shutdown) -> Result<Service, Error> {
     );
     let main = std::thread::Builder::new()
         .name("pipeline".into())
-        .spawn(move || pipeline(config, shutdown, server))
+        .spawn(move || pipeline(config, shutdown, server, tls))
         .map_err(|e| Error::Bind(format!("cannot spawn the pipeline thread: {e}")))?;
     Ok(Service { http_addr, main })
 }
@@ -109,6 +113,7 @@ fn pipeline(
     config: Config,
     shutdown: Shutdown,
     server: Arc<tiny_http::Server>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
@@ -244,6 +249,7 @@ fn pipeline(
     }));
     let feed = Feed {
         url: config.certstream_url.clone(),
+        tls,
         ping_interval: config.feed_ping_interval,
         silence: config.feed_silence,
         metrics: metrics.clone(),

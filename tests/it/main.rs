@@ -13,3 +13,4 @@ mod lifecycle;
 mod process;
 mod schema;
 mod tidy;
+mod tls_feed;
