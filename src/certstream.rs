@@ -21,6 +21,8 @@ pub const NO_EXPIRATION: i64 = 253_402_300_799;
 /// SHA-1 of zero bytes: what certstream-server-go gives every precertificate of a
 /// static-ct (tiled) log. It identifies nothing.
 const EMPTY_SHA1: &str = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
+/// SHA-256 of zero bytes, the same for the feed's `sha256` field.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// What a frame is, read cheaply.
 #[derive(Debug, PartialEq)]
@@ -205,6 +207,9 @@ pub struct Certificate {
     pub subject_cn: Option<String>,
     /// Lower-case hex without colons; `None` when absent or the empty-input SHA-1.
     pub fingerprint_sha1: Option<String>,
+    /// Lower-case hex SHA-256 of the leaf: computed from `as_der` when the feed
+    /// sends it, else the feed's `sha256`; `None` when neither (or the empty-input hash).
+    pub sha256: Option<String>,
     /// Upper-case hex without colons or leading zeros.
     pub serial: Option<String>,
     pub not_before: Option<i64>,
@@ -280,6 +285,12 @@ pub fn parse_certificate(frame: &str) -> Result<Certificate, ParseError> {
             .or(leaf.sha1)
             .map(|f| normalize_hex(&f).to_ascii_lowercase())
             .filter(|f| !f.is_empty() && f != EMPTY_SHA1),
+        sha256: leaf
+            .as_der
+            .as_deref()
+            .and_then(der_sha256)
+            .or_else(|| leaf.sha256.map(|f| normalize_hex(&f).to_ascii_lowercase()))
+            .filter(|f| f.len() == 64 && f != EMPTY_SHA256),
         serial: leaf
             .serial_number
             .as_deref()
@@ -325,6 +336,16 @@ fn precert_signer_key_id(leaf_aki: Option<&str>, signer: &ChainCert<'_>) -> Opti
     } else {
         None
     }
+}
+
+/// Lower-case hex SHA-256 of base64 DER; `None` when it is not base64.
+fn der_sha256(as_der: &str) -> Option<String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(as_der.trim())
+        .ok()?;
+    (!der.is_empty()).then(|| crate::payload::hex_lower(&sha2::Sha256::digest(&der)))
 }
 
 fn is_truthy(v: &serde_json::Value) -> bool {
@@ -413,6 +434,10 @@ struct Leaf<'a> {
     fingerprint: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     sha1: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    sha256: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    as_der: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     serial_number: Option<Cow<'a, str>>,
     #[serde(default)]

@@ -10,9 +10,10 @@
 //! they are handed to the deliver thread.
 
 use crate::certstream::{self, Certificate, EntryType, Peek};
-use crate::deliver::{Delivery, Payload};
+use crate::deliver::Delivery;
 use crate::matcher::{EntryId, WatchList};
 use crate::metrics::Metrics;
+use crate::payload::{Event, Payload};
 use crate::store::{AlertRow, Store, StoreError};
 use crate::threads::{Health, unix_now};
 use arc_swap::ArcSwap;
@@ -69,6 +70,8 @@ pub struct Sighting {
     pub collision_fingerprint: String,
     /// Unix seconds when certwatch received it.
     pub received_at: i64,
+    /// The same in milliseconds (`matched_at_ms` of the ctwatch payload).
+    pub received_at_ms: i64,
 }
 
 impl Sighting {
@@ -238,6 +241,8 @@ pub struct Classifier {
     pub payload: Payload,
     /// `None` in observer mode.
     pub deliver: Option<Sender<Delivery>>,
+    /// Keys of the webhook targets (`deliver::Target::key`).
+    pub target_keys: Vec<String>,
     /// Alerts waiting for the database to come back (bounded).
     pub unrecorded: Mutex<VecDeque<Unrecorded>>,
 }
@@ -366,6 +371,7 @@ fn handle_frame(cls: &Classifier, state: &mut WorkerState, text: &str, pending: 
         issuance_key,
         collision_fingerprint,
         received_at: now,
+        received_at_ms: crate::threads::unix_now_ms(),
     };
     match cls.in_inventory(&sighting) {
         Some(true) => cls.record(sighting, Severity::Info),
@@ -426,7 +432,12 @@ impl Classifier {
                 Ok(Some(_)) => {
                     self.health.db_reachable.store(true, Ordering::Relaxed);
                     self.announce(&sighting, severity, &delivery_id);
-                    self.dispatch(Delivery::recorded(delivery_id, body));
+                    self.dispatch(Delivery::new(
+                        delivery_id,
+                        Event::Match,
+                        body,
+                        self.target_keys.len(),
+                    ));
                     return;
                 }
                 Ok(None) if sighting.collision_fingerprint.is_empty() => {
@@ -472,7 +483,13 @@ impl Classifier {
         error: StoreError,
     ) {
         let delivered = Arc::new(AtomicBool::new(false));
-        let delivery = Delivery::unrecorded(delivery_id.clone(), body.clone(), delivered.clone());
+        let delivery = Delivery::new(
+            delivery_id.clone(),
+            Event::Match,
+            body.clone(),
+            self.target_keys.len(),
+        )
+        .unrecorded(delivered.clone());
         let mut held = self.unrecorded.lock().expect("unrecorded lock poisoned");
         if held.len() >= UNRECORDED_CAPACITY {
             drop(held);
@@ -528,7 +545,14 @@ impl Classifier {
                         log::info!("held alert {} written to public.alerts", item.delivery_id);
                     }
                     if item.delivered.load(Ordering::SeqCst)
-                        && let Err(e) = self.store.mark_delivered(&item.delivery_id, 1)
+                        && let Err(e) = self.store.record_round(
+                            &item.delivery_id,
+                            Event::Match,
+                            &self.target_keys,
+                            &self.target_keys,
+                            None,
+                            None,
+                        )
                     {
                         self.metrics.db_error("delivery");
                         log::warn!(
@@ -784,6 +808,7 @@ mod tests {
             matched_sans: vec![],
             collision_fingerprint: String::new(),
             received_at: 0,
+            received_at_ms: 0,
         };
         let first = s.delivery_id();
         assert_eq!(first, s.delivery_id());

@@ -20,10 +20,14 @@ pub struct Config {
     pub certstream_ca_file: Option<std::path::PathBuf>,
     pub api_host: IpAddr,
     pub api_port: u16,
-    /// Webhook target; `None` is observer mode (alerts recorded and logged only).
-    pub webhook_url: Option<String>,
+    /// Webhook targets (`WEBHOOK_URL`, comma-separated); empty is observer mode
+    /// (alerts recorded and logged only). Redacted in `Debug`: a webhook URL is
+    /// often a bearer secret.
+    pub webhook_urls: Vec<Secret>,
     pub webhook_timeout: Duration,
     pub webhook_secret: Option<Secret>,
+    /// The previous signing key during a rotation: each signature is sent twice.
+    pub webhook_secret_previous: Option<Secret>,
     pub webhook_format: WebhookFormat,
     pub cleanup_interval: Duration,
     pub alert_retention: Duration,
@@ -46,6 +50,8 @@ pub struct Config {
 pub enum WebhookFormat {
     /// The predecessor's body, field for field.
     Certwatch,
+    /// The CT Watch webhook body.
+    Ctwatch,
 }
 
 /// A value that must never reach a log line: `Debug` and `Display` print `<redacted>`.
@@ -115,19 +121,22 @@ impl Config {
             .get("CERTSTREAM_URL")
             .unwrap_or_else(|| "ws://localhost:8080/full-stream".to_string());
         check_url("CERTSTREAM_URL", &certstream_url, &["ws", "wss"])?;
-        let webhook_url = env.get("WEBHOOK_URL");
-        if let Some(url) = &webhook_url {
+        let mut webhook_urls = Vec::new();
+        for url in env
+            .get("WEBHOOK_URL")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+        {
             check_url("WEBHOOK_URL", url, &["http", "https"])?;
+            if !webhook_urls.iter().any(|u: &Secret| u.expose() == url) {
+                webhook_urls.push(Secret(url.to_string()));
+            }
         }
         let webhook_format = match env.get("WEBHOOK_FORMAT").as_deref() {
             None | Some("certwatch") => WebhookFormat::Certwatch,
-            Some(other) => {
-                return Err(invalid(
-                    "WEBHOOK_FORMAT",
-                    other,
-                    "certwatch (the ctwatch format is not supported by this version yet)",
-                ));
-            }
+            Some("ctwatch") => WebhookFormat::Ctwatch,
+            Some(other) => return Err(invalid("WEBHOOK_FORMAT", other, "certwatch or ctwatch")),
         };
         let feed_ping_interval = env.seconds("FEED_PING_S", 20)?;
         if feed_ping_interval > Duration::from_secs(30) {
@@ -145,9 +154,10 @@ impl Config {
             certstream_ca_file: env.get("CERTSTREAM_CA_FILE").map(std::path::PathBuf::from),
             api_host,
             api_port,
-            webhook_url,
+            webhook_urls,
             webhook_timeout: env.seconds("WEBHOOK_TIMEOUT_S", 10)?,
             webhook_secret: env.get("WEBHOOK_SECRET").map(Secret),
+            webhook_secret_previous: env.get("WEBHOOK_SECRET_PREVIOUS").map(Secret),
             webhook_format,
             cleanup_interval: env.seconds("CLEANUP_INTERVAL_S", 3600)?,
             alert_retention: env.seconds("ALERT_RETENTION_S", 2_592_000)?,
@@ -343,7 +353,7 @@ mod tests {
         assert_eq!(c.certstream_url, "ws://localhost:8080/full-stream");
         assert_eq!(c.api_host.to_string(), "127.0.0.1");
         assert_eq!(c.api_port, 8765);
-        assert_eq!(c.webhook_url, None);
+        assert!(c.webhook_urls.is_empty());
         assert_eq!(c.webhook_timeout, Duration::from_secs(10));
         assert_eq!(c.webhook_format, WebhookFormat::Certwatch);
         assert_eq!(c.cleanup_interval, Duration::from_secs(3600));
@@ -371,7 +381,7 @@ mod tests {
         check_err("WEBHOOK_URL", "ftp://x/hook", "WEBHOOK_URL");
         check_err("WEBHOOK_URL", "not a url", "WEBHOOK_URL");
         check_err("WEBHOOK_FORMAT", "xml", "WEBHOOK_FORMAT");
-        check_err("WEBHOOK_FORMAT", "ctwatch", "WEBHOOK_FORMAT");
+        check_err("WEBHOOK_URL", "https://a.example/x,ftp://b", "WEBHOOK_URL");
         check_err("LOG_LEVEL", "loud", "LOG_LEVEL");
         check_err("WORKERS", "0", "WORKERS");
         check_err("WEBHOOK_DENY_PRIVATE", "maybe", "WEBHOOK_DENY_PRIVATE");
@@ -387,7 +397,7 @@ mod tests {
             ("SUSPICIOUS_GRACE_S", "0"),
             ("CERTSTREAM_URL", "wss://certstream.example/full-stream"),
             ("WEBHOOK_URL", "https://n8n.example/webhook/ct"),
-            ("WEBHOOK_FORMAT", "certwatch"),
+            ("WEBHOOK_FORMAT", "ctwatch"),
             ("API_HOST", "0.0.0.0"),
             ("WORKERS", "3"),
         ])
@@ -395,9 +405,21 @@ mod tests {
         assert_eq!(c.log_level, log::LevelFilter::Debug);
         assert!(c.webhook_deny_private);
         assert_eq!(c.suspicious_grace, Duration::ZERO);
-        assert_eq!(c.webhook_format, WebhookFormat::Certwatch);
+        assert_eq!(c.webhook_format, WebhookFormat::Ctwatch);
         assert_eq!(c.workers, 3);
         assert_eq!(c.healthz_url(), "http://127.0.0.1:8765/healthz");
+    }
+
+    #[test]
+    fn several_webhook_targets() {
+        let c = config(&[(
+            "WEBHOOK_URL",
+            " https://a.example/x , http://b.example:8080/y,https://a.example/x ",
+        )])
+        .unwrap();
+        let urls: Vec<&str> = c.webhook_urls.iter().map(Secret::expose).collect();
+        assert_eq!(urls, vec!["https://a.example/x", "http://b.example:8080/y"]);
+        assert!(!format!("{c:?}").contains("a.example"));
     }
 
     #[test]

@@ -1,211 +1,177 @@
-//! Delivery: webhook payloads, HMAC signatures, and the `deliver` thread that
-//! POSTs alerts, retries them on its own schedule and records the outcome.
+//! Delivery: the `deliver` thread that POSTs alerts to every webhook target,
+//! retries on its own schedule, and records per-target outcomes.
 //!
-//! Alerts arrive already written to `public.alerts`. The thread keeps failed
-//! attempts in a timer heap (backoff 1 s, then 4 s), so a slow or dead receiver
-//! never makes a worker or the feed reader wait. After the last attempt the row
-//! stays `delivered = false` with its error, logged and counted.
+//! Alerts arrive already written to `public.alerts` (from the workers, the grace
+//! thread, or the timer's redelivery sweep). A round POSTs to every target still
+//! owed; failed targets are retried after 1 s, then 4 s (or a later
+//! `Retry-After`), in a timer heap, so a slow or dead receiver never makes a
+//! worker or the feed reader wait. After the last round the row stays
+//! `delivered = false` with its next attempt time, for the sweep to pick up.
 
-use crate::classify::{Severity, Sighting};
-use crate::config::Secret;
 use crate::metrics::Metrics;
+use crate::payload::{self, Event, Signer};
 use crate::shutdown::Shutdown;
-use crate::store::{self, Store};
+use crate::store::Store;
+use crate::threads::unix_now;
 use crossbeam_channel::{Receiver, select};
-use hmac::{KeyInit, Mac};
-use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Attempts per alert before it is left undelivered.
+/// Rounds per delivery before it is left to the redelivery sweep.
 pub const ATTEMPTS: u32 = 3;
-
-/// Wait before attempt `n + 1` after `n` failures: 1 s, 4 s, 16 s, ...
-pub fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(4u64.saturating_pow(failures.saturating_sub(1)))
-}
-
-/// An alert to POST. Carries its body, so retries send the same bytes.
-pub struct Delivery {
-    pub delivery_id: String,
-    pub body: Vec<u8>,
-    /// For an alert whose row could not be written yet (database down): set on
-    /// success, so the row is marked delivered when it is written.
-    pub unrecorded: Option<Arc<AtomicBool>>,
-    failures: u32,
-}
-
-impl Delivery {
-    /// A delivery of an alert whose row is in `public.alerts`.
-    pub fn recorded(delivery_id: String, body: Vec<u8>) -> Delivery {
-        Delivery {
-            delivery_id,
-            body,
-            unrecorded: None,
-            failures: 0,
-        }
-    }
-
-    /// A delivery of an alert still waiting to be written; `delivered` is set on success.
-    pub fn unrecorded(delivery_id: String, body: Vec<u8>, delivered: Arc<AtomicBool>) -> Delivery {
-        Delivery {
-            delivery_id,
-            body,
-            unrecorded: Some(delivered),
-            failures: 0,
-        }
-    }
-}
-
-/// Builds webhook bodies.
-#[derive(Clone, Copy, Debug)]
-pub struct Payload;
-
-/// The `certwatch` webhook body (SPEC §6), field for field.
-#[derive(Serialize)]
-struct CertwatchBody<'a> {
-    fingerprint_sha1: Option<&'a str>,
-    severity: &'a str,
-    matched_entries: &'a [String],
-    matched_sans: &'a [String],
-    all_sans: &'a [String],
-    issuer_o: Option<&'a str>,
-    issuer_cn: Option<&'a str>,
-    not_before: Option<i64>,
-    not_after: Option<i64>,
-    lifetime_days: Option<f64>,
-    source_log: Option<&'a str>,
-    cert_link: Option<&'a str>,
-    serial: Option<&'a str>,
-    update_type: &'a str,
-    seen_at: i64,
-}
-
-impl Payload {
-    /// The exact body bytes for this alert.
-    pub fn body(&self, s: &Sighting, severity: Severity) -> Vec<u8> {
-        let c = &s.cert;
-        let body = CertwatchBody {
-            fingerprint_sha1: c.fingerprint_sha1.as_deref(),
-            severity: severity.as_str(),
-            matched_entries: &s.matched_entries,
-            matched_sans: &s.matched_sans,
-            all_sans: &c.all_domains,
-            issuer_o: c.issuer_o.as_deref(),
-            issuer_cn: c.issuer_cn.as_deref(),
-            not_before: c.not_before,
-            not_after: c.not_after,
-            lifetime_days: store::lifetime_days(c.not_before, c.not_after),
-            source_log: c.source_name.as_deref(),
-            cert_link: c.cert_link.as_deref(),
-            serial: c.serial.as_deref(),
-            update_type: c.entry_type.update_type(),
-            seen_at: store::seen_at(s),
-        };
-        serde_json::to_vec(&body).expect("payload serialises")
-    }
-}
-
-/// `sha256=<hex HMAC-SHA256 of body>`, the `X-CT-Signature` value.
-pub fn signature(secret: &Secret, body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256=");
-    for b in digest.iter() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-/// What the deliver thread needs.
-pub struct Deliverer {
-    pub url: String,
-    pub secret: Option<Secret>,
-    pub timeout: Duration,
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-    pub shutdown: Shutdown,
-}
-
+/// The longest `Retry-After` honoured.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 /// How long delivery may go on once shutdown has begun; what is left stays
 /// undelivered in `public.alerts`.
 pub const DRAIN_BUDGET: Duration = Duration::from_secs(10);
 
-/// The deliver thread: runs until every producer has dropped its sender, then
-/// gives each alert still waiting for a retry one last attempt, within
-/// `DRAIN_BUDGET` of the shutdown.
-pub fn run_deliver(d: Deliverer, input: Receiver<Delivery>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(d.timeout))
+/// Wait before round `n + 1` after `n` failed rounds: 1 s, 4 s, 16 s, ...
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(4u64.saturating_pow(failures.saturating_sub(1)))
+}
+
+/// One webhook receiver.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: String,
+    /// Stable key of this target in `public.alerts.delivered_targets`: a hash of
+    /// the URL, so it survives reordering and never stores the URL itself.
+    pub key: String,
+    /// How logs name it: its position and host, never its path or query.
+    pub label: String,
+}
+
+impl Target {
+    pub fn new(index: usize, url: &str) -> Target {
+        use sha2::Digest;
+        let key = payload::hex_lower(&sha2::Sha256::digest(url.as_bytes())[..8]);
+        let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let host = host.split(['/', '?', '#']).next().unwrap_or("");
+        let host = host.rsplit('@').next().unwrap_or(host);
+        Target {
+            url: url.to_string(),
+            key,
+            label: format!("webhook #{} ({host})", index + 1),
+        }
+    }
+}
+
+/// An alert event to POST. Carries its body, so retries send the same bytes.
+pub struct Delivery {
+    /// The alert's id (`public.alerts.delivery_id`).
+    pub delivery_id: String,
+    pub event: Event,
+    pub body: Vec<u8>,
+    /// Indexes into the targets of those that have not accepted it yet.
+    pub owed: Vec<usize>,
+    /// For an alert whose row could not be written yet (database down): set once
+    /// every target accepted, so the row is marked delivered when it is written.
+    pub unrecorded: Option<Arc<AtomicBool>>,
+    failures: u32,
+    retry_after: Option<Duration>,
+}
+
+impl Delivery {
+    /// A first delivery to every target.
+    pub fn new(delivery_id: String, event: Event, body: Vec<u8>, targets: usize) -> Delivery {
+        Delivery {
+            delivery_id,
+            event,
+            body,
+            owed: (0..targets).collect(),
+            unrecorded: None,
+            failures: 0,
+            retry_after: None,
+        }
+    }
+
+    /// A first delivery of an alert still waiting to be written.
+    pub fn unrecorded(mut self, delivered: Arc<AtomicBool>) -> Delivery {
+        self.unrecorded = Some(delivered);
+        self
+    }
+}
+
+/// What the deliver thread needs.
+pub struct Deliverer {
+    pub targets: Vec<Target>,
+    pub signer: Option<Signer>,
+    pub agent: ureq::Agent,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
+    /// Base interval of the redelivery sweep; rounds that fail schedule the next
+    /// redelivery on a growing multiple of it.
+    pub redelivery_interval: Duration,
+}
+
+/// The agent every POST goes through: no redirects (a 3xx is a failure), a
+/// whole-request timeout, status codes as values. With the SSRF guard on, no
+/// proxy from the environment is used, since a proxy would resolve the target
+/// out of the guard's sight.
+pub fn agent_config(timeout: Duration, deny_private: bool) -> ureq::config::Config {
+    let builder = ureq::Agent::config_builder();
+    let builder = if deny_private {
+        builder.proxy(None)
+    } else {
+        builder
+    };
+    builder
+        .timeout_global(Some(timeout))
         .max_redirects(0)
         .max_redirects_will_error(false)
         .http_status_as_error(false)
         .user_agent(concat!("certwatch/", env!("CARGO_PKG_VERSION")))
         .build()
-        .into();
+}
+
+/// The deliver thread: runs until every producer has dropped its sender, then
+/// gives each delivery still waiting for a retry one last round, within
+/// `DRAIN_BUDGET` of the shutdown.
+pub fn run_deliver(d: Deliverer, input: Receiver<Delivery>) {
     let depth = d.metrics.queue_depth.with_label_values(&["deliver"]);
     let mut retries: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut waiting: std::collections::HashMap<u64, Delivery> = std::collections::HashMap::new();
+    let mut waiting: HashMap<u64, Delivery> = HashMap::new();
     let mut next_id = 0u64;
-    let mut schedule = |delivery: Delivery,
-                        retries: &mut BinaryHeap<_>,
-                        waiting: &mut std::collections::HashMap<_, _>| {
-        retries.push(Reverse((
-            Instant::now() + backoff(delivery.failures),
-            next_id,
-        )));
-        waiting.insert(next_id, delivery);
-        next_id += 1;
-    };
     loop {
         let timer = match retries.peek() {
             Some(Reverse((due, _))) => crossbeam_channel::at(*due),
             None => crossbeam_channel::never(),
         };
+        let mut due = Vec::new();
         select! {
             recv(input) -> msg => match msg {
-                Ok(delivery) => {
-                    if let Some(again) = attempt(&d, &agent, delivery) {
-                        schedule(again, &mut retries, &mut waiting);
-                    }
-                }
+                Ok(delivery) => due.push(delivery),
                 Err(_) => break,
             },
             recv(timer) -> _ => {
                 let now = Instant::now();
-                while let Some(Reverse((due, id))) = retries.peek().copied() {
-                    if due > now {
+                while let Some(Reverse((at, id))) = retries.peek().copied() {
+                    if at > now {
                         break;
                     }
                     retries.pop();
-                    if let Some(delivery) = waiting.remove(&id)
-                        && let Some(again) = attempt(&d, &agent, delivery)
-                    {
-                        schedule(again, &mut retries, &mut waiting);
-                    }
+                    due.extend(waiting.remove(&id));
                 }
+            }
+        }
+        for delivery in due {
+            if let Some(again) = round(&d, delivery) {
+                let wait = backoff(again.failures).max(again.retry_after.unwrap_or_default());
+                retries.push(Reverse((Instant::now() + wait, next_id)));
+                waiting.insert(next_id, again);
+                next_id += 1;
             }
         }
         depth.set((input.len() + waiting.len()) as i64);
     }
-    let deadline = Instant::now() + DRAIN_BUDGET;
     for (_, delivery) in waiting.drain() {
-        if Instant::now() >= deadline {
+        if let Some(left) = round(&d, delivery) {
             log::warn!(
-                "shutdown: alert {} left undelivered for a later retry",
-                delivery.delivery_id
-            );
-            continue;
-        }
-        if let Some(left) = attempt(&d, &agent, delivery) {
-            log::warn!(
-                "shutdown: alert {} left undelivered for a later retry",
+                "shutdown: alert {} left for the redelivery sweep",
                 left.delivery_id
             );
         }
@@ -213,10 +179,18 @@ pub fn run_deliver(d: Deliverer, input: Receiver<Delivery>) {
     depth.set(0);
 }
 
-/// One POST. Returns the delivery when it should be tried again. Once the
-/// shutdown's drain budget is spent, no POST is made and the alert stays
-/// undelivered.
-fn attempt(d: &Deliverer, agent: &ureq::Agent, mut delivery: Delivery) -> Option<Delivery> {
+/// The outcome of one POST.
+enum Outcome {
+    Accepted,
+    Failed {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// One round: a POST to every target still owed. Returns the delivery when a
+/// round should follow.
+fn round(d: &Deliverer, mut delivery: Delivery) -> Option<Delivery> {
     if d.shutdown.is_set() && d.shutdown.elapsed_since_set() >= DRAIN_BUDGET {
         log::warn!(
             "shutdown: alert {} left undelivered (drain budget spent)",
@@ -224,71 +198,171 @@ fn attempt(d: &Deliverer, agent: &ureq::Agent, mut delivery: Delivery) -> Option
         );
         return None;
     }
+    let id = payload::event_delivery_id(&delivery.delivery_id, delivery.event);
+    let mut accepted = Vec::new();
+    let mut errors = Vec::new();
+    delivery.retry_after = None;
+    delivery.owed.retain(|&index| {
+        let target = &d.targets[index];
+        match post(d, target, &id, delivery.event, &delivery.body) {
+            Outcome::Accepted => {
+                d.metrics.webhook.with_label_values(&["success"]).inc();
+                accepted.push(target.key.clone());
+                false
+            }
+            Outcome::Failed { error, retry_after } => {
+                d.metrics.webhook.with_label_values(&["failure"]).inc();
+                delivery.retry_after = delivery.retry_after.max(retry_after);
+                errors.push(format!("{}: {error}", target.label));
+                true
+            }
+        }
+    });
+    let done = delivery.owed.is_empty();
+    if done && let Some(delivered) = &delivery.unrecorded {
+        // Set before the row update: whichever of this and the row's insertion
+        // comes second marks the row.
+        delivered.store(true, Ordering::SeqCst);
+    }
+    if !done {
+        delivery.failures += 1;
+    }
+    let gave_up = !done && delivery.failures >= ATTEMPTS;
+    let all_keys: Vec<String> = d.targets.iter().map(|t| t.key.clone()).collect();
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    let next_redelivery = gave_up.then_some(d.redelivery_interval);
+    if let Err(e) = d.store.record_round(
+        &delivery.delivery_id,
+        delivery.event,
+        &accepted,
+        &all_keys,
+        error.as_deref(),
+        next_redelivery,
+    ) {
+        d.metrics.db_error("delivery");
+        log::warn!(
+            "alert {}: delivery state not recorded: {e}",
+            delivery.delivery_id
+        );
+    }
+    if done {
+        log::info!(
+            "alert {} ({}) delivered",
+            delivery.delivery_id,
+            delivery.event.as_str()
+        );
+        None
+    } else if gave_up {
+        d.metrics.webhook_gave_up.inc();
+        log::error!(
+            "alert {} ({}) undelivered after {} rounds, left for the redelivery sweep: {}",
+            delivery.delivery_id,
+            delivery.event.as_str(),
+            delivery.failures,
+            error.unwrap_or_default()
+        );
+        None
+    } else {
+        log::warn!(
+            "alert {} round {} failed, retrying: {}",
+            delivery.delivery_id,
+            delivery.failures,
+            error.unwrap_or_default()
+        );
+        Some(delivery)
+    }
+}
+
+fn post(d: &Deliverer, target: &Target, id: &str, event: Event, body: &[u8]) -> Outcome {
+    let mut request = d
+        .agent
+        .post(&target.url)
+        .header("Content-Type", "application/json")
+        .header("X-CT-Event", event.as_str())
+        .header("X-CT-Delivery", id);
+    if let Some(signer) = &d.signer {
+        for (name, value) in signer.headers(id, unix_now(), body) {
+            request = request.header(name, value);
+        }
+    }
     let started = Instant::now();
-    let result = post(d, agent, &delivery);
+    let result = request.send(body);
     d.metrics
         .webhook_duration
         .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(()) => {
-            d.metrics.webhook.with_label_values(&["success"]).inc();
-            log::info!("alert {} delivered", delivery.delivery_id);
-            if let Some(delivered) = &delivery.unrecorded {
-                // Set before the update: whichever of this and the row's insertion
-                // comes second marks the row.
-                delivered.store(true, Ordering::SeqCst);
-            }
-            if let Err(e) = d.store.mark_delivered(&delivery.delivery_id, 1) {
-                d.metrics.db_error("delivery");
-                log::warn!(
-                    "alert {} delivered but not marked: {e}",
-                    delivery.delivery_id
-                );
-            }
-            None
-        }
-        Err(error) => {
-            d.metrics.webhook.with_label_values(&["failure"]).inc();
-            delivery.failures += 1;
-            if let Err(e) = d.store.mark_failed(&delivery.delivery_id, 1, &error) {
-                d.metrics.db_error("delivery");
-                log::warn!("alert {} failure not recorded: {e}", delivery.delivery_id);
-            }
-            if delivery.failures >= ATTEMPTS {
-                d.metrics.webhook_gave_up.inc();
-                log::error!(
-                    "alert {} undelivered after {} attempts: {error}",
-                    delivery.delivery_id,
-                    delivery.failures
-                );
-                None
+        Ok(response) if response.status().is_success() => Outcome::Accepted,
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let retry_after = if matches!(status, 429 | 503) {
+                response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after)
+                    .map(|d| d.min(RETRY_AFTER_CAP))
             } else {
-                log::warn!(
-                    "alert {} attempt {} failed, retrying in {:?}: {error}",
-                    delivery.delivery_id,
-                    delivery.failures,
-                    backoff(delivery.failures)
+                None
+            };
+            if status == 410 {
+                log::error!(
+                    "{} answered 410 Gone: the receiver is retired; fix WEBHOOK_URL",
+                    target.label
                 );
-                Some(delivery)
+            }
+            Outcome::Failed {
+                error: format!("HTTP {status}"),
+                retry_after,
             }
         }
+        Err(e) => Outcome::Failed {
+            error: e.to_string(),
+            retry_after: None,
+        },
     }
 }
 
-fn post(d: &Deliverer, agent: &ureq::Agent, delivery: &Delivery) -> Result<(), String> {
-    let mut request = agent
-        .post(&d.url)
-        .header("Content-Type", "application/json")
-        .header("X-CT-Event", "match")
-        .header("X-CT-Delivery", &delivery.delivery_id);
-    if let Some(secret) = &d.secret {
-        request = request.header("X-CT-Signature", signature(secret, &delivery.body));
+/// `Retry-After` as delay seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
     }
-    match request.send(&delivery.body[..]) {
-        Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
-        Err(e) => Err(e.to_string()),
-    }
+    let when = httpdate_to_unix(value)?;
+    Some(Duration::from_secs(
+        u64::try_from(when - unix_now()).unwrap_or(0),
+    ))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to unix seconds.
+fn httpdate_to_unix(value: &str) -> Option<i64> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as i64
+        + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 #[cfg(test)]
@@ -303,12 +377,34 @@ mod tests {
     }
 
     #[test]
-    fn signature_matches_a_known_vector() {
-        // RFC 4231 test case 2.
-        let secret = Secret::new("Jefe");
+    fn retry_after_in_both_spellings() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
         assert_eq!(
-            signature(&secret, b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn targets_are_labelled_without_secrets() {
+        let t = Target::new(
+            1,
+            "https://user:pw@n8n.example:5678/webhook/9f1c-secret?token=x",
+        );
+        assert_eq!(t.label, "webhook #2 (n8n.example:5678)");
+        assert_eq!(t.key.len(), 16);
+        assert_eq!(
+            t.key,
+            Target::new(
+                7,
+                "https://user:pw@n8n.example:5678/webhook/9f1c-secret?token=x"
+            )
+            .key
         );
     }
 }

@@ -9,8 +9,10 @@
 //! - `matcher`: watch-list index and name matching (pure)
 //! - `classify`: workers and the grace delay queue (`worker-N`, `grace`)
 //! - `store`: every SQL query, the Postgres pool
-//! - `deliver`: webhook payloads, signatures, retries (`deliver`)
-//! - `timer`: watch-list refresh and cleanup (`timer`)
+//! - `payload`: webhook bodies and signatures (pure)
+//! - `deliver`: webhook targets, POSTs, retries (`deliver`)
+//! - `guard`: the SSRF guard on webhook egress (start-up, `deliver`)
+//! - `timer`: watch-list refresh, cleanup, redelivery sweep (`timer`)
 //! - `http`: `/healthz`, `/metrics`, the healthcheck client (`http`)
 //! - `metrics`, `threads`, `shutdown`: shared plumbing
 
@@ -19,9 +21,11 @@ pub mod classify;
 pub mod config;
 pub mod deliver;
 pub mod feed;
+pub mod guard;
 pub mod http;
 pub mod matcher;
 pub mod metrics;
+pub mod payload;
 pub mod pipeline;
 pub mod shutdown;
 pub mod store;

@@ -30,12 +30,19 @@ pub struct Metrics {
     pub ws_connected: IntGauge,
     pub ws_reconnects: IntCounter,
     pub dedupe_cache_size: IntGauge,
-    /// Database errors by `op` (`watch_refresh`, `inventory`, `record`, `delivery`, `cleanup`).
+    /// Database errors by `op` (`connect`, `watch_refresh`, `inventory`, `record`,
+    /// `delivery`, `cleanup`, `sweep`).
     pub db_errors: IntCounterVec,
     /// Items waiting in each internal queue, by `queue`.
     pub queue_depth: IntGaugeVec,
     /// Alerts pruned by retention.
     pub alerts_pruned: IntCounter,
+    /// Undelivered alert events younger than `REDELIVERY_MAX_AGE_S`.
+    pub undelivered: IntGauge,
+    /// Events claimed by the redelivery sweep.
+    pub redeliveries: IntCounter,
+    /// Suspicious alerts whose certificate later reached the inventory.
+    pub reclassified: IntCounter,
     /// Alerts never written because the database was down and the holding buffer full.
     pub alerts_unrecorded_overflow: IntCounter,
 }
@@ -120,6 +127,21 @@ impl Default for Metrics {
                 &["queue"],
             )
             .expect("valid metric"),
+            undelivered: IntGauge::new(
+                "certwatch_undelivered_alerts",
+                "Undelivered alert events younger than REDELIVERY_MAX_AGE_S (the redelivery backlog)",
+            )
+            .expect("valid metric"),
+            redeliveries: IntCounter::new(
+                "certwatch_redeliveries_total",
+                "Undelivered alert events taken up again by the redelivery sweep",
+            )
+            .expect("valid metric"),
+            reclassified: IntCounter::new(
+                "certwatch_reclassified_total",
+                "Suspicious alerts resolved because their certificate reached the inventory",
+            )
+            .expect("valid metric"),
             alerts_unrecorded_overflow: IntCounter::new(
                 "certwatch_alerts_unrecorded_overflow_total",
                 "Alerts never written to the database: it was down and the holding buffer was full",
@@ -148,6 +170,9 @@ impl Default for Metrics {
             Box::new(m.queue_depth.clone()),
             Box::new(m.alerts_pruned.clone()),
             Box::new(m.alerts_unrecorded_overflow.clone()),
+            Box::new(m.undelivered.clone()),
+            Box::new(m.redeliveries.clone()),
+            Box::new(m.reclassified.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {

@@ -12,15 +12,17 @@
 
 use crate::classify::{self, Classifier, Dedupe, Frame, Pending};
 use crate::config::Config;
-use crate::deliver::{self, Deliverer, Delivery, Payload};
+use crate::deliver::{self, Deliverer, Delivery, Target};
 use crate::feed::{self, Feed};
+use crate::guard::{self, GuardedResolver};
 use crate::http::{self, Http};
 use crate::matcher::WatchList;
 use crate::metrics::Metrics;
+use crate::payload::{Payload, Signer};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::threads::{Health, spawn_stage, unix_now};
-use crate::timer::{self, Timer, WatchRefresher};
+use crate::timer::{self, Sweep, Timer, WatchRefresher};
 use arc_swap::ArcSwap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -48,6 +50,8 @@ pub enum Error {
     Schema(StoreError),
     /// The feed's TLS settings could not be built (`CERTSTREAM_CA_FILE`).
     Tls(String),
+    /// A webhook target is refused by `WEBHOOK_DENY_PRIVATE`.
+    Guard(String),
 }
 
 impl fmt::Display for Error {
@@ -55,7 +59,7 @@ impl fmt::Display for Error {
         match self {
             Error::Bind(e) => f.write_str(e),
             Error::Schema(e) => write!(f, "{e}"),
-            Error::Tls(e) => f.write_str(e),
+            Error::Tls(e) | Error::Guard(e) => f.write_str(e),
         }
     }
 }
@@ -89,10 +93,32 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
 
 /// Binds the HTTP port, then runs everything else on a `pipeline` thread.
 pub fn start(config: Config, shutdown: Shutdown) -> Result<Service, Error> {
+    start_with_lookup(config, shutdown, guard::system_lookup())
+}
+
+/// `start` with the host-name lookup the webhook guard uses (tests fake it).
+pub fn start_with_lookup(
+    config: Config,
+    shutdown: Shutdown,
+    lookup: guard::Lookup,
+) -> Result<Service, Error> {
     // Both rustls users (feed, database) share the ring provider; a second
     // install in the same process (tests) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = feed::tls_config(config.certstream_ca_file.as_deref()).map_err(Error::Tls)?;
+    if config.webhook_deny_private {
+        for url in &config.webhook_urls {
+            guard::check_target(url.expose(), &lookup).map_err(Error::Guard)?;
+        }
+    }
+    let agent = (!config.webhook_urls.is_empty()).then(|| {
+        let agent_config =
+            deliver::agent_config(config.webhook_timeout, config.webhook_deny_private);
+        guard::agent(
+            agent_config,
+            GuardedResolver::new(config.webhook_deny_private, lookup),
+        )
+    });
     let server = Arc::new(http::bind(config.api_host, config.api_port).map_err(Error::Bind)?);
     let http_addr = server
         .server_addr()
@@ -104,7 +130,7 @@ pub fn start(config: Config, shutdown: Shutdown) -> Result<Service, Error> {
     );
     let main = std::thread::Builder::new()
         .name("pipeline".into())
-        .spawn(move || pipeline(config, shutdown, server, tls))
+        .spawn(move || pipeline(config, shutdown, server, tls, agent))
         .map_err(|e| Error::Bind(format!("cannot spawn the pipeline thread: {e}")))?;
     Ok(Service { http_addr, main })
 }
@@ -114,6 +140,7 @@ fn pipeline(
     shutdown: Shutdown,
     server: Arc<tiny_http::Server>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    agent: Option<ureq::Agent>,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
@@ -144,7 +171,7 @@ fn pipeline(
              so nothing can be classified or alerted; use /full-stream (or / for lite)"
         );
     }
-    if config.webhook_url.is_none() {
+    if config.webhook_urls.is_empty() {
         log::warn!("WEBHOOK_URL is not set: observer mode, alerts are recorded and logged only");
     }
 
@@ -194,15 +221,25 @@ fn pipeline(
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
     let mut stages: Vec<JoinHandle<()>> = Vec::new();
     let (pending_tx, pending_rx) = crossbeam_channel::bounded::<Pending>(PENDING_QUEUE);
-    let deliver_tx = config.webhook_url.as_ref().map(|url| {
+    let targets: Vec<Target> = config
+        .webhook_urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| Target::new(i, url.expose()))
+        .collect();
+    let deliver_tx = (!targets.is_empty()).then(|| {
         let (tx, rx) = crossbeam_channel::bounded::<Delivery>(DELIVERY_QUEUE);
         let deliverer = Deliverer {
-            url: url.clone(),
-            secret: config.webhook_secret.clone(),
-            timeout: config.webhook_timeout,
+            targets: targets.clone(),
+            signer: config.webhook_secret.clone().map(|current| Signer {
+                current,
+                previous: config.webhook_secret_previous.clone(),
+            }),
+            agent: agent.clone().expect("an agent exists when targets do"),
             store: store.clone(),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
+            redelivery_interval: config.redelivery_interval,
         };
         stages.push(spawn_stage("deliver", &health, &done_tx, move || {
             deliver::run_deliver(deliverer, rx)
@@ -216,8 +253,11 @@ fn pipeline(
         metrics: metrics.clone(),
         health: health.clone(),
         grace: config.suspicious_grace,
-        payload: Payload,
-        deliver: deliver_tx,
+        payload: Payload {
+            format: config.webhook_format,
+        },
+        deliver: deliver_tx.clone(),
+        target_keys: targets.iter().map(|t| t.key.clone()).collect(),
         unrecorded: Default::default(),
     });
     {
@@ -237,8 +277,21 @@ fn pipeline(
     }
     // From here on only the stages hold the classifier and the channel ends.
     drop((classifier, pending_tx, frames_rx));
+    // A round may take every attempt's timeout at every target, plus the backoff.
+    let round = config.webhook_timeout * (deliver::ATTEMPTS * targets.len().max(1) as u32)
+        + Duration::from_secs(60);
+    let sweep = Sweep {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        deliver: deliver_tx,
+        targets,
+        interval: config.redelivery_interval,
+        max_age: config.redelivery_max_age,
+        lease: round.max(crate::store::FIRST_DELIVERY_LEASE),
+    };
     let timer = Timer {
         refresher,
+        sweep,
         refresh_interval: config.watch_refresh_interval,
         cleanup_interval: config.cleanup_interval,
         retention: config.alert_retention,

@@ -8,6 +8,7 @@
 
 use crate::certstream::EntryType;
 use crate::classify::{SeenCerts, Severity, Sighting};
+use crate::payload::Event;
 use postgres::config::SslMode;
 use r2d2_postgres::PostgresConnectionManager;
 use std::fmt;
@@ -72,6 +73,20 @@ impl From<postgres::Error> for StoreError {
         StoreError::Db(e)
     }
 }
+
+/// An undelivered event claimed by the redelivery sweep.
+pub struct Claimed {
+    pub delivery_id: String,
+    pub event: Event,
+    /// The stored payload, sent as it is.
+    pub body: Vec<u8>,
+    /// Keys of the targets that already accepted it.
+    pub delivered_targets: Vec<String>,
+}
+
+/// How long a freshly written alert belongs to the replica delivering it before
+/// another replica's sweep may take it over.
+pub const FIRST_DELIVERY_LEASE: Duration = Duration::from_secs(300);
 
 /// Everything an alert row holds.
 pub struct AlertRow<'a> {
@@ -217,10 +232,11 @@ impl Store {
                  issuance_key, collision_fingerprint, delivery_id, severity, entry_type,
                  fingerprint_sha1, matched_entries, matched_sans, all_sans, issuer_o, issuer_cn,
                  not_before, not_after, lifetime_days, source_log, source_url, cert_link,
-                 cert_index, serial, update_type, seen_at, payload)
+                 cert_index, serial, update_type, seen_at, payload, event, next_attempt_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
                      to_timestamp($12), to_timestamp($13), $14, $15, $16, $17,
-                     $18, $19, $20, to_timestamp($21), $22::text::jsonb)
+                     $18, $19, $20, to_timestamp($21), $22::text::jsonb, 'match',
+                     now() + make_interval(secs => $23))
              ON CONFLICT (issuance_key, collision_fingerprint) DO NOTHING
              RETURNING id",
             &[
@@ -246,6 +262,7 @@ impl Store {
                 &c.entry_type.update_type(),
                 &seen_at,
                 &body,
+                &FIRST_DELIVERY_LEASE.as_secs_f64(),
             ],
         )?;
         Ok(rows.first().map(|r| r.get(0)))
@@ -271,30 +288,131 @@ impl Store {
             .collect())
     }
 
-    /// Records a successful delivery after `attempts` more tries; returns whether
-    /// the row exists.
-    pub fn mark_delivered(&self, delivery_id: &str, attempts: i32) -> Result<bool, StoreError> {
-        let n = self.conn()?.execute(
-            "UPDATE public.alerts
-                SET delivered = true, delivered_at = now(), attempts = attempts + $2, last_error = NULL
-              WHERE delivery_id = $1",
-            &[&delivery_id, &attempts],
-        )?;
-        Ok(n > 0)
-    }
-
-    /// Records `attempts` failed tries and the last error; the row stays undelivered.
-    pub fn mark_failed(
+    /// Records one delivery round of an event: the targets that accepted it this
+    /// time join `delivered_targets`, the row is `delivered` once every target in
+    /// `all_targets` is there. With `redelivery`, the round was the last and the
+    /// next attempt is scheduled `redelivery × 2^redeliveries` ahead (at most an
+    /// hour, or `redelivery` if that is longer).
+    pub fn record_round(
         &self,
         delivery_id: &str,
-        attempts: i32,
-        error: &str,
+        event: Event,
+        accepted: &[String],
+        all_targets: &[String],
+        error: Option<&str>,
+        redelivery: Option<Duration>,
     ) -> Result<(), StoreError> {
         self.conn()?.execute(
-            "UPDATE public.alerts SET attempts = attempts + $2, last_error = $3 WHERE delivery_id = $1",
-            &[&delivery_id, &attempts, &error],
+            "UPDATE public.alerts a
+                SET delivered_targets = n.targets,
+                    delivered = $4::text[] <@ n.targets,
+                    delivered_at = CASE WHEN $4::text[] <@ n.targets THEN coalesce(a.delivered_at, now()) END,
+                    attempts = a.attempts + 1,
+                    last_error = $5,
+                    next_attempt_at = CASE WHEN $6::float8 IS NULL THEN a.next_attempt_at
+                        ELSE now() + make_interval(secs => least($6 * power(2, least(a.redeliveries, 20)),
+                                                                 greatest($6, 3600))) END
+               FROM (SELECT id, ARRAY(SELECT DISTINCT k FROM unnest(delivered_targets || $3::text[]) k ORDER BY k)
+                            AS targets
+                       FROM public.alerts WHERE delivery_id = $1 AND event = $2) n
+              WHERE a.id = n.id",
+            &[
+                &delivery_id,
+                &event.as_str(),
+                &accepted,
+                &all_targets,
+                &error,
+                &redelivery.map(|d| d.as_secs_f64()),
+            ],
         )?;
         Ok(())
+    }
+
+    /// Claims undelivered events that are due, younger than `max_age`, for this
+    /// replica: their next attempt moves `lease` ahead, so no other replica
+    /// takes them meanwhile (rows another replica is claiming are skipped).
+    pub fn claim_redeliveries(
+        &self,
+        lease: Duration,
+        max_age: Duration,
+        batch: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let rows = self.conn()?.query(
+            "UPDATE public.alerts a
+                SET next_attempt_at = now() + make_interval(secs => $1), redeliveries = a.redeliveries + 1
+               FROM (SELECT id FROM public.alerts
+                      WHERE NOT delivered AND payload IS NOT NULL AND delivery_id IS NOT NULL
+                        AND created_at > now() - make_interval(secs => $2)
+                        AND coalesce(next_attempt_at, created_at) <= now()
+                      ORDER BY next_attempt_at NULLS FIRST
+                      LIMIT $3
+                      FOR UPDATE SKIP LOCKED) due
+              WHERE a.id = due.id
+          RETURNING a.delivery_id, a.event, a.payload::text, a.delivered_targets",
+            &[&lease.as_secs_f64(), &max_age.as_secs_f64(), &batch],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(Claimed {
+                    delivery_id: r.get(0),
+                    event: Event::parse(r.get(1))?,
+                    body: r.get::<_, String>(2).into_bytes(),
+                    delivered_targets: r.get(3),
+                })
+            })
+            .collect())
+    }
+
+    /// Undelivered events younger than `max_age`: the redelivery backlog.
+    pub fn undelivered(&self, max_age: Duration) -> Result<i64, StoreError> {
+        let row = self.conn()?.query_one(
+            "SELECT count(*) FROM public.alerts
+              WHERE NOT delivered AND payload IS NOT NULL
+                AND created_at > now() - make_interval(secs => $1)",
+            &[&max_age.as_secs_f64()],
+        )?;
+        Ok(row.get(0))
+    }
+
+    /// Suspicious alerts of the last day whose certificate has since reached the
+    /// inventory (same rules as at alert time) become `resolved` events, due for
+    /// delivery now with `severity: info` (or `event: resolved` in the ctwatch
+    /// body). Only alerts whose match was delivered are turned (or all, with
+    /// `observer`, where nothing is delivered). Returns their delivery ids.
+    pub fn reconcile(&self, observer: bool) -> Result<Vec<String>, StoreError> {
+        let rows = self.conn()?.query(
+            "WITH found AS (
+                 SELECT a.id FROM public.alerts a
+                  WHERE a.severity = 'suspicious' AND a.event = 'match' AND a.resolved_at IS NULL
+                    AND a.payload IS NOT NULL AND (a.delivered OR $1)
+                    AND a.created_at > now() - interval '1 day'
+                    AND EXISTS (
+                        SELECT 1 FROM public.certs c
+                         WHERE (a.entry_type = 'x509' AND a.fingerprint_sha1 IS NOT NULL
+                                AND lower(replace(c.fingerprint_sha1, ':', '')) = a.fingerprint_sha1)
+                            OR (a.entry_type = 'precert' AND a.collision_fingerprint = '' AND a.serial IS NOT NULL
+                                AND ltrim(lower(replace(c.serial, ':', '')), '0') = lower(a.serial)
+                                AND c.not_before = extract(epoch FROM a.not_before)::bigint
+                                AND c.not_after = extract(epoch FROM a.not_after)::bigint
+                                AND jsonb_typeof(c.sans) = 'array'
+                                AND ARRAY(SELECT DISTINCT lower(rtrim(x, '.'))
+                                            FROM jsonb_array_elements_text(c.sans) x ORDER BY 1)
+                                  = ARRAY(SELECT DISTINCT lower(rtrim(x, '.'))
+                                            FROM unnest(a.all_sans) x ORDER BY 1)))
+                  ORDER BY a.id LIMIT 100
+                  FOR UPDATE OF a SKIP LOCKED)
+             UPDATE public.alerts a
+                SET resolved_at = now(), event = 'resolved', delivered = $1, delivered_targets = '{}',
+                    delivered_at = NULL, attempts = 0, last_error = NULL, next_attempt_at = now(),
+                    payload = CASE WHEN a.payload ? 'severity'
+                                   THEN jsonb_set(a.payload, '{severity}', to_jsonb('info'::text))
+                                   ELSE jsonb_set(a.payload, '{event}', to_jsonb('resolved'::text)) END
+               FROM found WHERE a.id = found.id
+          RETURNING a.delivery_id",
+            &[&observer],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Deletes alerts older than `retention`, `batch` rows per statement so no
@@ -307,7 +425,8 @@ impl Store {
                 "DELETE FROM public.alerts WHERE id IN (
                      SELECT id FROM public.alerts
                       WHERE created_at < now() - make_interval(secs => $1)
-                      ORDER BY created_at LIMIT $2)",
+                      ORDER BY created_at LIMIT $2
+                      FOR UPDATE SKIP LOCKED)",
                 &[&seconds, &batch],
             )?;
             total += deleted;
@@ -346,7 +465,8 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
             AND to_regclass('public.alerts_delivery_id_idx') IS NOT NULL
             AND (SELECT count(*) FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
-                    AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at')) = 4
+                    AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at',
+                                        'event', 'delivered_targets', 'redeliveries', 'resolved_at')) = 8
             AND (SELECT data_type FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name = 'seen_at') = 'timestamp with time zone'",

@@ -1,14 +1,20 @@
 //! Timer: the `timer` thread. Refreshes the watch list every
 //! `WATCH_REFRESH_INTERVAL_S` (built off to the side, then swapped in atomically;
-//! a failed refresh keeps the old list) and prunes alerts older than
-//! `ALERT_RETENTION_S` every `CLEANUP_INTERVAL_S`, in small batches.
+//! a failed refresh keeps the old list), prunes alerts older than
+//! `ALERT_RETENTION_S` every `CLEANUP_INTERVAL_S` in small batches, and every
+//! `REDELIVERY_INTERVAL_S` runs the sweep: resolves suspicious alerts whose
+//! certificate reached the inventory, and hands due undelivered events back to
+//! the deliver thread (`try_send`: a full queue waits for the next sweep).
+//! Cleanup and sweep claim rows with `SKIP LOCKED`, so replicas share one database.
 
+use crate::deliver::{Delivery, Target};
 use crate::matcher::WatchList;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::threads::Health;
 use arc_swap::ArcSwap;
+use crossbeam_channel::Sender;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -74,12 +80,79 @@ impl WatchRefresher {
     }
 }
 
+/// The redelivery sweep and reconciliation.
+pub struct Sweep {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    /// `None` in observer mode: reconcile only.
+    pub deliver: Option<Sender<Delivery>>,
+    pub targets: Vec<Target>,
+    pub interval: Duration,
+    pub max_age: Duration,
+    /// How long a claimed event belongs to this replica.
+    pub lease: Duration,
+}
+
+/// Events claimed per sweep.
+const SWEEP_BATCH: i64 = 500;
+
+impl Sweep {
+    /// One sweep; errors are logged and counted, the next sweep tries again.
+    pub fn run(&self) {
+        match self.store.reconcile(self.deliver.is_none()) {
+            Ok(resolved) => {
+                for id in &resolved {
+                    log::info!(
+                        "alert {id}: the suspicious certificate is now in the inventory, resolved"
+                    );
+                }
+                self.metrics.reclassified.inc_by(resolved.len() as u64);
+            }
+            Err(e) => {
+                self.metrics.db_error("sweep");
+                log::warn!("reconciliation failed: {e}");
+            }
+        }
+        let Some(deliver) = &self.deliver else { return };
+        let claimed = match self
+            .store
+            .claim_redeliveries(self.lease, self.max_age, SWEEP_BATCH)
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                self.metrics.db_error("sweep");
+                log::warn!("redelivery sweep failed: {e}");
+                return;
+            }
+        };
+        for c in claimed {
+            let owed: Vec<usize> = (0..self.targets.len())
+                .filter(|&i| !c.delivered_targets.contains(&self.targets[i].key))
+                .collect();
+            let mut delivery = Delivery::new(c.delivery_id, c.event, c.body, self.targets.len());
+            delivery.owed = owed;
+            self.metrics.redeliveries.inc();
+            if let Err(e) = deliver.try_send(delivery) {
+                log::warn!(
+                    "redelivery of {} deferred: delivery queue full",
+                    e.into_inner().delivery_id
+                );
+            }
+        }
+        match self.store.undelivered(self.max_age) {
+            Ok(n) => self.metrics.undelivered.set(n),
+            Err(_) => self.metrics.db_error("sweep"),
+        }
+    }
+}
+
 /// What the timer thread needs.
 pub struct Timer {
     pub refresher: WatchRefresher,
     pub refresh_interval: Duration,
     pub cleanup_interval: Duration,
     pub retention: Duration,
+    pub sweep: Sweep,
     pub shutdown: Shutdown,
 }
 
@@ -87,8 +160,13 @@ pub struct Timer {
 pub fn run_timer(mut t: Timer) {
     let mut next_refresh = Instant::now() + t.refresh_interval;
     let mut next_cleanup = Instant::now();
+    let mut next_sweep = Instant::now() + t.sweep.interval;
     loop {
         let now = Instant::now();
+        if now >= next_sweep {
+            t.sweep.run();
+            next_sweep = Instant::now() + t.sweep.interval;
+        }
         if now >= next_refresh {
             if let Err(e) = t.refresher.refresh() {
                 log::warn!("watch list refresh failed, keeping the current list: {e}");
@@ -112,7 +190,7 @@ pub fn run_timer(mut t: Timer) {
             }
             next_cleanup = Instant::now() + t.cleanup_interval;
         }
-        let wake = next_refresh.min(next_cleanup);
+        let wake = next_refresh.min(next_cleanup).min(next_sweep);
         if t.shutdown
             .sleep(wake.saturating_duration_since(Instant::now()))
         {
