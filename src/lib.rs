@@ -33,4 +33,4 @@ pub mod threads;
 pub mod timer;
 
 pub use config::Config;
-pub use pipeline::{Error, Service, run, start};
+pub use pipeline::{Error, Service, run, start, start_with_lookup};

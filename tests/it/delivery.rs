@@ -148,7 +148,10 @@ fn three_failures_leave_the_alert_undelivered_and_counted() {
     assert!(!row.delivered);
     assert_eq!(row.attempts, 3);
     let error = row.last_error.as_deref().unwrap_or_default();
-    assert!(error.starts_with("webhook #1 (127.0.0.1:") && error.ends_with(": HTTP 503"), "{error}");
+    assert!(
+        error.starts_with("webhook #1 (127.0.0.1:") && error.ends_with(": HTTP 503"),
+        "{error}"
+    );
     assert_eq!(
         svc.metric(r#"certwatch_webhook_total{result="failure"}"#),
         3.0

@@ -11,6 +11,8 @@ mod fixtures;
 mod http_endpoints;
 mod lifecycle;
 mod process;
+mod redelivery;
 mod schema;
 mod tidy;
 mod tls_feed;
+mod webhook_hygiene;

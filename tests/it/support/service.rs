@@ -16,13 +16,48 @@ pub struct Running {
     pub addr: SocketAddr,
 }
 
-/// The environment every test service starts from; `extra` overrides it.
+/// Starts the service with the test environment; `extra` overrides it.
 pub fn start(
     db: &TestDb,
     feed: &FakeFeed,
     webhook: Option<&FakeWebhook>,
     extra: &[(&str, &str)],
 ) -> Running {
+    let config = config(db, feed, webhook, extra);
+    let (trigger, shutdown) = certwatch::shutdown::channel();
+    let service = certwatch::start(config, shutdown).expect("service starts");
+    running(trigger, service)
+}
+
+/// `start` with a fake host-name lookup for the webhook guard.
+pub fn start_with_lookup(
+    db: &TestDb,
+    feed: &FakeFeed,
+    extra: &[(&str, &str)],
+    lookup: certwatch::guard::Lookup,
+) -> Result<Running, certwatch::Error> {
+    let config = config(db, feed, None, extra);
+    let (trigger, shutdown) = certwatch::shutdown::channel();
+    let service = certwatch::start_with_lookup(config, shutdown, lookup)?;
+    Ok(running(trigger, service))
+}
+
+fn running(trigger: certwatch::shutdown::ShutdownTrigger, service: certwatch::Service) -> Running {
+    let addr = service.http_addr();
+    Running {
+        trigger,
+        service: Some(service),
+        addr,
+    }
+}
+
+/// The environment every test service starts from; `extra` overrides it.
+pub fn config(
+    db: &TestDb,
+    feed: &FakeFeed,
+    webhook: Option<&FakeWebhook>,
+    extra: &[(&str, &str)],
+) -> certwatch::Config {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .is_test(true)
         .try_init();
@@ -43,16 +78,7 @@ pub fn start(
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
-    let config = certwatch::Config::from_lookup(|name| env.get(name).cloned())
-        .expect("test config is valid");
-    let (trigger, shutdown) = certwatch::shutdown::channel();
-    let service = certwatch::start(config, shutdown).expect("service starts");
-    let addr = service.http_addr();
-    Running {
-        trigger,
-        service: Some(service),
-        addr,
-    }
+    certwatch::Config::from_lookup(|name| env.get(name).cloned()).expect("test config is valid")
 }
 
 impl Running {
@@ -131,6 +157,10 @@ pub struct Cert {
     pub aki: String,
     pub log_url: String,
     pub cert_index: u64,
+    /// Base64 DER of the leaf (full stream), when set.
+    pub as_der: Option<String>,
+    /// The log's timestamp of the entry (certstream-server-go `source.timestamp`).
+    pub log_timestamp: Option<f64>,
 }
 
 impl Cert {
@@ -148,6 +178,8 @@ impl Cert {
             aki: "keyid:cd:82:aa:3d:cb:0d:22:43:d5:45:35:80:bb:5a:8d:9b:f6:32:47:64".into(),
             log_url: "https://ct.example/log2026".into(),
             cert_index: n,
+            as_der: None,
+            log_timestamp: None,
         }
     }
 
@@ -187,7 +219,11 @@ impl Cert {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        serde_json::json!({
+        let mut source = serde_json::json!({"name": "Fake log", "url": self.log_url});
+        if let Some(ts) = self.log_timestamp {
+            source["timestamp"] = serde_json::json!(ts);
+        }
+        let mut frame = serde_json::json!({
             "data": {
                 "cert_index": self.cert_index,
                 "cert_link": format!("{}/ct/v1/get-entries?start={}&end={}", self.log_url, self.cert_index, self.cert_index),
@@ -206,13 +242,15 @@ impl Cert {
                     "is_ca": false
                 },
                 "seen": seen,
-                "source": {"name": "Fake log", "url": self.log_url},
+                "source": source,
                 "update_type": if self.precert { "PrecertLogEntry" } else { "X509LogEntry" }
             },
             "message_type": "certificate_update"
-        })
-        .to_string()
-            + "\n"
+        });
+        if let Some(der) = &self.as_der {
+            frame["data"]["leaf_cert"]["as_der"] = serde_json::json!(der);
+        }
+        frame.to_string() + "\n"
     }
 }
 

@@ -1,0 +1,189 @@
+//! Delivery that loses nothing: several targets with per-target state, the
+//! redelivery sweep through a receiver outage, two replicas on one database,
+//! the resolved follow-up.
+
+use crate::support::service::{self, Cert, Inventory};
+use crate::support::{FakeFeed, FakeWebhook, FeedCmd, Received, TestDb, wait_until};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn drain(hook: &FakeWebhook, within: Duration) -> Vec<Received> {
+    let deadline = Instant::now() + within;
+    let mut all = Vec::new();
+    while let Some(rx) = hook.recv(deadline.saturating_duration_since(Instant::now())) {
+        all.push(rx);
+    }
+    all
+}
+
+fn targets_of(db: &TestDb) -> Vec<(bool, Vec<String>)> {
+    db.client()
+        .query(
+            "SELECT delivered, delivered_targets FROM public.alerts ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn an_outage_across_sweeps_ends_with_every_alert_once_per_target() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, healthy, broken) = (
+        FakeFeed::start(),
+        FakeWebhook::start(),
+        FakeWebhook::start(),
+    );
+    // Down for the first three rounds of three alerts and one sweep round of each.
+    broken.script(&[503; 12]);
+    let urls = format!("{},{}", healthy.url(), broken.url());
+    let svc = service::start(
+        &db,
+        &feed,
+        None,
+        &[
+            ("WEBHOOK_URL", urls.as_str()),
+            ("SUSPICIOUS_GRACE_S", "0"),
+            ("REDELIVERY_INTERVAL_S", "1"),
+        ],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    let started = Instant::now();
+    for i in 0..3 {
+        feed.send(FeedCmd::Text(
+            Cert::new(&[&format!("o{i}.example.com")]).frame(),
+        ));
+    }
+    assert!(
+        wait_until(Duration::from_secs(40), || targets_of(&db)
+            .iter()
+            .filter(|(d, _)| *d)
+            .count()
+            == 3),
+        "every alert delivered to both targets: {:?}",
+        targets_of(&db)
+    );
+    let drained_in = started.elapsed();
+    let healthy_got = drain(&healthy, Duration::from_secs(2));
+    let broken_got = drain(&broken, Duration::from_millis(100));
+    let ids = |got: &[Received]| {
+        got.iter()
+            .map(|r| r.header("X-CT-Delivery").unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut healthy_ids = ids(&healthy_got);
+    healthy_ids.sort();
+    healthy_ids.dedup();
+    assert_eq!(
+        healthy_got.len(),
+        3,
+        "the healthy target got each alert once, never a retry"
+    );
+    assert_eq!(healthy_ids.len(), 3);
+    // The broken target saw its failures, then each alert's success, all with the alert's own id.
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for id in ids(&broken_got) {
+        *per_id.entry(id).or_default() += 1;
+    }
+    assert_eq!(broken_got.len(), 15, "12 refused + 3 accepted");
+    let mut broken_ids: Vec<String> = per_id.keys().cloned().collect();
+    broken_ids.sort();
+    assert_eq!(
+        broken_ids, healthy_ids,
+        "the same delivery ids on every retry and redelivery"
+    );
+    for (delivered, targets) in targets_of(&db) {
+        assert!(delivered);
+        assert_eq!(targets.len(), 2);
+    }
+    assert!(svc.metric("certwatch_redeliveries_total") >= 3.0);
+    assert!(wait_until(WAIT, || svc
+        .metric("certwatch_undelivered_alerts")
+        == 0.0));
+    eprintln!(
+        "outage drained in {drained_in:?}; broken target requests {}",
+        broken_got.len()
+    );
+}
+
+#[test]
+fn two_replicas_on_one_database_alert_and_deliver_once() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed_a, feed_b, hook) = (FakeFeed::start(), FakeFeed::start(), FakeWebhook::start());
+    hook.script(&[500, 500, 500, 500, 500, 500]);
+    let extra = [("SUSPICIOUS_GRACE_S", "0"), ("REDELIVERY_INTERVAL_S", "1")];
+    let _a = service::start(&db, &feed_a, Some(&hook), &extra);
+    let _b = service::start(&db, &feed_b, Some(&hook), &extra);
+    assert!(feed_a.wait_for_client(WAIT) && feed_b.wait_for_client(WAIT));
+    let certs: Vec<Cert> = (0..2)
+        .map(|i| Cert::new(&[&format!("r{i}.example.com")]))
+        .collect();
+    for cert in &certs {
+        feed_a.send(FeedCmd::Text(cert.frame()));
+        feed_b.send(FeedCmd::Text(cert.frame()));
+    }
+    assert!(wait_until(Duration::from_secs(40), || {
+        let rows = db.alerts();
+        rows.len() == 2 && rows.iter().all(|r| r.delivered)
+    }));
+    std::thread::sleep(Duration::from_secs(3));
+    let got = drain(&hook, Duration::from_millis(100));
+    assert_eq!(db.alerts().len(), 2, "one row per certificate");
+    assert_eq!(
+        got.len(),
+        8,
+        "6 refused + one success per alert, never a second success"
+    );
+}
+
+#[test]
+fn a_late_inventory_row_sends_a_resolved_follow_up() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let svc = service::start(
+        &db,
+        &feed,
+        Some(&hook),
+        &[("SUSPICIOUS_GRACE_S", "0"), ("REDELIVERY_INTERVAL_S", "1")],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    let cert = Cert::new(&["late.example.com"]);
+    feed.send(FeedCmd::Text(cert.precert().frame()));
+    let first = hook.recv(WAIT).expect("the suspicious alert");
+    assert_eq!(first.json()["severity"], "suspicious");
+    assert!(wait_until(WAIT, || db
+        .alerts()
+        .first()
+        .is_some_and(|r| r.delivered)));
+    hook.expect_none(Duration::from_secs(2));
+    db.inventory(&cert);
+    let follow_up = hook.recv(WAIT).expect("the resolved follow-up");
+    assert_eq!(follow_up.header("X-CT-Event"), Some("resolved"));
+    assert_ne!(
+        follow_up.header("X-CT-Delivery"),
+        first.header("X-CT-Delivery")
+    );
+    let mut expected = first.json();
+    expected["severity"] = serde_json::json!("info");
+    assert_eq!(
+        follow_up.json(),
+        expected,
+        "the same payload with severity info"
+    );
+    assert!(wait_until(WAIT, || db.alerts()[0].delivered));
+    let resolved: bool = db
+        .client()
+        .query_one("SELECT resolved_at IS NOT NULL FROM public.alerts", &[])
+        .unwrap()
+        .get(0);
+    assert!(resolved);
+    assert_eq!(svc.metric("certwatch_reclassified_total"), 1.0);
+    hook.expect_none(Duration::from_secs(2));
+}

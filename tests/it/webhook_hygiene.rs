@@ -1,0 +1,360 @@
+//! Webhook hygiene and trust: redirects, Retry-After, 410, both signature
+//! schemes with key rotation, the ctwatch body, the SSRF guard.
+
+use crate::support::service::{self, Cert};
+use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A raw HTTP server answering each request (one per connection) with the next
+/// scripted response; it records when each request came.
+struct Scripted {
+    addr: SocketAddr,
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Scripted {
+    fn start(responses: Vec<String>) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let seen = arrivals.clone();
+        std::thread::spawn(move || {
+            for response in responses {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    return;
+                };
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock().unwrap().push(Instant::now());
+                let _ = stream.write_all(response.as_bytes());
+            }
+        });
+        Scripted { addr, arrivals }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn count(&self) -> usize {
+        self.arrivals.lock().unwrap().len()
+    }
+}
+
+fn response(status: &str, headers: &str) -> String {
+    format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+/// The last error of the (first) alert row; empty before there is one.
+fn last_error(db: &TestDb) -> String {
+    db.client()
+        .query(
+            "SELECT coalesce(last_error, '') FROM public.alerts ORDER BY id LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .first()
+        .map(|r| r.get(0))
+        .unwrap_or_default()
+}
+
+#[test]
+fn redirects_are_not_followed() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, elsewhere) = (FakeFeed::start(), FakeWebhook::start());
+    let location = format!("Location: {}\r\n", elsewhere.url());
+    let redirector = Scripted::start(vec![response("302 Found", &location); 3]);
+    let url = redirector.url();
+    let _svc = service::start(
+        &db,
+        &feed,
+        None,
+        &[("WEBHOOK_URL", url.as_str()), ("SUSPICIOUS_GRACE_S", "0")],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    feed.send(FeedCmd::Text(Cert::new(&["r.example.com"]).frame()));
+    assert!(
+        wait_until(WAIT, || redirector.count() == 3),
+        "three rounds, each refused"
+    );
+    elsewhere.expect_none(Duration::from_secs(1));
+    assert!(
+        wait_until(WAIT, || last_error(&db).ends_with("HTTP 302")),
+        "{}",
+        last_error(&db)
+    );
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let feed = FakeFeed::start();
+    let server = Scripted::start(vec![
+        response("429 Too Many Requests", "Retry-After: 3\r\n"),
+        response("200 OK", ""),
+    ]);
+    let url = server.url();
+    let _svc = service::start(
+        &db,
+        &feed,
+        None,
+        &[("WEBHOOK_URL", url.as_str()), ("SUSPICIOUS_GRACE_S", "0")],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    feed.send(FeedCmd::Text(Cert::new(&["slow.example.com"]).frame()));
+    assert!(wait_until(WAIT, || server.count() == 2));
+    let arrivals = server.arrivals.lock().unwrap().clone();
+    let gap = arrivals[1] - arrivals[0];
+    assert!(
+        gap >= Duration::from_millis(2900),
+        "retried after {gap:?}, not the 3 s asked"
+    );
+    assert!(gap < Duration::from_secs(6), "{gap:?}");
+}
+
+#[test]
+fn both_signature_schemes_verify_and_a_rotation_sends_two() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let _svc = service::start(
+        &db,
+        &feed,
+        Some(&hook),
+        &[
+            ("SUSPICIOUS_GRACE_S", "0"),
+            ("WEBHOOK_SECRET", "whsec_bmV3LWtleQ=="),
+            ("WEBHOOK_SECRET_PREVIOUS", "old-key"),
+        ],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    feed.send(FeedCmd::Text(Cert::new(&["signed.example.com"]).frame()));
+    let rx = hook.recv(WAIT).expect("a delivery");
+    let hmac = |key: &[u8], data: &[u8]| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    };
+    let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let ct: Vec<&str> = rx.header("X-CT-Signature").unwrap().split(", ").collect();
+    assert_eq!(
+        ct,
+        vec![
+            format!("sha256={}", hex(hmac(b"whsec_bmV3LWtleQ==", &rx.body))).as_str(),
+            format!("sha256={}", hex(hmac(b"old-key", &rx.body))).as_str(),
+        ]
+    );
+    let id = rx.header("webhook-id").unwrap();
+    assert_eq!(Some(id), rx.header("X-CT-Delivery"));
+    let timestamp: i64 = rx.header("webhook-timestamp").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - timestamp).abs() < 60);
+    let signed = [
+        id.as_bytes(),
+        b".",
+        timestamp.to_string().as_bytes(),
+        b".",
+        &rx.body,
+    ]
+    .concat();
+    let b64 = |b: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(b);
+    let standard: Vec<&str> = rx.header("webhook-signature").unwrap().split(' ').collect();
+    assert_eq!(
+        standard,
+        vec![
+            format!("v1,{}", b64(hmac(b"new-key", &signed))).as_str(),
+            format!("v1,{}", b64(hmac(b"old-key", &signed))).as_str(),
+        ],
+        "whsec_ keys are base64; other keys are their bytes"
+    );
+}
+
+#[test]
+fn a_410_is_logged_and_the_alert_stays_owed() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    hook.script(&[410, 410, 410]);
+    let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
+    assert!(feed.wait_for_client(WAIT));
+    feed.send(FeedCmd::Text(Cert::new(&["gone.example.com"]).frame()));
+    assert!(wait_until(WAIT, || hook.count() == 3));
+    assert!(wait_until(WAIT, || last_error(&db).contains("webhook #1")
+        && last_error(&db).ends_with("HTTP 410")));
+    assert!(!crate::support::service::Inventory::alerts(&db)[0].delivered);
+}
+
+#[test]
+fn the_ctwatch_body_field_by_field() {
+    let db = TestDb::new();
+    db.watch(&["example.co.uk", "shop.example.co.uk"]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let _svc = service::start(
+        &db,
+        &feed,
+        Some(&hook),
+        &[("SUSPICIOUS_GRACE_S", "0"), ("WEBHOOK_FORMAT", "ctwatch")],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    // A real DER from the shared fixtures, and its SHA-256 as certstream-server-go computed it.
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/certstream_go_full.jsonl"
+    ))
+    .unwrap();
+    let line: serde_json::Value = serde_json::from_str(fixture.lines().next().unwrap()).unwrap();
+    let leaf = &line["data"]["leaf_cert"];
+    let mut cert = Cert::new(&["www.shop.example.co.uk", "shop.example.co.uk"]);
+    cert.as_der = Some(leaf["as_der"].as_str().unwrap().to_string());
+    cert.log_timestamp = Some(1_768_478_402.074);
+    cert.precert = true;
+    let sent = Instant::now();
+    feed.send(FeedCmd::Text(cert.frame()));
+    let body = hook.recv(WAIT).expect("a delivery").json();
+    let sha256 = leaf["sha256"]
+        .as_str()
+        .unwrap()
+        .replace(':', "")
+        .to_ascii_lowercase();
+    let rule_id = |entry: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(entry.as_bytes())[..6]
+            .iter()
+            .fold(0u64, |a, b| (a << 8) | u64::from(*b))
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let matched_at = body["matched_at_ms"].as_i64().unwrap();
+    assert!(
+        matched_at <= now_ms && matched_at >= now_ms - sent.elapsed().as_millis() as i64 - 1000
+    );
+    let expected = serde_json::json!({
+        "event": "match",
+        "matched_at_ms": matched_at,
+        "rules": [
+            {"id": rule_id("example.co.uk"), "kind": "domain", "pattern": "example.co.uk"},
+            {"id": rule_id("shop.example.co.uk"), "kind": "domain", "pattern": "shop.example.co.uk"},
+        ],
+        "certificate": {
+            "log_id": cert.log_url,
+            "leaf_index": cert.cert_index,
+            "entry_type": "precert",
+            "timestamp_ms": 1_768_478_402_074i64,
+            "reversed_apex": "uk.co.example",
+            "sans": ["www.shop.example.co.uk", "shop.example.co.uk"],
+            "issuer": "/C=ZZ/CN=Fake Issuing CA E1/O=Fake CT Test PKI",
+            "not_before": cert.not_before,
+            "not_after": cert.not_after,
+            "fingerprint": sha256,
+            "serial": cert.serial.trim_start_matches('0'),
+        }
+    });
+    assert_eq!(body, expected);
+}
+
+fn fake_lookup(answers: Vec<Vec<&'static str>>) -> certwatch::guard::Lookup {
+    let calls = Mutex::new(0usize);
+    Arc::new(move |host: &str, port: u16| {
+        assert_eq!(host, "hook.test", "only the fake host is ever looked up");
+        let mut n = calls.lock().unwrap();
+        let answer = &answers[(*n).min(answers.len() - 1)];
+        *n += 1;
+        Ok(answer
+            .iter()
+            .map(|ip| SocketAddr::new(ip.parse().unwrap(), port))
+            .collect())
+    })
+}
+
+#[test]
+fn the_ssrf_guard_refuses_private_targets_at_start_up() {
+    let db = TestDb::new();
+    let feed = FakeFeed::start();
+    for (address, reason) in [
+        ("127.0.0.1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("192.168.0.10", "private"),
+        ("169.254.169.254", "link-local"),
+        ("100.64.0.1", "cgnat"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("::1", "loopback"),
+        ("fd00::1", "private"),
+        ("fe80::1", "link-local"),
+        ("::ffff:10.0.0.1", "private"),
+    ] {
+        let extra = [
+            ("WEBHOOK_URL", "http://hook.test/x"),
+            ("WEBHOOK_DENY_PRIVATE", "true"),
+        ];
+        let lookup = fake_lookup(vec![vec![address]]);
+        let err = service::start_with_lookup(&db, &feed, &extra, lookup)
+            .err()
+            .expect("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("hook.test") && text.contains(reason),
+            "{address}: {text}"
+        );
+    }
+    // A public address passes the check (and no request is made: nothing is alerted).
+    let extra = [
+        ("WEBHOOK_URL", "http://hook.test/x"),
+        ("WEBHOOK_DENY_PRIVATE", "true"),
+    ];
+    let svc =
+        service::start_with_lookup(&db, &feed, &extra, fake_lookup(vec![vec!["93.184.216.34"]]));
+    assert!(svc.is_ok(), "a public address is accepted");
+}
+
+#[test]
+fn the_ssrf_guard_checks_again_at_connection_time() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    // Public at start-up, then rebinding to loopback, where the receiver listens.
+    let url = format!("http://hook.test:{}/hook", hook.port());
+    let extra = [
+        ("WEBHOOK_URL", url.as_str()),
+        ("WEBHOOK_DENY_PRIVATE", "true"),
+        ("SUSPICIOUS_GRACE_S", "0"),
+    ];
+    let _svc = service::start_with_lookup(
+        &db,
+        &feed,
+        &extra,
+        fake_lookup(vec![vec!["93.184.216.34"], vec!["127.0.0.1"]]),
+    )
+    .expect("starts");
+    assert!(feed.wait_for_client(WAIT));
+    feed.send(FeedCmd::Text(Cert::new(&["rebind.example.com"]).frame()));
+    assert!(
+        wait_until(WAIT, || last_error(&db).contains("loopback")),
+        "{}",
+        last_error(&db)
+    );
+    hook.expect_none(Duration::from_secs(1));
+}
