@@ -6,6 +6,7 @@ mod support;
 
 mod classification;
 mod delivery;
+mod faults;
 mod feed_faults;
 mod fixtures;
 mod http_endpoints;

@@ -86,3 +86,71 @@ fn sigterm_drains_and_exits_zero_and_healthcheck_follows_the_service() {
     assert_eq!(status.unwrap().code(), Some(0));
     assert_eq!(healthcheck(), Some(1), "the service is gone");
 }
+
+#[test]
+fn sigterm_under_load_records_everything_and_exits_zero_in_bounded_time() {
+    use crate::support::service::{Cert, Inventory};
+    use crate::support::{FakeWebhook, FeedCmd};
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let feed = FakeFeed::start();
+    let hook = FakeWebhook::start();
+    hook.script(&[500; 50]);
+    let port = free_port().to_string();
+    let mut child = certwatch()
+        .env("POSTGRES_DSN", db.dsn())
+        .env("CERTSTREAM_URL", feed.url())
+        .env("WEBHOOK_URL", hook.url())
+        .env("API_PORT", &port)
+        .env("SUSPICIOUS_GRACE_S", "600")
+        .env("LOG_LEVEL", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(feed.wait_for_client(Duration::from_secs(15)));
+    let known: Vec<Cert> = (0..2)
+        .map(|i| Cert::new(&[&format!("known{i}.example.com")]))
+        .collect();
+    for cert in &known {
+        db.inventory(cert);
+        feed.send(FeedCmd::Text(cert.frame()));
+    }
+    for i in 0..5 {
+        feed.send(FeedCmd::Text(
+            Cert::new(&[&format!("waiting{i}.example.com")]).frame(),
+        ));
+    }
+    for _ in 0..2000 {
+        feed.send(FeedCmd::Text(Cert::new(&["noise.example.org"]).frame()));
+    }
+    // The two known certificates are in delivery (failing, so retrying).
+    assert!(wait_until(Duration::from_secs(10), || hook.count() >= 2));
+    let started = std::time::Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut status = None;
+    assert!(
+        wait_until(Duration::from_secs(45), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        }),
+        "exits within the drain bound"
+    );
+    assert_eq!(status.unwrap().code(), Some(0));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(40), "{took:?}");
+    let rows = db.alerts();
+    assert_eq!(
+        rows.len(),
+        7,
+        "every matched certificate is recorded: {rows:?}"
+    );
+    assert_eq!(rows.iter().filter(|r| r.severity == "info").count(), 2);
+    assert_eq!(
+        rows.iter().filter(|r| r.severity == "suspicious").count(),
+        5
+    );
+}

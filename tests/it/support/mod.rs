@@ -658,4 +658,5 @@ fn webhook_loop(
     }
 }
 
+pub mod cluster;
 pub mod service;
