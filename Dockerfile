@@ -4,13 +4,34 @@
 #   docker run --rm -e POSTGRES_DSN=postgresql://certwatch:...@db:5432/certwatch \
 #       -e CERTSTREAM_URL=wss://certstream.example/full-stream \
 #       -e WEBHOOK_URL=https://n8n.example/webhook/ct -p 8765:8765 certwatch
+#
+# CI has no Docker daemon, so each property of this image is checked without one:
+# - Multi-stage, `cargo build --release --locked`: the build stage is the README's
+#   release build; `.ci/run` builds and tests with `--locked`, so a stale Cargo.lock
+#   fails CI before it can fail here. The COPY lines below are the whole build
+#   input besides crates.io: a release build in a directory holding only those
+#   files succeeds (checked by hand when this comment was written).
+# - Distroless runtime (glibc, libgcc, CA certificates, no shell): the binary links
+#   only libc.so.6 and libgcc_s.so.1 (`ldd target/release/certwatch`), and the
+#   builder is Debian 12 like the runtime, so glibc matches. Without a shell,
+#   ENTRYPOINT and HEALTHCHECK use the exec (JSON) form.
+# - Non-root (uid 65532): the binary needs no privileges. It binds 8765 (> 1024),
+#   writes no files (configuration from the environment, logs to stderr, state in
+#   Postgres; tried under strace) and runs as uid 65532 outside Docker just as well.
+# - EXPOSE 8765: the default `API_PORT`; `API_HOST=0.0.0.0` below makes it reachable
+#   from outside the container.
+# - HEALTHCHECK: `certwatch healthcheck` has process tests (tests/it/process.rs:
+#   exit 1 before the service listens, 0 while it serves, 1 after it stopped); it
+#   reads API_HOST/API_PORT and asks 127.0.0.1 when API_HOST is 0.0.0.0.
 
 # --- build -------------------------------------------------------------------
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Everything the manifest names: the library and binary, schema.sql (compiled in
-# with include_str!), and tests/ (the manifest declares its test and example
-# targets, so their files must exist even though a release build skips them).
+# with include_str!), and tests/, where the manifest's [[test]] and [[example]]
+# targets live (a release build of the binary does not compile them; copying them
+# keeps every path of the manifest valid). fuzz/ is a workspace of its own, not
+# named by the manifest, and there is no benches/: neither is needed.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY schema.sql ./schema.sql
