@@ -26,6 +26,8 @@ pub struct Metrics {
     pub webhook_gave_up: IntCounter,
     pub webhook_duration: Histogram,
     pub watch_entries: IntGauge,
+    /// How long the last watch-list refresh took (query, build, swap).
+    pub watch_refresh_seconds: prometheus::Gauge,
     pub last_ct_event: IntGauge,
     pub ws_connected: IntGauge,
     pub ws_reconnects: IntCounter,
@@ -94,6 +96,11 @@ impl Default for Metrics {
             .expect("valid metric"),
             watch_entries: IntGauge::new("certwatch_watch_entries", "Entries in the watch list")
                 .expect("valid metric"),
+            watch_refresh_seconds: prometheus::Gauge::new(
+                "certwatch_watch_refresh_seconds",
+                "Duration of the last watch-list refresh (query, index build, swap)",
+            )
+            .expect("valid metric"),
             last_ct_event: IntGauge::new(
                 "certwatch_last_ct_event_timestamp_seconds",
                 "Unix time of the last certificate_update received",
@@ -162,6 +169,7 @@ impl Default for Metrics {
             Box::new(m.webhook_gave_up.clone()),
             Box::new(m.webhook_duration.clone()),
             Box::new(m.watch_entries.clone()),
+            Box::new(m.watch_refresh_seconds.clone()),
             Box::new(m.last_ct_event.clone()),
             Box::new(m.ws_connected.clone()),
             Box::new(m.ws_reconnects.clone()),

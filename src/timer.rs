@@ -70,6 +70,9 @@ impl WatchRefresher {
         let count = list.len();
         self.watch.store(Arc::new(list));
         self.metrics.watch_entries.set(count as i64);
+        self.metrics
+            .watch_refresh_seconds
+            .set(started.elapsed().as_secs_f64());
         self.health.watch_entries.store(count, Ordering::Relaxed);
         self.health.watch_loaded.store(true, Ordering::SeqCst);
         log::debug!(
