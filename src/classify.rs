@@ -37,6 +37,56 @@ pub enum Frame {
     Binary(tungstenite::Bytes),
 }
 
+impl Frame {
+    /// Payload bytes, as counted against the `QueueBudget`.
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Text(t) => t.len(),
+            Frame::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The bytes of frames queued for the workers, bounded: a burst of large
+/// frames is dropped (and counted) rather than growing memory without bound.
+/// The feed reserves before it queues a frame; a worker releases after it.
+pub struct QueueBudget {
+    used: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl QueueBudget {
+    pub fn new(max: usize) -> QueueBudget {
+        QueueBudget {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes `len` bytes of the budget, or returns false when they do not fit.
+    /// Only the feed reserves, so a check then an add cannot overshoot.
+    pub fn try_reserve(&self, len: usize) -> bool {
+        if self.used.load(Ordering::Acquire) + len > self.max {
+            return false;
+        }
+        self.used.fetch_add(len, Ordering::AcqRel);
+        true
+    }
+
+    pub fn release(&self, len: usize) {
+        self.used.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    /// Bytes queued now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
 /// How an alert is classified (SPEC §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
@@ -255,7 +305,12 @@ struct WorkerState {
 }
 
 /// A worker: runs until the feed drops its sender and the queue is drained.
-pub fn run_worker(cls: Arc<Classifier>, frames: Receiver<Frame>, pending: Sender<Pending>) {
+pub fn run_worker(
+    cls: Arc<Classifier>,
+    frames: Receiver<Frame>,
+    pending: Sender<Pending>,
+    budget: Arc<QueueBudget>,
+) {
     let kind = |k: &str| cls.metrics.ct_messages.with_label_values(&[k]);
     let mut state = WorkerState {
         by_kind: [
@@ -268,6 +323,7 @@ pub fn run_worker(cls: Arc<Classifier>, frames: Receiver<Frame>, pending: Sender
         name_ids: Vec::new(),
     };
     for frame in frames {
+        let _release = ReleaseOnDrop(&budget, frame.len());
         let text = match &frame {
             Frame::Text(t) => t.as_str(),
             Frame::Binary(b) => match std::str::from_utf8(b) {
@@ -280,6 +336,15 @@ pub fn run_worker(cls: Arc<Classifier>, frames: Receiver<Frame>, pending: Sender
             },
         };
         handle_frame(&cls, &mut state, text, &pending);
+    }
+}
+
+/// Gives a frame's bytes back to the budget when the worker is done with it.
+struct ReleaseOnDrop<'a>(&'a QueueBudget, usize);
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
     }
 }
 

@@ -4,11 +4,11 @@
 //! `FEED_PING_S`, treats `FEED_SILENCE_S` without any frame as a dead connection,
 //! bounds frame size, and reconnects forever with capped exponential backoff and
 //! jitter. It never parses: each data frame goes to the workers with `try_send`,
-//! and a full queue means the frame is dropped and counted, so the socket never
-//! stalls behind slow workers. A short socket read timeout is the tick on which
+//! and a full queue (by count or by bytes, `QueueBudget`) means the frame is
+//! dropped and counted, so the socket never stalls behind slow workers. A short socket read timeout is the tick on which
 //! it checks shutdown, pings and silence.
 
-use crate::classify::Frame;
+use crate::classify::{Frame, QueueBudget};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::threads::{Health, unix_now};
@@ -44,6 +44,8 @@ pub struct Feed {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub shutdown: Shutdown,
+    /// Bytes of frames queued for the workers, bounded.
+    pub budget: Arc<QueueBudget>,
 }
 
 /// Why a connection ended.
@@ -165,9 +167,17 @@ fn read_loop(
         last_frame = Instant::now();
         *received = true;
         feed.health.last_frame.store(unix_now(), Ordering::Relaxed);
+        let len = frame.len();
+        if !feed.budget.try_reserve(len) {
+            feed.metrics.ct_messages_dropped.inc();
+            continue;
+        }
         match frames.try_send(frame) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => feed.metrics.ct_messages_dropped.inc(),
+            Err(TrySendError::Full(_)) => {
+                feed.budget.release(len);
+                feed.metrics.ct_messages_dropped.inc();
+            }
             Err(TrySendError::Disconnected(_)) => return Err(FeedError::WorkersGone),
         }
     }

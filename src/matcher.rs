@@ -164,71 +164,88 @@ impl BlockedBloom {
     }
 }
 
-impl WatchList {
-    /// Builds the index from raw entries.
-    ///
-    /// Each entry goes through [`normalize_entry`]; entries that are equal
-    /// after normalization share one id. Invalid raw entries are returned
-    /// alongside the list, never fatal.
-    pub fn build<'a>(raw: impl IntoIterator<Item = &'a str>) -> (WatchList, Vec<InvalidEntry>) {
+/// Builds a [`WatchList`] one raw entry at a time, so a refresh can stream rows
+/// from the database instead of holding them all. Sized up front from the
+/// expected count, so a rebuild makes a handful of allocations of stable size
+/// (which the allocator can reuse from the list it replaces) instead of a
+/// doubling series.
+pub struct WatchListBuilder {
+    list: WatchList,
+    invalid: Vec<InvalidEntry>,
+    parents: Vec<(u64, EntryId)>,
+}
+
+impl WatchListBuilder {
+    /// A builder expecting about `entries` entries.
+    pub fn with_capacity(entries: usize) -> WatchListBuilder {
         let mut list = WatchList::default();
-        let mut invalid = Vec::new();
-        let mut parents: Vec<(u64, EntryId)> = Vec::new();
-        for r in raw {
-            let normalized = match normalize_entry(r) {
-                Ok(n) => n,
-                Err(reason) => {
-                    invalid.push(InvalidEntry {
-                        raw: r.to_owned(),
-                        reason,
-                    });
-                    continue;
-                }
-            };
-            if list.find(&normalized).is_some() {
-                continue;
-            }
-            let Ok(id) = EntryId::try_from(list.spans.len()) else {
-                invalid.push(InvalidEntry {
-                    raw: r.to_owned(),
-                    reason: "too many entries",
-                });
-                continue;
-            };
-            let (Ok(start), Ok(len)) = (
-                u32::try_from(list.text.len()),
-                u32::try_from(normalized.len()),
-            ) else {
-                invalid.push(InvalidEntry {
-                    raw: r.to_owned(),
-                    reason: "too many entries",
-                });
-                continue;
-            };
-            list.text.push_str(&normalized);
-            list.spans.push((start, len));
-            let bytes = normalized.as_bytes();
-            let first_dot = bytes.iter().position(|&b| b == b'.');
-            walk_suffixes(bytes, |at, key| {
-                let node = list.nodes.entry(key).or_insert(Node {
-                    entry: NONE,
-                    children_start: 0,
-                    children_len: 0,
-                });
-                if at == 0 {
-                    if node.entry == NONE {
-                        node.entry = id;
-                    } else {
-                        list.collisions.push((key, id));
-                    }
-                } else if Some(at) == first_dot.map(|d| d + 1) {
-                    parents.push((key, id));
-                }
-                true
-            });
+        list.text.reserve(entries * 24);
+        list.spans.reserve(entries);
+        list.nodes.reserve(entries + entries / 8 + 64);
+        WatchListBuilder {
+            list,
+            invalid: Vec::new(),
+            parents: Vec::with_capacity(entries),
         }
-        parents.sort_unstable();
-        for (key, id) in parents {
+    }
+
+    /// Adds one raw entry; an invalid one is kept aside with its reason.
+    pub fn add(&mut self, r: &str) {
+        let list = &mut self.list;
+        let normalized = match normalize_entry(r) {
+            Ok(n) => n,
+            Err(reason) => {
+                self.invalid.push(InvalidEntry {
+                    raw: r.to_owned(),
+                    reason,
+                });
+                return;
+            }
+        };
+        if list.find(&normalized).is_some() {
+            return;
+        }
+        let (Ok(id), Ok(start), Ok(len)) = (
+            EntryId::try_from(list.spans.len()),
+            u32::try_from(list.text.len()),
+            u32::try_from(normalized.len()),
+        ) else {
+            self.invalid.push(InvalidEntry {
+                raw: r.to_owned(),
+                reason: "too many entries",
+            });
+            return;
+        };
+        list.text.push_str(&normalized);
+        list.spans.push((start, len));
+        let bytes = normalized.as_bytes();
+        let first_dot = bytes.iter().position(|&b| b == b'.');
+        let parents = &mut self.parents;
+        walk_suffixes(bytes, |at, key| {
+            let node = list.nodes.entry(key).or_insert(Node {
+                entry: NONE,
+                children_start: 0,
+                children_len: 0,
+            });
+            if at == 0 {
+                if node.entry == NONE {
+                    node.entry = id;
+                } else {
+                    list.collisions.push((key, id));
+                }
+            } else if Some(at) == first_dot.map(|d| d + 1) {
+                parents.push((key, id));
+            }
+            true
+        });
+    }
+
+    /// The finished list and the entries that were skipped.
+    pub fn finish(mut self) -> (WatchList, Vec<InvalidEntry>) {
+        let list = &mut self.list;
+        self.parents.sort_unstable();
+        list.children.reserve_exact(self.parents.len());
+        for &(key, id) in &self.parents {
             let start = list.children.len() as u32;
             list.children.push(id);
             let node = list
@@ -240,12 +257,27 @@ impl WatchList {
             }
             node.children_len += 1;
         }
-        list.nodes.shrink_to_fit();
         list.filter = BlockedBloom::with_keys(list.nodes.len());
         for &key in list.nodes.keys() {
             list.filter.insert(key);
         }
-        (list, invalid)
+        (self.list, self.invalid)
+    }
+}
+
+impl WatchList {
+    /// Builds the index from raw entries.
+    ///
+    /// Each entry goes through [`normalize_entry`]; entries that are equal
+    /// after normalization share one id. Invalid raw entries are returned
+    /// alongside the list, never fatal.
+    pub fn build<'a>(raw: impl IntoIterator<Item = &'a str>) -> (WatchList, Vec<InvalidEntry>) {
+        let raw = raw.into_iter();
+        let mut builder = WatchListBuilder::with_capacity(raw.size_hint().0);
+        for r in raw {
+            builder.add(r);
+        }
+        builder.finish()
     }
 
     /// The id of a normalized entry, if it is in the list.

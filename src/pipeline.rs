@@ -10,7 +10,7 @@
 //! workers drain and drop theirs, grace records what it held, deliver makes its
 //! last attempts; http stops last. No stage keeps a stray sender.
 
-use crate::classify::{self, Classifier, Dedupe, Frame, Pending};
+use crate::classify::{self, Classifier, Dedupe, Frame, Pending, QueueBudget};
 use crate::config::Config;
 use crate::deliver::{self, Deliverer, Delivery, Target};
 use crate::feed::{self, Feed};
@@ -31,8 +31,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Frames the feed may queue ahead of the workers before it drops.
+/// Frames the feed may queue ahead of the workers before it drops...
 pub const FRAME_QUEUE: usize = 2048;
+/// ...and their bytes (about 900 full-stream messages of 9 KB): what bounds
+/// memory under a flood.
+pub const FRAME_QUEUE_BYTES: usize = 8 << 20;
 /// Sightings waiting out their grace period beyond which workers wait.
 const PENDING_QUEUE: usize = 4096;
 /// Alerts queued for the deliver thread beyond which they wait in the database.
@@ -266,13 +269,19 @@ fn pipeline(
             classify::run_grace(cls, pending_rx)
         }));
     }
+    let budget = Arc::new(QueueBudget::new(FRAME_QUEUE_BYTES));
     for n in 0..config.workers {
-        let (cls, rx, pending) = (classifier.clone(), frames_rx.clone(), pending_tx.clone());
+        let (cls, rx, pending, budget) = (
+            classifier.clone(),
+            frames_rx.clone(),
+            pending_tx.clone(),
+            budget.clone(),
+        );
         stages.push(spawn_stage(
             &format!("worker-{n}"),
             &health,
             &done_tx,
-            move || classify::run_worker(cls, rx, pending),
+            move || classify::run_worker(cls, rx, pending, budget),
         ));
     }
     // From here on only the stages hold the classifier and the channel ends.
@@ -308,6 +317,7 @@ fn pipeline(
         metrics: metrics.clone(),
         health: health.clone(),
         shutdown: shutdown.clone(),
+        budget,
     };
     stages.push(spawn_stage("feed", &health, &done_tx, move || {
         feed::run_feed(feed, frames_tx)

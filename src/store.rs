@@ -177,13 +177,22 @@ impl Store {
         Ok(())
     }
 
-    /// Every `fqdn` of `public.intent_current`.
-    pub fn load_watch_list(&self) -> Result<Vec<String>, StoreError> {
-        let rows = self.conn()?.query(
+    /// Calls `each` with every `fqdn` of `public.intent_current`, streaming the
+    /// rows (none is kept); returns how many there were.
+    pub fn for_each_watch_entry(&self, mut each: impl FnMut(&str)) -> Result<usize, StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut conn = self.conn()?;
+        let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
+        let mut rows = conn.query_raw(
             "SELECT fqdn FROM public.intent_current WHERE fqdn IS NOT NULL",
-            &[],
+            params,
         )?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            each(row.get::<_, &str>(0));
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// Whether a final certificate's SHA-1 (lower-case hex, no colons) is inventoried.

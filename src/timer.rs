@@ -8,7 +8,7 @@
 //! Cleanup and sweep claim rows with `SKIP LOCKED`, so replicas share one database.
 
 use crate::deliver::{Delivery, Target};
-use crate::matcher::WatchList;
+use crate::matcher::{WatchList, WatchListBuilder};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
@@ -52,16 +52,14 @@ impl WatchRefresher {
     /// One refresh; on error the previous list stays in place.
     pub fn refresh(&mut self) -> Result<usize, StoreError> {
         let started = Instant::now();
-        let rows = match self.store.load_watch_list() {
-            Ok(rows) => rows,
-            Err(e) => {
-                self.metrics.db_error("watch_refresh");
-                self.health.db_reachable.store(false, Ordering::SeqCst);
-                return Err(e);
-            }
-        };
+        let mut builder = WatchListBuilder::with_capacity(self.watch.load().len());
+        if let Err(e) = self.store.for_each_watch_entry(|fqdn| builder.add(fqdn)) {
+            self.metrics.db_error("watch_refresh");
+            self.health.db_reachable.store(false, Ordering::SeqCst);
+            return Err(e);
+        }
         self.health.db_reachable.store(true, Ordering::SeqCst);
-        let (list, invalid) = WatchList::build(rows.iter().map(String::as_str));
+        let (list, invalid) = builder.finish();
         for entry in invalid {
             if self.warned.insert(entry.raw.clone()) {
                 log::warn!("watch entry {:?} skipped: {}", entry.raw, entry.reason);

@@ -62,13 +62,27 @@ impl Service {
             .unwrap()
             .port();
         let started = Instant::now();
-        let child = Command::new(bin)
-            .env_clear()
+        let mut command = Command::new(bin);
+        command.env_clear();
+        // Allocator tuning under test, passed through when set.
+        for name in [
+            "MALLOC_ARENA_MAX",
+            "MALLOC_TRIM_THRESHOLD_",
+            "MALLOC_MMAP_THRESHOLD_",
+        ] {
+            if let Ok(value) = std::env::var(name) {
+                command.env(name, value);
+            }
+        }
+        let child = command
             .env("POSTGRES_DSN", dsn)
             .env("CERTSTREAM_URL", feed)
             .env("WEBHOOK_URL", webhook)
             .env("API_PORT", port.to_string())
-            .env("WATCH_REFRESH_INTERVAL_S", "1")
+            .env(
+                "WATCH_REFRESH_INTERVAL_S",
+                std::env::var("BENCH_REFRESH_S").unwrap_or_else(|_| "1".into()),
+            )
             .env("SUSPICIOUS_GRACE_S", "1")
             .env("LOG_LEVEL", "error")
             .stdin(Stdio::null())
@@ -250,6 +264,11 @@ fn main() {
         );
     }
     let idle_loaded_kib = service.proc_status_kib("VmRSS:");
+    println!(
+        "certwatch idle with {entries} entries: RSS {:.1} MiB, peak so far {:.1} MiB",
+        idle_loaded_kib as f64 / 1024.0,
+        service.proc_status_kib("VmHWM:") as f64 / 1024.0
+    );
 
     let (p0, d0, c0) = (
         service.processed(),
@@ -276,10 +295,12 @@ fn main() {
     let rate = processed / elapsed;
     let cpu_us = (c1 - c0) * 1e6 / processed.max(1.0);
     println!(
-        "certwatch flat out: {rate:.0} msg/s processed ({:.2} of the ceiling), {cpu_us:.1} CPU us/msg, {:.0} dropped of {:.0} read",
+        "certwatch flat out: {rate:.0} msg/s processed ({:.2} of the ceiling), {cpu_us:.1} CPU us/msg, {:.0} dropped of {:.0} read; RSS {:.1} MiB, peak so far {:.1} MiB",
         rate / ceiling,
         d1 - d0,
-        processed + d1 - d0
+        processed + d1 - d0,
+        service.proc_status_kib("VmRSS:") as f64 / 1024.0,
+        service.proc_status_kib("VmHWM:") as f64 / 1024.0,
     );
 
     let mut paced = Vec::new();
@@ -309,9 +330,11 @@ fn main() {
         let (processed, dropped) = (service.processed() - p0, service.dropped() - d0);
         println!(
             "certwatch at {target} msg/s for {paced_seconds}s: sent {sent}, processed {processed:.0}, dropped {dropped:.0}, \
-             feed behind {behind}, achieved {:.0} msg/s, longest watch refresh ({entries} entries) {:.0} ms",
+             feed behind {behind}, achieved {:.0} msg/s, longest watch refresh ({entries} entries) {:.0} ms; RSS {:.1} MiB, peak so far {:.1} MiB",
             sent as f64 / paced_seconds as f64,
-            longest_refresh * 1000.0
+            longest_refresh * 1000.0,
+            service.proc_status_kib("VmRSS:") as f64 / 1024.0,
+            service.proc_status_kib("VmHWM:") as f64 / 1024.0,
         );
         paced.push((target, sent, processed, dropped, longest_refresh));
     }
