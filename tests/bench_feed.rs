@@ -64,7 +64,7 @@ impl Service {
         let started = Instant::now();
         let mut command = Command::new(bin);
         command.env_clear();
-        // Allocator tuning under test, passed through when set.
+        // Settings under test (worker count, allocator tuning), passed through when set.
         for name in [
             "MALLOC_ARENA_MAX",
             "MALLOC_TRIM_THRESHOLD_",
