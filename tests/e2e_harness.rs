@@ -22,6 +22,10 @@
 //!
 //! Self-contained on purpose: it does not use `tests/it/support` (test-only code).
 
+#[path = "load/mod.rs"]
+mod load;
+
+use load::{ThrowawayDb, pg_err};
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
@@ -36,7 +40,6 @@ use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
-const DEFAULT_ADMIN_DSN: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
 const WEBHOOK_SECRET: &str = "harness-secret";
 const GRACE_S: u64 = 2;
 /// Poll interval of the fake servers' loops (stop flag, socket reads).
@@ -76,7 +79,6 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let admin_dsn = env_or("HARNESS_ADMIN_DSN", DEFAULT_ADMIN_DSN);
     let feed_port: u16 = env_or("HARNESS_FEED_PORT", "19090")
         .parse()
         .map_err(|e| format!("HARNESS_FEED_PORT: {e}"))?;
@@ -85,11 +87,11 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("HARNESS_WEBHOOK_PORT: {e}"))?;
 
     // 1. The throwaway database (dropped by `db`'s Drop, also on error or panic).
-    let db = HarnessDb::create(&admin_dsn)?;
-    db.seed()?;
+    let db = ThrowawayDb::create("harness")?;
+    seed(&db)?;
     println!(
         "database {} ready (schema applied, 1 watch entry, 1 inventory row)",
-        db.name
+        db.name()
     );
 
     // 2. The fake feed and webhook receiver (stopped by their Drop).
@@ -98,7 +100,7 @@ fn run() -> Result<(), String> {
 
     // 3. The real service, in-process.
     let vars: HashMap<&str, String> = HashMap::from([
-        ("POSTGRES_DSN", db.dsn.clone()),
+        ("POSTGRES_DSN", db.dsn().to_string()),
         (
             "CERTSTREAM_URL",
             format!("ws://127.0.0.1:{feed_port}/full-stream"),
@@ -347,133 +349,37 @@ fn validity() -> (i64, i64) {
 // Throwaway database
 // ---------------------------------------------------------------------------------------
 
-/// `certwatch_harness_<pid>`, dropped `WITH (FORCE)` when this guard drops.
-struct HarnessDb {
-    name: String,
-    dsn: String,
-    admin_dsn: String,
-}
-
-impl HarnessDb {
-    fn create(admin_dsn: &str) -> Result<HarnessDb, String> {
-        let name = format!("certwatch_harness_{}", std::process::id());
-        let mut admin = pg_connect(admin_dsn).map_err(|e| {
-            format!(
-                "cannot connect to PostgreSQL with HARNESS_ADMIN_DSN {admin_dsn:?}: {e} \
-                 (is PostgreSQL running?)"
-            )
-        })?;
-        // A leftover from an earlier run with the same pid would make CREATE fail.
-        let leftover = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-            .map_err(|e| format!("looking for database {name}: {}", pg_err(&e)))?
-            .is_some();
-        if leftover {
-            admin
-                .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-                .map_err(|e| format!("DROP DATABASE {name}: {}", pg_err(&e)))?;
-        }
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .map_err(|e| format!("CREATE DATABASE {name}: {}", pg_err(&e)))?;
-        Ok(HarnessDb {
-            dsn: dsn_with_dbname(admin_dsn, &name),
-            name,
-            admin_dsn: admin_dsn.to_string(),
-        })
-    }
-
-    /// Schema, the watch entry and the known certificate. The inventory stores the
-    /// fingerprint in lowercase without colons: certwatch normalises both sides.
-    fn seed(&self) -> Result<(), String> {
-        let mut client =
-            pg_connect(&self.dsn).map_err(|e| format!("connect {}: {e}", self.name))?;
-        client
-            .batch_execute(include_str!("../schema.sql"))
-            .map_err(|e| format!("applying schema.sql: {}", pg_err(&e)))?;
-        client
-            .execute(
-                "INSERT INTO public.intent_current(fqdn) VALUES ($1)",
-                &[&"ethereum.org"],
-            )
-            .map_err(|e| format!("inserting the watch entry: {}", pg_err(&e)))?;
-        let fingerprint = KNOWN_FP.replace(':', "").to_lowercase();
-        let sans = json!([KNOWN_NAME]).to_string();
-        let (not_before, not_after) = validity();
-        client
-            .execute(
-                "INSERT INTO public.certs \
-                     (fingerprint_sha1, serial, sans, not_before, not_after, source, added_at) \
-                 VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7)",
-                &[
-                    &fingerprint,
-                    &KNOWN_SERIAL,
-                    &sans,
-                    &not_before,
-                    &not_after,
-                    &"e2e-harness",
-                    &(unix_now_f64() as i64),
-                ],
-            )
-            .map_err(|e| format!("inserting the inventory row: {}", pg_err(&e)))?;
-        Ok(())
-    }
-}
-
-impl Drop for HarnessDb {
-    fn drop(&mut self) {
-        if std::env::var("HARNESS_KEEP_DB").as_deref() == Ok("1") {
-            println!("HARNESS_KEEP_DB=1: keeping database {}", self.name);
-            println!("  POSTGRES_DSN={}", self.dsn);
-            return;
-        }
-        let dropped = pg_connect(&self.admin_dsn).and_then(|mut admin| {
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.name
-                ))
-                .map_err(|e| pg_err(&e))
-        });
-        match dropped {
-            Ok(()) => println!("database {} dropped", self.name),
-            Err(e) => eprintln!("warning: could not drop database {}: {e}", self.name),
-        }
-    }
-}
-
-fn pg_connect(dsn: &str) -> Result<postgres::Client, String> {
-    let mut config: postgres::Config = dsn.parse().map_err(|e| pg_err(&e))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    config.connect(postgres::NoTls).map_err(|e| pg_err(&e))
-}
-
-/// The server's message when there is one (the `Display` of a `postgres::Error`
-/// alone is often just "db error").
-fn pg_err(e: &postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => match std::error::Error::source(e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        },
-    }
-}
-
-/// The admin DSN pointed at database `name` (URL or key=value form).
-fn dsn_with_dbname(admin: &str, name: &str) -> String {
-    match admin.find("://") {
-        Some(i) => {
-            let (scheme, rest) = admin.split_at(i + 3);
-            let end = rest.find(['/', '?']).unwrap_or(rest.len());
-            let (authority, tail) = rest.split_at(end);
-            let query = tail.find('?').map_or("", |q| &tail[q..]);
-            format!("{scheme}{authority}/{name}{query}")
-        }
-        None => format!("{admin} dbname={name}"),
-    }
+/// Schema (applied by `ThrowawayDb`), the watch entry and the known certificate.
+/// The inventory stores the fingerprint in lowercase without colons: certwatch
+/// normalises both sides.
+fn seed(db: &ThrowawayDb) -> Result<(), String> {
+    let mut client = db.connect()?;
+    client
+        .execute(
+            "INSERT INTO public.intent_current(fqdn) VALUES ($1)",
+            &[&"ethereum.org"],
+        )
+        .map_err(|e| format!("inserting the watch entry: {}", pg_err(&e)))?;
+    let fingerprint = KNOWN_FP.replace(':', "").to_lowercase();
+    let sans = json!([KNOWN_NAME]).to_string();
+    let (not_before, not_after) = validity();
+    client
+        .execute(
+            "INSERT INTO public.certs \
+                 (fingerprint_sha1, serial, sans, not_before, not_after, source, added_at) \
+             VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7)",
+            &[
+                &fingerprint,
+                &KNOWN_SERIAL,
+                &sans,
+                &not_before,
+                &not_after,
+                &"e2e-harness",
+                &(unix_now_f64() as i64),
+            ],
+        )
+        .map_err(|e| format!("inserting the inventory row: {}", pg_err(&e)))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

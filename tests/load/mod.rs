@@ -1147,6 +1147,11 @@ impl ThrowawayDb {
 
 impl Drop for ThrowawayDb {
     fn drop(&mut self) {
+        if std::env::var("HARNESS_KEEP_DB").as_deref() == Ok("1") {
+            println!("HARNESS_KEEP_DB=1: keeping database {}", self.name);
+            println!("  POSTGRES_DSN={}", self.dsn);
+            return;
+        }
         let dropped = pg_connect(&self.admin_dsn).and_then(|mut admin| {
             admin
                 .batch_execute(&format!(
