@@ -192,15 +192,25 @@ fn generator(entries: u64) -> FeedGen {
     })
 }
 
-/// The ceiling: one thread reading frames and parsing what certwatch needs.
-fn reference(seconds: u64, entries: u64) -> f64 {
+/// Rates are compared over their best 2-second window: on a shared 2-core
+/// machine, whole-run averages mostly measure what else ran meanwhile.
+const WINDOW: Duration = Duration::from_secs(2);
+
+/// The ceiling: one thread reading frames and parsing what certwatch needs;
+/// (best window rate, average rate).
+fn reference(seconds: u64, entries: u64) -> (f64, f64) {
     let feed = PacedFeed::start(generator(entries), 0).expect("feed");
     let (mut ws, _) = tungstenite::connect(feed.url()).expect("connect");
     feed.set_rate(1_000_000);
     let mut names = 0usize;
     let mut frames = 0u64;
     let started = Instant::now();
+    let (mut window_start, mut window_frames, mut best) = (Instant::now(), 0u64, 0f64);
     while started.elapsed() < Duration::from_secs(seconds) {
+        if window_start.elapsed() >= WINDOW {
+            best = best.max((frames - window_frames) as f64 / window_start.elapsed().as_secs_f64());
+            (window_start, window_frames) = (Instant::now(), frames);
+        }
         match ws.read() {
             Ok(tungstenite::Message::Text(text)) => {
                 if let Ok(certwatch::certstream::Peek::Certificate { all_domains }) =
@@ -216,7 +226,7 @@ fn reference(seconds: u64, entries: u64) -> f64 {
     }
     let rate = frames as f64 / started.elapsed().as_secs_f64();
     std::hint::black_box(names);
-    rate
+    (best, rate)
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -238,8 +248,10 @@ fn main() {
     );
 
     // 1. The ceiling.
-    let ceiling = reference(flat_out_seconds.min(10), entries);
-    println!("ceiling (1 thread: read + parse the needed fields): {ceiling:.0} msg/s");
+    let (ceiling, ceiling_average) = reference(flat_out_seconds.min(10), entries);
+    println!(
+        "ceiling (1 thread: read + parse the needed fields): best 2 s window {ceiling:.0} msg/s, average {ceiling_average:.0} msg/s"
+    );
 
     // 2. certwatch flat out, then paced.
     let db = ThrowawayDb::create("bench").expect("database");
@@ -277,7 +289,14 @@ fn main() {
     );
     let started = Instant::now();
     feed.set_rate(1_000_000);
-    std::thread::sleep(Duration::from_secs(flat_out_seconds));
+    let mut best = 0f64;
+    let (mut window_start, mut window_processed) = (Instant::now(), p0);
+    while started.elapsed() < Duration::from_secs(flat_out_seconds) {
+        std::thread::sleep(WINDOW);
+        let now = service.processed();
+        best = best.max((now - window_processed) / window_start.elapsed().as_secs_f64());
+        (window_start, window_processed) = (Instant::now(), now);
+    }
     feed.set_rate(0);
     let elapsed = started.elapsed().as_secs_f64();
     // Let the queue drain, so the next phase starts clean.
@@ -292,11 +311,13 @@ fn main() {
         service.cpu_seconds(),
     );
     let processed = p1 - p0;
-    let rate = processed / elapsed;
+    let average = processed / elapsed;
+    let rate = best;
     let cpu_us = (c1 - c0) * 1e6 / processed.max(1.0);
     println!(
-        "certwatch flat out: {rate:.0} msg/s processed ({:.2} of the ceiling), {cpu_us:.1} CPU us/msg, {:.0} dropped of {:.0} read; RSS {:.1} MiB, peak so far {:.1} MiB",
+        "certwatch flat out: best 2 s window {rate:.0} msg/s processed ({:.2} of the ceiling), average {average:.0} msg/s ({:.2}), {cpu_us:.1} CPU us/msg, {:.0} dropped of {:.0} read; RSS {:.1} MiB, peak so far {:.1} MiB",
         rate / ceiling,
+        average / ceiling_average,
         d1 - d0,
         processed + d1 - d0,
         service.proc_status_kib("VmRSS:") as f64 / 1024.0,
