@@ -9,6 +9,7 @@ mod delivery;
 mod faults;
 mod feed_faults;
 mod fixtures;
+mod fuzz_regressions;
 mod http_endpoints;
 mod lifecycle;
 mod process;
