@@ -15,14 +15,13 @@ use crate::matcher::{EntryId, WatchList};
 use crate::metrics::Metrics;
 use crate::payload::{Event, Payload};
 use crate::store::{AlertRow, Store, StoreError};
-use crate::threads::{Health, unix_now};
+use crate::threads::{DelayQueue, Health, unix_now};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError, select};
 use lru::LruCache;
 use prometheus::IntCounter;
 use sha2::{Digest, Sha256};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -131,15 +130,7 @@ impl Sighting {
         let digest = Sha256::digest(
             format!("{}/{}", self.issuance_key, self.collision_fingerprint).as_bytes(),
         );
-        let hex = hex_lower(&digest[..16]);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        )
+        crate::payload::uuid_shaped(&digest)
     }
 }
 
@@ -166,17 +157,7 @@ pub fn issuance_key(cert: &Certificate) -> String {
         hasher.update(name.as_bytes());
         hasher.update([b'\n']);
     }
-    hex_lower(&hasher.finalize())
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::payload::hex_lower(&hasher.finalize())
 }
 
 /// The certificates seen for one issuance key: entry type and fingerprint.
@@ -708,35 +689,20 @@ fn same_names(inventory_sans: &[String], cert: &Certificate) -> bool {
 /// records them. When the workers are gone it re-checks everything still waiting
 /// once more, records it, and exits.
 pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>) {
-    let mut queue: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut waiting: std::collections::HashMap<u64, Sighting> = std::collections::HashMap::new();
-    let mut next_id = 0u64;
+    let mut waiting: DelayQueue<Sighting> = DelayQueue::default();
     let depth = cls.metrics.queue_depth.with_label_values(&["grace"]);
     let flush = crossbeam_channel::tick(FLUSH_INTERVAL);
     loop {
-        let timer = match queue.peek() {
-            Some(Reverse((due, _))) => crossbeam_channel::at(*due),
-            None => crossbeam_channel::never(),
-        };
+        let timer = waiting.timer();
         select! {
             recv(pending) -> msg => match msg {
-                Ok(p) => {
-                    queue.push(Reverse((p.due, next_id)));
-                    waiting.insert(next_id, p.sighting);
-                    next_id += 1;
-                }
+                Ok(p) => waiting.push(p.due, p.sighting),
                 Err(_) => break,
             },
             recv(timer) -> _ => {
                 let now = Instant::now();
-                while let Some(Reverse((due, id))) = queue.peek().copied() {
-                    if due > now {
-                        break;
-                    }
-                    queue.pop();
-                    if let Some(s) = waiting.remove(&id) {
-                        cls.settle(s);
-                    }
+                while let Some(s) = waiting.pop_due(now) {
+                    cls.settle(s);
                 }
             }
             recv(flush) -> _ => {
@@ -751,10 +717,8 @@ pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>) {
             waiting.len()
         );
     }
-    while let Some(Reverse((_, id))) = queue.pop() {
-        if let Some(s) = waiting.remove(&id) {
-            cls.settle(s);
-        }
+    for s in waiting.drain() {
+        cls.settle(s);
     }
     depth.set(0);
     let left = cls.flush_unrecorded();

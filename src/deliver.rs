@@ -12,10 +12,8 @@ use crate::metrics::Metrics;
 use crate::payload::{self, Event, Signer};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::threads::unix_now;
+use crate::threads::{DelayQueue, unix_now};
 use crossbeam_channel::{Receiver, select};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -133,14 +131,9 @@ pub fn agent_config(timeout: Duration, deny_private: bool) -> ureq::config::Conf
 /// `DRAIN_BUDGET` of the shutdown.
 pub fn run_deliver(d: Deliverer, input: Receiver<Delivery>) {
     let depth = d.metrics.queue_depth.with_label_values(&["deliver"]);
-    let mut retries: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut waiting: HashMap<u64, Delivery> = HashMap::new();
-    let mut next_id = 0u64;
+    let mut retries: DelayQueue<Delivery> = DelayQueue::default();
     loop {
-        let timer = match retries.peek() {
-            Some(Reverse((due, _))) => crossbeam_channel::at(*due),
-            None => crossbeam_channel::never(),
-        };
+        let timer = retries.timer();
         let mut due = Vec::new();
         select! {
             recv(input) -> msg => match msg {
@@ -149,26 +142,20 @@ pub fn run_deliver(d: Deliverer, input: Receiver<Delivery>) {
             },
             recv(timer) -> _ => {
                 let now = Instant::now();
-                while let Some(Reverse((at, id))) = retries.peek().copied() {
-                    if at > now {
-                        break;
-                    }
-                    retries.pop();
-                    due.extend(waiting.remove(&id));
+                while let Some(delivery) = retries.pop_due(now) {
+                    due.push(delivery);
                 }
             }
         }
         for delivery in due {
             if let Some(again) = round(&d, delivery) {
                 let wait = backoff(again.failures).max(again.retry_after.unwrap_or_default());
-                retries.push(Reverse((Instant::now() + wait, next_id)));
-                waiting.insert(next_id, again);
-                next_id += 1;
+                retries.push(Instant::now() + wait, again);
             }
         }
-        depth.set((input.len() + waiting.len()) as i64);
+        depth.set((input.len() + retries.len()) as i64);
     }
-    for (_, delivery) in waiting.drain() {
+    for delivery in retries.drain() {
         if let Some(left) = round(&d, delivery) {
             log::warn!(
                 "shutdown: alert {} left for the redelivery sweep",

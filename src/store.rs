@@ -9,7 +9,6 @@
 use crate::certstream::EntryType;
 use crate::classify::{SeenCerts, Severity, Sighting};
 use crate::payload::Event;
-use postgres::config::SslMode;
 use r2d2_postgres::PostgresConnectionManager;
 use std::fmt;
 use std::sync::Arc;
@@ -126,7 +125,7 @@ impl Store {
             config.options("-c statement_timeout=15000");
         }
         config.keepalives_idle(Duration::from_secs(30));
-        let tls = MakeRustlsConnect::new(tls_config(config.get_ssl_mode()));
+        let tls = MakeRustlsConnect::new(tls_config());
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)
             .min_idle(Some(1))
@@ -488,7 +487,7 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
 /// encrypted but the server certificate is not verified (libpq verifies only at
 /// `verify-ca`/`verify-full`, which the postgres crate does not offer). With
 /// `sslmode=disable` the connector is never used.
-fn tls_config(_mode: SslMode) -> rustls::ClientConfig {
+fn tls_config() -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

@@ -6,9 +6,12 @@
 //! dead stage turns `/healthz` into 503 without any `catch_unwind`.
 
 use crossbeam_channel::Sender;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// What `/healthz` reports. Lock-free except the stage list, which is only
 /// locked at spawn and when `/healthz` is read.
@@ -35,20 +38,19 @@ impl Health {
 
     /// Names of the stages that have exited.
     pub fn dead_stages(&self) -> Vec<String> {
-        let stages = self.stages.lock().expect("health lock poisoned");
-        stages
-            .iter()
-            .filter(|(_, alive)| !alive.load(Ordering::SeqCst))
-            .map(|(name, _)| name.clone())
-            .collect()
+        self.stages_alive(false)
     }
 
     /// Names of the stages still running.
     pub fn running_stages(&self) -> Vec<String> {
+        self.stages_alive(true)
+    }
+
+    fn stages_alive(&self, alive: bool) -> Vec<String> {
         let stages = self.stages.lock().expect("health lock poisoned");
         stages
             .iter()
-            .filter(|(_, alive)| alive.load(Ordering::SeqCst))
+            .filter(|(_, flag)| flag.load(Ordering::SeqCst) == alive)
             .map(|(name, _)| name.clone())
             .collect()
     }
@@ -110,6 +112,71 @@ pub fn unix_now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Items held until a due time, taken out in due order: the grace thread's
+/// delay queue and the deliver thread's retries. Owned by one thread.
+pub struct DelayQueue<T> {
+    order: BinaryHeap<Reverse<(Instant, u64)>>,
+    items: HashMap<u64, T>,
+    next: u64,
+}
+
+impl<T> Default for DelayQueue<T> {
+    fn default() -> Self {
+        DelayQueue {
+            order: BinaryHeap::new(),
+            items: HashMap::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<T> DelayQueue<T> {
+    pub fn push(&mut self, due: Instant, item: T) {
+        self.order.push(Reverse((due, self.next)));
+        self.items.insert(self.next, item);
+        self.next += 1;
+    }
+
+    /// A channel that fires at the earliest due time (never when empty), for `select!`.
+    pub fn timer(&self) -> crossbeam_channel::Receiver<Instant> {
+        match self.order.peek() {
+            Some(Reverse((due, _))) => crossbeam_channel::at(*due),
+            None => crossbeam_channel::never(),
+        }
+    }
+
+    /// The next item due at or before `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<T> {
+        while let Some(Reverse((due, id))) = self.order.peek().copied() {
+            if due > now {
+                return None;
+            }
+            self.order.pop();
+            if let Some(item) = self.items.remove(&id) {
+                return Some(item);
+            }
+        }
+        None
+    }
+
+    /// Takes out everything, in due order.
+    pub fn drain(&mut self) -> Vec<T> {
+        let mut out = Vec::with_capacity(self.items.len());
+        while let Some(Reverse((_, id))) = self.order.pop() {
+            out.extend(self.items.remove(&id));
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -120,6 +187,22 @@ pub fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn delay_queue_releases_in_due_order() {
+        let now = Instant::now();
+        let mut q = DelayQueue::default();
+        q.push(now + Duration::from_secs(2), "late");
+        q.push(now, "first");
+        q.push(now + Duration::from_secs(1), "second");
+        assert_eq!(q.pop_due(now), Some("first"));
+        assert_eq!(q.pop_due(now), None);
+        assert_eq!(q.pop_due(now + Duration::from_secs(1)), Some("second"));
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.drain(), vec!["late"]);
+        assert!(q.is_empty());
+    }
 
     #[test]
     fn a_panicking_stage_is_reported_dead() {
