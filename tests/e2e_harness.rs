@@ -124,7 +124,10 @@ fn run() -> Result<(), String> {
     // 4-5. Publish and check; then always stop the service, bounded.
     let checked = exercise(&feed, &webhook, http_addr);
     trigger.trigger();
-    let stopped = wait_service(service, Duration::from_secs(15));
+    let stopped = load::wait_service(service, Duration::from_secs(15));
+    if stopped.is_ok() {
+        println!("certwatch stopped");
+    }
     drop(feed);
     drop(webhook);
     checked?;
@@ -136,7 +139,7 @@ fn run() -> Result<(), String> {
 /// Steps 4 and 5: publish the three certificates, collect and check the webhooks,
 /// read `/healthz` and `/metrics`.
 fn exercise(feed: &FakeFeed, webhook: &FakeWebhook, http_addr: SocketAddr) -> Result<(), String> {
-    if !wait_until(Duration::from_secs(15), || feed.connections() >= 1) {
+    if !load::wait_until(Duration::from_secs(15), || feed.connections() >= 1) {
         return Err("the service did not connect to the fake certstream feed within 15s".into());
     }
     println!("certstream client connected; publishing 3 certificates");
@@ -632,31 +635,6 @@ fn webhook_loop(server: &tiny_http::Server, tx: &Sender<Received>, stop: &Atomic
 // Small helpers
 // ---------------------------------------------------------------------------------------
 
-/// Waits for the service to stop, at most `timeout`.
-fn wait_service(service: certwatch::Service, timeout: Duration) -> Result<(), String> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::Builder::new()
-        .name("harness-wait".into())
-        .spawn(move || {
-            let _ = tx.send(service.wait().map_err(|e| e.to_string()));
-        })
-        .map_err(|e| e.to_string())?;
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(())) => {
-            println!("certwatch stopped");
-            Ok(())
-        }
-        Ok(Err(e)) => Err(format!("the service stopped with an error: {e}")),
-        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(format!(
-            "the service did not stop within {}s of shutdown",
-            timeout.as_secs()
-        )),
-        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-            Err("the service's pipeline thread panicked".into())
-        }
-    }
-}
-
 /// `GET url`: status and body, any status, 5 s timeout.
 fn http_get(url: &str) -> Result<(u16, String), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -674,19 +652,6 @@ fn http_get(url: &str) -> Result<(u16, String), String> {
         .read_to_string()
         .map_err(|e| format!("GET {url}: reading the body: {e}"))?;
     Ok((status, body))
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn env_or(name: &str, default: &str) -> String {

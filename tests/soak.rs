@@ -242,7 +242,7 @@ fn run() -> Result<String, String> {
 
     let result = soak(&s, &db, &feed, &webhook, addr, pool_kib, rss_at_launch);
     trigger.trigger();
-    let stopped = wait_service(service, Duration::from_secs(40));
+    let stopped = load::wait_service(service, Duration::from_secs(40));
     drop(feed);
     drop(webhook);
     drop(client);
@@ -288,7 +288,7 @@ fn soak(
     rss_at_launch: u64,
 ) -> Result<String, String> {
     // Connected, and the whole watch list loaded.
-    let ready = wait_until(Duration::from_secs(20), || {
+    let ready = load::wait_until(Duration::from_secs(20), || {
         feed.connections() >= 1
             && load::scrape(addr)
                 .ok()
@@ -386,10 +386,10 @@ fn soak(
             + load::metric(m, r#"certwatch_alerts_total{severity="suspicious"}"#).unwrap_or(0.0))
             as u64
     };
-    wait_until(Duration::from_secs(15), || {
+    load::wait_until(Duration::from_secs(15), || {
         load::scrape(addr).is_ok_and(|m| processed(&m) >= sent)
     });
-    wait_until(Duration::from_secs(15), || {
+    load::wait_until(Duration::from_secs(15), || {
         load::scrape(addr)
             .is_ok_and(|m| alerts_of(&m) >= matches_sent && webhook.received() >= alerts_of(&m))
     });
@@ -689,37 +689,5 @@ impl Churn {
             self.changes.load(Ordering::Relaxed),
             self.failures.load(Ordering::Relaxed),
         )
-    }
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits for the service to stop, at most `timeout`.
-fn wait_service(service: certwatch::Service, timeout: Duration) -> Result<(), String> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    thread::Builder::new()
-        .name("soak-wait".into())
-        .spawn(move || {
-            let _ = tx.send(service.wait().map_err(|e| e.to_string()));
-        })
-        .map_err(|e| e.to_string())?;
-    match rx.recv_timeout(timeout) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("the service stopped with an error: {e}")),
-        Err(_) => Err(format!(
-            "the service did not stop within {}s of shutdown",
-            timeout.as_secs()
-        )),
     }
 }

@@ -1294,3 +1294,44 @@ pub fn metric(exposition: &str, series: &str) -> Option<f64> {
         (name == series).then(|| value.parse().ok()).flatten()
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// Waiting
+// ---------------------------------------------------------------------------------------
+
+/// Polls `done` every 20 ms until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits at most `timeout` for an in-process service to stop after its shutdown
+/// was triggered.
+pub fn wait_service(service: certwatch::Service, timeout: Duration) -> Result<(), String> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::Builder::new()
+        .name("load-wait".into())
+        .spawn(move || {
+            let _ = tx.send(service.wait().map_err(|e| e.to_string()));
+        })
+        .map_err(|e| e.to_string())?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("the service stopped with an error: {e}")),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(format!(
+            "the service did not stop within {}s of shutdown",
+            timeout.as_secs()
+        )),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            Err("the service's pipeline thread panicked".into())
+        }
+    }
+}
