@@ -2,17 +2,11 @@
 //! serial + validity + names, deduplication in memory and in the database, the
 //! grace period, collisions.
 
-use crate::support::service::{self, Cert, Inventory};
-use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb};
+use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::{FakeFeed, FeedCmd};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn setup(watch: &[&str]) -> (TestDb, FakeFeed, FakeWebhook) {
-    let db = TestDb::new();
-    db.watch(watch);
-    (db, FakeFeed::start(), FakeWebhook::start())
-}
 
 fn send(feed: &FakeFeed, cert: &Cert) {
     feed.send(FeedCmd::Text(cert.frame()));

@@ -1,7 +1,7 @@
 //! Webhook delivery: the payload, its signature, retries and the recorded outcome.
 
-use crate::support::service::{self, Cert, Inventory};
-use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
+use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
 use hmac::{KeyInit, Mac};
 use std::time::Duration;
 
@@ -9,9 +9,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn the_payload_has_the_seed_fields_and_a_signature_over_the_exact_body() {
-    let db = TestDb::new();
-    db.watch(&["ethereum.org"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["ethereum.org"]);
     let cert = Cert::new(&["foo.ethereum.org", "bar.example.com"]);
     db.inventory(&cert);
     let _svc = service::start(&db, &feed, Some(&hook), &[("WEBHOOK_SECRET", "s3cret")]);
@@ -94,9 +92,7 @@ fn the_payload_has_the_seed_fields_and_a_signature_over_the_exact_body() {
 
 #[test]
 fn a_500_then_a_200_is_delivered_with_the_same_delivery_id() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     hook.script(&[500]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(WAIT));
@@ -125,9 +121,7 @@ fn a_500_then_a_200_is_delivered_with_the_same_delivery_id() {
 
 #[test]
 fn three_failures_leave_the_alert_undelivered_and_counted() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     hook.script(&[500, 502, 503, 200]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(WAIT));

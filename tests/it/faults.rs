@@ -3,7 +3,7 @@
 //! mid-frame or floods, a webhook that refuses connections.
 
 use crate::support::cluster::TestCluster;
-use crate::support::service::{self, Cert};
+use crate::support::service::{self, Cert, setup};
 use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 
@@ -126,9 +126,7 @@ fn the_database_down_while_running_loses_nothing_and_delivers_once() {
 
 #[test]
 fn a_feed_that_stalls_mid_frame_is_redialled() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     let svc = service::start(
         &db,
         &feed,

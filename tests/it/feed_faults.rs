@@ -1,17 +1,15 @@
 //! The feed reader against a misbehaving server: malformed frames, closes,
 //! resets, silence, pings.
 
-use crate::support::service::{self, Cert, Inventory};
-use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
+use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn malformed_frames_are_counted_and_skipped() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(WAIT));
     let bad = [
@@ -92,9 +90,7 @@ fn malformed_frames_are_counted_and_skipped() {
 
 #[test]
 fn the_reader_reconnects_after_close_reset_and_garbage() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_connections(1, WAIT));
     assert!(wait_until(WAIT, || svc.metric("certwatch_ws_connected") == 1.0));
@@ -163,9 +159,7 @@ fn the_client_pings_within_the_configured_interval() {
 
 #[test]
 fn an_oversized_frame_costs_a_reconnect_not_the_service() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_connections(1, WAIT));
     feed.send(FeedCmd::Text(

@@ -1,17 +1,15 @@
 //! Life cycle inside the process: the drain records what is still in its grace
 //! period, retention cleanup, and a failed watch-list refresh keeping the old list.
 
-use crate::support::service::{self, Cert, Inventory};
-use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
+use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn shutdown_records_certificates_still_in_their_grace_period() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "600")]);
     assert!(feed.wait_for_client(WAIT));
     let known = Cert::new(&["mine.example.com"]);
@@ -80,9 +78,7 @@ fn cleanup_prunes_alerts_past_retention_in_batches() {
 
 #[test]
 fn a_failed_refresh_keeps_the_current_watch_list() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     let svc = service::start(
         &db,
         &feed,
@@ -133,9 +129,7 @@ fn restore(db: &TestDb) {
 
 #[test]
 fn alerts_during_a_database_outage_are_delivered_then_written_once() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "1")]);
     assert!(feed.wait_for_client(WAIT));
     cut_off(&db);

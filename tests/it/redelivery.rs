@@ -2,7 +2,7 @@
 //! redelivery sweep through a receiver outage, two replicas on one database,
 //! the resolved follow-up.
 
-use crate::support::service::{self, Cert, Inventory};
+use crate::support::service::{self, Cert, Inventory, setup};
 use crate::support::{FakeFeed, FakeWebhook, FeedCmd, Received, TestDb, wait_until};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -144,9 +144,7 @@ fn two_replicas_on_one_database_alert_and_deliver_once() {
 
 #[test]
 fn a_late_inventory_row_sends_a_resolved_follow_up() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     let svc = service::start(
         &db,
         &feed,

@@ -1,7 +1,7 @@
 //! Webhook hygiene and trust: redirects, Retry-After, 410, both signature
 //! schemes with key rotation, the ctwatch body, the SSRF guard.
 
-use crate::support::service::{self, Cert};
+use crate::support::service::{self, Cert, setup};
 use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -132,9 +132,7 @@ fn retry_after_is_honoured() {
 
 #[test]
 fn both_signature_schemes_verify_and_a_rotation_sends_two() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     let _svc = service::start(
         &db,
         &feed,
@@ -192,9 +190,7 @@ fn both_signature_schemes_verify_and_a_rotation_sends_two() {
 
 #[test]
 fn a_410_is_logged_and_the_alert_stays_owed() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     hook.script(&[410, 410, 410]);
     let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(WAIT));
@@ -207,9 +203,7 @@ fn a_410_is_logged_and_the_alert_stays_owed() {
 
 #[test]
 fn the_ctwatch_body_field_by_field() {
-    let db = TestDb::new();
-    db.watch(&["example.co.uk", "shop.example.co.uk"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.co.uk", "shop.example.co.uk"]);
     let _svc = service::start(
         &db,
         &feed,
@@ -332,9 +326,7 @@ fn the_ssrf_guard_refuses_private_targets_at_start_up() {
 
 #[test]
 fn the_ssrf_guard_checks_again_at_connection_time() {
-    let db = TestDb::new();
-    db.watch(&["example.com"]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = setup(&["example.com"]);
     // Public at start-up, then rebinding to loopback, where the receiver listens.
     let url = format!("http://hook.test:{}/hook", hook.port());
     let extra = [

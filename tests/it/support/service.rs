@@ -16,6 +16,13 @@ pub struct Running {
     pub addr: SocketAddr,
 }
 
+/// A fresh database watching `watch`, a fake feed and a fake webhook receiver.
+pub fn setup(watch: &[&str]) -> (TestDb, FakeFeed, FakeWebhook) {
+    let db = TestDb::new();
+    db.watch(watch);
+    (db, FakeFeed::start(), FakeWebhook::start())
+}
+
 /// Starts the service with the test environment; `extra` overrides it.
 pub fn start(
     db: &TestDb,
