@@ -36,11 +36,13 @@ fn the_database_down_at_start_then_up() {
         Some(&hook),
         &[("POSTGRES_DSN", dsn.as_str()), ("SUSPICIOUS_GRACE_S", "0")],
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // The first connection attempt fails after the pool's 2 s wait.
+    assert!(wait_until(WAIT, || svc
+        .metric(r#"certwatch_db_errors_total{op="connect"}"#)
+        >= 1.0));
     let (status, body) = svc.get("/healthz");
     assert_eq!(status, 200, "no crash loop: the process is alive");
     assert!(body.contains(r#""database_reachable":false"#), "{body}");
-    assert!(svc.metric(r#"certwatch_db_errors_total{op="connect"}"#) >= 1.0);
     cluster.restart();
     assert!(
         feed.wait_for_client(Duration::from_secs(40)),
