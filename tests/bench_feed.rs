@@ -9,9 +9,11 @@
 //!
 //! 1. the ceiling: one thread that only reads frames and parses the fields
 //!    certwatch needs (`certstream::peek`), as fast as the server sends;
-//! 2. certwatch (the real binary, its own process) flat out: messages per
-//!    second processed, CPU microseconds per message, drops, alerts, peak RSS,
-//!    and its rate as a share of the ceiling;
+//! 2. certwatch (the real binary, its own process, default settings) flat out:
+//!    messages per second processed, CPU microseconds per message (by thread),
+//!    drops, alerts, peak RSS, and its rate as a share of the ceiling. 1 and 2
+//!    take turns for `BENCH_ROUNDS` rounds (default 4) of `BENCH_SECONDS` each
+//!    (default 6), so both meet the same machine;
 //! 3. certwatch paced at 2,000 and 20,000 messages per second for
 //!    `BENCH_PACED_SECONDS` each (default 20), with the watch list refreshed
 //!    every second meanwhile: drops (must be 0) and the longest refresh;
@@ -27,6 +29,8 @@ use load::{FeedGen, FeedGenConfig, PacedFeed, ThrowawayDb, WebhookSink};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -36,16 +40,22 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Builds (if needed) and locates the stripped release binary.
+/// Builds (if needed) and locates the stripped release binary. It has a target
+/// directory of its own: built alone, the binary's dependencies have other
+/// features than when built with this example, and sharing `target/` would
+/// rebuild them on every run.
 fn release_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     let status = Command::new(cargo)
         .args(["build", "--release", "--locked", "--bin", "certwatch"])
+        .arg("--target-dir")
+        .arg(&target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .expect("cargo runs");
     assert!(status.success(), "cargo build --release failed");
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/certwatch")
+    target_dir.join("release/certwatch")
 }
 
 /// The certwatch binary under test, in its own process.
@@ -55,7 +65,14 @@ struct Service {
 }
 
 impl Service {
-    fn start(bin: &PathBuf, dsn: &str, feed: &str, webhook: &str) -> (Service, Duration) {
+    /// Starts the binary; `refresh` sets `WATCH_REFRESH_INTERVAL_S` (else its default).
+    fn start(
+        bin: &PathBuf,
+        dsn: &str,
+        feed: &str,
+        webhook: &str,
+        refresh: Option<&str>,
+    ) -> (Service, Duration) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -66,6 +83,7 @@ impl Service {
         command.env_clear();
         // Settings under test (worker count, allocator tuning), passed through when set.
         for name in [
+            "WORKERS",
             "MALLOC_ARENA_MAX",
             "MALLOC_TRIM_THRESHOLD_",
             "MALLOC_MMAP_THRESHOLD_",
@@ -74,15 +92,14 @@ impl Service {
                 command.env(name, value);
             }
         }
+        if let Some(refresh) = refresh {
+            command.env("WATCH_REFRESH_INTERVAL_S", refresh);
+        }
         let child = command
             .env("POSTGRES_DSN", dsn)
             .env("CERTSTREAM_URL", feed)
             .env("WEBHOOK_URL", webhook)
             .env("API_PORT", port.to_string())
-            .env(
-                "WATCH_REFRESH_INTERVAL_S",
-                std::env::var("BENCH_REFRESH_S").unwrap_or_else(|_| "1".into()),
-            )
             .env("SUSPICIOUS_GRACE_S", "1")
             .env("LOG_LEVEL", "error")
             .stdin(Stdio::null())
@@ -106,6 +123,21 @@ impl Service {
         (Service { child, addr }, ready)
     }
 
+    /// Waits until the service is the feed's client number `connection` and has
+    /// loaded `entries` watch entries.
+    fn wait_loaded(&self, feed: &PacedFeed, connection: usize, entries: u64) {
+        let started = Instant::now();
+        while feed.connections() < connection
+            || self.metric("certwatch_watch_entries") < entries as f64
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "certwatch did not connect and load its watch list"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn metric(&self, series: &str) -> f64 {
         let text = load::scrape(self.addr).unwrap_or_default();
         load::metric(&text, series).unwrap_or(0.0)
@@ -113,6 +145,11 @@ impl Service {
 
     fn processed(&self) -> f64 {
         self.metric(r#"certwatch_ct_messages_total{type="certificate_update"}"#)
+    }
+
+    fn alerts(&self) -> f64 {
+        self.metric(r#"certwatch_alerts_total{severity="info"}"#)
+            + self.metric(r#"certwatch_alerts_total{severity="suspicious"}"#)
     }
 
     fn dropped(&self) -> f64 {
@@ -132,6 +169,26 @@ impl Service {
                     .ok()
             })
             .unwrap_or(0)
+    }
+
+    /// utime + stime of each thread of the process by thread name (worker-N
+    /// summed as `worker`), in seconds.
+    fn thread_cpu_seconds(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut by_name = std::collections::BTreeMap::new();
+        let dir = format!("/proc/{}/task", self.child.id());
+        for task in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let name = name
+                .trim()
+                .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+                + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+            *by_name.entry(name.to_string()).or_insert(0.0) += ticks as f64 / load::USER_HZ as f64;
+        }
+        by_name
     }
 
     /// utime + stime of the process, in seconds.
@@ -192,41 +249,154 @@ fn generator(entries: u64) -> FeedGen {
     })
 }
 
-/// Rates are compared over their best 2-second window: on a shared 2-core
-/// machine, whole-run averages mostly measure what else ran meanwhile.
-const WINDOW: Duration = Duration::from_secs(2);
+/// CPU seconds of the bench's threads named `name` so far.
+fn own_threads_cpu(name: &str) -> f64 {
+    load::thread_cpu_ticks()
+        .values()
+        .filter(|(thread, _)| thread == name)
+        .map(|(_, ticks)| *ticks)
+        .sum::<u64>() as f64
+        / load::USER_HZ as f64
+}
 
-/// The ceiling: one thread reading frames and parsing what certwatch needs;
-/// (best window rate, average rate).
-fn reference(seconds: u64, entries: u64) -> (f64, f64) {
-    let feed = PacedFeed::start(generator(entries), 0).expect("feed");
-    let (mut ws, _) = tungstenite::connect(feed.url()).expect("connect");
-    feed.set_rate(1_000_000);
-    let mut names = 0usize;
-    let mut frames = 0u64;
-    let started = Instant::now();
-    let (mut window_start, mut window_frames, mut best) = (Instant::now(), 0u64, 0f64);
-    while started.elapsed() < Duration::from_secs(seconds) {
-        if window_start.elapsed() >= WINDOW {
-            best = best.max((frames - window_frames) as f64 / window_start.elapsed().as_secs_f64());
-            (window_start, window_frames) = (Instant::now(), frames);
-        }
-        match ws.read() {
-            Ok(tungstenite::Message::Text(text)) => {
-                if let Ok(certwatch::certstream::Peek::Certificate { all_domains }) =
-                    certwatch::certstream::peek(&text)
-                {
-                    names += all_domains.len();
+/// The ceiling: one thread (`reference`) that reads frames from a feed of its
+/// own and parses what certwatch needs (`certstream::peek`), and nothing else.
+/// It reads whenever its feed sends; the bench turns that feed on and off.
+struct Reference {
+    feed: PacedFeed,
+    frames: Arc<AtomicU64>,
+}
+
+impl Reference {
+    fn start(entries: u64) -> Reference {
+        let feed = PacedFeed::start(generator(entries), 0).expect("feed");
+        let (mut ws, _) = tungstenite::connect(feed.url()).expect("connect");
+        let frames = Arc::new(AtomicU64::new(0));
+        let counter = frames.clone();
+        std::thread::Builder::new()
+            .name("reference".into())
+            .spawn(move || {
+                let mut names = 0usize;
+                // Ends when the feed goes away at the end of the bench.
+                while let Ok(message) = ws.read() {
+                    if let tungstenite::Message::Text(text) = message {
+                        if let Ok(certwatch::certstream::Peek::Certificate { all_domains }) =
+                            certwatch::certstream::peek(&text)
+                        {
+                            names += all_domains.len();
+                        }
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                frames += 1;
-            }
-            Ok(_) => {}
-            Err(e) => panic!("reference read: {e}"),
-        }
+                std::hint::black_box(names);
+            })
+            .expect("reference thread");
+        Reference { feed, frames }
     }
-    let rate = frames as f64 / started.elapsed().as_secs_f64();
-    std::hint::black_box(names);
-    (best, rate)
+
+    fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+}
+
+/// What one flat-out stretch measured.
+#[derive(Default, Clone, Copy)]
+struct Stretch {
+    seconds: f64,
+    /// Messages processed (certwatch) or read and parsed (the reference).
+    messages: f64,
+    dropped: f64,
+    /// CPU seconds of certwatch (or the reference thread), and of the feed server.
+    cpu: f64,
+    server_cpu: f64,
+}
+
+impl Stretch {
+    fn rate(&self) -> f64 {
+        self.messages / self.seconds
+    }
+
+    fn add(&mut self, other: Stretch) {
+        self.seconds += other.seconds;
+        self.messages += other.messages;
+        self.dropped += other.dropped;
+        self.cpu += other.cpu;
+        self.server_cpu += other.server_cpu;
+    }
+
+    fn us_per_message(cpu: f64, messages: f64) -> f64 {
+        cpu * 1e6 / messages.max(1.0)
+    }
+}
+
+/// Seconds a feed runs flat out before a stretch's measurement starts.
+const WARM_UP: Duration = Duration::from_secs(1);
+
+/// The reference flat out for `seconds`.
+fn reference_stretch(reference: &Reference, seconds: u64) -> Stretch {
+    reference.feed.set_rate(1_000_000);
+    std::thread::sleep(WARM_UP);
+    let (f0, c0, s0) = (
+        reference.frames(),
+        own_threads_cpu("reference"),
+        own_threads_cpu("load-feed"),
+    );
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let stretch = Stretch {
+        seconds: started.elapsed().as_secs_f64(),
+        messages: (reference.frames() - f0) as f64,
+        dropped: 0.0,
+        cpu: own_threads_cpu("reference") - c0,
+        server_cpu: own_threads_cpu("load-feed") - s0,
+    };
+    reference.feed.set_rate(0);
+    // Let what is in flight arrive, so the next stretch starts clean.
+    let mut last = u64::MAX;
+    while reference.frames() != last {
+        last = reference.frames();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stretch
+}
+
+/// certwatch flat out for `seconds`; also its CPU by thread.
+fn certwatch_stretch(
+    service: &Service,
+    feed: &PacedFeed,
+    seconds: u64,
+    by_thread: &mut std::collections::BTreeMap<String, f64>,
+) -> Stretch {
+    feed.set_rate(1_000_000);
+    std::thread::sleep(WARM_UP);
+    let (p0, d0, c0, s0) = (
+        service.processed(),
+        service.dropped(),
+        service.cpu_seconds(),
+        own_threads_cpu("load-feed"),
+    );
+    let threads0 = service.thread_cpu_seconds();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let stretch = Stretch {
+        seconds: started.elapsed().as_secs_f64(),
+        messages: service.processed() - p0,
+        dropped: service.dropped() - d0,
+        cpu: service.cpu_seconds() - c0,
+        server_cpu: own_threads_cpu("load-feed") - s0,
+    };
+    for (name, cpu) in service.thread_cpu_seconds() {
+        *by_thread.entry(name.clone()).or_insert(0.0) +=
+            cpu - threads0.get(&name).copied().unwrap_or(0.0);
+    }
+    feed.set_rate(0);
+    // Let the queue drain, so the next stretch starts clean.
+    let mut last = -1.0;
+    while service.processed() + service.dropped() != last {
+        last = service.processed() + service.dropped();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stretch
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -237,7 +407,8 @@ fn main() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
     let entries = env_or("BENCH_ENTRIES", 100_000);
-    let flat_out_seconds = env_or("BENCH_SECONDS", 20);
+    let flat_out_seconds = env_or("BENCH_SECONDS", 6);
+    let rounds = env_or("BENCH_ROUNDS", 4);
     let paced_seconds = env_or("BENCH_PACED_SECONDS", 20);
     let bin = release_binary();
     let binary_bytes = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
@@ -247,13 +418,7 @@ fn main() {
         binary_bytes as f64 / 1e6
     );
 
-    // 1. The ceiling.
-    let (ceiling, ceiling_average) = reference(flat_out_seconds.min(10), entries);
-    println!(
-        "ceiling (1 thread: read + parse the needed fields): best 2 s window {ceiling:.0} msg/s, average {ceiling_average:.0} msg/s"
-    );
-
-    // 2. certwatch flat out, then paced.
+    // 1. certwatch flat out against the ceiling, then paced.
     let db = ThrowawayDb::create("bench").expect("database");
     watch_list(&db, entries);
     let feed_gen = generator(entries);
@@ -265,16 +430,17 @@ fn main() {
     inventory(&db, &feed_gen, 100_000);
     let feed = PacedFeed::start(feed_gen, 0).expect("feed");
     let sink = WebhookSink::start().expect("webhook sink");
-    let (service, ready) = Service::start(&bin, db.dsn(), &feed.url(), &sink.url());
-    let mut waited = 0;
-    while feed.connections() == 0 || service.metric("certwatch_watch_entries") < entries as f64 {
-        std::thread::sleep(Duration::from_millis(50));
-        waited += 1;
-        assert!(
-            waited < 600,
-            "certwatch did not connect and load its watch list"
-        );
-    }
+    // Flat out with the default refresh interval (a production setting); the
+    // paced phases then refresh every second, to show refreshes never stall.
+    let flat_refresh = std::env::var("BENCH_FLAT_REFRESH_S").ok();
+    let (service, ready) = Service::start(
+        &bin,
+        db.dsn(),
+        &feed.url(),
+        &sink.url(),
+        flat_refresh.as_deref(),
+    );
+    service.wait_loaded(&feed, 1, entries);
     let idle_loaded_kib = service.proc_status_kib("VmRSS:");
     println!(
         "certwatch idle with {entries} entries: RSS {:.1} MiB, peak so far {:.1} MiB",
@@ -282,55 +448,84 @@ fn main() {
         service.proc_status_kib("VmHWM:") as f64 / 1024.0
     );
 
-    let (p0, d0, c0) = (
-        service.processed(),
-        service.dropped(),
-        service.cpu_seconds(),
-    );
-    let started = Instant::now();
-    feed.set_rate(1_000_000);
-    let mut best = 0f64;
-    let (mut window_start, mut window_processed) = (Instant::now(), p0);
-    while started.elapsed() < Duration::from_secs(flat_out_seconds) {
-        std::thread::sleep(WINDOW);
-        let now = service.processed();
-        best = best.max((now - window_processed) / window_start.elapsed().as_secs_f64());
-        (window_start, window_processed) = (Instant::now(), now);
-    }
-    feed.set_rate(0);
-    let elapsed = started.elapsed().as_secs_f64();
-    // Let the queue drain, so the next phase starts clean.
-    let mut last = -1.0;
-    while service.processed() + service.dropped() != last {
-        last = service.processed() + service.dropped();
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let (p1, d1, c1) = (
-        service.processed(),
-        service.dropped(),
-        service.cpu_seconds(),
-    );
-    let processed = p1 - p0;
-    let average = processed / elapsed;
-    let rate = best;
-    let cpu_us = (c1 - c0) * 1e6 / processed.max(1.0);
+    // The ceiling and certwatch take turns, so that each pair of stretches
+    // meets the same machine: on a shared 2-core VM the speed drifts by tens
+    // of percent from minute to minute.
+    let reference = Reference::start(entries);
+    let (mut ceiling, mut certwatch) = (Stretch::default(), Stretch::default());
+    let mut by_thread = std::collections::BTreeMap::new();
+    let mut round_ratios = Vec::new();
     println!(
-        "certwatch flat out: best 2 s window {rate:.0} msg/s processed ({:.2} of the ceiling), average {average:.0} msg/s ({:.2}), {cpu_us:.1} CPU us/msg, {:.0} dropped of {:.0} read; RSS {:.1} MiB, peak so far {:.1} MiB",
-        rate / ceiling,
-        average / ceiling_average,
-        d1 - d0,
-        processed + d1 - d0,
+        "flat out: {rounds} rounds, each {flat_out_seconds} s of the ceiling then {flat_out_seconds} s of certwatch (after {} s warm-up each)",
+        WARM_UP.as_secs()
+    );
+    for round in 1..=rounds {
+        let top = reference_stretch(&reference, flat_out_seconds);
+        let ours = certwatch_stretch(&service, &feed, flat_out_seconds, &mut by_thread);
+        println!(
+            "  round {round}: ceiling {:.0} msg/s (reader {:.1} CPU us/msg, feed server {:.1}); certwatch {:.0} msg/s = {:.2} of it ({:.1} CPU us/msg, feed server {:.1}, {:.0} dropped)",
+            top.rate(),
+            Stretch::us_per_message(top.cpu, top.messages),
+            Stretch::us_per_message(top.server_cpu, top.messages),
+            ours.rate(),
+            ours.rate() / top.rate(),
+            Stretch::us_per_message(ours.cpu, ours.messages),
+            Stretch::us_per_message(ours.server_cpu, ours.messages + ours.dropped),
+            ours.dropped,
+        );
+        round_ratios.push(ours.rate() / top.rate());
+        ceiling.add(top);
+        certwatch.add(ours);
+    }
+    drop(reference);
+    let ratio = certwatch.rate() / ceiling.rate();
+    let cpu_us = Stretch::us_per_message(certwatch.cpu, certwatch.messages);
+    println!(
+        "ceiling (1 thread: read + parse the needed fields): {:.0} msg/s, {:.1} CPU us/msg",
+        ceiling.rate(),
+        Stretch::us_per_message(ceiling.cpu, ceiling.messages)
+    );
+    println!(
+        "certwatch flat out: {:.0} msg/s processed ({ratio:.2} of the ceiling; rounds {}), {cpu_us:.1} CPU us/msg, {:.0} dropped of {:.0} read; RSS {:.1} MiB, peak so far {:.1} MiB",
+        certwatch.rate(),
+        round_ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        certwatch.dropped,
+        certwatch.messages + certwatch.dropped,
         service.proc_status_kib("VmRSS:") as f64 / 1024.0,
         service.proc_status_kib("VmHWM:") as f64 / 1024.0,
     );
+    let by_thread: Vec<String> = by_thread
+        .into_iter()
+        .filter(|(_, cpu)| *cpu > 0.0)
+        .map(|(name, cpu)| {
+            format!(
+                "{name} {:.2}",
+                Stretch::us_per_message(cpu, certwatch.messages)
+            )
+        })
+        .collect();
+    println!("certwatch CPU us/msg by thread: {}", by_thread.join(", "));
+    let flat_out_peak_kib = service.proc_status_kib("VmHWM:");
+    let alerts_flat_out = service.alerts();
+    service.stop();
 
+    let paced_refresh = std::env::var("BENCH_REFRESH_S").unwrap_or_else(|_| "1".into());
+    let (service, _) = Service::start(
+        &bin,
+        db.dsn(),
+        &feed.url(),
+        &sink.url(),
+        Some(&paced_refresh),
+    );
+    service.wait_loaded(&feed, 2, entries);
     let mut paced = Vec::new();
     for target in [2_000u64, 20_000] {
         let (p0, d0) = (service.processed(), service.dropped());
-        let behind0 = feed
-            .counters()
-            .behind
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let behind0 = feed.counters().behind.load(Ordering::Relaxed);
         let sent0 = feed.sent();
         let mut longest_refresh = 0f64;
         feed.set_rate(target);
@@ -343,11 +538,7 @@ fn main() {
         feed.set_rate(0);
         std::thread::sleep(Duration::from_millis(1000));
         let sent = feed.sent() - sent0;
-        let behind = feed
-            .counters()
-            .behind
-            .load(std::sync::atomic::Ordering::Relaxed)
-            - behind0;
+        let behind = feed.counters().behind.load(Ordering::Relaxed) - behind0;
         let (processed, dropped) = (service.processed() - p0, service.dropped() - d0);
         println!(
             "certwatch at {target} msg/s for {paced_seconds}s: sent {sent}, processed {processed:.0}, dropped {dropped:.0}, \
@@ -359,9 +550,8 @@ fn main() {
         );
         paced.push((target, sent, processed, dropped, longest_refresh));
     }
-    let alerts = service.metric(r#"certwatch_alerts_total{severity="info"}"#)
-        + service.metric(r#"certwatch_alerts_total{severity="suspicious"}"#);
-    let peak_kib = service.proc_status_kib("VmHWM:");
+    let alerts = alerts_flat_out + service.alerts();
+    let peak_kib = service.proc_status_kib("VmHWM:").max(flat_out_peak_kib);
     println!(
         "alerts {alerts:.0}, webhooks received {}, RSS with {entries} entries: idle {:.1} MiB, peak {:.1} MiB",
         sink.received(),
@@ -375,7 +565,7 @@ fn main() {
     let small = ThrowawayDb::create("bench_idle").expect("database");
     watch_list(&small, 10_000);
     let idle_feed = PacedFeed::start(generator(10_000), 0).expect("feed");
-    let (idle, _) = Service::start(&bin, small.dsn(), &idle_feed.url(), &sink.url());
+    let (idle, _) = Service::start(&bin, small.dsn(), &idle_feed.url(), &sink.url(), None);
     std::thread::sleep(Duration::from_secs(5));
     let idle_kib = idle.proc_status_kib("VmRSS:");
     idle.stop();
@@ -387,7 +577,6 @@ fn main() {
 
     println!();
     println!("targets:");
-    let ratio = rate / ceiling;
     println!(
         "  {} processed rate >= 0.9 x ceiling: {ratio:.2}",
         verdict(ratio >= 0.9)

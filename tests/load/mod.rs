@@ -33,7 +33,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use serde_json::{Value, json};
 use sha2::Digest;
-use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, Utf8Bytes, WebSocket};
 
 /// Default admin DSN, as the e2e harness and the integration tests use.
@@ -853,8 +852,8 @@ fn pace_loop(
     counters: &FeedCounters,
     stop: &AtomicBool,
 ) {
-    // A frame taken from the generator but not yet accepted by the socket.
-    let mut pending: Option<(Utf8Bytes, bool)> = None;
+    // Frames taken from the generator that a client did not get whole.
+    let mut pending = std::collections::VecDeque::new();
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, peer)) => {
@@ -879,10 +878,100 @@ fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
 }
 
+/// Most bytes of frames the pacer holds for a slow client before it stops taking
+/// new frames from the generator (they count as `behind` instead).
+const MAX_UNSENT_BYTES: usize = 4 << 20;
+/// Frames per `writev`.
+const FRAMES_PER_WRITE: usize = 64;
+/// How long finishing a half-written frame may take before the client is dropped.
+const FINISH_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Frames taken from the generator and not yet wholly on the socket. Each is
+/// sent as a WebSocket text frame (a header formatted by tungstenite, then the
+/// payload), written with `writev` straight from the generator's buffers: the
+/// pacer copies nothing, so on a shared machine its CPU goes to the kernel's
+/// loopback, not to the benchmark's own bookkeeping.
+#[derive(Default)]
+struct Outbox {
+    /// (header, payload, matching) of each unsent frame, oldest first.
+    frames: std::collections::VecDeque<(Vec<u8>, Utf8Bytes, bool)>,
+    /// Bytes of the oldest frame already written.
+    written: usize,
+    /// Unwritten bytes in all.
+    unsent: usize,
+}
+
+impl Outbox {
+    fn push(&mut self, payload: Utf8Bytes, matching: bool) {
+        let header = tungstenite::protocol::frame::FrameHeader {
+            opcode: tungstenite::protocol::frame::coding::OpCode::Data(
+                tungstenite::protocol::frame::coding::Data::Text,
+            ),
+            ..Default::default()
+        };
+        let mut encoded = Vec::with_capacity(10);
+        header
+            .format(payload.len() as u64, &mut encoded)
+            .expect("a header formats into a Vec");
+        self.unsent += encoded.len() + payload.len();
+        self.frames.push_back((encoded, payload, matching));
+    }
+
+    /// True when a frame is partly written: nothing else may go on the socket
+    /// (a pong from tungstenite) until it is finished.
+    fn mid_frame(&self) -> bool {
+        self.written > 0
+    }
+
+    /// One `writev` of up to [`FRAMES_PER_WRITE`] frames; counts the frames it
+    /// completes. A timeout is not an error: the frames stay queued.
+    fn write_some(&mut self, stream: &mut TcpStream, counters: &FeedCounters) -> io::Result<()> {
+        use std::io::{IoSlice, Write};
+        let mut slices = Vec::with_capacity(2 * FRAMES_PER_WRITE);
+        let mut skip = self.written;
+        for (header, payload, _) in self.frames.iter().take(FRAMES_PER_WRITE) {
+            for part in [header.as_slice(), payload.as_bytes()] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                } else {
+                    slices.push(IoSlice::new(&part[skip..]));
+                    skip = 0;
+                }
+            }
+        }
+        let mut n = match stream.write_vectored(&slices) {
+            Ok(0) => return Err(io::Error::new(ErrorKind::WriteZero, "socket took nothing")),
+            Ok(n) => n,
+            Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.unsent -= n;
+        while n > 0 {
+            let (header, payload, matching) = &self.frames[0];
+            let left = header.len() + payload.len() - self.written;
+            if n < left {
+                self.written += n;
+                break;
+            }
+            n -= left;
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
+            if *matching {
+                counters.matches.fetch_add(1, Ordering::Relaxed);
+            }
+            self.frames.pop_front();
+            self.written = 0;
+        }
+        Ok(())
+    }
+}
+
 fn serve_client(
     stream: TcpStream,
     generator: &mut FeedGen,
-    pending: &mut Option<(Utf8Bytes, bool)>,
+    pending: &mut std::collections::VecDeque<(Utf8Bytes, bool)>,
     rate: &AtomicU64,
     counters: &FeedCounters,
     stop: &AtomicBool,
@@ -894,21 +983,21 @@ fn serve_client(
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(io)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(io)?;
-    let config = WebSocketConfig::default()
-        .write_buffer_size(128 * 1024)
-        .max_write_buffer_size(4 * 1024 * 1024);
-    let mut ws: WebSocket<TcpStream> = tungstenite::accept_with_config(stream, Some(config))
-        .map_err(|e| format!("handshake failed: {e}"))?;
+    let mut ws: WebSocket<TcpStream> =
+        tungstenite::accept(stream).map_err(|e| format!("handshake failed: {e}"))?;
     counters.connections.fetch_add(1, Ordering::SeqCst);
 
+    let mut outbox = Outbox::default();
+    // Frames the generator gave a previous client that never got them go first.
+    for (frame, matching) in pending.drain(..) {
+        outbox.push(frame, matching);
+    }
     let mut epoch = Instant::now();
     let mut epoch_rate = rate.load(Ordering::SeqCst);
     let mut scheduled: u64 = 0;
     let mut next_tick = Instant::now();
     let result = 'serve: loop {
         if stop.load(Ordering::SeqCst) {
-            let _ = ws.close(None);
-            let _ = ws.flush();
             break Ok(());
         }
         let r = rate.load(Ordering::SeqCst);
@@ -925,30 +1014,36 @@ fn serve_client(
             scheduled += batch - cap;
             batch = cap;
         }
-        for _ in 0..batch {
-            let (frame, matching) = pending.take().unwrap_or_else(|| generator.next_frame());
-            let len = frame.len() as u64;
-            match ws.write(Message::Text(frame.clone())) {
-                Ok(()) => {}
-                // Queued in the write buffer, not yet on the socket: sent all the same.
-                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
-                Err(tungstenite::Error::WriteBufferFull(_)) => {
-                    *pending = Some((frame, matching));
-                    break;
-                }
-                Err(e) => break 'serve Err(format!("write: {e}")),
-            }
-            scheduled += 1;
-            counters.sent.fetch_add(1, Ordering::Relaxed);
-            counters.bytes.fetch_add(len, Ordering::Relaxed);
-            if matching {
-                counters.matches.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        match ws.flush() {
-            Ok(()) => {}
-            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => {}
+        // A pong tungstenite still holds must go out before any frame of ours.
+        let pong_sent = match ws.flush() {
+            Ok(()) => true,
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => false,
             Err(e) => break Err(format!("flush: {e}")),
+        };
+        // Write what is due until the tick is over or the client stops taking;
+        // then finish a half-written frame, so a pong cannot land inside it.
+        let tick_end = next_tick + PACE_TICK;
+        loop {
+            while batch > 0 && outbox.unsent < MAX_UNSENT_BYTES {
+                let (frame, matching) = generator.next_frame();
+                outbox.push(frame, matching);
+                scheduled += 1;
+                batch -= 1;
+            }
+            if !pong_sent || outbox.frames.is_empty() {
+                break;
+            }
+            let before = outbox.unsent;
+            if let Err(e) = outbox.write_some(ws.get_mut(), counters) {
+                break 'serve Err(format!("write: {e}"));
+            }
+            let stalled = outbox.unsent == before;
+            if (stalled || Instant::now() >= tick_end) && !outbox.mid_frame() {
+                break;
+            }
+            if stalled && tick_end.elapsed() > FINISH_FRAME_TIMEOUT {
+                break 'serve Err("client stopped reading mid-frame".into());
+            }
         }
         // Wait for the next tick reading, so the client's pings get their pongs.
         next_tick += PACE_TICK;
@@ -979,6 +1074,13 @@ fn serve_client(
             }
         }
     };
+    // Frames not wholly sent go, whole, to the next client.
+    let cut = outbox.mid_frame();
+    pending.extend(outbox.frames.into_iter().map(|(_, f, m)| (f, m)));
+    if result.is_ok() && !cut {
+        let _ = ws.close(None);
+        let _ = ws.flush();
+    }
     let _ = ws.get_ref().shutdown(NetShutdown::Both);
     result
 }
