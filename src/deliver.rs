@@ -273,7 +273,10 @@ fn post(d: &Deliverer, target: &Target, id: &str, event: Event, body: &[u8]) -> 
         }
     }
     let started = Instant::now();
-    let result = request.send(body);
+    let mut result = request.send(body);
+    if let Ok(response) = &mut result {
+        drain(response);
+    }
     d.metrics
         .webhook_duration
         .observe(started.elapsed().as_secs_f64());
@@ -307,6 +310,22 @@ fn post(d: &Deliverer, target: &Target, id: &str, event: Event, body: &[u8]) -> 
             retry_after: None,
         },
     }
+}
+
+/// Largest response body read so the connection can be kept for the next alert;
+/// a longer one is left unread and its connection closed.
+const KEEP_ALIVE_BODY_BYTES: u64 = 64 << 10;
+
+/// Reads the response body to its end (bounded): ureq returns a connection to
+/// its pool only then, and without it every alert would open a new TCP (and
+/// TLS) connection. The body itself is not used.
+fn drain(response: &mut ureq::http::Response<ureq::Body>) {
+    let mut reader = response
+        .body_mut()
+        .with_config()
+        .limit(KEEP_ALIVE_BODY_BYTES)
+        .reader();
+    let _ = std::io::copy(&mut reader, &mut std::io::sink());
 }
 
 /// `Retry-After` as delay seconds or an HTTP date.

@@ -173,6 +173,28 @@ fn observer_mode_records_without_delivering() {
 }
 
 #[test]
+fn alerts_reuse_one_webhook_connection() {
+    let (db, feed, hook) = setup(&["example.com"]);
+    let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
+    assert!(feed.wait_for_client(WAIT));
+    let mut peers = Vec::new();
+    for i in 0..4 {
+        // One at a time, so each finds the previous one's connection idle.
+        feed.send(FeedCmd::Text(
+            Cert::new(&[&format!("k{i}.example.com")]).frame(),
+        ));
+        let rx = hook.recv(WAIT).expect("a delivery");
+        peers.push(rx.peer.expect("a TCP peer"));
+    }
+    peers.dedup();
+    assert_eq!(
+        peers.len(),
+        1,
+        "every alert after the first goes over the kept-alive connection: {peers:?}"
+    );
+}
+
+#[test]
 fn a_dead_webhook_does_not_slow_the_feed() {
     let db = TestDb::new();
     db.watch(&["example.com"]);

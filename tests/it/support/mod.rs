@@ -476,6 +476,8 @@ fn close_gracefully(ws: &mut WebSocket<TcpStream>, shared: &FeedShared) {
 /// One request received by `FakeWebhook`.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The client's address: one per TCP connection.
+    pub peer: Option<std::net::SocketAddr>,
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
@@ -634,6 +636,7 @@ fn webhook_loop(
             log::warn!("FakeWebhook: reading body failed: {e}");
         }
         let received = Received {
+            peer: request.remote_addr().copied(),
             method: request.method().to_string(),
             url: request.url().to_string(),
             headers: request
