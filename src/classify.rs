@@ -50,39 +50,57 @@ impl Frame {
     }
 }
 
-/// The bytes of frames queued for the workers, bounded: a burst of large
-/// frames is dropped (and counted) rather than growing memory without bound.
-/// The feed reserves before it queues a frame; a worker releases after it.
+/// Frames the feed hands to the workers in one channel message: under load a
+/// worker wakes once for many frames, not once for each.
+pub type Batch = Vec<Frame>;
+
+/// The frames queued for the workers, bounded in count and in bytes: a burst
+/// is dropped (and counted) rather than growing memory without bound. The feed
+/// reserves a frame before it queues it; a worker releases it when done.
 pub struct QueueBudget {
-    used: std::sync::atomic::AtomicUsize,
-    max: usize,
+    frames: std::sync::atomic::AtomicUsize,
+    bytes: std::sync::atomic::AtomicUsize,
+    max_frames: usize,
+    max_bytes: usize,
 }
 
 impl QueueBudget {
-    pub fn new(max: usize) -> QueueBudget {
+    pub fn new(max_frames: usize, max_bytes: usize) -> QueueBudget {
         QueueBudget {
-            used: std::sync::atomic::AtomicUsize::new(0),
-            max,
+            frames: std::sync::atomic::AtomicUsize::new(0),
+            bytes: std::sync::atomic::AtomicUsize::new(0),
+            max_frames,
+            max_bytes,
         }
     }
 
-    /// Takes `len` bytes of the budget, or returns false when they do not fit.
-    /// Only the feed reserves, so a check then an add cannot overshoot.
+    /// Takes one frame of `len` bytes from the budget, or returns false when it
+    /// does not fit. Only the feed reserves, so a check then an add cannot overshoot.
     pub fn try_reserve(&self, len: usize) -> bool {
-        if self.used.load(Ordering::Acquire) + len > self.max {
+        if self.frames.load(Ordering::Acquire) >= self.max_frames
+            || self.bytes.load(Ordering::Acquire) + len > self.max_bytes
+        {
             return false;
         }
-        self.used.fetch_add(len, Ordering::AcqRel);
+        self.frames.fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(len, Ordering::AcqRel);
         true
     }
 
-    pub fn release(&self, len: usize) {
-        self.used.fetch_sub(len, Ordering::AcqRel);
+    /// Gives back `frames` frames of `bytes` bytes in all.
+    pub fn release(&self, frames: usize, bytes: usize) {
+        self.frames.fetch_sub(frames, Ordering::AcqRel);
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Frames queued now.
+    pub fn frames(&self) -> usize {
+        self.frames.load(Ordering::Acquire)
     }
 
     /// Bytes queued now.
     pub fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
+        self.bytes.load(Ordering::Acquire)
     }
 }
 
@@ -288,7 +306,7 @@ struct WorkerState {
 /// A worker: runs until the feed drops its sender and the queue is drained.
 pub fn run_worker(
     cls: Arc<Classifier>,
-    frames: Receiver<Frame>,
+    batches: Receiver<Batch>,
     pending: Sender<Pending>,
     budget: Arc<QueueBudget>,
 ) {
@@ -303,62 +321,98 @@ pub fn run_worker(
         ids: Vec::new(),
         name_ids: Vec::new(),
     };
-    for frame in frames {
-        let _release = ReleaseOnDrop(&budget, frame.len());
-        let text = match &frame {
-            Frame::Text(t) => t.as_str(),
-            Frame::Binary(b) => match std::str::from_utf8(b) {
-                Ok(t) => t,
-                Err(_) => {
-                    cls.metrics.ct_parse_errors.inc();
-                    log::debug!("skipped a binary frame that is not UTF-8");
-                    continue;
-                }
-            },
-        };
-        handle_frame(&cls, &mut state, text, &pending);
+    for batch in batches {
+        let bytes = batch.iter().map(Frame::len).sum();
+        let _release = ReleaseOnDrop(&budget, batch.len(), bytes);
+        // Counted locally and published once per batch, so the workers do not
+        // contend on shared counters for every frame.
+        let mut by_kind = [0u64; 4];
+        let mut parse_errors = 0;
+        let now = unix_now();
+        for frame in &batch {
+            let text = match frame {
+                Frame::Text(t) => t.as_str(),
+                Frame::Binary(b) => match std::str::from_utf8(b) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        parse_errors += 1;
+                        log::debug!("skipped a binary frame that is not UTF-8");
+                        continue;
+                    }
+                },
+            };
+            match handle_frame(&cls, &mut state, text, &pending, now) {
+                Some(kind) => by_kind[kind] += 1,
+                None => parse_errors += 1,
+            }
+        }
+        for (counter, n) in state.by_kind.iter().zip(by_kind) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+        if parse_errors > 0 {
+            cls.metrics.ct_parse_errors.inc_by(parse_errors);
+        }
+        if by_kind[CERTIFICATE] > 0 {
+            cls.health.last_ct_event.store(now, Ordering::Relaxed);
+            cls.metrics.last_ct_event.set(now);
+        }
     }
 }
 
-/// Gives a frame's bytes back to the budget when the worker is done with it.
-struct ReleaseOnDrop<'a>(&'a QueueBudget, usize);
+/// Gives a batch's frames and bytes back to the budget when the worker is done
+/// with it.
+struct ReleaseOnDrop<'a>(&'a QueueBudget, usize, usize);
 
 impl Drop for ReleaseOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.release(self.1);
+        self.0.release(self.1, self.2);
     }
 }
 
-fn handle_frame(cls: &Classifier, state: &mut WorkerState, text: &str, pending: &Sender<Pending>) {
+/// Index of `certificate_update` in `WorkerState::by_kind`.
+const CERTIFICATE: usize = 0;
+
+/// Handles one message; returns the index of its kind in `WorkerState::by_kind`,
+/// or `None` when it is malformed.
+fn handle_frame(
+    cls: &Classifier,
+    state: &mut WorkerState,
+    text: &str,
+    pending: &Sender<Pending>,
+    now: i64,
+) -> Option<usize> {
     let peeked = match certstream::peek(text) {
         Ok(p) => p,
         Err(e) => {
-            cls.metrics.ct_parse_errors.inc();
             log::debug!("{e}");
-            return;
+            return None;
         }
     };
     let all_domains = match peeked {
         Peek::Certificate { all_domains } => all_domains,
-        other => {
-            let index = match other {
-                Peek::DnsEntries { .. } => 1,
-                Peek::Heartbeat => 2,
-                _ => 3,
-            };
-            state.by_kind[index].inc();
-            return;
-        }
+        Peek::DnsEntries { .. } => return Some(1),
+        Peek::Heartbeat => return Some(2),
+        Peek::Other => return Some(3),
     };
-    state.by_kind[0].inc();
-    let now = unix_now();
-    cls.health.last_ct_event.store(now, Ordering::Relaxed);
-    cls.metrics.last_ct_event.set(now);
+    classify_names(cls, state, text, &all_domains, pending, now);
+    Some(CERTIFICATE)
+}
 
+/// Matches a certificate's names and, for a match, classifies it.
+fn classify_names(
+    cls: &Classifier,
+    state: &mut WorkerState,
+    text: &str,
+    all_domains: &[std::borrow::Cow<'_, str>],
+    pending: &Sender<Pending>,
+    now: i64,
+) {
     let watch = cls.watch.load();
     state.ids.clear();
     let mut matched_sans: Vec<&str> = Vec::new();
-    for name in &all_domains {
+    for name in all_domains {
         state.name_ids.clear();
         if watch.matches(name, &mut state.name_ids) {
             matched_sans.push(name);

@@ -8,7 +8,7 @@
 //! dropped and counted, so the socket never stalls behind slow workers. A short socket read timeout is the tick on which
 //! it checks shutdown, pings and silence.
 
-use crate::classify::{Frame, QueueBudget};
+use crate::classify::{Batch, Frame, QueueBudget};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::threads::{Health, unix_now};
@@ -29,9 +29,15 @@ use tungstenite::{Message, WebSocket};
 /// hundred KB (certificates with hundreds of SANs).
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Socket read size of the WebSocket client.
-const READ_BUFFER_BYTES: usize = 16 << 10;
+const READ_BUFFER_BYTES: usize = 128 << 10;
 /// The read timeout that paces the reader's checks.
 const TICK: Duration = Duration::from_millis(250);
+/// Most frames handed to the workers in one batch.
+const BATCH_FRAMES: usize = 32;
+/// An open batch is handed over once its first frame is this old...
+const BATCH_AGE: Duration = Duration::from_millis(5);
+/// ...or once the socket has been quiet this long.
+const BATCH_WAIT: Duration = Duration::from_millis(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -78,7 +84,7 @@ type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// The feed thread: returns on shutdown (or if the workers vanish), dropping its
 /// sender so the workers drain and stop.
-pub fn run_feed(feed: Feed, frames: Sender<Frame>) {
+pub fn run_feed(feed: Feed, frames: Sender<Batch>) {
     let mut delay = BACKOFF_MIN;
     let mut attempt = 0u64;
     while !feed.shutdown.is_set() {
@@ -124,39 +130,84 @@ pub fn run_feed(feed: Feed, frames: Sender<Frame>) {
     log::info!("feed reader stopped");
 }
 
-/// Reads until shutdown (`Ok`) or until the connection is lost (`Err`).
+/// Reads until shutdown (`Ok`) or until the connection is lost (`Err`). Frames
+/// read are handed to the workers in batches; whatever batch is open when the
+/// loop ends is handed over too, so no frame read is lost.
 fn read_loop(
     feed: &Feed,
     ws: &mut Socket,
-    frames: &Sender<Frame>,
+    workers: &Sender<Batch>,
     received: &mut bool,
 ) -> Result<(), FeedError> {
-    let mut last_frame = Instant::now();
-    let mut last_ping = Instant::now();
+    let mut batch = Batch::with_capacity(BATCH_FRAMES);
+    let result = read_batches(feed, ws, workers, &mut batch, received);
+    match hand_over(feed, workers, &mut batch) {
+        Ok(()) => result,
+        Err(gone) => Err(gone),
+    }
+}
+
+fn read_batches(
+    feed: &Feed,
+    ws: &mut Socket,
+    workers: &Sender<Batch>,
+    batch: &mut Batch,
+    received: &mut bool,
+) -> Result<(), FeedError> {
+    // One clock read per frame: `now` is taken when each read returns. Unix
+    // time for the health check is derived from it.
+    let mut now = Instant::now();
+    let (connected, connected_unix) = (now, unix_now());
+    let (mut last_frame, mut last_ping, mut batch_opened) = (now, now, now);
+    // The socket waits `BATCH_WAIT` rather than `TICK` while a batch is open.
+    let mut waiting_short = false;
     loop {
+        if !batch.is_empty() && (batch.len() >= BATCH_FRAMES || now - batch_opened >= BATCH_AGE) {
+            hand_over(feed, workers, batch)?;
+        }
+        let batch_open = !batch.is_empty();
+        if waiting_short != batch_open {
+            waiting_short = batch_open;
+            let wait = if waiting_short { BATCH_WAIT } else { TICK };
+            if let Some(tcp) = tcp_of(ws) {
+                tcp.set_read_timeout(Some(wait))
+                    .map_err(|e| FeedError::Protocol(e.into()))?;
+            }
+        }
         if feed.shutdown.is_set() {
             return Ok(());
         }
-        if last_ping.elapsed() >= feed.ping_interval {
+        if now - last_ping >= feed.ping_interval {
             match ws.send(Message::Ping(Default::default())) {
                 Ok(()) => {}
                 Err(tungstenite::Error::Io(e)) if is_tick(&e) => {}
                 Err(e) => return Err(FeedError::Protocol(e)),
             }
-            last_ping = Instant::now();
+            last_ping = now;
         }
-        if last_frame.elapsed() >= feed.silence {
+        if now - last_frame >= feed.silence {
             return Err(FeedError::Silent(feed.silence));
         }
-        let frame = match ws.read() {
-            Ok(Message::Text(text)) => Frame::Text(text),
-            Ok(Message::Binary(bytes)) => Frame::Binary(bytes),
+        let read = ws.read();
+        now = Instant::now();
+        let frame = match read {
+            // Copied out of tungstenite's read buffer, which then stays the
+            // connection's own: handing over tungstenite's bytes instead would
+            // make it allocate and zero-fill a new buffer for every frame.
+            Ok(Message::Text(text)) => Frame::Text(String::from(text.as_str()).into()),
+            Ok(Message::Binary(bytes)) => {
+                Frame::Binary(tungstenite::Bytes::copy_from_slice(&bytes))
+            }
             Ok(_) => {
                 // Ping, pong, close: proof of life. tungstenite answers pings itself.
-                last_frame = Instant::now();
+                last_frame = now;
                 continue;
             }
-            Err(tungstenite::Error::Io(e)) if is_tick(&e) => continue,
+            Err(tungstenite::Error::Io(e)) if is_tick(&e) => {
+                // The socket is quiet: the open batch goes now.
+                hand_over(feed, workers, batch)?;
+                continue;
+            }
             Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
                 return Err(FeedError::Closed);
             }
@@ -166,22 +217,48 @@ fn read_loop(
             }
             Err(e) => return Err(FeedError::Protocol(e)),
         };
-        last_frame = Instant::now();
+        last_frame = now;
         *received = true;
-        feed.health.last_frame.store(unix_now(), Ordering::Relaxed);
-        let len = frame.len();
-        if !feed.budget.try_reserve(len) {
+        let seconds_connected = (now - connected).as_secs() as i64;
+        feed.health
+            .last_frame
+            .store(connected_unix + seconds_connected, Ordering::Relaxed);
+        if !feed.budget.try_reserve(frame.len()) {
             feed.metrics.ct_messages_dropped.inc();
             continue;
         }
-        match frames.try_send(frame) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                feed.budget.release(len);
-                feed.metrics.ct_messages_dropped.inc();
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(FeedError::WorkersGone),
+        if batch.is_empty() {
+            batch_opened = now;
         }
+        batch.push(frame);
+    }
+}
+
+/// Sends the open batch (if any) to the workers and opens a new one.
+fn hand_over(feed: &Feed, workers: &Sender<Batch>, batch: &mut Batch) -> Result<(), FeedError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let full = std::mem::replace(batch, Batch::with_capacity(BATCH_FRAMES));
+    match workers.try_send(full) {
+        Ok(()) => Ok(()),
+        // Not expected: the budget bounds frames below the channel's capacity.
+        Err(TrySendError::Full(lost)) => {
+            let bytes = lost.iter().map(Frame::len).sum();
+            feed.budget.release(lost.len(), bytes);
+            feed.metrics.ct_messages_dropped.inc_by(lost.len() as u64);
+            Ok(())
+        }
+        Err(TrySendError::Disconnected(_)) => Err(FeedError::WorkersGone),
+    }
+}
+
+/// The TCP socket under the WebSocket (and TLS) layers.
+fn tcp_of(ws: &mut Socket) -> Option<&mut TcpStream> {
+    match ws.get_mut() {
+        MaybeTlsStream::Plain(s) => Some(s),
+        MaybeTlsStream::Rustls(s) => Some(&mut s.sock),
+        _ => None,
     }
 }
 
@@ -275,11 +352,8 @@ fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Socket, 
     let (mut ws, _response) =
         tungstenite::client_tls_with_config(request, stream, Some(config), connector)
             .map_err(|e| FeedError::Connect(e.to_string()))?;
-    let tcp = match ws.get_mut() {
-        MaybeTlsStream::Plain(s) => s,
-        MaybeTlsStream::Rustls(s) => &mut s.sock,
-        _ => return Err(FeedError::Connect("unsupported stream type".into())),
-    };
+    let tcp =
+        tcp_of(&mut ws).ok_or_else(|| FeedError::Connect("unsupported stream type".into()))?;
     tcp.set_read_timeout(Some(TICK)).map_err(io)?;
     Ok(ws)
 }

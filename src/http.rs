@@ -21,8 +21,8 @@ pub struct Http {
     /// Beyond this without a frame the feed counts as stale in `/healthz`.
     pub feed_silence: Duration,
     pub started_at: i64,
-    /// Depth of the feed -> workers queue, read at scrape time.
-    pub worker_queue: Option<crossbeam_channel::Receiver<crate::classify::Frame>>,
+    /// Frames queued between the feed and the workers, read at scrape time.
+    pub worker_queue: Arc<crate::classify::QueueBudget>,
     /// Set by the pipeline once every other stage has stopped.
     pub stop: Arc<AtomicBool>,
 }
@@ -65,12 +65,10 @@ fn respond(http: &Http, request: Request) {
         (_, false) => text(404, "not found\n", "text/plain; charset=utf-8"),
         (Method::Get | Method::Head, true) if path == "/healthz" => healthz(http),
         (Method::Get | Method::Head, true) => {
-            if let Some(queue) = &http.worker_queue {
-                http.metrics
-                    .queue_depth
-                    .with_label_values(&["workers"])
-                    .set(queue.len() as i64);
-            }
+            http.metrics
+                .queue_depth
+                .with_label_values(&["workers"])
+                .set(http.worker_queue.frames() as i64);
             text(
                 200,
                 &http.metrics.render(),

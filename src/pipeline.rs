@@ -10,7 +10,7 @@
 //! workers drain and drop theirs, grace records what it held, deliver makes its
 //! last attempts; http stops last. No stage keeps a stray sender.
 
-use crate::classify::{self, Classifier, Dedupe, Frame, Pending, QueueBudget};
+use crate::classify::{self, Batch, Classifier, Dedupe, Pending, QueueBudget};
 use crate::config::Config;
 use crate::deliver::{self, Deliverer, Delivery, Target};
 use crate::feed::{self, Feed};
@@ -147,7 +147,10 @@ fn pipeline(
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
-    let (frames_tx, frames_rx) = crossbeam_channel::bounded::<Frame>(FRAME_QUEUE);
+    // Frames are bounded by the budget; a batch holds at least one, so the
+    // channel never fills before the budget does.
+    let (frames_tx, frames_rx) = crossbeam_channel::bounded::<Batch>(FRAME_QUEUE);
+    let budget = Arc::new(QueueBudget::new(FRAME_QUEUE, FRAME_QUEUE_BYTES));
     let http_stop = Arc::new(AtomicBool::new(false));
     let http_thread = {
         let http = Http {
@@ -156,7 +159,7 @@ fn pipeline(
             metrics: metrics.clone(),
             feed_silence: config.feed_silence,
             started_at: unix_now(),
-            worker_queue: Some(frames_rx.clone()),
+            worker_queue: budget.clone(),
             stop: http_stop.clone(),
         };
         std::thread::Builder::new()
@@ -269,7 +272,6 @@ fn pipeline(
             classify::run_grace(cls, pending_rx)
         }));
     }
-    let budget = Arc::new(QueueBudget::new(FRAME_QUEUE_BYTES));
     for n in 0..config.workers {
         let (cls, rx, pending, budget) = (
             classifier.clone(),
