@@ -10,6 +10,7 @@ use crate::certstream::EntryType;
 use crate::classify::{SeenCerts, Severity, Sighting};
 use crate::payload::Event;
 use r2d2_postgres::PostgresConnectionManager;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,73 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// The schema, applied at start-up when the database lacks it.
 pub const SCHEMA: &str = include_str!("../schema.sql");
 
-type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+/// Opens, checks and wraps the pool's connections.
+struct Manager(PostgresConnectionManager<MakeRustlsConnect>);
+
+/// A pooled connection and the statements prepared on it: a query whose
+/// statement is prepared is one round trip (bind and execute) where an
+/// unprepared one is two (parse and describe, then bind and execute), and the
+/// server plans it once rather than every time.
+pub struct Conn {
+    client: postgres::Client,
+    prepared: HashMap<&'static str, postgres::Statement>,
+}
+
+type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
+
+impl Conn {
+    fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<postgres::Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_one(&statement, params)
+    }
+
+    fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, params)
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn {
+            client: self.0.connect()?,
+            prepared: HashMap::new(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
 
 /// After a failed connection attempt, calls fail at once for this long instead of
 /// each waiting out the pool timeout: a database outage must not stall the workers.
@@ -130,8 +197,11 @@ impl Store {
             .max_size(max_connections)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(2))
+            // Testing every checkout costs a round trip per call; `run` retries
+            // on another connection when one turns out to be closed instead.
+            .test_on_check_out(false)
             .error_handler(Box::new(QuietErrors))
-            .build_unchecked(PostgresConnectionManager::new(config, tls));
+            .build_unchecked(Manager(PostgresConnectionManager::new(config, tls)));
         Ok(Store {
             pool,
             down_until_ms: Arc::new(AtomicU64::new(0)),
@@ -151,21 +221,44 @@ impl Store {
         })
     }
 
+    /// Runs `call` on a pooled connection. A connection found closed (the
+    /// database restarted, or dropped it, while it sat idle in the pool) is
+    /// discarded and `call` runs again on another, at most once per pooled
+    /// connection. Every call here is safe to repeat: inserts skip conflicts,
+    /// updates and claims converge.
+    fn run<T>(
+        &self,
+        mut call: impl FnMut(&mut Conn) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut tries = self.pool.max_size() + 1;
+        loop {
+            let mut conn = self.conn()?;
+            match call(&mut conn) {
+                Err(e) if conn.client.is_closed() && tries > 1 => {
+                    log::debug!("database connection was closed ({e}); trying another");
+                    tries -= 1;
+                }
+                result => return Ok(result?),
+            }
+        }
+    }
+
     /// One round trip; used at start-up and to report reachability.
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.conn()?.simple_query("SELECT 1")?;
-        Ok(())
+        self.run(|c| c.client.simple_query("SELECT 1").map(drop))
     }
 
     /// Applies `schema.sql` unless the database already has everything it
     /// creates; serialised across replicas by an advisory lock.
     pub fn ensure_schema(&self) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
-        if schema_is_current(&mut conn)? {
+        if schema_is_current(&mut conn.client)? {
             return Ok(());
         }
         log::info!("applying schema.sql");
-        let mut tx = conn.transaction()?;
+        // Statements prepared before the tables change would no longer fit them.
+        conn.prepared.clear();
+        let mut tx = conn.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock(7262013370)", &[])?;
         tx.batch_execute(SCHEMA).map_err(|e| {
             StoreError::Schema(format!(
@@ -182,10 +275,9 @@ impl Store {
         use postgres::fallible_iterator::FallibleIterator;
         let mut conn = self.conn()?;
         let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
-        let mut rows = conn.query_raw(
-            "SELECT fqdn FROM public.intent_current WHERE fqdn IS NOT NULL",
-            params,
-        )?;
+        let statement =
+            conn.statement("SELECT fqdn FROM public.intent_current WHERE fqdn IS NOT NULL")?;
+        let mut rows = conn.client.query_raw(&statement, params)?;
         let mut count = 0;
         while let Some(row) = rows.next()? {
             each(row.get::<_, &str>(0));
@@ -196,11 +288,13 @@ impl Store {
 
     /// Whether a final certificate's SHA-1 (lower-case hex, no colons) is inventoried.
     pub fn inventory_has_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
-        let row = self.conn()?.query_one(
-            "SELECT EXISTS (SELECT 1 FROM public.certs
+        let row = self.run(|conn| {
+            conn.query_one(
+                "SELECT EXISTS (SELECT 1 FROM public.certs
                             WHERE lower(replace(fingerprint_sha1, ':', '')) = $1)",
-            &[&fingerprint],
-        )?;
+                &[&fingerprint],
+            )
+        })?;
         Ok(row.get(0))
     }
 
@@ -212,18 +306,20 @@ impl Store {
         not_before: i64,
         not_after: i64,
     ) -> Result<Vec<Vec<String>>, StoreError> {
-        let rows = self.conn()?.query(
-            "SELECT CASE WHEN jsonb_typeof(sans) = 'array'
+        let rows = self.run(|conn| {
+            conn.query(
+                "SELECT CASE WHEN jsonb_typeof(sans) = 'array'
                          THEN ARRAY(SELECT jsonb_array_elements_text(sans)) ELSE '{}'::text[] END
                FROM public.certs
               WHERE ltrim(lower(replace(serial, ':', '')), '0') = $1
                 AND not_before = $2 AND not_after = $3",
-            &[
-                &serial.to_ascii_lowercase().trim_start_matches('0'),
-                &not_before,
-                &not_after,
-            ],
-        )?;
+                &[
+                    &serial.to_ascii_lowercase().trim_start_matches('0'),
+                    &not_before,
+                    &not_after,
+                ],
+            )
+        })?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -235,8 +331,9 @@ impl Store {
         let lifetime = lifetime_days(c.not_before, c.not_after);
         let seen_at = seen_at(s) as f64;
         let body = std::str::from_utf8(row.body).unwrap_or("{}");
-        let rows = self.conn()?.query(
-            "INSERT INTO public.alerts (
+        let rows = self.run(|conn| {
+            conn.query(
+                "INSERT INTO public.alerts (
                  issuance_key, collision_fingerprint, delivery_id, severity, entry_type,
                  fingerprint_sha1, matched_entries, matched_sans, all_sans, issuer_o, issuer_cn,
                  not_before, not_after, lifetime_days, source_log, source_url, cert_link,
@@ -247,41 +344,44 @@ impl Store {
                      now() + make_interval(secs => $23))
              ON CONFLICT (issuance_key, collision_fingerprint) DO NOTHING
              RETURNING id",
-            &[
-                &s.issuance_key,
-                &s.collision_fingerprint,
-                &row.delivery_id,
-                &row.severity.as_str(),
-                &c.entry_type.as_str(),
-                &c.fingerprint_sha1,
-                &s.matched_entries,
-                &s.matched_sans,
-                &c.all_domains,
-                &c.issuer_o,
-                &c.issuer_cn,
-                &c.not_before.map(|t| t as f64),
-                &c.not_after.map(|t| t as f64),
-                &lifetime,
-                &c.source_name,
-                &c.source_url,
-                &c.cert_link,
-                &c.cert_index.and_then(|i| i64::try_from(i).ok()),
-                &c.serial,
-                &c.entry_type.update_type(),
-                &seen_at,
-                &body,
-                &FIRST_DELIVERY_LEASE.as_secs_f64(),
-            ],
-        )?;
+                &[
+                    &s.issuance_key,
+                    &s.collision_fingerprint,
+                    &row.delivery_id,
+                    &row.severity.as_str(),
+                    &c.entry_type.as_str(),
+                    &c.fingerprint_sha1,
+                    &s.matched_entries,
+                    &s.matched_sans,
+                    &c.all_domains,
+                    &c.issuer_o,
+                    &c.issuer_cn,
+                    &c.not_before.map(|t| t as f64),
+                    &c.not_after.map(|t| t as f64),
+                    &lifetime,
+                    &c.source_name,
+                    &c.source_url,
+                    &c.cert_link,
+                    &c.cert_index.and_then(|i| i64::try_from(i).ok()),
+                    &c.serial,
+                    &c.entry_type.update_type(),
+                    &seen_at,
+                    &body,
+                    &FIRST_DELIVERY_LEASE.as_secs_f64(),
+                ],
+            )
+        })?;
         Ok(rows.first().map(|r| r.get(0)))
     }
 
     /// The certificates already alerted for an issuance key.
     pub fn seen_for_issuance(&self, key: &str) -> Result<SeenCerts, StoreError> {
-        let rows = self.conn()?.query(
-            "SELECT entry_type, fingerprint_sha1 FROM public.alerts WHERE issuance_key = $1",
-            &[&key],
-        )?;
+        let rows = self.run(|conn| {
+            conn.query(
+                "SELECT entry_type, fingerprint_sha1 FROM public.alerts WHERE issuance_key = $1",
+                &[&key],
+            )
+        })?;
         Ok(rows
             .iter()
             .map(|r| {
@@ -310,7 +410,8 @@ impl Store {
         error: Option<&str>,
         redelivery: Option<Duration>,
     ) -> Result<(), StoreError> {
-        self.conn()?.execute(
+        self.run(|conn| {
+            conn.execute(
             "UPDATE public.alerts a
                 SET delivered_targets = n.targets,
                     delivered = $4::text[] <@ n.targets,
@@ -332,7 +433,8 @@ impl Store {
                 &error,
                 &redelivery.map(|d| d.as_secs_f64()),
             ],
-        )?;
+            )
+        })?;
         Ok(())
     }
 
@@ -345,7 +447,8 @@ impl Store {
         max_age: Duration,
         batch: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let rows = self.conn()?.query(
+        let rows = self.run(|conn| {
+            conn.query(
             "UPDATE public.alerts a
                 SET next_attempt_at = now() + make_interval(secs => $1), redeliveries = a.redeliveries + 1
                FROM (SELECT id FROM public.alerts
@@ -358,7 +461,8 @@ impl Store {
               WHERE a.id = due.id
           RETURNING a.delivery_id, a.event, a.payload::text, a.delivered_targets",
             &[&lease.as_secs_f64(), &max_age.as_secs_f64(), &batch],
-        )?;
+            )
+        })?;
         Ok(rows
             .iter()
             .filter_map(|r| {
@@ -374,12 +478,14 @@ impl Store {
 
     /// Undelivered events younger than `max_age`: the redelivery backlog.
     pub fn undelivered(&self, max_age: Duration) -> Result<i64, StoreError> {
-        let row = self.conn()?.query_one(
-            "SELECT count(*) FROM public.alerts
+        let row = self.run(|conn| {
+            conn.query_one(
+                "SELECT count(*) FROM public.alerts
               WHERE NOT delivered AND payload IS NOT NULL
                 AND created_at > now() - make_interval(secs => $1)",
-            &[&max_age.as_secs_f64()],
-        )?;
+                &[&max_age.as_secs_f64()],
+            )
+        })?;
         Ok(row.get(0))
     }
 
@@ -389,7 +495,8 @@ impl Store {
     /// body). Only alerts whose match was delivered are turned (or all, with
     /// `observer`, where nothing is delivered). Returns their delivery ids.
     pub fn reconcile(&self, observer: bool) -> Result<Vec<String>, StoreError> {
-        let rows = self.conn()?.query(
+        let rows = self.run(|conn| {
+            conn.query(
             "WITH found AS (
                  SELECT a.id FROM public.alerts a
                   WHERE a.severity = 'suspicious' AND a.event = 'match' AND a.resolved_at IS NULL
@@ -419,7 +526,8 @@ impl Store {
                FROM found WHERE a.id = found.id
           RETURNING a.delivery_id",
             &[&observer],
-        )?;
+            )
+        })?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -429,14 +537,16 @@ impl Store {
         let seconds = retention.as_secs_f64();
         let mut total = 0;
         loop {
-            let deleted = self.conn()?.execute(
-                "DELETE FROM public.alerts WHERE id IN (
+            let deleted = self.run(|conn| {
+                conn.execute(
+                    "DELETE FROM public.alerts WHERE id IN (
                      SELECT id FROM public.alerts
                       WHERE created_at < now() - make_interval(secs => $1)
                       ORDER BY created_at LIMIT $2
                       FOR UPDATE SKIP LOCKED)",
-                &[&seconds, &batch],
-            )?;
+                    &[&seconds, &batch],
+                )
+            })?;
             total += deleted;
             if deleted < batch as u64 {
                 return Ok(total);

@@ -3,7 +3,7 @@
 //! mid-frame or floods, a webhook that refuses connections.
 
 use crate::support::cluster::TestCluster;
-use crate::support::service::{self, Cert, setup};
+use crate::support::service::{self, Cert, Inventory, setup};
 use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 
@@ -54,6 +54,38 @@ fn the_database_down_at_start_then_up() {
     assert!(hook.recv(WAIT).is_some());
     let (_, body) = svc.get("/healthz");
     assert!(body.contains(r#""database_reachable":true"#), "{body}");
+}
+
+#[test]
+fn a_database_restart_between_alerts_costs_no_false_alarm() {
+    let cluster = TestCluster::start();
+    cluster.prepare(&["example.com"]);
+    let ours = Cert::new(&["ours.example.com"]);
+    cluster.inventory(&ours);
+    let db = TestDb::new();
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let dsn = cluster.dsn();
+    let _svc = service::start(
+        &db,
+        &feed,
+        Some(&hook),
+        &[("POSTGRES_DSN", dsn.as_str()), ("SUSPICIOUS_GRACE_S", "0")],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    feed.send(FeedCmd::Text(Cert::new(&["first.example.com"]).frame()));
+    assert!(hook.recv(WAIT).is_some());
+    // Every pooled connection is now closed by the server.
+    cluster.stop();
+    cluster.restart();
+    feed.send(FeedCmd::Text(ours.frame()));
+    let rx = hook.recv(WAIT).expect("a delivery");
+    assert_eq!(
+        rx.json()["severity"],
+        "info",
+        "the inventory lookup runs on a live connection, not a dead pooled one"
+    );
+    assert!(wait_until(WAIT, || cluster.alerts().len() == 2));
+    assert_eq!(cluster.alerts()[1].severity, "info");
 }
 
 #[test]

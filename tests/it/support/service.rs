@@ -285,29 +285,15 @@ pub fn colon_hex(hex: &str) -> String {
         .join(":")
 }
 
-/// Inventory and alert-table helpers on a test database.
+/// Inventory and alert-table helpers on a test database (or cluster).
 pub trait Inventory {
+    /// A new connection to the database.
+    fn connect(&self) -> postgres::Client;
+
     /// Adds `cert` to `public.certs` as the final certificate upstream issued.
-    fn inventory(&self, cert: &Cert);
-    /// `(severity, delivered, attempts, delivery_id)` of every alert row, by id.
-    fn alerts(&self) -> Vec<AlertRow>;
-}
-
-#[derive(Debug, Clone)]
-pub struct AlertRow {
-    pub severity: String,
-    pub delivered: bool,
-    pub attempts: i32,
-    pub delivery_id: String,
-    pub matched_sans: Vec<String>,
-    pub fingerprint_sha1: Option<String>,
-    pub last_error: Option<String>,
-}
-
-impl Inventory for TestDb {
     fn inventory(&self, cert: &Cert) {
         let sans = serde_json::to_string(&cert.names).unwrap();
-        self.client()
+        self.connect()
             .execute(
                 "INSERT INTO public.certs (fingerprint_sha1, serial, sans, not_before, not_after, source, added_at)
                  VALUES ($1, $2, $3::text::jsonb, $4, $5, 'test', extract(epoch from now())::bigint)",
@@ -316,8 +302,9 @@ impl Inventory for TestDb {
             .expect("inventory insert");
     }
 
+    /// Every alert row, by id.
     fn alerts(&self) -> Vec<AlertRow> {
-        self.client()
+        self.connect()
             .query(
                 "SELECT severity, delivered, attempts, delivery_id, matched_sans, fingerprint_sha1, last_error
                    FROM public.alerts ORDER BY id",
@@ -335,5 +322,28 @@ impl Inventory for TestDb {
                 last_error: r.get(6),
             })
             .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    pub severity: String,
+    pub delivered: bool,
+    pub attempts: i32,
+    pub delivery_id: String,
+    pub matched_sans: Vec<String>,
+    pub fingerprint_sha1: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl Inventory for TestDb {
+    fn connect(&self) -> postgres::Client {
+        self.client()
+    }
+}
+
+impl Inventory for super::cluster::TestCluster {
+    fn connect(&self) -> postgres::Client {
+        self.client()
     }
 }
