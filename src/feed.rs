@@ -3,10 +3,15 @@
 //! It connects (`ws://` or `wss://` with rustls), pings the server every
 //! `FEED_PING_S`, treats `FEED_SILENCE_S` without any frame as a dead connection,
 //! bounds frame size, and reconnects forever with capped exponential backoff and
-//! jitter. It never parses: each data frame goes to the workers with `try_send`,
-//! and a full queue (by count or by bytes, `QueueBudget`) means the frame is
-//! dropped and counted, so the socket never stalls behind slow workers. A short socket read timeout is the tick on which
-//! it checks shutdown, pings and silence.
+//! jitter. It never parses. Each data frame takes room in the queue to the
+//! workers (`QueueBudget`, by count and by bytes) or, when there is none, is
+//! dropped and counted, so the socket never stalls behind slow workers. Frames
+//! go to the workers in batches (`try_send`): a batch is handed over when it
+//! holds `BATCH_FRAMES`, when its first frame is `BATCH_AGE` old, or when the
+//! socket has been quiet for `BATCH_WAIT`, so under load a worker wakes once
+//! per batch and at a trickle a frame waits at most a few milliseconds. The
+//! socket read timeout is the tick on which it checks shutdown, pings and
+//! silence.
 
 use crate::classify::{Batch, Frame, QueueBudget};
 use crate::metrics::Metrics;
@@ -190,14 +195,8 @@ fn read_batches(
         }
         let read = ws.read();
         now = Instant::now();
-        let frame = match read {
-            // Copied out of tungstenite's read buffer, which then stays the
-            // connection's own: handing over tungstenite's bytes instead would
-            // make it allocate and zero-fill a new buffer for every frame.
-            Ok(Message::Text(text)) => Frame::Text(String::from(text.as_str()).into()),
-            Ok(Message::Binary(bytes)) => {
-                Frame::Binary(tungstenite::Bytes::copy_from_slice(&bytes))
-            }
+        let message = match read {
+            Ok(message @ (Message::Text(_) | Message::Binary(_))) => message,
             Ok(_) => {
                 // Ping, pong, close: proof of life. tungstenite answers pings itself.
                 last_frame = now;
@@ -223,14 +222,31 @@ fn read_batches(
         feed.health
             .last_frame
             .store(connected_unix + seconds_connected, Ordering::Relaxed);
-        if !feed.budget.try_reserve(frame.len()) {
+        let len = message.len();
+        if !feed.budget.try_reserve(len) {
             feed.metrics.ct_messages_dropped.inc();
             continue;
         }
+        let Some(frame) = owned_frame(message) else {
+            feed.budget.release(1, len);
+            continue;
+        };
         if batch.is_empty() {
             batch_opened = now;
         }
         batch.push(frame);
+    }
+}
+
+/// A data message as a frame of its own: copied out of tungstenite's read
+/// buffer, which then stays the connection's own (handing over tungstenite's
+/// bytes instead would make it allocate and zero-fill a new buffer for every
+/// frame). Only frames the queue has room for are copied.
+fn owned_frame(message: Message) -> Option<Frame> {
+    match message {
+        Message::Text(text) => Some(Frame::Text(String::from(text.as_str()).into())),
+        Message::Binary(bytes) => Some(Frame::Binary(tungstenite::Bytes::copy_from_slice(&bytes))),
+        _ => None,
     }
 }
 

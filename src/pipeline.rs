@@ -2,8 +2,8 @@
 //! order. Runs on the caller's thread (`main`, or a test).
 //!
 //! ```text
-//! feed --Frame, bounded, try_send--> worker x N --Delivery (row written)--> deliver
-//!                                       `--Pending--> grace --Delivery----'
+//! feed --Batch of frames, bounded, try_send--> worker x N --Delivery (row written)--> deliver
+//!                                                   `--Pending--> grace --Delivery----'
 //! timer: watch-list refresh (atomic swap), cleanup      http: /healthz, /metrics
 //! ```
 //! Shutdown spreads by disconnection: the feed stops and drops its sender, the

@@ -12,8 +12,8 @@
 //! 2. certwatch (the real binary, its own process, default settings) flat out:
 //!    messages per second processed, CPU microseconds per message (by thread),
 //!    drops, alerts, peak RSS, and its rate as a share of the ceiling. 1 and 2
-//!    take turns for `BENCH_ROUNDS` rounds (default 4) of `BENCH_SECONDS` each
-//!    (default 6), so both meet the same machine;
+//!    take turns for `BENCH_ROUNDS` rounds (default 6) of `BENCH_SECONDS` each
+//!    (default 5), the order alternating, so both meet the same machine;
 //! 3. certwatch paced at 2,000 and 20,000 messages per second for
 //!    `BENCH_PACED_SECONDS` each (default 20), with the watch list refreshed
 //!    every second meanwhile: drops (must be 0) and the longest refresh;
@@ -407,8 +407,8 @@ fn main() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .try_init();
     let entries = env_or("BENCH_ENTRIES", 100_000);
-    let flat_out_seconds = env_or("BENCH_SECONDS", 6);
-    let rounds = env_or("BENCH_ROUNDS", 4);
+    let flat_out_seconds = env_or("BENCH_SECONDS", 5);
+    let rounds = env_or("BENCH_ROUNDS", 6);
     let paced_seconds = env_or("BENCH_PACED_SECONDS", 20);
     let bin = release_binary();
     let binary_bytes = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
@@ -456,12 +456,21 @@ fn main() {
     let mut by_thread = std::collections::BTreeMap::new();
     let mut round_ratios = Vec::new();
     println!(
-        "flat out: {rounds} rounds, each {flat_out_seconds} s of the ceiling then {flat_out_seconds} s of certwatch (after {} s warm-up each)",
+        "flat out: {rounds} rounds, each {flat_out_seconds} s of the ceiling and {flat_out_seconds} s of certwatch, in turns (after {} s warm-up each)",
         WARM_UP.as_secs()
     );
     for round in 1..=rounds {
-        let top = reference_stretch(&reference, flat_out_seconds);
-        let ours = certwatch_stretch(&service, &feed, flat_out_seconds, &mut by_thread);
+        // Alternating which goes first cancels a steady drift of the machine.
+        let (top, ours) = if round % 2 == 1 {
+            let top = reference_stretch(&reference, flat_out_seconds);
+            (
+                top,
+                certwatch_stretch(&service, &feed, flat_out_seconds, &mut by_thread),
+            )
+        } else {
+            let ours = certwatch_stretch(&service, &feed, flat_out_seconds, &mut by_thread);
+            (reference_stretch(&reference, flat_out_seconds), ours)
+        };
         println!(
             "  round {round}: ceiling {:.0} msg/s (reader {:.1} CPU us/msg, feed server {:.1}); certwatch {:.0} msg/s = {:.2} of it ({:.1} CPU us/msg, feed server {:.1}, {:.0} dropped)",
             top.rate(),
