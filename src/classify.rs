@@ -97,11 +97,6 @@ impl QueueBudget {
     pub fn frames(&self) -> usize {
         self.frames.load(Ordering::Acquire)
     }
-
-    /// Bytes queued now.
-    pub fn used(&self) -> usize {
-        self.bytes.load(Ordering::Acquire)
-    }
 }
 
 /// How an alert is classified (SPEC §5).
@@ -801,6 +796,21 @@ mod tests {
 
     fn fp(s: &str) -> Option<String> {
         Some(s.to_string())
+    }
+
+    #[test]
+    fn the_queue_budget_bounds_frames_and_bytes() {
+        let budget = QueueBudget::new(3, 100);
+        assert!(budget.try_reserve(10));
+        assert!(budget.try_reserve(10));
+        assert!(!budget.try_reserve(81), "81 more bytes would make 101");
+        assert!(budget.try_reserve(80));
+        assert!(!budget.try_reserve(0), "a fourth frame, even empty");
+        assert_eq!(budget.frames(), 3);
+        budget.release(2, 20);
+        assert_eq!(budget.frames(), 1);
+        assert!(budget.try_reserve(20));
+        assert!(!budget.try_reserve(1), "100 bytes are taken");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use tungstenite::{Message, WebSocket};
 /// Largest frame or message accepted; certstream messages are a few KB to a few
 /// hundred KB (certificates with hundreds of SANs).
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
-/// Socket read size of the WebSocket client.
+/// Socket read size of the WebSocket client (tungstenite's default).
 const READ_BUFFER_BYTES: usize = 128 << 10;
 /// The read timeout that paces the reader's checks.
 const TICK: Duration = Duration::from_millis(250);
@@ -146,12 +146,12 @@ fn read_loop(
 ) -> Result<(), FeedError> {
     let mut batch = Batch::with_capacity(BATCH_FRAMES);
     let result = read_batches(feed, ws, workers, &mut batch, received);
-    match hand_over(feed, workers, &mut batch) {
-        Ok(()) => result,
-        Err(gone) => Err(gone),
-    }
+    hand_over(feed, workers, &mut batch)?;
+    result
 }
 
+/// The read loop proper: fills `batch` and hands it over when it is full, old
+/// or the socket is quiet.
 fn read_batches(
     feed: &Feed,
     ws: &mut Socket,
@@ -359,10 +359,8 @@ fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Socket, 
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
-        // tungstenite zero-fills its whole free read buffer before every read; a
-        // 16 KiB buffer (about two full-stream messages) keeps that in step with
-        // what a read returns, where the 128 KiB default cost a memset of up to
-        // 128 KiB per message at high rates.
+        // Frames are copied out (`owned_frame`), so this buffer is reused for the
+        // whole connection and each read can take many frames.
         .read_buffer_size(READ_BUFFER_BYTES);
     let connector = tls.map(tungstenite::Connector::Rustls);
     let (mut ws, _response) =
