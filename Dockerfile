@@ -10,7 +10,8 @@
 #   release build; `.ci/run` builds and tests with `--locked`, so a stale Cargo.lock
 #   fails CI before it can fail here. The COPY lines below are the whole build
 #   input besides crates.io: a release build in a directory holding only those
-#   files succeeds (checked by hand when this comment was written).
+#   files succeeds (checked by hand when this comment was written). The one C
+#   dependency, mimalloc (the allocator), is compiled by the builder image's gcc.
 # - Distroless runtime (glibc, libgcc, CA certificates, no shell): the binary links
 #   only libc.so.6 and libgcc_s.so.1 (`ldd target/release/certwatch`), and the
 #   builder is Debian 12 like the runtime, so glibc matches. Without a shell,
