@@ -156,36 +156,21 @@ impl Service {
         self.metric("certwatch_ct_messages_dropped_total")
     }
 
-    fn proc_status_kib(&self, key: &str) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(key)?
-                    .trim()
-                    .trim_end_matches(" kB")
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0)
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// A `kB` field of the process's `/proc/<pid>/status`, e.g. `VmRSS`.
+    fn proc_status_kib(&self, field: &str) -> u64 {
+        load::proc_status_kib_of(&self.pid(), field)
     }
 
     /// utime + stime of each thread of the process by thread name (worker-N
     /// summed as `worker`), in seconds.
     fn thread_cpu_seconds(&self) -> std::collections::BTreeMap<String, f64> {
         let mut by_name = std::collections::BTreeMap::new();
-        let dir = format!("/proc/{}/task", self.child.id());
-        for task in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            let name = name
-                .trim()
-                .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-                + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+        for (name, ticks) in load::thread_cpu_ticks_of(&self.pid()).into_values() {
+            let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
             *by_name.entry(name.to_string()).or_insert(0.0) += ticks as f64 / load::USER_HZ as f64;
         }
         by_name
@@ -193,13 +178,7 @@ impl Service {
 
     /// utime + stime of the process, in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-        ticks as f64 / load::USER_HZ as f64
+        load::process_cpu_ticks_of(&self.pid()) as f64 / load::USER_HZ as f64
     }
 
     fn stop(mut self) {
@@ -351,12 +330,7 @@ fn reference_stretch(reference: &Reference, seconds: u64) -> Stretch {
         server_cpu: own_threads_cpu("load-feed") - s0,
     };
     reference.feed.set_rate(0);
-    // Let what is in flight arrive, so the next stretch starts clean.
-    let mut last = u64::MAX;
-    while reference.frames() != last {
-        last = reference.frames();
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    settle(Duration::from_millis(200), || reference.frames());
     stretch
 }
 
@@ -390,13 +364,24 @@ fn certwatch_stretch(
             cpu - threads0.get(&name).copied().unwrap_or(0.0);
     }
     feed.set_rate(0);
-    // Let the queue drain, so the next stretch starts clean.
-    let mut last = -1.0;
-    while service.processed() + service.dropped() != last {
-        last = service.processed() + service.dropped();
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    settle(Duration::from_millis(300), || {
+        service.processed() + service.dropped()
+    });
     stretch
+}
+
+/// Polls `read` every `every` until two readings in a row agree: what was in
+/// flight has arrived (or the queue has drained), so the next stretch starts clean.
+fn settle<T: PartialEq>(every: Duration, read: impl Fn() -> T) {
+    let mut last = read();
+    loop {
+        std::thread::sleep(every);
+        let now = read();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -441,11 +426,11 @@ fn main() {
         flat_refresh.as_deref(),
     );
     service.wait_loaded(&feed, 1, entries);
-    let idle_loaded_kib = service.proc_status_kib("VmRSS:");
+    let idle_loaded_kib = service.proc_status_kib("VmRSS");
     println!(
         "certwatch idle with {entries} entries: RSS {:.1} MiB, peak so far {:.1} MiB",
         idle_loaded_kib as f64 / 1024.0,
-        service.proc_status_kib("VmHWM:") as f64 / 1024.0
+        service.proc_status_kib("VmHWM") as f64 / 1024.0
     );
 
     // The ceiling and certwatch take turns, so that each pair of stretches
@@ -504,8 +489,8 @@ fn main() {
             .join(" "),
         certwatch.dropped,
         certwatch.messages + certwatch.dropped,
-        service.proc_status_kib("VmRSS:") as f64 / 1024.0,
-        service.proc_status_kib("VmHWM:") as f64 / 1024.0,
+        service.proc_status_kib("VmRSS") as f64 / 1024.0,
+        service.proc_status_kib("VmHWM") as f64 / 1024.0,
     );
     let by_thread: Vec<String> = by_thread
         .into_iter()
@@ -518,7 +503,7 @@ fn main() {
         })
         .collect();
     println!("certwatch CPU us/msg by thread: {}", by_thread.join(", "));
-    let flat_out_peak_kib = service.proc_status_kib("VmHWM:");
+    let flat_out_peak_kib = service.proc_status_kib("VmHWM");
     let alerts_flat_out = service.alerts();
     service.stop();
 
@@ -554,13 +539,13 @@ fn main() {
              feed behind {behind}, achieved {:.0} msg/s, longest watch refresh ({entries} entries) {:.0} ms; RSS {:.1} MiB, peak so far {:.1} MiB",
             sent as f64 / paced_seconds as f64,
             longest_refresh * 1000.0,
-            service.proc_status_kib("VmRSS:") as f64 / 1024.0,
-            service.proc_status_kib("VmHWM:") as f64 / 1024.0,
+            service.proc_status_kib("VmRSS") as f64 / 1024.0,
+            service.proc_status_kib("VmHWM") as f64 / 1024.0,
         );
         paced.push((target, sent, processed, dropped, longest_refresh));
     }
     let alerts = alerts_flat_out + service.alerts();
-    let peak_kib = service.proc_status_kib("VmHWM:").max(flat_out_peak_kib);
+    let peak_kib = service.proc_status_kib("VmHWM").max(flat_out_peak_kib);
     println!(
         "alerts {alerts:.0}, webhooks received {}, RSS with {entries} entries: idle {:.1} MiB, peak {:.1} MiB",
         sink.received(),
@@ -576,7 +561,7 @@ fn main() {
     let idle_feed = PacedFeed::start(generator(10_000), 0).expect("feed");
     let (idle, _) = Service::start(&bin, small.dsn(), &idle_feed.url(), &sink.url(), None);
     std::thread::sleep(Duration::from_secs(5));
-    let idle_kib = idle.proc_status_kib("VmRSS:");
+    let idle_kib = idle.proc_status_kib("VmRSS");
     idle.stop();
     println!(
         "idle RSS with 10000 entries: {:.1} MiB; /healthz answered {:.1} ms after exec",

@@ -150,15 +150,7 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
     out
 }
 
-pub fn hex_lower(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
+pub use certwatch::payload::hex_lower;
 
 /// `AA:BB:...`, as certstream-server-go prints fingerprints and key ids.
 pub fn colon_hex(bytes: &[u8]) -> String {
@@ -1305,8 +1297,10 @@ fn dsn_with_dbname(admin: &str, name: &str) -> String {
 // Measuring
 // ---------------------------------------------------------------------------------------
 
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `kB` field of `/proc/<pid>/status` (`pid`: a process id, or `self`);
+/// 0 if unreadable.
+pub fn proc_status_kib_of(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status.lines().find_map(|line| {
@@ -1319,12 +1313,12 @@ fn proc_status_kib(field: &str) -> u64 {
 
 /// This process's resident set size (`VmRSS`), KiB; 0 if unreadable.
 pub fn rss_kib() -> u64 {
-    proc_status_kib("VmRSS")
+    proc_status_kib_of("self", "VmRSS")
 }
 
 /// This process's peak resident set size (`VmHWM`), KiB.
 pub fn peak_rss_kib() -> u64 {
-    proc_status_kib("VmHWM")
+    proc_status_kib_of("self", "VmHWM")
 }
 
 /// Clock ticks per second of `/proc/*/stat` times (USER_HZ, fixed at 100 on Linux).
@@ -1340,18 +1334,25 @@ fn stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// CPU time of this whole process, in ticks of [`USER_HZ`].
-pub fn process_cpu_ticks() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
+/// CPU time of a whole process (`pid`: a process id, or `self`), in ticks of
+/// [`USER_HZ`].
+pub fn process_cpu_ticks_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| stat_ticks(&s))
         .unwrap_or(0)
 }
 
-/// CPU time of every live thread of this process, by thread id: (name, ticks).
-pub fn thread_cpu_ticks() -> HashMap<u64, (String, u64)> {
+/// CPU time of this whole process, in ticks of [`USER_HZ`].
+pub fn process_cpu_ticks() -> u64 {
+    process_cpu_ticks_of("self")
+}
+
+/// CPU time of every live thread of a process (`pid`: a process id, or
+/// `self`), by thread id: (name, ticks).
+pub fn thread_cpu_ticks_of(pid: &str) -> HashMap<u64, (String, u64)> {
     let mut out = HashMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return out;
     };
     for task in tasks.flatten() {
@@ -1370,6 +1371,11 @@ pub fn thread_cpu_ticks() -> HashMap<u64, (String, u64)> {
         }
     }
     out
+}
+
+/// CPU time of every live thread of this process, by thread id: (name, ticks).
+pub fn thread_cpu_ticks() -> HashMap<u64, (String, u64)> {
+    thread_cpu_ticks_of("self")
 }
 
 /// `GET http://addr/metrics`.
