@@ -40,15 +40,24 @@ pub enum Peek<'a> {
     Other,
 }
 
+/// The labels under which `certwatch_ct_messages_total` counts messages, in
+/// the order of [`Peek::kind_index`].
+pub const KINDS: [&str; 4] = ["certificate_update", "dns_entries", "heartbeat", "other"];
+
 impl Peek<'_> {
+    /// This message's place in [`KINDS`].
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Peek::Certificate { .. } => 0,
+            Peek::DnsEntries { .. } => 1,
+            Peek::Heartbeat => 2,
+            Peek::Other => 3,
+        }
+    }
+
     /// The label under which `certwatch_ct_messages_total` counts this message.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Peek::Certificate { .. } => "certificate_update",
-            Peek::DnsEntries { .. } => "dns_entries",
-            Peek::Heartbeat => "heartbeat",
-            Peek::Other => "other",
-        }
+        KINDS[self.kind_index()]
     }
 }
 

@@ -305,14 +305,8 @@ pub fn run_worker(
     pending: Sender<Pending>,
     budget: Arc<QueueBudget>,
 ) {
-    let kind = |k: &str| cls.metrics.ct_messages.with_label_values(&[k]);
     let mut state = WorkerState {
-        by_kind: [
-            kind("certificate_update"),
-            kind("dns_entries"),
-            kind("heartbeat"),
-            kind("other"),
-        ],
+        by_kind: certstream::KINDS.map(|k| cls.metrics.ct_messages.with_label_values(&[k])),
         ids: Vec::new(),
         name_ids: Vec::new(),
     };
@@ -366,11 +360,11 @@ impl Drop for ReleaseOnDrop<'_> {
     }
 }
 
-/// Index of `certificate_update` in `WorkerState::by_kind`.
+/// Place of `certificate_update` in `certstream::KINDS`.
 const CERTIFICATE: usize = 0;
 
-/// Handles one message; returns the index of its kind in `WorkerState::by_kind`,
-/// or `None` when it is malformed.
+/// Handles one message; returns its `Peek::kind_index`, or `None` when it is
+/// malformed.
 fn handle_frame(
     cls: &Classifier,
     state: &mut WorkerState,
@@ -385,14 +379,11 @@ fn handle_frame(
             return None;
         }
     };
-    let all_domains = match peeked {
-        Peek::Certificate { all_domains } => all_domains,
-        Peek::DnsEntries { .. } => return Some(1),
-        Peek::Heartbeat => return Some(2),
-        Peek::Other => return Some(3),
-    };
-    classify_names(cls, state, text, &all_domains, pending, now);
-    Some(CERTIFICATE)
+    let kind = peeked.kind_index();
+    if let Peek::Certificate { all_domains } = peeked {
+        classify_names(cls, state, text, &all_domains, pending, now);
+    }
+    Some(kind)
 }
 
 /// Matches a certificate's names and, for a match, classifies it.
