@@ -22,20 +22,27 @@ fn cluster_alerts(cluster: &TestCluster) -> Vec<(String, bool, String)> {
         .collect()
 }
 
+/// The service on `cluster` (its own database is only for the helper's
+/// defaults), with a fake feed and webhook; `extra` adds settings.
+fn start_on_cluster(
+    cluster: &TestCluster,
+    extra: &[(&str, &str)],
+) -> (service::Running, FakeFeed, FakeWebhook) {
+    let db = TestDb::new();
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let dsn = cluster.dsn();
+    let mut settings = vec![("POSTGRES_DSN", dsn.as_str())];
+    settings.extend_from_slice(extra);
+    let svc = service::start(&db, &feed, Some(&hook), &settings);
+    (svc, feed, hook)
+}
+
 #[test]
 fn the_database_down_at_start_then_up() {
     let cluster = TestCluster::start();
     cluster.prepare(&["example.com"]);
     cluster.stop();
-    let db = TestDb::new(); // only for the helper's defaults; the service uses the cluster
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let dsn = cluster.dsn();
-    let svc = service::start(
-        &db,
-        &feed,
-        Some(&hook),
-        &[("POSTGRES_DSN", dsn.as_str()), ("SUSPICIOUS_GRACE_S", "0")],
-    );
+    let (svc, feed, hook) = start_on_cluster(&cluster, &[("SUSPICIOUS_GRACE_S", "0")]);
     // The first connection attempt fails after the pool's 2 s wait.
     assert!(wait_until(WAIT, || svc
         .metric(r#"certwatch_db_errors_total{op="connect"}"#)
@@ -62,15 +69,7 @@ fn a_database_restart_between_alerts_costs_no_false_alarm() {
     cluster.prepare(&["example.com"]);
     let ours = Cert::new(&["ours.example.com"]);
     cluster.inventory(&ours);
-    let db = TestDb::new();
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let dsn = cluster.dsn();
-    let _svc = service::start(
-        &db,
-        &feed,
-        Some(&hook),
-        &[("POSTGRES_DSN", dsn.as_str()), ("SUSPICIOUS_GRACE_S", "0")],
-    );
+    let (_svc, feed, hook) = start_on_cluster(&cluster, &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(WAIT));
     feed.send(FeedCmd::Text(Cert::new(&["first.example.com"]).frame()));
     assert!(hook.recv(WAIT).is_some());
@@ -92,18 +91,9 @@ fn a_database_restart_between_alerts_costs_no_false_alarm() {
 fn the_database_down_while_running_loses_nothing_and_delivers_once() {
     let cluster = TestCluster::start();
     cluster.prepare(&["example.com"]);
-    let db = TestDb::new();
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let dsn = cluster.dsn();
-    let svc = service::start(
-        &db,
-        &feed,
-        Some(&hook),
-        &[
-            ("POSTGRES_DSN", dsn.as_str()),
-            ("SUSPICIOUS_GRACE_S", "1"),
-            ("REDELIVERY_INTERVAL_S", "1"),
-        ],
+    let (svc, feed, hook) = start_on_cluster(
+        &cluster,
+        &[("SUSPICIOUS_GRACE_S", "1"), ("REDELIVERY_INTERVAL_S", "1")],
     );
     assert!(feed.wait_for_client(WAIT));
     let before = Cert::new(&["before.example.com"]);
