@@ -81,16 +81,10 @@ impl Service {
         let started = Instant::now();
         let mut command = Command::new(bin);
         command.env_clear();
-        // Settings under test (worker count, allocator tuning), passed through when set.
-        for name in [
-            "WORKERS",
-            "MALLOC_ARENA_MAX",
-            "MALLOC_TRIM_THRESHOLD_",
-            "MALLOC_MMAP_THRESHOLD_",
-        ] {
-            if let Ok(value) = std::env::var(name) {
-                command.env(name, value);
-            }
+        // The worker count under test, passed through when set (glibc's MALLOC_*
+        // settings no longer apply: the binary uses mimalloc).
+        if let Ok(workers) = std::env::var("WORKERS") {
+            command.env("WORKERS", workers);
         }
         if let Some(refresh) = refresh {
             command.env("WATCH_REFRESH_INTERVAL_S", refresh);
