@@ -211,10 +211,10 @@ fn the_ctwatch_body_field_by_field() {
         &[("SUSPICIOUS_GRACE_S", "0"), ("WEBHOOK_FORMAT", "ctwatch")],
     );
     assert!(feed.wait_for_client(WAIT));
-    // A real DER from the shared fixtures, and its SHA-256 as certstream-server-go computed it.
+    // A real DER from the fixtures, and its SHA-256 as certstream-server-go computed it.
     let fixture = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/certstream_go_full.jsonl"
+        "/tests/fixtures/certstream_go_full.jsonl"
     ))
     .unwrap();
     let line: serde_json::Value = serde_json::from_str(fixture.lines().next().unwrap()).unwrap();
