@@ -275,31 +275,102 @@ fn missing(var: &'static str, expected: &str) -> ConfigError {
     }
 }
 
-/// Accepts a URL DSN or a libpq key=value DSN; the error never echoes the value,
+/// Accepts a URL DSN or a libpq key=value DSN. The error says what is wrong (the
+/// postgres crate names the option, never its value) and never echoes the DSN,
 /// since it may hold a password.
 fn parse_dsn(dsn: &str) -> Result<String, ConfigError> {
+    let refuse = |expected: String| ConfigError {
+        var: "POSTGRES_DSN",
+        value: Some("<redacted>".to_string()),
+        expected,
+    };
+    if let Some(mode) = dsn_sslmode(dsn)
+        && mode.starts_with("verify")
+    {
+        // libpq would verify the server certificate here; the postgres crate only
+        // knows disable/prefer/require, and require does not verify. Refuse rather
+        // than silently downgrade.
+        return Err(refuse(format!(
+            "an sslmode certwatch can honour: sslmode={mode} asks for server certificate \
+             verification, which certwatch does not support; use sslmode=require \
+             (encrypted, not verified) on a trusted network, or a local TLS proxy that verifies"
+        )));
+    }
     match dsn.parse::<postgres::Config>() {
         Ok(_) => Ok(dsn.to_string()),
-        Err(_) => Err(ConfigError {
-            var: "POSTGRES_DSN",
-            value: Some("<redacted>".to_string()),
-            expected: "a postgresql://user:pw@host:5432/db URL or key=value DSN".to_string(),
-        }),
+        Err(e) => Err(refuse(format!(
+            "a postgresql://user:pw@host:5432/db URL or key=value DSN ({})",
+            dsn_error_cause(&e)
+        ))),
+    }
+}
+
+/// The `sslmode` value of a URL or key=value DSN, if any.
+fn dsn_sslmode(dsn: &str) -> Option<String> {
+    let value = if dsn.contains("://") {
+        let query = dsn.split_once('?')?.1;
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("sslmode="))?
+    } else {
+        let at = dsn.find("sslmode")?;
+        let rest = dsn[at + "sslmode".len()..].trim_start().strip_prefix('=')?;
+        rest.trim_start().split_whitespace().next()?
+    };
+    let value = value.trim_matches(['\'', '"']).to_ascii_lowercase();
+    (value.len() <= 32).then_some(value)
+}
+
+/// What the postgres crate found wrong in a DSN: its error and the one beneath,
+/// which names the option (`invalid value for option `port``), never the value.
+fn dsn_error_cause(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => cause.to_string(),
+        None => e.to_string(),
     }
 }
 
 fn check_url(var: &'static str, url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
     let expected = || format!("a {} URL with a host", schemes.join(":// or ") + "://");
+    // The value may hold credentials or a token: errors show it redacted.
+    let shown = redact_url(url, var != "WEBHOOK_URL");
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(invalid(var, url, &expected()));
+        return Err(invalid(var, &shown, &expected()));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or("");
     let ok_scheme = schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme));
     if !ok_scheme || host.is_empty() || host.starts_with(':') || url.contains(char::is_whitespace) {
-        return Err(invalid(var, url, &expected()));
+        return Err(invalid(var, &shown, &expected()));
     }
     Ok(())
+}
+
+/// A URL as it may be shown in a log line or an error: scheme, host and port, never
+/// `user:password@`, the query or the fragment (either may carry a token); the path
+/// only with `keep_path` (a webhook's path often is the token: it shows as `/…`).
+/// A value without `://` shows as `<redacted>`.
+pub fn redact_url(url: &str, keep_path: bool) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted>".to_string();
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let path = match path {
+        "" | "/" => path,
+        _ if keep_path => path,
+        _ => "/…",
+    };
+    let shown: String = format!("{scheme}://{host}{path}")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    shown
 }
 
 fn parse_log_level(raw: Option<&str>) -> Result<log::LevelFilter, ConfigError> {
@@ -427,6 +498,66 @@ mod tests {
         let err = Config::from_lookup(|_| None).unwrap_err();
         assert_eq!(err.var, "POSTGRES_DSN");
         assert!(err.to_string().starts_with("missing POSTGRES_DSN"), "{err}");
+    }
+
+    #[test]
+    fn url_errors_show_the_url_redacted() {
+        let err = config(&[(
+            "WEBHOOK_URL",
+            "ftp://alice:pa55word@hooks.example/hook-SECRETPATH?token=T0KEN#frag",
+        )])
+        .unwrap_err()
+        .to_string();
+        for secret in ["alice", "pa55word", "SECRETPATH", "T0KEN", "frag"] {
+            assert!(!err.contains(secret), "{err}");
+        }
+        assert!(err.contains("ftp://hooks.example/…"), "{err}");
+        let err = config(&[(
+            "CERTSTREAM_URL",
+            "http://bob:hunter3@feed.example/full-stream?key=K3Y",
+        )])
+        .unwrap_err()
+        .to_string();
+        for secret in ["bob", "hunter3", "K3Y"] {
+            assert!(!err.contains(secret), "{err}");
+        }
+        assert!(err.contains("http://feed.example/full-stream"), "{err}");
+        let err = config(&[("WEBHOOK_URL", "hooks.example/pa55word")])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("pa55word"), "{err}");
+        assert_eq!(
+            redact_url("https://h.example:8443/", false),
+            "https://h.example:8443/"
+        );
+        assert_eq!(redact_url("wss://u:p@h/x/y?q#f", true), "wss://h/x/y");
+    }
+
+    #[test]
+    fn dsn_errors_say_what_is_wrong_without_the_password() {
+        for (dsn, says) in [
+            ("postgresql://u:hunter2@db:notaport/x", "port"),
+            ("postgresql://u:hunter2@db/x?sslmode=sometimes", "sslmode"),
+            ("host=db password=hunter2 port=x", "port"),
+            (
+                "postgresql://u:hunter2@db/x?sslmode=verify-full",
+                "sslmode=verify-full",
+            ),
+            (
+                "host=db password=hunter2 sslmode = 'verify-ca'",
+                "sslmode=verify-ca",
+            ),
+        ] {
+            let err = config(&[("POSTGRES_DSN", dsn)]).unwrap_err().to_string();
+            assert!(err.contains(says), "{dsn}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        for ok in [
+            "postgresql://u@db/x?sslmode=require",
+            "host=db sslmode=disable",
+        ] {
+            assert!(config(&[("POSTGRES_DSN", ok)]).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! silence.
 
 use crate::classify::{Batch, Frame, QueueBudget};
+use crate::config::redact_url;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::threads::{Health, unix_now};
@@ -99,7 +100,7 @@ pub fn run_feed(feed: Feed, frames: Sender<Batch>) {
         attempt += 1;
         let mut received = false;
         let outcome = connect(&feed.url, feed.tls.clone()).and_then(|mut ws| {
-            log::info!("connected to {}", redact_url(&feed.url));
+            log::info!("connected to {}", redact_url(&feed.url, true));
             feed.health.ws_connected.store(true, Ordering::SeqCst);
             feed.metrics.ws_connected.set(1);
             let result = read_loop(&feed, &mut ws, &frames, &mut received);
@@ -122,7 +123,7 @@ pub fn run_feed(feed: Feed, frames: Sender<Batch>) {
                 let wait = jitter(delay);
                 log::warn!(
                     "certstream {}: {e}; reconnecting in {:.1}s",
-                    redact_url(&feed.url),
+                    redact_url(&feed.url, true),
                     wait.as_secs_f64()
                 );
                 delay = (delay * 2).min(BACKOFF_MAX);
@@ -382,17 +383,6 @@ fn jitter(delay: Duration) -> Duration {
     delay.mul_f64(fraction)
 }
 
-/// The URL without credentials or query (which may carry a token).
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let rest = match rest.split_once('@') {
-        Some((_, host)) if !host.contains('/') || rest.find('@') < rest.find('/') => host,
-        _ => rest,
-    };
-    format!("{scheme}://{rest}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,17 +396,5 @@ mod tests {
                 "{d:?}"
             );
         }
-    }
-
-    #[test]
-    fn redaction() {
-        assert_eq!(
-            redact_url("wss://user:pw@host:443/full-stream?token=x"),
-            "wss://host:443/full-stream"
-        );
-        assert_eq!(
-            redact_url("ws://localhost:8080/full-stream"),
-            "ws://localhost:8080/full-stream"
-        );
     }
 }

@@ -29,8 +29,8 @@ pub struct Http {
 
 /// Binds the listener; failure is a start-up error.
 pub fn bind(host: IpAddr, port: u16) -> Result<Server, String> {
-    Server::http(SocketAddr::new(host, port))
-        .map_err(|e| format!("cannot listen on {host}:{port}: {e}"))
+    let addr = SocketAddr::new(host, port);
+    Server::http(addr).map_err(|e| format!("cannot listen on {addr} (API_HOST:API_PORT): {e}"))
 }
 
 /// The `/healthz` document. The first three keys are fixed by the spec.

@@ -1,6 +1,7 @@
-//! The `certwatch` binary: `certwatch` runs the service; `certwatch healthcheck`
-//! asks the running service's `/healthz` (for Docker's HEALTHCHECK) and exits 0
-//! when it answers ok, 1 otherwise. Runs on the main thread.
+//! The `certwatch` binary: the command line (`certwatch [serve]`, `healthcheck`,
+//! `version`, `help`), the logger and the exit codes. `certwatch healthcheck` asks
+//! the running service's `/healthz` (for Docker's HEALTHCHECK) and exits 0 when it
+//! answers ok, 1 otherwise. Runs on the main thread.
 
 use std::process::ExitCode;
 
@@ -13,19 +14,86 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `certwatch --help`: what it does, the commands, the variables it needs.
+const USAGE: &str = "\
+certwatch: watches Certificate Transparency for certificates issued for your
+domains and alerts (signed webhooks, rows in public.alerts) on those your own
+inventory (public.certs) does not know.
+
+Usage:
+  certwatch [serve]        run the service (the default)
+  certwatch healthcheck    ask the running service's /healthz; exit 0 when ok, 1 otherwise
+  certwatch version        print the version (also -V, --version)
+  certwatch help           print this help (also -h, --help)
+
+Required:
+  POSTGRES_DSN             postgresql://user:password@host:5432/db (or key=value)
+Common:
+  CERTSTREAM_URL           certstream feed (default ws://localhost:8080/full-stream)
+  WEBHOOK_URL              webhook targets, comma-separated (unset: record and log only)
+  WEBHOOK_SECRET           signing key (whsec_<base64> recommended)
+  API_HOST, API_PORT       /healthz and /metrics (default 127.0.0.1:8765)
+  LOG_LEVEL                ERROR, WARN, INFO (default), DEBUG, TRACE
+
+Every variable, metric, table and exit code: README.md in the source repository.
+Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage.";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+enum Command {
+    Serve,
+    Healthcheck,
+    Version,
+    Help,
+}
+
+/// Parses the arguments after the program name; an error is the usage complaint.
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    let wants_help = |rest: &[String]| rest.iter().any(|a| a == "-h" || a == "--help");
+    let (command, rest) = match args.split_first() {
+        None => return Ok(Command::Serve),
+        Some((first, rest)) => (first.as_str(), rest),
+    };
+    let command = match command {
+        "serve" => Command::Serve,
+        "healthcheck" => Command::Healthcheck,
+        "version" | "-V" | "--version" => Command::Version,
+        "help" | "-h" | "--help" => Command::Help,
+        other => return Err(format!("unknown command {}", quoted(other))),
+    };
+    if wants_help(rest) {
+        return Ok(Command::Help);
+    }
+    match rest.first() {
+        None => Ok(command),
+        Some(extra) => Err(format!("unexpected argument {}", quoted(extra))),
+    }
+}
+
+/// An argument as typed, control characters escaped, at most 64 characters.
+fn quoted(arg: &str) -> String {
+    let short: String = arg.chars().take(64).collect();
+    format!("{short:?}")
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("serve") => serve(),
-        Some("healthcheck") => healthcheck(),
-        Some("--version") | Some("version") => {
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match parse_args(&args) {
+        Ok(Command::Serve) => serve(),
+        Ok(Command::Healthcheck) => healthcheck(),
+        Ok(Command::Version) => {
             println!("certwatch {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Some(other) => {
-            eprintln!(
-                "certwatch: unknown command {other:?}; usage: certwatch [healthcheck|--version]"
-            );
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(complaint) => {
+            eprintln!("certwatch: {complaint}\nusage: certwatch [serve|healthcheck|version|help]");
             ExitCode::from(2)
         }
     }
@@ -50,9 +118,9 @@ fn serve() -> ExitCode {
     }
     match certwatch::run(config, shutdown) {
         Ok(()) => ExitCode::SUCCESS,
+        // The logger writes to stderr: one line, not a second copy by eprintln.
         Err(e) => {
             log::error!("{e}");
-            eprintln!("certwatch: {e}");
             ExitCode::from(1)
         }
     }
@@ -72,5 +140,47 @@ fn healthcheck() -> ExitCode {
             eprintln!("certwatch healthcheck: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        parse_args(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn commands_and_flags() {
+        assert_eq!(parse(&[]), Ok(Command::Serve));
+        assert_eq!(parse(&["serve"]), Ok(Command::Serve));
+        assert_eq!(parse(&["healthcheck"]), Ok(Command::Healthcheck));
+        for v in ["version", "-V", "--version"] {
+            assert_eq!(parse(&[v]), Ok(Command::Version));
+        }
+        for h in ["help", "-h", "--help"] {
+            assert_eq!(parse(&[h]), Ok(Command::Help));
+        }
+        assert_eq!(parse(&["healthcheck", "--help"]), Ok(Command::Help));
+        assert_eq!(parse(&["serve", "-h"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn unknown_and_extra_arguments_are_refused() {
+        assert!(
+            parse(&["--verbose"])
+                .unwrap_err()
+                .contains("unknown command")
+        );
+        assert!(
+            parse(&["healthcheck", "now"])
+                .unwrap_err()
+                .contains("\"now\"")
+        );
+        assert!(parse(&["version", "x"]).is_err());
+        assert!(parse(&["serve", "--port", "1"]).is_err());
+        let long = "x".repeat(500);
+        assert!(parse(&[&long]).unwrap_err().len() < 120);
     }
 }

@@ -191,6 +191,7 @@ fn pipeline(
         health.clone(),
     );
     let mut delay = Duration::from_secs(1);
+    let mut last_error = String::new();
     loop {
         let ready = store
             .ping()
@@ -210,10 +211,15 @@ fn pipeline(
             Err(e) => {
                 metrics.db_error("connect");
                 health.db_reachable.store(false, Ordering::SeqCst);
-                log::warn!(
-                    "database unreachable, retrying in {}s: {e}",
-                    delay.as_secs()
-                );
+                // A failed connection's cause is logged by the store when it first
+                // appears or changes; any other error when it differs from the last.
+                let message = e.to_string();
+                if matches!(e, StoreError::Unavailable(_)) || last_error == message {
+                    log::debug!("database not ready, retrying in {}s: {e}", delay.as_secs());
+                } else {
+                    log::warn!("database not ready, retrying in {}s: {e}", delay.as_secs());
+                }
+                last_error = message;
                 if shutdown.sleep(delay) {
                     stop_http();
                     let _ = http_thread.join();

@@ -12,16 +12,20 @@ use crate::payload::Event;
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The schema, applied at start-up when the database lacks it.
 pub const SCHEMA: &str = include_str!("../schema.sql");
 
-/// Opens, checks and wraps the pool's connections.
-struct Manager(PostgresConnectionManager<MakeRustlsConnect>);
+/// Opens, checks and wraps the pool's connections; remembers why the last
+/// connection attempt failed, and logs the cause when it first appears or changes.
+struct Manager {
+    inner: PostgresConnectionManager<MakeRustlsConnect>,
+    last_failure: Arc<Mutex<Option<ConnectCause>>>,
+}
 
 /// A pooled connection and the statements prepared on it: a query whose
 /// statement is prepared is one round trip (bind and execute) where an
@@ -73,18 +77,29 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
+        let result = self.inner.connect();
+        let cause = result.as_ref().err().map(ConnectCause::of);
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != cause {
+            match &cause {
+                Some(cause) => log::warn!("database connection failed: {cause}"),
+                None => log::info!("database connection established"),
+            }
+            *last = cause;
+        }
+        drop(last);
         Ok(Conn {
-            client: self.0.connect()?,
+            client: result?,
             prepared: HashMap::new(),
         })
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        self.0.is_valid(&mut conn.client)
+        self.inner.is_valid(&mut conn.client)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        self.0.has_broken(&mut conn.client)
+        self.inner.has_broken(&mut conn.client)
     }
 }
 
@@ -96,6 +111,8 @@ const BREAKER: Duration = Duration::from_secs(3);
 #[derive(Clone)]
 pub struct Store {
     pool: r2d2::Pool<Manager>,
+    /// Why the last connection attempt failed (`None` once one succeeds).
+    last_failure: Arc<Mutex<Option<ConnectCause>>>,
     /// Unix milliseconds until which the database counts as down.
     down_until_ms: Arc<AtomicU64>,
 }
@@ -103,10 +120,9 @@ pub struct Store {
 /// Every way a database call fails.
 #[derive(Debug)]
 pub enum StoreError {
-    /// No connection could be had from the pool in time (database down or full).
-    Pool(r2d2::Error),
-    /// A recent connection attempt failed; not retried until the breaker closes.
-    Down,
+    /// No connection could be had from the pool in time: the last attempt's
+    /// cause, or `None` when every connection was busy.
+    Unavailable(Option<ConnectCause>),
     /// The server rejected or failed a query, or the connection broke.
     Db(postgres::Error),
     /// The schema is missing and could not be applied.
@@ -116,9 +132,9 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Pool(e) => write!(f, "database unavailable: {e}"),
-            StoreError::Down => {
-                f.write_str("database unavailable (recent connection attempt failed)")
+            StoreError::Unavailable(Some(cause)) => write!(f, "database unavailable: {cause}"),
+            StoreError::Unavailable(None) => {
+                f.write_str("database unavailable: no free connection in time")
             }
             StoreError::Db(e) => write!(f, "database error: {e}"),
             StoreError::Schema(e) => write!(f, "schema: {e}"),
@@ -128,9 +144,89 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-impl From<r2d2::Error> for StoreError {
-    fn from(e: r2d2::Error) -> StoreError {
-        StoreError::Pool(e)
+/// Why a connection to the database failed, in the words an operator acts on.
+/// Built from the server's error or the socket's; never holds the DSN or password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectCause {
+    /// The server has no database of that name (SQLSTATE 3D000).
+    DatabaseMissing(String),
+    /// The password or the role was refused (28P01, 28000).
+    AuthFailed(String),
+    /// The server requires TLS (or refuses it), or the TLS handshake failed.
+    Tls(String),
+    /// Nothing listens at that host and port.
+    Refused(String),
+    /// No answer within the connect timeout.
+    Timeout,
+    /// Anything else: the error as the driver words it.
+    Other(String),
+}
+
+impl ConnectCause {
+    /// Classifies a connection error by its SQLSTATE, else by its I/O cause.
+    pub fn of(e: &postgres::Error) -> ConnectCause {
+        use postgres::error::SqlState;
+        if let Some(db) = e.as_db_error() {
+            let message = format!("{}: {}", db.severity(), db.message());
+            let code = db.code();
+            return if *code == SqlState::INVALID_CATALOG_NAME {
+                ConnectCause::DatabaseMissing(message)
+            } else if (*code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                || *code == SqlState::INVALID_PASSWORD)
+                && db.message().contains("encryption")
+            {
+                // pg_hba.conf has only hostssl (or only hostnossl) for this client.
+                ConnectCause::Tls(message)
+            } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+                || *code == SqlState::INVALID_PASSWORD
+            {
+                ConnectCause::AuthFailed(message)
+            } else {
+                ConnectCause::Other(message)
+            };
+        }
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => {
+                        return ConnectCause::Refused(io.to_string());
+                    }
+                    std::io::ErrorKind::TimedOut => return ConnectCause::Timeout,
+                    _ => {}
+                }
+            }
+            let more = cause.to_string();
+            if !text.contains(&more) {
+                text = format!("{text}: {more}");
+            }
+            source = cause.source();
+        }
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("timeout") || lower.contains("timed out") {
+            ConnectCause::Timeout
+        } else if lower.contains("tls") || lower.contains("ssl") {
+            ConnectCause::Tls(text)
+        } else {
+            ConnectCause::Other(text)
+        }
+    }
+}
+
+impl fmt::Display for ConnectCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectCause::DatabaseMissing(m) => write!(f, "database does not exist ({m})"),
+            ConnectCause::AuthFailed(m) => write!(f, "authentication failed ({m})"),
+            ConnectCause::Tls(m) => write!(f, "TLS required or refused ({m})"),
+            ConnectCause::Refused(m) => write!(
+                f,
+                "connection refused ({m}): is PostgreSQL running at the DSN's host and port?"
+            ),
+            ConnectCause::Timeout => f.write_str("timed out connecting"),
+            ConnectCause::Other(m) => f.write_str(m),
+        }
     }
 }
 
@@ -193,6 +289,7 @@ impl Store {
         }
         config.keepalives_idle(Duration::from_secs(30));
         let tls = MakeRustlsConnect::new(tls_config());
+        let last_failure = Arc::new(Mutex::new(None));
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)
             .min_idle(Some(1))
@@ -201,23 +298,30 @@ impl Store {
             // on another connection when one turns out to be closed instead.
             .test_on_check_out(false)
             .error_handler(Box::new(QuietErrors))
-            .build_unchecked(Manager(PostgresConnectionManager::new(config, tls)));
+            .build_unchecked(Manager {
+                inner: PostgresConnectionManager::new(config, tls),
+                last_failure: last_failure.clone(),
+            });
         Ok(Store {
             pool,
+            last_failure,
             down_until_ms: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    /// A pooled connection, or `Down` at once while the breaker is open.
+    /// A pooled connection, or `Unavailable` at once while the breaker is open.
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
         let now = now_ms();
         if now < self.down_until_ms.load(Ordering::Relaxed) {
-            return Err(StoreError::Down);
+            // A recent attempt failed: not retried until the breaker closes.
+            let cause = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+            return Err(StoreError::Unavailable(cause.clone()));
         }
-        self.pool.get().map_err(|e| {
+        self.pool.get().map_err(|_| {
             self.down_until_ms
                 .store(now_ms() + BREAKER.as_millis() as u64, Ordering::Relaxed);
-            StoreError::Pool(e)
+            let cause = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+            StoreError::Unavailable(cause.clone())
         })
     }
 
@@ -284,6 +388,13 @@ impl Store {
             count += 1;
         }
         Ok(count)
+    }
+
+    /// Whether `public.certs` holds no row at all (every match would be `suspicious`).
+    pub fn inventory_is_empty(&self) -> Result<bool, StoreError> {
+        let row =
+            self.run(|conn| conn.query_one("SELECT NOT EXISTS (SELECT 1 FROM public.certs)", &[]))?;
+        Ok(row.get(0))
     }
 
     /// Whether a final certificate's SHA-1 (lower-case hex, no colons) is inventoried.

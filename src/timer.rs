@@ -31,6 +31,8 @@ pub struct WatchRefresher {
     pub health: Arc<Health>,
     /// Invalid entries already warned about, so each is warned once.
     warned: HashSet<String>,
+    /// The entry count of the last refresh, to tell when it changes.
+    last_count: Option<usize>,
 }
 
 impl WatchRefresher {
@@ -46,6 +48,7 @@ impl WatchRefresher {
             metrics,
             health,
             warned: HashSet::new(),
+            last_count: None,
         }
     }
 
@@ -77,7 +80,36 @@ impl WatchRefresher {
             "watch list refreshed: {count} entries in {:?}",
             started.elapsed()
         );
+        self.tell_the_operator(count);
         Ok(count)
+    }
+}
+
+impl WatchRefresher {
+    /// What an operator should know after a refresh: an empty watch list or
+    /// inventory (WARN, every refresh while it lasts), a changed entry count (INFO).
+    fn tell_the_operator(&mut self, count: usize) {
+        if self.last_count.is_some_and(|last| last != count) && count > 0 {
+            log::info!("watch list now has {count} entries");
+        }
+        self.last_count = Some(count);
+        if count == 0 {
+            log::warn!(
+                "the watch list is empty: nothing can match; add domains to public.intent_current \
+                 (README, \"First watch entry\")"
+            );
+        }
+        match self.store.inventory_is_empty() {
+            Ok(true) => log::warn!(
+                "the inventory (public.certs) is empty: every match will be suspicious; \
+                 your certificate issuer should write its certificates there (README, \"First watch entry\")"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                self.metrics.db_error("watch_refresh");
+                log::debug!("inventory check failed: {e}");
+            }
+        }
     }
 }
 

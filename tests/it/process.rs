@@ -154,3 +154,227 @@ fn sigterm_under_load_records_everything_and_exits_zero_in_bounded_time() {
         5
     );
 }
+
+/// Runs `certwatch` with `vars`, collecting stderr lines until `until` holds for
+/// one of them or `timeout` passes; then stops the process. Returns the lines.
+fn stderr_until(
+    vars: &[(&str, &str)],
+    timeout: Duration,
+    until: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    use std::io::BufRead;
+    let mut cmd = certwatch();
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let mut lines = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = until(&line);
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn help_and_version_exit_zero_and_start_nothing() {
+    let port = free_port().to_string();
+    for flag in ["--help", "-h", "help"] {
+        let started = std::time::Instant::now();
+        let out = certwatch()
+            .arg(flag)
+            .env(
+                "POSTGRES_DSN",
+                "postgresql://postgres@127.0.0.1:5432/postgres",
+            )
+            .env("API_PORT", &port)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{flag} ran the service"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for word in ["Usage", "healthcheck", "version", "POSTGRES_DSN", "README"] {
+            assert!(stdout.contains(word), "{flag}: no {word} in {stdout}");
+        }
+        assert!(
+            out.stderr.is_empty(),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = certwatch()
+        .args(["healthcheck", "--help"])
+        .env("API_PORT", &port)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    for flag in ["-V", "--version", "version"] {
+        let out = certwatch().arg(flag).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("certwatch {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+#[test]
+fn unknown_or_extra_arguments_exit_two_with_the_usage_line() {
+    for args in [
+        &["--verbose"][..],
+        &["healthcheck", "now"],
+        &["serve", "extra"],
+        &["-V", "x"],
+    ] {
+        let out = certwatch().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("usage: certwatch"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn config_errors_never_echo_url_credentials_or_tokens() {
+    for (var, value) in [
+        (
+            "WEBHOOK_URL",
+            "ftp://alice:pa55word@hooks.example/hook-SECRETPATH?token=T0KEN",
+        ),
+        (
+            "CERTSTREAM_URL",
+            "https://bob:hunter3@feed.example/stream?key=K3Y",
+        ),
+    ] {
+        let out = certwatch()
+            .env("POSTGRES_DSN", "postgresql://u:hunter2@127.0.0.1:1/db")
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(var), "{stderr}");
+        for secret in [
+            "alice",
+            "pa55word",
+            "SECRETPATH",
+            "T0KEN",
+            "bob",
+            "hunter3",
+            "K3Y",
+            "hunter2",
+        ] {
+            assert!(!stderr.contains(secret), "{secret} in {stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_database_that_does_not_exist_is_named_as_the_cause() {
+    let missing = format!("certwatch_missing_{}", std::process::id());
+    let dsn = format!("postgresql://postgres:pw-not-shown@127.0.0.1:5432/{missing}");
+    let port = free_port().to_string();
+    let lines = stderr_until(
+        &[("POSTGRES_DSN", &dsn), ("API_PORT", &port)],
+        Duration::from_secs(20),
+        |l| l.contains("does not exist"),
+    );
+    let line = lines.iter().find(|l| l.contains("does not exist"));
+    let line = line.unwrap_or_else(|| panic!("no cause in {lines:#?}"));
+    assert!(line.contains(&missing), "{line}");
+    assert!(
+        lines.iter().all(|l| !l.contains("pw-not-shown")),
+        "{lines:#?}"
+    );
+    // Logged once while the cause stays the same, not at every retry.
+    let refused = stderr_until(
+        &[
+            ("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:1/db"),
+            ("API_PORT", &port),
+        ],
+        Duration::from_secs(5),
+        |_| false,
+    );
+    let causes: Vec<_> = refused
+        .iter()
+        .filter(|l| l.contains("connection refused"))
+        .collect();
+    assert_eq!(causes.len(), 1, "{refused:#?}");
+}
+
+#[test]
+fn a_port_in_use_is_one_line_naming_the_variables() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let db = TestDb::new();
+    let out = certwatch()
+        .env("POSTGRES_DSN", db.dsn())
+        .env("API_PORT", &port)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("API_HOST:API_PORT"), "{stderr}");
+}
+
+#[test]
+fn an_empty_watch_list_and_inventory_are_warned_about() {
+    let db = TestDb::new();
+    let feed = FakeFeed::start();
+    let port = free_port().to_string();
+    let lines = stderr_until(
+        &[
+            ("POSTGRES_DSN", db.dsn()),
+            ("CERTSTREAM_URL", &feed.url()),
+            ("API_PORT", &port),
+        ],
+        Duration::from_secs(20),
+        |l| l.contains("inventory (public.certs) is empty"),
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("watch list is empty")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("public.certs) is empty")),
+        "{lines:#?}"
+    );
+}
