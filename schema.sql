@@ -138,4 +138,30 @@ CREATE INDEX IF NOT EXISTS alerts_delivery_id_idx ON public.alerts (delivery_id)
 CREATE INDEX IF NOT EXISTS alerts_undelivered_idx
     ON public.alerts (next_attempt_at) WHERE NOT delivered;
 
+-- Triage in psql: the alerts that still need a human, newest first. A suspicious
+-- alert stays here until the inventory resolves it (then `resolved` is true and the
+-- row leaves once its follow-up is delivered); any alert not yet delivered to every
+-- target stays until it is. `SELECT * FROM public.alerts_open LIMIT 20;`
+CREATE OR REPLACE VIEW public.alerts_open AS
+SELECT id,
+       created_at,
+       severity,
+       resolved_at IS NOT NULL AS resolved,
+       resolved_at,
+       matched_sans AS matched_names,
+       all_sans AS names,
+       concat_ws(' / ', issuer_o, issuer_cn) AS issuer,
+       not_before,
+       not_after,
+       source_log,
+       cert_link,
+       delivered,
+       attempts,
+       last_error,
+       delivery_id
+  FROM public.alerts
+ WHERE (severity = 'suspicious' AND resolved_at IS NULL) OR NOT delivered
+ ORDER BY created_at DESC, id DESC;
+
+COMMENT ON VIEW public.alerts_open IS 'certwatch: alerts that still need a human, newest first';
 COMMENT ON TABLE public.alerts IS 'certwatch: one row per alerted certificate (schema v1)';

@@ -692,6 +692,7 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
             AND to_regclass('public.certs') IS NOT NULL
             AND to_regclass('public.alerts_issuance_uidx') IS NOT NULL
             AND to_regclass('public.alerts_delivery_id_idx') IS NOT NULL
+            AND to_regclass('public.alerts_open') IS NOT NULL
             AND (SELECT count(*) FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at',

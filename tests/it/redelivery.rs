@@ -161,6 +161,21 @@ fn a_late_inventory_row_sends_a_resolved_follow_up() {
         .first()
         .is_some_and(|r| r.delivered)));
     hook.expect_none(Duration::from_secs(2));
+    // Triage: the suspicious alert needs a human, and says so in one row.
+    let open = |db: &crate::support::TestDb| {
+        db.client()
+            .query(
+                "SELECT severity, resolved, names, delivered FROM public.alerts_open",
+                &[],
+            )
+            .unwrap()
+    };
+    let rows = open(&db);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "suspicious");
+    assert!(!rows[0].get::<_, bool>(1));
+    assert_eq!(rows[0].get::<_, Vec<String>>(2), vec!["late.example.com"]);
+    assert!(rows[0].get::<_, bool>(3));
     db.inventory(&cert);
     let follow_up = hook.recv(WAIT).expect("the resolved follow-up");
     assert_eq!(follow_up.header("X-CT-Event"), Some("resolved"));
@@ -182,6 +197,10 @@ fn a_late_inventory_row_sends_a_resolved_follow_up() {
         .unwrap()
         .get(0);
     assert!(resolved);
+    assert!(
+        open(&db).is_empty(),
+        "a resolved, delivered alert needs nobody"
+    );
     assert_eq!(svc.metric("certwatch_reclassified_total"), 1.0);
     hook.expect_none(Duration::from_secs(2));
 }

@@ -21,7 +21,7 @@ fn schema_applies_twice() {
 fn the_predecessor_alerts_table_is_upgraded_without_losing_rows() {
     let db = TestDb::new();
     db.execute(
-        "DROP TABLE public.alerts;
+        "DROP TABLE public.alerts CASCADE;
          CREATE TABLE public.alerts (
              id serial PRIMARY KEY,
              fingerprint text NOT NULL,
