@@ -79,3 +79,32 @@ fn the_predecessor_alerts_table_is_upgraded_without_losing_rows() {
          INSERT INTO public.alerts (issuance_key, delivery_id, severity) VALUES ('k2', 'd2', 'info');",
     );
 }
+
+/// Each way a connection fails is named by its cause, as the operator would fix it.
+#[test]
+fn connection_failures_are_named_by_their_cause() {
+    use certwatch::store::ConnectCause;
+    let cause = |dsn: &str| match postgres::Client::connect(dsn, postgres::NoTls) {
+        Ok(_) => panic!("{dsn} connected"),
+        Err(e) => ConnectCause::of(&e),
+    };
+    let missing = format!("certwatch_missing_{}", std::process::id());
+    match cause(&format!("postgresql://postgres@127.0.0.1:5432/{missing}")) {
+        ConnectCause::DatabaseMissing(m) => assert!(m.contains(&missing), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let role = format!("certwatch_nobody_{}", std::process::id());
+    match cause(&format!("postgresql://{role}:pw@127.0.0.1:5432/postgres")) {
+        ConnectCause::AuthFailed(m) => assert!(m.contains(&role), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let refused = cause(&format!("postgresql://postgres@127.0.0.1:{port}/x"));
+    assert!(matches!(refused, ConnectCause::Refused(_)), "{refused:?}");
+    assert!(
+        refused.to_string().starts_with("connection refused"),
+        "{refused}"
+    );
+}
