@@ -315,7 +315,7 @@ fn dsn_sslmode(dsn: &str) -> Option<String> {
     } else {
         let at = dsn.find("sslmode")?;
         let rest = dsn[at + "sslmode".len()..].trim_start().strip_prefix('=')?;
-        rest.trim_start().split_whitespace().next()?
+        rest.split_whitespace().next()?
     };
     let value = value.trim_matches(['\'', '"']).to_ascii_lowercase();
     (value.len() <= 32).then_some(value)
