@@ -519,3 +519,41 @@ fn hostile_and_truncated_bodies_are_errors_not_panics() {
         Err(ClientError::TooLarge { limit: 1000 })
     ));
 }
+
+/// Every byte of a precertificate's leaf, extra data and tile leaf flipped in
+/// turn: decoding and conversion give a value or an error, never a panic.
+#[test]
+fn flipped_bytes_never_panic() {
+    let fixtures = fixture_entries();
+    let (entry, _) = fixtures
+        .iter()
+        .find(|(_, line)| line.contains("\"cert_index\":7,"))
+        .expect("PSC precert");
+    let tiled = LogSource {
+        kind: LogKind::Tiled,
+        ..RFC_SOURCE
+    };
+    let (leaf, extra, tile_leaf) = (entry.leaf_input(), entry.extra_data(), entry.tile_leaf(0));
+    let mut outcomes = [0usize; 2];
+    for i in 0..leaf.len().max(extra.len()).max(tile_leaf.len()) {
+        let flip = |data: &[u8]| {
+            let mut d = data.to_vec();
+            if let Some(b) = d.get_mut(i) {
+                *b ^= 0xFF;
+            }
+            d
+        };
+        let (l, e, t) = (flip(&leaf), flip(&extra), flip(&tile_leaf));
+        let ok = rfc6962::decode_leaf(&l, &e)
+            .map_err(entry::EntryError::from)
+            .and_then(|d| entry::to_certificate(&d, 7, &RFC_SOURCE))
+            .is_ok();
+        outcomes[usize::from(ok)] += 1;
+        if let Ok(certs) =
+            entry::certificates_from_tile(&t, DataTile { index: 0, width: 1 }, &tiled)
+        {
+            outcomes[usize::from(certs[0].is_ok())] += 1;
+        }
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
+}
