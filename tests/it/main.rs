@@ -5,6 +5,7 @@
 mod support;
 
 mod classification;
+mod ctlog;
 mod delivery;
 mod faults;
 mod feed_faults;

@@ -1,17 +1,25 @@
 //! Code hygiene that a reviewer would otherwise check by hand: every source file
 //! says what it owns in a `//!` doc.
 
+/// Every `.rs` file under `src/`, module directories (`src/ctlog/`) included.
+fn source_files() -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    collect_files(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    files.retain(|p| p.extension().is_some_and(|e| e == "rs"));
+    assert!(files.len() > 10, "found only {files:?}");
+    files
+}
+
 #[test]
 fn every_source_file_starts_with_a_module_doc() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut missing = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            if !text.starts_with("//!") {
-                missing.push(path.display().to_string());
-            }
+    for path in source_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.starts_with("//!") {
+            missing.push(path.display().to_string());
         }
     }
     assert!(
@@ -22,9 +30,7 @@ fn every_source_file_starts_with_a_module_doc() {
 
 #[test]
 fn no_async_runtime_in_our_code() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
+    for path in source_files() {
         let text = std::fs::read_to_string(&path).unwrap();
         for word in ["async fn", ".await", "tokio::"] {
             assert!(!text.contains(word), "{} uses {word}", path.display());

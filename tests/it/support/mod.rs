@@ -662,4 +662,5 @@ fn webhook_loop(
 }
 
 pub mod cluster;
+pub mod ctlog;
 pub mod service;

@@ -1,0 +1,332 @@
+//! One decoded log entry -> the `certstream::Certificate` a feed server would
+//! have sent for it, so a backfilled certificate takes the same match, dedupe
+//! and alert path (and gets the same issuance key) as one seen on the feed.
+//! Pure, no I/O; run on the `backfill` thread.
+//!
+//! Fields follow certstream-server-go, which also reads the logged entry: names,
+//! subject, issuer, serial, validity and key id come from the logged certificate,
+//! or for a precertificate from the logged TBS (RFC 6962 already rewrote it past
+//! a precertificate signing certificate, so its issuer and key id are the final
+//! certificate's); the fingerprints are of the final certificate's DER, or of the
+//! submitted precertificate's. Only an entry whose certificate (or TBS) does not
+//! parse is an error; a malformed extension leaves its field empty.
+
+use super::LogKind;
+use super::rfc6962::{self, DecodeError, LogEntry, SignedEntry};
+use super::tiles::{self, DataTile};
+use crate::certstream::{Certificate, normalize_key_id, normalize_name, normalize_serial};
+use crate::payload::hex_lower;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use x509_parser::certificate::{TbsCertificate, X509Certificate};
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::X509Name;
+
+/// The log an entry came from, as the caller knows it from the log list.
+#[derive(Clone, Copy, Debug)]
+pub struct LogSource<'a> {
+    /// The log's URL (RFC 6962 prefix or static-ct monitoring prefix).
+    pub url: &'a str,
+    /// The log's description.
+    pub name: &'a str,
+    pub kind: LogKind,
+}
+
+/// Why an entry gave no certificate. Either way the caller counts it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EntryError {
+    /// The entry's framing did not decode (RFC 6962 leaf or base64).
+    Decode(DecodeError),
+    /// The logged certificate or TBSCertificate is not parsable X.509.
+    Certificate(x509_parser::error::X509Error),
+}
+
+impl fmt::Display for EntryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntryError::Decode(e) => write!(f, "log entry: {e}"),
+            EntryError::Certificate(e) => write!(f, "logged certificate: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EntryError {}
+
+impl From<DecodeError> for EntryError {
+    fn from(e: DecodeError) -> EntryError {
+        EntryError::Decode(e)
+    }
+}
+
+/// One entry's outcome: its certificate, or the error to count.
+pub type EntryResult = Result<Certificate, EntryError>;
+
+/// Converts the entry at log index `index` of `source`.
+pub fn to_certificate(
+    entry: &LogEntry<'_>,
+    index: u64,
+    source: &LogSource<'_>,
+) -> Result<Certificate, EntryError> {
+    let parse_error = |e: x509_parser::nom::Err<x509_parser::error::X509Error>| match e {
+        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
+            EntryError::Certificate(e)
+        }
+        x509_parser::nom::Err::Incomplete(_) => {
+            EntryError::Certificate(x509_parser::error::X509Error::InvalidCertificate)
+        }
+    };
+    let (tbs, fingerprinted): (TbsCertificate<'_>, Option<&[u8]>) =
+        match entry.timestamped.signed_entry {
+            SignedEntry::X509 { certificate } => {
+                let (_, cert) = X509Certificate::from_der(certificate).map_err(parse_error)?;
+                (cert.tbs_certificate, Some(certificate))
+            }
+            SignedEntry::Precert {
+                tbs_certificate, ..
+            } => {
+                let (_, tbs) = TbsCertificate::from_der(tbs_certificate).map_err(parse_error)?;
+                (tbs, entry.pre_certificate)
+            }
+        };
+
+    let mut san_names: Vec<&str> = Vec::new();
+    let mut san_seen = false;
+    let mut is_ca = false;
+    let mut aki = None;
+    for ext in tbs.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectAlternativeName(san) if !san_seen => {
+                san_seen = true;
+                san_names.extend(san.general_names.iter().filter_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some(*dns),
+                    _ => None,
+                }));
+            }
+            ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
+            ParsedExtension::AuthorityKeyIdentifier(id) if aki.is_none() => {
+                aki = id
+                    .key_identifier
+                    .as_ref()
+                    .and_then(|k| normalize_key_id(&hex_lower(k.0)));
+            }
+            _ => {}
+        }
+    }
+
+    let subject_cn = joined(tbs.subject(), Attr::CommonName);
+    // certstream-server-go: SAN dNSNames in order, then the subject CN unless the
+    // certificate is a CA or the name is already there.
+    let mut all_domains: Vec<String> = Vec::with_capacity(san_names.len() + 1);
+    for name in san_names
+        .into_iter()
+        .chain(subject_cn.as_deref().filter(|_| !is_ca))
+    {
+        if !all_domains.iter().any(|n| n == name) {
+            all_domains.push(name.to_string());
+        }
+    }
+    let mut names: Vec<String> = all_domains.iter().map(|n| normalize_name(n)).collect();
+    names.sort();
+    names.dedup();
+
+    let serial = normalize_serial(&hex_lower(tbs.raw_serial()));
+    let cert_link = match source.kind {
+        LogKind::Rfc6962 => Some(format!(
+            "{}/ct/v1/get-entries?start={index}&end={index}",
+            source.url.trim_end_matches('/')
+        )),
+        LogKind::Tiled => None,
+    };
+    Ok(Certificate {
+        entry_type: entry.entry_type(),
+        all_domains,
+        names,
+        subject_cn,
+        fingerprint_sha1: fingerprinted.map(|der| hex_lower(&Sha1::digest(der))),
+        sha256: fingerprinted.map(|der| hex_lower(&Sha256::digest(der))),
+        serial: Some(serial).filter(|s| !s.is_empty()),
+        not_before: Some(tbs.validity().not_before.timestamp()),
+        not_after: Some(tbs.validity().not_after.timestamp()),
+        issuer_o: joined(tbs.issuer(), Attr::Organization),
+        issuer_cn: joined(tbs.issuer(), Attr::CommonName),
+        issuer_dn: Some(aggregated(tbs.issuer())),
+        issuer_key_id: aki,
+        source_name: Some(source.name.to_string()).filter(|s| !s.is_empty()),
+        source_url: Some(source.url.to_string()).filter(|s| !s.is_empty()),
+        source_timestamp_ms: i64::try_from(entry.timestamped.timestamp_ms).ok(),
+        cert_link,
+        cert_index: Some(index),
+        seen: None,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Attr {
+    Country,
+    CommonName,
+    Locality,
+    Organization,
+    OrganizationalUnit,
+    State,
+}
+
+/// The values of one attribute of a name joined with `,` (certstream-server-go's
+/// spelling of a multi-valued attribute); `None` when there is none. A value that
+/// is not a string type is skipped.
+fn joined(name: &X509Name<'_>, attr: Attr) -> Option<String> {
+    let values: Vec<&str> = match attr {
+        Attr::Country => collect(name.iter_country()),
+        Attr::CommonName => collect(name.iter_common_name()),
+        Attr::Locality => collect(name.iter_locality()),
+        Attr::Organization => collect(name.iter_organization()),
+        Attr::OrganizationalUnit => collect(name.iter_organizational_unit()),
+        Attr::State => collect(name.iter_state_or_province()),
+    };
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+fn collect<'a, 'b: 'a>(
+    attrs: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'b>>,
+) -> Vec<&'a str> {
+    attrs.filter_map(|a| a.as_str().ok()).collect()
+}
+
+/// certstream-server-go's `aggregated`: `/C=../CN=../L=../O=../OU=../ST=..`,
+/// absent attributes skipped except `CN`, which is always there (maybe empty).
+fn aggregated(name: &X509Name<'_>) -> String {
+    let mut out = String::new();
+    for (label, attr) in [
+        ("C", Attr::Country),
+        ("CN", Attr::CommonName),
+        ("L", Attr::Locality),
+        ("O", Attr::Organization),
+        ("OU", Attr::OrganizationalUnit),
+        ("ST", Attr::State),
+    ] {
+        match joined(name, attr) {
+            Some(value) => out.push_str(&format!("/{label}={value}")),
+            None if label == "CN" => out.push_str("/CN="),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Every entry of a `get-entries` body for the range starting at `start` (of
+/// which `asked` entries were requested), converted. The outer error means the
+/// body as a whole is unusable; an inner one is a single entry to count. The
+/// list may be shorter than asked: the log capped the batch.
+pub fn certificates_from_get_entries(
+    body: &[u8],
+    start: u64,
+    asked: usize,
+    source: &LogSource<'_>,
+) -> Result<Vec<EntryResult>, DecodeError> {
+    let raw = rfc6962::parse_get_entries(body, asked)?;
+    Ok(raw
+        .iter()
+        .zip(start..)
+        .map(|(raw, index)| {
+            let bytes = raw.decode_base64()?;
+            to_certificate(&bytes.decode()?, index, source)
+        })
+        .collect())
+}
+
+/// Every entry of a data tile, converted; the `i`-th is log index
+/// `tile.start() + i`. A tile that does not decode is an error as a whole (its
+/// entries cannot be told apart).
+pub fn certificates_from_tile(
+    data: &[u8],
+    tile: DataTile,
+    source: &LogSource<'_>,
+) -> Result<Vec<EntryResult>, DecodeError> {
+    let entries = tiles::decode_data_tile(data, tile)?;
+    Ok(entries
+        .iter()
+        .zip(tile.start()..)
+        .map(|(entry, index)| to_certificate(entry, index, source))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctlog::rfc6962::{Chain, TimestampedEntry};
+
+    const SOURCE: LogSource<'static> = LogSource {
+        url: "https://ct.example/log/",
+        name: "Example log",
+        kind: LogKind::Rfc6962,
+    };
+
+    fn x509(cert: &[u8]) -> LogEntry<'_> {
+        LogEntry {
+            timestamped: TimestampedEntry {
+                timestamp_ms: 1_768_478_402_074,
+                signed_entry: SignedEntry::X509 { certificate: cert },
+                extensions: &[],
+            },
+            pre_certificate: None,
+            chain: Chain::Certificates(vec![]),
+        }
+    }
+
+    #[test]
+    fn garbage_certificate_is_an_error() {
+        for bad in [&b"\x30\x03\x02\x01\x01"[..], b"\x30", b"not der at all"] {
+            let err = to_certificate(&x509(bad), 1, &SOURCE).unwrap_err();
+            assert!(matches!(err, EntryError::Certificate(_)), "{err:?}");
+        }
+        let precert = LogEntry {
+            timestamped: TimestampedEntry {
+                timestamp_ms: 0,
+                signed_entry: SignedEntry::Precert {
+                    issuer_key_hash: &[0; 32],
+                    tbs_certificate: b"\x30\x80",
+                },
+                extensions: &[],
+            },
+            pre_certificate: Some(b"x"),
+            chain: Chain::Certificates(vec![]),
+        };
+        assert!(to_certificate(&precert, 1, &SOURCE).is_err());
+    }
+
+    #[test]
+    fn source_fields_and_link() {
+        // The certificate of the Go fixture's index 10 (nosan.example.com).
+        let der = fixture_der();
+        let cert = to_certificate(&x509(&der), 10, &SOURCE).unwrap();
+        assert_eq!(
+            cert.cert_link.as_deref(),
+            Some("https://ct.example/log/ct/v1/get-entries?start=10&end=10")
+        );
+        assert_eq!(cert.source_timestamp_ms, Some(1_768_478_402_074));
+        assert_eq!(cert.cert_index, Some(10));
+        assert_eq!(cert.source_name.as_deref(), Some("Example log"));
+        let tiled = LogSource {
+            kind: LogKind::Tiled,
+            ..SOURCE
+        };
+        assert_eq!(
+            to_certificate(&x509(&der), 10, &tiled).unwrap().cert_link,
+            None
+        );
+    }
+
+    fn fixture_der() -> Vec<u8> {
+        use base64::Engine;
+        let line = include_str!("../../tests/fixtures/certstream_go_full.jsonl")
+            .lines()
+            .find(|l| l.contains("\"cert_index\":10,"))
+            .expect("fixture line");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let b64 = v["data"]["leaf_cert"]["as_der"].as_str().unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    }
+}

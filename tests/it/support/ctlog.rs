@@ -1,0 +1,612 @@
+//! A fake CT log over real HTTP on 127.0.0.1 (`FakeCtLog`), serving the same
+//! entries through RFC 6962 (`ct/v1/get-sth`, `ct/v1/get-entries`, batches capped)
+//! and static-ct-api (`checkpoint`, `tile/data/...` with the partial tile at the
+//! right edge, `issuer/<sha256>`), with switches for 429/503 + Retry-After, 500s
+//! and hostile bodies, and per-path request counts.
+//!
+//! Entries (`FakeEntry`) are encoded here from the RFC 6962 (§3.1, §3.4) and C2SP
+//! static-ct-api texts, independently of `certwatch::ctlog`, and precertificates
+//! get their RFC 6962 TBS by a small DER edit (`rfc6962_tbs`): the poison
+//! extension removed and, when a precertificate signing certificate signed them,
+//! issuer and authority key id taken from that certificate.
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// DER of the CT poison extension's OID, 1.3.6.1.4.1.11129.2.4.3.
+const POISON_OID: &[u8] = &[6, 10, 0x2B, 6, 1, 4, 1, 0xD6, 0x79, 2, 4, 3];
+/// DER of the SCT list extension's OID, 1.3.6.1.4.1.11129.2.4.2.
+const SCT_LIST_OID: &[u8] = &[6, 10, 0x2B, 6, 1, 4, 1, 0xD6, 0x79, 2, 4, 2];
+/// DER of the precertificate-signing EKU, 1.3.6.1.4.1.11129.2.4.4.
+const PSC_EKU_OID: &[u8] = &[6, 10, 0x2B, 6, 1, 4, 1, 0xD6, 0x79, 2, 4, 4];
+/// DER of authorityKeyIdentifier's OID, 2.5.29.35.
+const AKI_OID: &[u8] = &[6, 3, 0x55, 0x1D, 0x23];
+
+// ---------------------------------------------------------------------------------------------
+// DER, just enough to edit a TBSCertificate
+// ---------------------------------------------------------------------------------------------
+
+/// Splits the DER element at the start of `data`: (tag, whole element, content, rest).
+pub fn der_element(data: &[u8]) -> (u8, &[u8], &[u8], &[u8]) {
+    let tag = data[0];
+    let (len, header) = match data[1] {
+        n if n < 0x80 => (usize::from(n), 2),
+        n => {
+            let count = usize::from(n & 0x7F);
+            let len = data[2..2 + count]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, 2 + count)
+        }
+    };
+    (
+        tag,
+        &data[..header + len],
+        &data[header..header + len],
+        &data[header + len..],
+    )
+}
+
+/// The elements of a constructed element's content, each whole.
+pub fn der_children(mut content: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while !content.is_empty() {
+        let (_, whole, _, rest) = der_element(content);
+        out.push(whole);
+        content = rest;
+    }
+    out
+}
+
+/// An element of `tag` around `content`, with a DER length.
+pub fn der_encode(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// The TBSCertificate element of a certificate.
+pub fn tbs_of(cert: &[u8]) -> &[u8] {
+    let (_, _, content, _) = der_element(cert);
+    der_children(content)[0]
+}
+
+/// (index of issuer, index of spki) among a TBS's children (version is optional).
+fn tbs_positions(children: &[&[u8]]) -> (usize, usize) {
+    let offset = usize::from(children[0][0] == 0xA0);
+    (2 + offset, 5 + offset)
+}
+
+/// The issuer Name element of a certificate.
+pub fn issuer_of(cert: &[u8]) -> Vec<u8> {
+    let (_, _, content, _) = der_element(tbs_of(cert));
+    let children = der_children(content);
+    children[tbs_positions(&children).0].to_vec()
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo (RFC 6962 `issuer_key_hash`).
+pub fn spki_hash(cert: &[u8]) -> [u8; 32] {
+    let (_, _, content, _) = der_element(tbs_of(cert));
+    let children = der_children(content);
+    Sha256::digest(children[tbs_positions(&children).1]).into()
+}
+
+/// The extension (whole element) with this OID, from a certificate.
+fn extension_of(cert: &[u8], oid: &[u8]) -> Option<Vec<u8>> {
+    let (_, _, content, _) = der_element(tbs_of(cert));
+    let ext_block = der_children(content).into_iter().find(|c| c[0] == 0xA3)?;
+    let (_, _, seq, _) = der_element(ext_block);
+    let (_, _, list, _) = der_element(seq);
+    der_children(list)
+        .into_iter()
+        .find(|e| der_element(e).2.starts_with(oid))
+        .map(<[u8]>::to_vec)
+}
+
+/// RFC 6962 §3.1: the TBS a log puts in a precert entry's `leaf_input`: the
+/// precertificate's TBS without the poison extension; with `psc` (the
+/// precertificate signing certificate), issuer and AKI are the PSC's issuer and
+/// AKI, i.e. the final certificate's.
+pub fn rfc6962_tbs(precert: &[u8], psc: Option<&[u8]>) -> Vec<u8> {
+    edit_tbs(precert, POISON_OID, psc)
+}
+
+/// A final certificate's TBS without its SCT list: what RFC 6962 logged for its
+/// precertificate.
+pub fn tbs_without_scts(cert: &[u8]) -> Vec<u8> {
+    edit_tbs(cert, SCT_LIST_OID, None)
+}
+
+/// `cert`'s TBS without the extension `drop`, issuer and AKI from `psc` if given.
+fn edit_tbs(cert: &[u8], drop: &[u8], psc: Option<&[u8]>) -> Vec<u8> {
+    let (_, _, content, _) = der_element(tbs_of(cert));
+    let children = der_children(content);
+    let (issuer_at, _) = tbs_positions(&children);
+    let mut out = Vec::new();
+    for (i, child) in children.iter().enumerate() {
+        match (i, child[0], psc) {
+            (i, _, Some(psc)) if i == issuer_at => out.extend(issuer_of(psc)),
+            (_, 0xA3, _) => {
+                let (_, _, seq, _) = der_element(child);
+                let (_, _, list, _) = der_element(seq);
+                let mut exts = Vec::new();
+                for ext in der_children(list) {
+                    let oid_first = der_element(ext).2;
+                    if oid_first.starts_with(drop) {
+                        continue;
+                    }
+                    match psc {
+                        Some(psc) if oid_first.starts_with(AKI_OID) => {
+                            exts.extend(extension_of(psc, AKI_OID).expect("the PSC has an AKI"))
+                        }
+                        _ => exts.extend_from_slice(ext),
+                    }
+                }
+                out.extend(der_encode(0xA3, &der_encode(0x30, &exts)));
+            }
+            _ => out.extend_from_slice(child),
+        }
+    }
+    der_encode(0x30, &out)
+}
+
+/// Whether a certificate carries the precertificate-signing EKU (a PSC).
+pub fn is_psc(cert: &[u8]) -> bool {
+    cert.windows(PSC_EKU_OID.len()).any(|w| w == PSC_EKU_OID)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log entries, encoded from RFC 6962 and static-ct-api
+// ---------------------------------------------------------------------------------------------
+
+/// What was logged.
+#[derive(Clone, Debug)]
+pub enum FakeKind {
+    X509 {
+        der: Vec<u8>,
+    },
+    Precert {
+        /// The submitted precertificate (poison, CA or PSC signature).
+        pre_certificate: Vec<u8>,
+        /// Its RFC 6962 TBS.
+        tbs: Vec<u8>,
+        issuer_key_hash: [u8; 32],
+    },
+}
+
+/// One log entry: a certificate, the log's timestamp and the submitted chain
+/// (issuer first).
+#[derive(Clone, Debug)]
+pub struct FakeEntry {
+    pub timestamp_ms: u64,
+    pub kind: FakeKind,
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl FakeEntry {
+    pub fn x509(der: Vec<u8>, chain: Vec<Vec<u8>>, timestamp_ms: u64) -> FakeEntry {
+        FakeEntry {
+            timestamp_ms,
+            kind: FakeKind::X509 { der },
+            chain,
+        }
+    }
+
+    /// A precertificate entry; when `chain[0]` is a PSC the TBS is rewritten to
+    /// the CA above it, as RFC 6962 requires.
+    pub fn precert(pre_certificate: Vec<u8>, chain: Vec<Vec<u8>>, timestamp_ms: u64) -> FakeEntry {
+        let psc = chain.first().filter(|c| is_psc(c)).map(Vec::as_slice);
+        let issuer = if psc.is_some() { &chain[1] } else { &chain[0] };
+        FakeEntry {
+            timestamp_ms,
+            kind: FakeKind::Precert {
+                tbs: rfc6962_tbs(&pre_certificate, psc),
+                issuer_key_hash: spki_hash(issuer),
+                pre_certificate,
+            },
+            chain,
+        }
+    }
+
+    /// `TimestampedEntry` with these `CtExtensions`.
+    fn timestamped_entry(&self, extensions: &[u8]) -> Vec<u8> {
+        let mut out = self.timestamp_ms.to_be_bytes().to_vec();
+        match &self.kind {
+            FakeKind::X509 { der } => {
+                out.extend_from_slice(&0u16.to_be_bytes());
+                out.extend(u24_vec(der));
+            }
+            FakeKind::Precert {
+                tbs,
+                issuer_key_hash,
+                ..
+            } => {
+                out.extend_from_slice(&1u16.to_be_bytes());
+                out.extend_from_slice(issuer_key_hash);
+                out.extend(u24_vec(tbs));
+            }
+        }
+        out.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+        out.extend_from_slice(extensions);
+        out
+    }
+
+    /// `MerkleTreeLeaf`: version v1, timestamped_entry, no extensions.
+    pub fn leaf_input(&self) -> Vec<u8> {
+        let mut out = vec![0, 0];
+        out.extend(self.timestamped_entry(&[]));
+        out
+    }
+
+    /// `extra_data`: `certificate_chain`, or `PrecertChainEntry`.
+    pub fn extra_data(&self) -> Vec<u8> {
+        let chain: Vec<u8> = self.chain.iter().flat_map(|c| u24_vec(c)).collect();
+        let mut out = Vec::new();
+        if let FakeKind::Precert {
+            pre_certificate, ..
+        } = &self.kind
+        {
+            out.extend(u24_vec(pre_certificate));
+        }
+        out.extend(u24_vec(&chain));
+        out
+    }
+
+    /// static-ct `TileLeaf` at log index `index` (with its `leaf_index` extension).
+    pub fn tile_leaf(&self, index: u64) -> Vec<u8> {
+        let mut extensions = vec![0, 0, 5];
+        extensions.extend_from_slice(&index.to_be_bytes()[3..]);
+        let mut out = self.timestamped_entry(&extensions);
+        if let FakeKind::Precert {
+            pre_certificate, ..
+        } = &self.kind
+        {
+            out.extend(u24_vec(pre_certificate));
+        }
+        out.extend_from_slice(&((self.chain.len() * 32) as u16).to_be_bytes());
+        for issuer in &self.chain {
+            out.extend_from_slice(&Sha256::digest(issuer));
+        }
+        out
+    }
+
+    /// The DER a feed server would fingerprint: the certificate, or the precertificate.
+    pub fn fingerprinted_der(&self) -> &[u8] {
+        match &self.kind {
+            FakeKind::X509 { der } => der,
+            FakeKind::Precert {
+                pre_certificate, ..
+            } => pre_certificate,
+        }
+    }
+}
+
+fn u24_vec(data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend_from_slice(data);
+    out
+}
+
+/// The certificates of `tests/fixtures/certstream_go_full.jsonl` (full stream,
+/// RFC 6962 lines only) as log entries, with the feed line each came from.
+pub fn fixture_entries() -> Vec<(FakeEntry, String)> {
+    let text = include_str!("../../fixtures/certstream_go_full.jsonl");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("fixture json");
+        let data = &v["data"];
+        let Some(der) = data["leaf_cert"]["as_der"].as_str() else {
+            continue;
+        };
+        if data["source"]["type"] == "tiled" {
+            continue;
+        }
+        let der = B64.decode(der).expect("fixture base64");
+        let chain: Vec<Vec<u8>> = data["chain"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .map(|c| {
+                        B64.decode(c["as_der"].as_str().expect("chain der"))
+                            .unwrap()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ts = (data["source"]["timestamp"].as_f64().unwrap_or(0.0) * 1000.0).round() as u64;
+        let entry = if data["update_type"] == "PrecertLogEntry" {
+            FakeEntry::precert(der, chain, ts)
+        } else {
+            FakeEntry::x509(der, chain, ts)
+        };
+        out.push((entry, line.to_string()));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP server
+// ---------------------------------------------------------------------------------------------
+
+/// The log's origin line and path prefix.
+pub const ORIGIN: &str = "fake-ct.test/log";
+
+#[derive(Default)]
+struct State {
+    entries: Vec<FakeEntry>,
+    /// Entries published (checkpoint and STH size); the rest are not served yet.
+    tree_size: u64,
+    max_batch: u64,
+    /// Answered, in order, before anything else: (status, Retry-After, body).
+    script: VecDeque<(u16, Option<String>, Vec<u8>)>,
+    hits: HashMap<String, usize>,
+    user_agents: Vec<String>,
+}
+
+/// A fake CT log on 127.0.0.1; `Drop` stops and joins its thread.
+pub struct FakeCtLog {
+    port: u16,
+    server: Arc<tiny_http::Server>,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeCtLog {
+    /// Serves `entries` (all published), get-entries batches capped at 32.
+    pub fn start(entries: Vec<FakeEntry>) -> FakeCtLog {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("FakeCtLog binds");
+        let port = server.server_addr().to_ip().expect("ip address").port();
+        let server = Arc::new(server);
+        let state = Arc::new(Mutex::new(State {
+            tree_size: entries.len() as u64,
+            entries,
+            max_batch: 32,
+            ..State::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (server, state, stop) = (server.clone(), state.clone(), stop.clone());
+            thread::Builder::new()
+                .name(format!("fake-ctlog-{port}"))
+                .spawn(move || serve(&server, &state, &stop))
+                .expect("spawn")
+        };
+        FakeCtLog {
+            port,
+            server,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>/log` (the RFC 6962 and the monitoring prefix).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/log", self.port)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_max_batch(&self, n: u64) {
+        self.state().max_batch = n.max(1);
+    }
+
+    /// Publishes only the first `n` entries.
+    pub fn set_tree_size(&self, n: u64) {
+        let mut state = self.state();
+        state.tree_size = n.min(state.entries.len() as u64);
+    }
+
+    /// The next `n` requests get `status` with this `Retry-After` (if any).
+    pub fn throttle_next(&self, n: usize, status: u16, retry_after: Option<&str>) {
+        let mut state = self.state();
+        for _ in 0..n {
+            state.script.push_back((
+                status,
+                retry_after.map(str::to_string),
+                b"slow down".to_vec(),
+            ));
+        }
+    }
+
+    /// The next `n` requests get a 500.
+    pub fn fail_next(&self, n: usize) {
+        self.throttle_next(n, 500, None);
+    }
+
+    /// The next request gets a 200 with this body, whatever it asked for.
+    pub fn respond_next(&self, body: Vec<u8>) {
+        self.state().script.push_back((200, None, body));
+    }
+
+    /// Requests whose path (without the log prefix and query) starts with `prefix`.
+    pub fn hits(&self, prefix: &str) -> usize {
+        self.state()
+            .hits
+            .iter()
+            .filter(|(path, _)| path.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Every User-Agent seen, in order.
+    pub fn user_agents(&self) -> Vec<String> {
+        self.state().user_agents.clone()
+    }
+}
+
+impl Drop for FakeCtLog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            eprintln!("FakeCtLog: server thread panicked");
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, state: &Mutex<State>, stop: &AtomicBool) {
+    loop {
+        let request = match server.recv_timeout(Duration::from_millis(50)) {
+            Ok(Some(request)) => request,
+            Ok(None) | Err(_) if stop.load(Ordering::SeqCst) => return,
+            Ok(None) | Err(_) => continue,
+        };
+        let (status, retry_after, body) = {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            let url = request.url().to_string();
+            let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+            let path = path.strip_prefix("/log/").unwrap_or(path).to_string();
+            *state.hits.entry(path.clone()).or_default() += 1;
+            if let Some(ua) = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("User-Agent"))
+            {
+                state.user_agents.push(ua.value.as_str().to_string());
+            }
+            match state.script.pop_front() {
+                Some(scripted) => scripted,
+                None => {
+                    let (status, body) = route(&state, &path, query);
+                    (status, None, body)
+                }
+            }
+        };
+        let mut response = tiny_http::Response::from_data(body).with_status_code(status);
+        if let Some(retry_after) = retry_after {
+            response = response.with_header(
+                tiny_http::Header::from_bytes("Retry-After", retry_after).expect("header"),
+            );
+        }
+        let _ = request.respond(response);
+    }
+}
+
+fn route(state: &State, path: &str, query: &str) -> (u16, Vec<u8>) {
+    let size = state.tree_size;
+    if path == "ct/v1/get-sth" {
+        let body = format!(
+            r#"{{"tree_size":{size},"timestamp":1768478500000,"sha256_root_hash":"{}","tree_head_signature":"BAMARzBFAiEA"}}"#,
+            B64.encode([0u8; 32])
+        );
+        return (200, body.into_bytes());
+    }
+    if path == "ct/v1/get-entries" {
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let (Some(start), Some(end)) = (param("start"), param("end")) else {
+            return (400, b"start and end".to_vec());
+        };
+        if start > end || start >= size {
+            return (400, b"bad range".to_vec());
+        }
+        let end = end.min(size - 1).min(start + state.max_batch - 1);
+        let entries: Vec<String> = (start..=end)
+            .map(|i| {
+                let e = &state.entries[i as usize];
+                format!(
+                    r#"{{"leaf_input":"{}","extra_data":"{}"}}"#,
+                    B64.encode(e.leaf_input()),
+                    B64.encode(e.extra_data())
+                )
+            })
+            .collect();
+        return (
+            200,
+            format!(r#"{{"entries":[{}]}}"#, entries.join(",")).into_bytes(),
+        );
+    }
+    if path == "checkpoint" {
+        let body = format!(
+            "{ORIGIN}\n{size}\n{}\n\n\u{2014} {ORIGIN} AAAAAAAA\n",
+            B64.encode([0u8; 32])
+        );
+        return (200, body.into_bytes());
+    }
+    if let Some(hex) = path.strip_prefix("issuer/") {
+        let issuer = state
+            .entries
+            .iter()
+            .flat_map(|e| &e.chain)
+            .find(|c| hex_lower(&Sha256::digest(c)) == hex);
+        return match issuer {
+            Some(der) => (200, der.clone()),
+            None => (404, b"no such issuer".to_vec()),
+        };
+    }
+    if let Some(tile) = path.strip_prefix("tile/data/") {
+        let Some((index, width)) = parse_tile_path(tile) else {
+            return (404, b"not a tile path".to_vec());
+        };
+        let start = index * 256;
+        let available = size.saturating_sub(start).min(256);
+        // A full tile exists once the tree covers it; a partial one only at the
+        // exact width of the tree's right edge (as the log last published it).
+        if available == 0 || width != available {
+            return (404, b"no such tile".to_vec());
+        }
+        let body: Vec<u8> = (start..start + width)
+            .flat_map(|i| state.entries[i as usize].tile_leaf(i))
+            .collect();
+        return (200, body);
+    }
+    (404, b"not found".to_vec())
+}
+
+/// `x001/x234/067[.p/W]` -> (1234067, W or 256); `None` for anything else.
+fn parse_tile_path(path: &str) -> Option<(u64, u64)> {
+    let (digits, width) = match path.split_once(".p/") {
+        Some((digits, w)) => {
+            let w: u64 = w.parse().ok().filter(|w| (1..256).contains(w))?;
+            (digits, w)
+        }
+        None => (path, 256),
+    };
+    let groups: Vec<&str> = digits.split('/').collect();
+    let mut index = 0u64;
+    for (i, group) in groups.iter().enumerate() {
+        let group = if i + 1 < groups.len() {
+            group.strip_prefix('x')?
+        } else {
+            group
+        };
+        if group.len() != 3 || !group.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        index = index * 1000 + group.parse::<u64>().ok()?;
+    }
+    Some((index, width))
+}
+
+pub fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
