@@ -179,6 +179,32 @@ impl Config {
         })
     }
 
+    /// Every string that must not appear in a log record, for `logging::init`:
+    /// the webhook and feed URLs and their secret parts, the DSN's password, the
+    /// signing keys.
+    pub fn log_secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for url in &self.webhook_urls {
+            out.extend(crate::logging::url_secrets(url.expose()));
+        }
+        out.extend(crate::logging::url_secrets(&self.certstream_url));
+        let dsn = self.postgres_dsn.expose();
+        if let Some(password) = dsn.parse::<postgres::Config>().ok().and_then(|c| {
+            c.get_password()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+        }) {
+            out.push(password);
+        }
+        out.push(dsn.to_string());
+        for secret in [&self.webhook_secret, &self.webhook_secret_previous]
+            .into_iter()
+            .flatten()
+        {
+            out.push(secret.expose().to_string());
+        }
+        out
+    }
+
     /// The URL `certwatch healthcheck` asks: the bound address, with an unspecified
     /// bind address replaced by loopback.
     pub fn healthz_url(&self) -> String {

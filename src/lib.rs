@@ -15,6 +15,7 @@
 //! - `guard`: the SSRF guard on webhook egress (start-up, `deliver`)
 //! - `timer`: watch-list refresh, cleanup, redelivery sweep (`timer`)
 //! - `http`: `/healthz`, `/metrics`, the healthcheck client (`http`)
+//! - `logging`: the process logger; keeps secrets out of dependencies' records
 //! - `metrics`, `threads`, `shutdown`: shared plumbing
 
 pub mod certstream;
@@ -25,6 +26,7 @@ pub mod deliver;
 pub mod feed;
 pub mod guard;
 pub mod http;
+pub mod logging;
 pub mod matcher;
 pub mod metrics;
 pub mod payload;

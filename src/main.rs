@@ -107,10 +107,7 @@ fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    env_logger::Builder::new()
-        .filter_level(config.log_level)
-        .format_timestamp_millis()
-        .init();
+    certwatch::logging::init(config.log_level, config.log_secrets());
     let (trigger, shutdown) = certwatch::shutdown::channel();
     if let Err(e) = trigger.on_signals() {
         eprintln!("certwatch: cannot install signal handlers: {e}");

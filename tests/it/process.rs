@@ -378,3 +378,59 @@ fn an_empty_watch_list_and_inventory_are_warned_about() {
         "{lines:#?}"
     );
 }
+
+/// At every level, including the dependencies' DEBUG and TRACE records (ureq logs
+/// each POST's URL, tungstenite the feed's request line), no secret is logged.
+#[test]
+fn no_secret_in_the_log_even_at_trace() {
+    use crate::support::service::Cert;
+    use crate::support::{FakeWebhook, FeedCmd};
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let feed = FakeFeed::start();
+    let hook = FakeWebhook::start();
+    let port = free_port().to_string();
+    let webhook_url = format!("{}-SECRETPATH?token=T0KEN", hook.url());
+    let feed_url = format!("{}?key=FEEDK3Y", feed.url());
+    let mut cmd = certwatch();
+    cmd.env("POSTGRES_DSN", db.dsn())
+        .env("CERTSTREAM_URL", &feed_url)
+        .env("WEBHOOK_URL", &webhook_url)
+        .env("WEBHOOK_SECRET", "whsec_c2lnbmluZy1rZXktU0lHTktFWQ==")
+        .env("API_PORT", &port)
+        .env("SUSPICIOUS_GRACE_S", "0")
+        .env("LOG_LEVEL", "trace");
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text);
+        text
+    });
+    assert!(feed.wait_for_client(Duration::from_secs(15)));
+    feed.send(FeedCmd::Text(Cert::new(&["www.example.com"]).frame()));
+    assert!(
+        hook.recv(Duration::from_secs(15)).is_some(),
+        "the alert was delivered"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let log = reader.join().unwrap();
+    assert!(log.contains("TRACE"), "the test ran at TRACE");
+    assert!(log.contains("ureq"), "ureq's own records are in the log");
+    for secret in [
+        "SECRETPATH",
+        "T0KEN",
+        "FEEDK3Y",
+        "c2lnbmluZy1rZXktU0lHTktFWQ",
+    ] {
+        let line = log.lines().find(|l| l.contains(secret));
+        assert!(line.is_none(), "{secret} logged: {line:?}");
+    }
+}
