@@ -7,6 +7,7 @@
 //! - `feed`: certstream WebSocket reader (`feed`)
 //! - `certstream`: feed message types and parsing (pure)
 //! - `matcher`: watch-list index and name matching (pure)
+//! - `ctlog`: the trusted CT log list and the feed's per-log index gaps (pure)
 //! - `classify`: workers and the grace delay queue (`worker-N`, `grace`)
 //! - `store`: every SQL query, the Postgres pool
 //! - `payload`: webhook bodies and signatures (pure)
@@ -19,6 +20,7 @@
 pub mod certstream;
 pub mod classify;
 pub mod config;
+pub mod ctlog;
 pub mod deliver;
 pub mod feed;
 pub mod guard;
