@@ -48,6 +48,12 @@
 //! batch: an observation buffered longer than the settle time would be reported as a
 //! gap (harmlessly re-fetched, but wasted).
 //!
+//! Measured (`cargo bench --bench bench_gaps`, 50 logs, 2 shared cores): one thread
+//! 5–16 ns per observation; two workers with recorders flushed per 32-frame batch
+//! 25–45 ns (the cost is the tracker's cache lines changing cores, not the lock: under
+//! 1% of flushes wait); the lock taken per observation instead, 25–240 ns with up to
+//! a quarter of the acquisitions waiting.
+//!
 //! # Servers that leave holes by design
 //!
 //! certstream-server-rust does not send a certificate from a second log when it sent it
