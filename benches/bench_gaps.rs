@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use certwatch::ctlog::gaps::{GapTracker, Recorder, Settings, SharedGaps};
-use certwatch::ctlog::loglist::LogId;
+use certwatch::ctlog::loglist::{LogId, LogList};
 
 const LOGS: usize = 50;
 const FRAMES: usize = 1_000_000;
@@ -311,10 +311,52 @@ fn main() {
             );
         }
         println!(
-            "{:<14} {:<26} {:>8.1}",
+            "{:<14} {:<29} {:>8.1}",
             kind.name(),
             "(reading the feed only)",
             baseline
         );
+    }
+    lookups();
+}
+
+/// The other per-frame cost of coverage: `LogList::lookup` of the frame's `source.url`.
+fn lookups() {
+    const N: usize = 1_000_000;
+    let list = LogList::parse(include_bytes!("../tests/fixtures/loglist_v3_sample.json"))
+        .expect("the sample list parses");
+    let cases: [(&str, &[&str]); 3] = [
+        (
+            "as servers spell them",
+            &[
+                "https://ct.googleapis.com/logs/us1/argon2025h2",
+                "https://ct.googleapis.com/logs/eu1/xenon2025h2/",
+                "ct.googleapis.com/logs/solera2018",
+                "https://mon.willow.ct.letsencrypt.org/2025h2d",
+            ],
+        ),
+        (
+            "other spellings",
+            &[
+                "HTTPS://CT.googleapis.com/logs/us1/argon2025h2",
+                "https://ct.googleapis.com/logs/eu1/xenon2025h2//",
+            ],
+        ),
+        (
+            "unlisted",
+            &[
+                "https://unknown.example/logs/us1/argon2025h2",
+                "https://ct.googleapis.com/logs/us1/argon2026h1",
+            ],
+        ),
+    ];
+    for (what, urls) in cases {
+        let began = Instant::now();
+        let mut found = 0usize;
+        for i in 0..N {
+            found += usize::from(list.lookup(black_box(urls[i % urls.len()])).is_some());
+        }
+        let ns = began.elapsed().as_nanos() as f64 / N as f64;
+        println!("LogList::lookup of a source.url, {what}: {ns:.1} ns ({found} of {N} found)");
     }
 }

@@ -72,12 +72,12 @@
 //! only counted), with one warning per log when the flag turns on.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-use super::loglist::LogId;
+use super::loglist::{FxHasher, LogId};
 
 /// How few gaps in a density window still count as one incident (an outage, a
 /// reconnect) rather than a pattern: a log is `dense` only with at least this many.
@@ -202,7 +202,7 @@ pub struct LogStats {
 #[derive(Debug)]
 pub struct GapTracker {
     settings: Settings,
-    slots: HashMap<LogId, usize, BuildHasherDefault<IdHasher>>,
+    slots: HashMap<LogId, usize, BuildHasherDefault<FxHasher>>,
     tracks: Vec<Track>,
     untracked: u64,
 }
@@ -666,27 +666,6 @@ impl Recorder {
 impl Drop for Recorder {
     fn drop(&mut self) {
         self.flush();
-    }
-}
-
-/// Hashes a [`LogId`], already a SHA-256 output, with a few multiply-rotate rounds
-/// (FxHash's): the tracker's map is keyed by listed logs only, so no flooding defence
-/// is needed, and SipHash would cost more than the whole in-order observation.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
