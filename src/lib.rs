@@ -7,7 +7,7 @@
 //! - `feed`: certstream WebSocket reader (`feed`)
 //! - `certstream`: feed message types and parsing (pure)
 //! - `matcher`: watch-list index and name matching (pure)
-//! - `ctlog`: CT log client and entry decoding for backfill (`backfill`, pure decoders)
+//! - `ctlog`: CT logs: the trusted log list, per-log index gaps (pure), the log client and entry decoding for backfill
 //! - `classify`: workers and the grace delay queue (`worker-N`, `grace`)
 //! - `store`: every SQL query, the Postgres pool
 //! - `payload`: webhook bodies and signatures (pure)

@@ -1,4 +1,6 @@
-//! Reading CT logs directly, for backfill: the HTTP client for one log
+//! Certificate Transparency logs themselves, beside the certstream feed, for
+//! coverage and backfill: the trusted log list (`loglist`), the tracking of which
+//! entry indices the feed delivered (`gaps`), the HTTP client for one log
 //! (`client`, run on the `backfill` thread) and the pure decoders it feeds:
 //! RFC 6962 `get-entries` (`rfc6962`), static-ct-api data tiles and checkpoints
 //! (`tiles`), and the conversion of a decoded entry into the same
@@ -6,6 +8,8 @@
 
 pub mod client;
 pub mod entry;
+pub mod gaps;
+pub mod loglist;
 pub mod rfc6962;
 pub mod tiles;
 
