@@ -521,6 +521,7 @@ impl Classifier {
                     self.dispatch(Delivery::new(
                         delivery_id,
                         Event::Match,
+                        severity,
                         body,
                         self.target_keys.len(),
                     ));
@@ -572,6 +573,7 @@ impl Classifier {
         let delivery = Delivery::new(
             delivery_id.clone(),
             Event::Match,
+            severity,
             body.clone(),
             self.target_keys.len(),
         )

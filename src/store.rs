@@ -144,6 +144,8 @@ impl From<postgres::Error> for StoreError {
 pub struct Claimed {
     pub delivery_id: String,
     pub event: Event,
+    /// What the stored body says: the row's severity, `info` once resolved.
+    pub severity: Severity,
     /// The stored payload, sent as it is.
     pub body: Vec<u8>,
     /// Keys of the targets that already accepted it.
@@ -459,16 +461,21 @@ impl Store {
                       LIMIT $3
                       FOR UPDATE SKIP LOCKED) due
               WHERE a.id = due.id
-          RETURNING a.delivery_id, a.event, a.payload::text, a.delivered_targets",
+          RETURNING a.delivery_id, a.event, a.payload::text, a.delivered_targets, a.severity",
             &[&lease.as_secs_f64(), &max_age.as_secs_f64(), &batch],
             )
         })?;
         Ok(rows
             .iter()
             .filter_map(|r| {
+                let event = Event::parse(r.get(1))?;
                 Some(Claimed {
                     delivery_id: r.get(0),
-                    event: Event::parse(r.get(1))?,
+                    event,
+                    severity: match (event, r.get::<_, Option<&str>>(4)) {
+                        (Event::Match, Some("suspicious")) => Severity::Suspicious,
+                        _ => Severity::Info,
+                    },
                     body: r.get::<_, String>(2).into_bytes(),
                     delivered_targets: r.get(3),
                 })
@@ -520,9 +527,10 @@ impl Store {
              UPDATE public.alerts a
                 SET resolved_at = now(), event = 'resolved', delivered = $1, delivered_targets = '{}',
                     delivered_at = NULL, attempts = 0, last_error = NULL, next_attempt_at = now(),
-                    payload = CASE WHEN a.payload ? 'severity'
-                                   THEN jsonb_set(a.payload, '{severity}', to_jsonb('info'::text))
-                                   ELSE jsonb_set(a.payload, '{event}', to_jsonb('resolved'::text)) END
+                    payload = CASE WHEN a.payload ? 'event'
+                                   THEN jsonb_set(jsonb_set(a.payload, '{event}', to_jsonb('resolved'::text)),
+                                                  '{severity}', to_jsonb('info'::text))
+                                   ELSE jsonb_set(a.payload, '{severity}', to_jsonb('info'::text)) END
                FROM found WHERE a.id = found.id
           RETURNING a.delivery_id",
             &[&observer],

@@ -130,7 +130,13 @@ impl Sweep {
             let owed: Vec<usize> = (0..self.targets.len())
                 .filter(|&i| !c.delivered_targets.contains(&self.targets[i].key))
                 .collect();
-            let mut delivery = Delivery::new(c.delivery_id, c.event, c.body, self.targets.len());
+            let mut delivery = Delivery::new(
+                c.delivery_id,
+                c.event,
+                c.severity,
+                c.body,
+                self.targets.len(),
+            );
             delivery.owed = owed;
             self.metrics.redeliveries.inc();
             if let Err(e) = deliver.try_send(delivery) {

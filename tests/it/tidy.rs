@@ -63,7 +63,7 @@ fn nothing_reads_outside_the_repository() {
             let base = if file_relative { file_dir } else { root };
             let escapes = relative_paths(line)
                 .into_iter()
-                .any(|p| !stays_inside(root, base, &p));
+                .any(|p| !stays_inside(root, base, p));
             if escapes || line.contains(concat!("shared", "/fixtures")) {
                 offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
             }

@@ -663,3 +663,4 @@ fn webhook_loop(
 
 pub mod cluster;
 pub mod service;
+pub mod standard_webhooks;
