@@ -10,6 +10,7 @@
 //! and unknown types; missing or null fields; padded or lowercase serials;
 //! `no_expiration`; float times.
 
+pub use crate::metrics::MessageKind;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -40,24 +41,15 @@ pub enum Peek<'a> {
     Other,
 }
 
-/// The labels under which `certwatch_ct_messages_total` counts messages, in
-/// the order of [`Peek::kind_index`].
-pub const KINDS: [&str; 4] = ["certificate_update", "dns_entries", "heartbeat", "other"];
-
 impl Peek<'_> {
-    /// This message's place in [`KINDS`].
-    pub fn kind_index(&self) -> usize {
+    /// What `certwatch_ct_messages_total` counts this message as.
+    pub fn kind(&self) -> MessageKind {
         match self {
-            Peek::Certificate { .. } => 0,
-            Peek::DnsEntries { .. } => 1,
-            Peek::Heartbeat => 2,
-            Peek::Other => 3,
+            Peek::Certificate { .. } => MessageKind::CertificateUpdate,
+            Peek::DnsEntries { .. } => MessageKind::DnsEntries,
+            Peek::Heartbeat => MessageKind::Heartbeat,
+            Peek::Other => MessageKind::Other,
         }
-    }
-
-    /// The label under which `certwatch_ct_messages_total` counts this message.
-    pub fn kind(&self) -> &'static str {
-        KINDS[self.kind_index()]
     }
 }
 

@@ -12,7 +12,7 @@
 use crate::certstream::{self, Certificate, EntryType, Peek};
 use crate::deliver::Delivery;
 use crate::matcher::{EntryId, WatchList};
-use crate::metrics::Metrics;
+use crate::metrics::{DbOp, Label, MessageKind, Metrics, Queue};
 use crate::payload::{Event, Payload};
 use crate::store::{AlertRow, Store, StoreError};
 use crate::threads::{DelayQueue, Health, unix_now};
@@ -293,7 +293,8 @@ pub struct Classifier {
 
 /// Per-worker cached metric handles and reusable buffers.
 struct WorkerState {
-    by_kind: [IntCounter; 4],
+    /// By `MessageKind::index`.
+    by_kind: Vec<IntCounter>,
     ids: Vec<EntryId>,
     name_ids: Vec<EntryId>,
 }
@@ -306,7 +307,10 @@ pub fn run_worker(
     budget: Arc<QueueBudget>,
 ) {
     let mut state = WorkerState {
-        by_kind: certstream::KINDS.map(|k| cls.metrics.ct_messages.with_label_values(&[k])),
+        by_kind: MessageKind::ALL
+            .iter()
+            .map(|k| cls.metrics.ct_message(*k))
+            .collect(),
         ids: Vec::new(),
         name_ids: Vec::new(),
     };
@@ -315,7 +319,7 @@ pub fn run_worker(
         let _release = ReleaseOnDrop(&budget, batch.len(), bytes);
         // Counted locally and published once per batch, so the workers do not
         // contend on shared counters for every frame.
-        let mut by_kind = [0u64; 4];
+        let mut by_kind = [0u64; MessageKind::ALL.len()];
         let mut parse_errors = 0;
         let now = unix_now();
         for frame in &batch {
@@ -331,7 +335,7 @@ pub fn run_worker(
                 },
             };
             match handle_frame(&cls, &mut state, text, &pending, now) {
-                Some(kind) => by_kind[kind] += 1,
+                Some(kind) => by_kind[kind.index()] += 1,
                 None => parse_errors += 1,
             }
         }
@@ -343,7 +347,7 @@ pub fn run_worker(
         if parse_errors > 0 {
             cls.metrics.ct_parse_errors.inc_by(parse_errors);
         }
-        if by_kind[CERTIFICATE] > 0 {
+        if by_kind[MessageKind::CertificateUpdate.index()] > 0 {
             cls.health.last_ct_event.store(now, Ordering::Relaxed);
             cls.metrics.last_ct_event.set(now);
         }
@@ -360,18 +364,14 @@ impl Drop for ReleaseOnDrop<'_> {
     }
 }
 
-/// Place of `certificate_update` in `certstream::KINDS`.
-const CERTIFICATE: usize = 0;
-
-/// Handles one message; returns its `Peek::kind_index`, or `None` when it is
-/// malformed.
+/// Handles one message; returns its kind, or `None` when it is malformed.
 fn handle_frame(
     cls: &Classifier,
     state: &mut WorkerState,
     text: &str,
     pending: &Sender<Pending>,
     now: i64,
-) -> Option<usize> {
+) -> Option<MessageKind> {
     let peeked = match certstream::peek(text) {
         Ok(p) => p,
         Err(e) => {
@@ -379,7 +379,7 @@ fn handle_frame(
             return None;
         }
     };
-    let kind = peeked.kind_index();
+    let kind = peeked.kind();
     if let Peek::Certificate { all_domains } = peeked {
         classify_names(cls, state, text, &all_domains, pending, now);
     }
@@ -494,7 +494,7 @@ impl Classifier {
         match result {
             Ok(known) => Some(known),
             Err(e) => {
-                self.metrics.db_error("inventory");
+                self.metrics.db_error(DbOp::Inventory);
                 log::warn!("inventory lookup failed: {e}");
                 None
             }
@@ -532,7 +532,7 @@ impl Classifier {
                     let seen = match self.store.seen_for_issuance(&sighting.issuance_key) {
                         Ok(seen) => seen,
                         Err(e) => {
-                            self.metrics.db_error("record");
+                            self.metrics.db_error(DbOp::Record);
                             log::warn!("dedupe lookup failed: {e}");
                             return;
                         }
@@ -549,7 +549,7 @@ impl Classifier {
                     return;
                 }
                 Err(e) => {
-                    self.metrics.db_error("record");
+                    self.metrics.db_error(DbOp::Record);
                     self.health.db_reachable.store(false, Ordering::Relaxed);
                     self.announce(&sighting, severity, &delivery_id);
                     self.hold(sighting, severity, delivery_id, body, e);
@@ -596,10 +596,7 @@ impl Classifier {
                 body,
                 delivered,
             });
-            self.metrics
-                .queue_depth
-                .with_label_values(&["unrecorded"])
-                .set(held.len() as i64);
+            self.metrics.queue(Queue::Unrecorded).set(held.len() as i64);
             drop(held);
             log::warn!(
                 "database unavailable ({error}): alert {delivery_id} held until it can be written"
@@ -642,7 +639,7 @@ impl Classifier {
                             None,
                         )
                     {
-                        self.metrics.db_error("delivery");
+                        self.metrics.db_error(DbOp::Delivery);
                         log::warn!(
                             "held alert {} written but not marked delivered: {e}",
                             item.delivery_id
@@ -663,18 +660,12 @@ impl Classifier {
             .lock()
             .expect("unrecorded lock poisoned")
             .len();
-        self.metrics
-            .queue_depth
-            .with_label_values(&["unrecorded"])
-            .set(left as i64);
+        self.metrics.queue(Queue::Unrecorded).set(left as i64);
         left
     }
 
     fn announce(&self, s: &Sighting, severity: Severity, delivery_id: &str) {
-        self.metrics
-            .alerts
-            .with_label_values(&[severity.as_str()])
-            .inc();
+        self.metrics.alert(severity).inc();
         let what = format!(
             "{} alert {delivery_id}: {} certificate for {:?} (entries {:?}), serial {}, issuer {}, log {}",
             severity.as_str(),
@@ -732,7 +723,7 @@ fn same_names(inventory_sans: &[String], cert: &Certificate) -> bool {
 /// once more, records it, and exits.
 pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>) {
     let mut waiting: DelayQueue<Sighting> = DelayQueue::default();
-    let depth = cls.metrics.queue_depth.with_label_values(&["grace"]);
+    let depth = cls.metrics.queue(Queue::Grace);
     let flush = crossbeam_channel::tick(FLUSH_INTERVAL);
     loop {
         let timer = waiting.timer();

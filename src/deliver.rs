@@ -9,7 +9,7 @@
 //! `delivered = false` with its next attempt time, for the sweep to pick up.
 
 use crate::classify::Severity;
-use crate::metrics::Metrics;
+use crate::metrics::{DbOp, Metrics, Queue, WebhookResult};
 use crate::payload::{self, Event, Signer};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -140,7 +140,7 @@ pub fn agent_config(timeout: Duration, deny_private: bool) -> ureq::config::Conf
 /// gives each delivery still waiting for a retry one last round, within
 /// `DRAIN_BUDGET` of the shutdown.
 pub fn run_deliver(d: Deliverer, input: Receiver<Delivery>) {
-    let depth = d.metrics.queue_depth.with_label_values(&["deliver"]);
+    let depth = d.metrics.queue(Queue::Deliver);
     let mut retries: DelayQueue<Delivery> = DelayQueue::default();
     loop {
         let timer = retries.timer();
@@ -209,12 +209,12 @@ fn round(d: &Deliverer, mut delivery: Delivery) -> Option<Delivery> {
             &delivery.body,
         ) {
             Outcome::Accepted => {
-                d.metrics.webhook.with_label_values(&["success"]).inc();
+                d.metrics.webhook_result(WebhookResult::Success).inc();
                 accepted.push(target.key.clone());
                 false
             }
             Outcome::Failed { error, retry_after } => {
-                d.metrics.webhook.with_label_values(&["failure"]).inc();
+                d.metrics.webhook_result(WebhookResult::Failure).inc();
                 delivery.retry_after = delivery.retry_after.max(retry_after);
                 errors.push(format!("{}: {error}", target.label));
                 true
@@ -242,7 +242,7 @@ fn round(d: &Deliverer, mut delivery: Delivery) -> Option<Delivery> {
         error.as_deref(),
         next_redelivery,
     ) {
-        d.metrics.db_error("delivery");
+        d.metrics.db_error(DbOp::Delivery);
         log::warn!(
             "alert {}: delivery state not recorded: {e}",
             delivery.delivery_id

@@ -219,7 +219,7 @@ fn pipeline(
                 return Err(Error::Schema(StoreError::Schema(e)));
             }
             Err(e) => {
-                metrics.db_error("connect");
+                metrics.db_error(crate::metrics::DbOp::Connect);
                 health.db_reachable.store(false, Ordering::SeqCst);
                 log::warn!(
                     "database unreachable, retrying in {}s: {e}",

@@ -9,7 +9,7 @@
 
 use crate::deliver::{Delivery, Target};
 use crate::matcher::{WatchList, WatchListBuilder};
-use crate::metrics::Metrics;
+use crate::metrics::{DbOp, Metrics};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::threads::Health;
@@ -54,7 +54,7 @@ impl WatchRefresher {
         let started = Instant::now();
         let mut builder = WatchListBuilder::with_capacity(self.watch.load().len());
         if let Err(e) = self.store.for_each_watch_entry(|fqdn| builder.add(fqdn)) {
-            self.metrics.db_error("watch_refresh");
+            self.metrics.db_error(DbOp::WatchRefresh);
             self.health.db_reachable.store(false, Ordering::SeqCst);
             return Err(e);
         }
@@ -110,7 +110,7 @@ impl Sweep {
                 self.metrics.reclassified.inc_by(resolved.len() as u64);
             }
             Err(e) => {
-                self.metrics.db_error("sweep");
+                self.metrics.db_error(DbOp::Sweep);
                 log::warn!("reconciliation failed: {e}");
             }
         }
@@ -121,7 +121,7 @@ impl Sweep {
         {
             Ok(claimed) => claimed,
             Err(e) => {
-                self.metrics.db_error("sweep");
+                self.metrics.db_error(DbOp::Sweep);
                 log::warn!("redelivery sweep failed: {e}");
                 return;
             }
@@ -148,7 +148,7 @@ impl Sweep {
         }
         match self.store.undelivered(self.max_age) {
             Ok(n) => self.metrics.undelivered.set(n),
-            Err(_) => self.metrics.db_error("sweep"),
+            Err(_) => self.metrics.db_error(DbOp::Sweep),
         }
     }
 }
@@ -191,7 +191,7 @@ pub fn run_timer(mut t: Timer) {
                     );
                 }
                 Err(e) => {
-                    t.refresher.metrics.db_error("cleanup");
+                    t.refresher.metrics.db_error(DbOp::Cleanup);
                     log::warn!("cleanup failed: {e}");
                 }
             }
