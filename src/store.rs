@@ -7,7 +7,7 @@
 //! none is held across anything but its own query.
 
 use crate::certstream::EntryType;
-use crate::classify::{SeenCerts, Severity, Sighting};
+use crate::classify::{SeenCert, SeenCerts, Severity, Sighting};
 use crate::payload::Event;
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
@@ -339,11 +339,12 @@ impl Store {
                  issuance_key, collision_fingerprint, delivery_id, severity, entry_type,
                  fingerprint_sha1, matched_entries, matched_sans, all_sans, issuer_o, issuer_cn,
                  not_before, not_after, lifetime_days, source_log, source_url, cert_link,
-                 cert_index, serial, update_type, seen_at, payload, event, next_attempt_at)
+                 cert_index, serial, update_type, seen_at, payload, event, next_attempt_at,
+                 issuer_key_id, subject_key_id, issuer_dn)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
                      to_timestamp($12), to_timestamp($13), $14, $15, $16, $17,
                      $18, $19, $20, to_timestamp($21), $22::text::jsonb, 'match',
-                     now() + make_interval(secs => $23))
+                     now() + make_interval(secs => $23), $24, $25, $26)
              ON CONFLICT (issuance_key, collision_fingerprint) DO NOTHING
              RETURNING id",
                 &[
@@ -370,6 +371,9 @@ impl Store {
                     &seen_at,
                     &body,
                     &FIRST_DELIVERY_LEASE.as_secs_f64(),
+                    &c.issuer_key_id,
+                    &c.subject_key_id,
+                    &c.issuer_dn,
                 ],
             )
         })?;
@@ -380,7 +384,8 @@ impl Store {
     pub fn seen_for_issuance(&self, key: &str) -> Result<SeenCerts, StoreError> {
         let rows = self.run(|conn| {
             conn.query(
-                "SELECT entry_type, fingerprint_sha1 FROM public.alerts WHERE issuance_key = $1",
+                "SELECT entry_type, fingerprint_sha1, issuer_key_id, issuer_dn, issuer_o, subject_key_id
+                   FROM public.alerts WHERE issuance_key = $1",
                 &[&key],
             )
         })?;
@@ -393,7 +398,14 @@ impl Store {
                 } else {
                     EntryType::X509
                 };
-                (entry_type, r.get(1))
+                SeenCert {
+                    entry_type: Some(entry_type),
+                    fingerprint: r.get(1),
+                    issuer_key_id: r.get(2),
+                    issuer_dn: r.get(3),
+                    issuer_o: r.get(4),
+                    subject_key_id: r.get(5),
+                }
             })
             .collect())
     }
@@ -592,7 +604,8 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
             AND (SELECT count(*) FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at',
-                                        'event', 'delivered_targets', 'redeliveries', 'resolved_at')) = 8
+                                        'event', 'delivered_targets', 'redeliveries', 'resolved_at',
+                                        'issuer_key_id', 'subject_key_id', 'issuer_dn')) = 11
             AND (SELECT data_type FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name = 'seen_at') = 'timestamp with time zone'",
