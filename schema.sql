@@ -48,6 +48,10 @@ ALTER TABLE public.alerts
     ADD COLUMN IF NOT EXISTS all_sans text[],
     ADD COLUMN IF NOT EXISTS issuer_o text,
     ADD COLUMN IF NOT EXISTS issuer_cn text,
+    -- What deduplication compares between certificates of one issuance key.
+    ADD COLUMN IF NOT EXISTS issuer_key_id text,
+    ADD COLUMN IF NOT EXISTS subject_key_id text,
+    ADD COLUMN IF NOT EXISTS issuer_dn text,
     ADD COLUMN IF NOT EXISTS not_before timestamptz,
     ADD COLUMN IF NOT EXISTS not_after timestamptz,
     ADD COLUMN IF NOT EXISTS lifetime_days double precision,

@@ -6,10 +6,27 @@
 //! certificate whose names match the watch list goes through `parse_certificate`,
 //! which reads the fields classification and alerts need into an owned
 //! `Certificate`. Every spelling listed in `certstream-format.md` is accepted:
-//! Go, Elixir and Python servers; full, lite and domains-only streams; heartbeats
-//! and unknown types; missing or null fields; padded or lowercase serials;
-//! `no_expiration`; float times.
+//! Go, Elixir, Python and Rust servers; full, lite and domains-only streams;
+//! heartbeats and unknown types; missing or null fields; padded or lowercase
+//! serials; `no_expiration`; float times.
+//!
+//! Dialect notes, where the servers differ in what certwatch reads:
+//!
+//! - The log's own time of the entry: certstream-server-go puts it in
+//!   `data.source.timestamp`, reloading01/certstream-server-rust in
+//!   `data.submission_timestamp` (both float seconds); the others have none.
+//! - certstream-server-rust (v1.5): text frames without a trailing newline
+//!   (releases before 1.5 sent binary frames); `source` is only `{name, url}`, the
+//!   URL without a trailing slash; serials printed byte-wise with leading zeros
+//!   (`0F`); `keyid:` key ids in lower case, on the subject key identifier too;
+//!   chain certificates without `as_der` (a PSC precertificate's chain has three,
+//!   the PSC first); `all_domains` is the CN first, then the SANs in certificate
+//!   order, exact duplicates removed, `[]` for a CA certificate logged as a leaf;
+//!   heartbeats `{"message_type":"heartbeat"}` (no timestamp) on connect and every
+//!   30 s; the server pings every 15 s and drops a client after 45 s without a
+//!   pong (tungstenite answers pings as frames are read).
 
+pub use crate::metrics::MessageKind;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -40,24 +57,15 @@ pub enum Peek<'a> {
     Other,
 }
 
-/// The labels under which `certwatch_ct_messages_total` counts messages, in
-/// the order of [`Peek::kind_index`].
-pub const KINDS: [&str; 4] = ["certificate_update", "dns_entries", "heartbeat", "other"];
-
 impl Peek<'_> {
-    /// This message's place in [`KINDS`].
-    pub fn kind_index(&self) -> usize {
+    /// What `certwatch_ct_messages_total` counts this message as.
+    pub fn kind(&self) -> MessageKind {
         match self {
-            Peek::Certificate { .. } => 0,
-            Peek::DnsEntries { .. } => 1,
-            Peek::Heartbeat => 2,
-            Peek::Other => 3,
+            Peek::Certificate { .. } => MessageKind::CertificateUpdate,
+            Peek::DnsEntries { .. } => MessageKind::DnsEntries,
+            Peek::Heartbeat => MessageKind::Heartbeat,
+            Peek::Other => MessageKind::Other,
         }
-    }
-
-    /// The label under which `certwatch_ct_messages_total` counts this message.
-    pub fn kind(&self) -> &'static str {
-        KINDS[self.kind_index()]
     }
 }
 
@@ -230,9 +238,13 @@ pub struct Certificate {
     /// The issuing CA's key id (normalised authorityKeyIdentifier), rewritten past
     /// a precertificate signing certificate when the chain shows one.
     pub issuer_key_id: Option<String>,
+    /// The leaf's own subject key identifier, normalised like key ids: the same
+    /// on a precertificate and its final certificate.
+    pub subject_key_id: Option<String>,
     pub source_name: Option<String>,
     pub source_url: Option<String>,
-    /// The log's own timestamp of the entry, in milliseconds, when the feed has it.
+    /// The log's own timestamp of the entry, in milliseconds, when the feed has it
+    /// (`source.timestamp` on the Go server, `submission_timestamp` on the Rust one).
     pub source_timestamp_ms: Option<i64>,
     pub cert_link: Option<String>,
     pub cert_index: Option<u64>,
@@ -279,6 +291,10 @@ pub fn parse_certificate(frame: &str) -> Result<Certificate, ParseError> {
         (true, Some(signer)) => precert_signer_key_id(leaf_aki.as_deref(), signer).or(leaf_aki),
         _ => leaf_aki,
     };
+    let subject_key_id = extensions
+        .subject_key_identifier
+        .as_deref()
+        .and_then(normalize_key_id);
     let source = data.source.unwrap_or_default();
     Ok(Certificate {
         entry_type,
@@ -311,9 +327,14 @@ pub fn parse_certificate(frame: &str) -> Result<Certificate, ParseError> {
         issuer_cn: non_empty(issuer.cn),
         issuer_dn: non_empty(issuer.aggregated),
         issuer_key_id,
+        subject_key_id,
         source_name: non_empty(source.name),
         source_url: non_empty(source.url),
-        source_timestamp_ms: source.timestamp.map(|t| (t * 1000.0).round() as i64),
+        source_timestamp_ms: source
+            .timestamp
+            .or(data.submission_timestamp)
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .map(|t| (t * 1000.0).round() as i64),
         cert_link: non_empty(data.cert_link),
         cert_index: data.cert_index,
         seen: data.seen,
@@ -417,6 +438,9 @@ struct CertData<'a> {
     cert_link: Option<Cow<'a, str>>,
     #[serde(default)]
     seen: Option<f64>,
+    /// The log's time of the entry (certstream-server-rust).
+    #[serde(default)]
+    submission_timestamp: Option<f64>,
     #[serde(borrow, default)]
     source: Option<Source<'a>>,
     #[serde(borrow, default)]

@@ -12,7 +12,7 @@
 use crate::certstream::{self, Certificate, EntryType, Peek};
 use crate::deliver::Delivery;
 use crate::matcher::{EntryId, WatchList};
-use crate::metrics::Metrics;
+use crate::metrics::{DbOp, Label, MessageKind, Metrics, Queue};
 use crate::payload::{Event, Payload};
 use crate::store::{AlertRow, Store, StoreError};
 use crate::threads::{DelayQueue, Health, unix_now};
@@ -147,22 +147,40 @@ impl Sighting {
     }
 }
 
-/// The issuance key: issuer key id (else issuer DN), normalised serial, validity
-/// and sorted lower-case names. A precertificate and its final certificate share it.
+/// The issuance key: normalised serial, validity and sorted lower-case names.
+/// A precertificate and its final certificate share it, also when a
+/// precertificate signing certificate (PSC) signed the precertificate and the
+/// lite stream does not say which CA is above it; so do the full and the lite
+/// stream. The issuer is left out of the key and compared by [`verdict`]: a
+/// certificate from another CA with the same serial, validity and names meets
+/// the first under this key and alerts as a collision.
 pub fn issuance_key(cert: &Certificate) -> String {
+    identity_hash("certwatch-issuance-v2", None, cert)
+}
+
+/// The issuance key of certwatch before 0.1 (issuer key id, else issuer DN, in
+/// the hash): what rows written by an older version carry. Checked once per new
+/// alert so that an upgrade does not alert again for what was just alerted.
+pub fn legacy_issuance_key(cert: &Certificate) -> String {
     let issuer = cert
         .issuer_key_id
         .as_deref()
         .or(cert.issuer_dn.as_deref())
         .unwrap_or("");
+    identity_hash("certwatch-issuance-v1", Some(issuer), cert)
+}
+
+fn identity_hash(version: &str, issuer: Option<&str>, cert: &Certificate) -> String {
     let mut hasher = Sha256::new();
-    for part in [
-        "certwatch-issuance-v1",
-        issuer,
-        cert.serial.as_deref().unwrap_or(""),
-        &cert.not_before.map_or(String::new(), |t| t.to_string()),
-        &cert.not_after.map_or(String::new(), |t| t.to_string()),
-    ] {
+    let mut parts = vec![version];
+    parts.extend(issuer);
+    let validity = [
+        cert.not_before.map_or(String::new(), |t| t.to_string()),
+        cert.not_after.map_or(String::new(), |t| t.to_string()),
+    ];
+    parts.push(cert.serial.as_deref().unwrap_or(""));
+    parts.extend(validity.iter().map(String::as_str));
+    for part in parts {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
@@ -173,8 +191,63 @@ pub fn issuance_key(cert: &Certificate) -> String {
     crate::payload::hex_lower(&hasher.finalize())
 }
 
-/// The certificates seen for one issuance key: entry type and fingerprint.
-pub type SeenCerts = Vec<(EntryType, Option<String>)>;
+/// What deduplication remembers of a certificate seen for an issuance key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenCert {
+    pub entry_type: Option<EntryType>,
+    /// SHA-1 fingerprint, `None` for a tiled precertificate.
+    pub fingerprint: Option<String>,
+    /// The issuing CA's key id (past a PSC when the chain shows one).
+    pub issuer_key_id: Option<String>,
+    pub issuer_dn: Option<String>,
+    pub issuer_o: Option<String>,
+    /// The leaf's own subject key identifier.
+    pub subject_key_id: Option<String>,
+}
+
+impl SeenCert {
+    pub fn of(cert: &Certificate) -> SeenCert {
+        SeenCert {
+            entry_type: Some(cert.entry_type),
+            fingerprint: cert.fingerprint_sha1.clone(),
+            issuer_key_id: cert.issuer_key_id.clone(),
+            issuer_dn: cert.issuer_dn.clone(),
+            issuer_o: cert.issuer_o.clone(),
+            subject_key_id: cert.subject_key_id.clone(),
+        }
+    }
+}
+
+/// The certificates seen for one issuance key.
+pub type SeenCerts = Vec<SeenCert>;
+
+/// Whether two certificates of one issuance key come from the same CA: the same
+/// issuer key id (else the same issuer DN; nothing to compare counts as the
+/// same), or a precertificate/final pair across a PSC as the lite stream shows
+/// it: the precertificate names the PSC, the final certificate the CA above it,
+/// and both carry the same leaf subject key identifier and issuer organisation.
+pub fn same_issuer(a: &SeenCert, b: &SeenCert) -> bool {
+    let direct = match (&a.issuer_key_id, &b.issuer_key_id) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (&a.issuer_dn, &b.issuer_dn) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        },
+    };
+    direct || psc_pair(a, b)
+}
+
+fn psc_pair(a: &SeenCert, b: &SeenCert) -> bool {
+    let types = matches!(
+        (a.entry_type, b.entry_type),
+        (Some(EntryType::Precert), Some(EntryType::X509))
+            | (Some(EntryType::X509), Some(EntryType::Precert))
+    );
+    let both_equal = |x: &Option<String>, y: &Option<String>| x.is_some() && x == y;
+    types
+        && both_equal(&a.subject_key_id, &b.subject_key_id)
+        && both_equal(&a.issuer_o, &b.issuer_o)
+}
 
 /// What a certificate is relative to what was already seen for its issuance key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,26 +257,28 @@ pub enum Verdict {
     /// The same certificate again (another log), or the other half of a
     /// precertificate/final pair: no new alert.
     Copy,
-    /// Another certificate of the same entry type with another fingerprint: alerts.
+    /// Another certificate of the same entry type with another fingerprint, or
+    /// one from another CA: alerts.
     Collision,
 }
 
-/// Decides the verdict for `(entry_type, fingerprint)` given what was seen for its
-/// key. A missing fingerprint (tiled precertificate) cannot tell certificates apart,
-/// so it counts as a copy of any certificate of its type.
-pub fn verdict(
-    seen: &[(EntryType, Option<String>)],
-    entry_type: EntryType,
-    fp: Option<&str>,
-) -> Verdict {
+/// Decides the verdict for `cand` given what was seen for its key. Only
+/// certificates of the same issuer ([`same_issuer`]) can be copies; none of them
+/// makes a collision. Among them, a missing fingerprint (tiled precertificate)
+/// cannot tell certificates apart, so it counts as a copy of any certificate of
+/// its type.
+pub fn verdict(seen: &[SeenCert], cand: &SeenCert) -> Verdict {
     if seen.is_empty() {
         return Verdict::New;
     }
-    let same_type = seen.iter().filter(|(e, _)| *e == entry_type);
+    let mut related = seen.iter().filter(|s| same_issuer(s, cand)).peekable();
+    if related.peek().is_none() {
+        return Verdict::Collision;
+    }
     let mut any_same_type = false;
-    for (_, seen_fp) in same_type {
+    for s in related.filter(|s| s.entry_type == cand.entry_type) {
         any_same_type = true;
-        match (seen_fp.as_deref(), fp) {
+        match (s.fingerprint.as_deref(), cand.fingerprint.as_deref()) {
             (Some(a), Some(b)) if a != b => {}
             _ => return Verdict::Copy,
         }
@@ -213,6 +288,18 @@ pub fn verdict(
     } else {
         Verdict::Copy
     }
+}
+
+/// What sets a colliding certificate's row apart (`collision_fingerprint`): its
+/// SHA-1 fingerprint, else its SHA-256, else its issuer.
+pub fn collision_id(cert: &Certificate) -> String {
+    cert.fingerprint_sha1
+        .clone()
+        .or_else(|| cert.sha256.clone())
+        .unwrap_or_else(|| {
+            let issuer = cert.issuer_key_id.as_deref().or(cert.issuer_dn.as_deref());
+            format!("issuer:{}", issuer.unwrap_or("?"))
+        })
 }
 
 /// The in-memory deduplication: the last `DEDUPE_CAPACITY` issuance keys with the
@@ -234,18 +321,21 @@ impl Default for Dedupe {
 impl Dedupe {
     /// Records the certificate and returns its verdict, atomically, so two workers
     /// holding copies from two logs cannot both see `New`.
-    pub fn observe(&self, key: &str, entry_type: EntryType, fp: Option<&str>) -> (Verdict, usize) {
+    pub fn observe(&self, key: &str, cert: SeenCert) -> (Verdict, usize) {
         let mut seen = self.seen.lock().expect("dedupe lock poisoned");
         let verdict = match seen.get_mut(key) {
             Some(list) => {
-                let v = verdict(list, entry_type, fp);
-                if v != Verdict::Copy || !list.iter().any(|(e, _)| *e == entry_type) {
-                    list.push((entry_type, fp.map(str::to_string)));
+                let v = verdict(list, &cert);
+                let type_known = list
+                    .iter()
+                    .any(|s| s.entry_type == cert.entry_type && same_issuer(s, &cert));
+                if v != Verdict::Copy || !type_known {
+                    list.push(cert);
                 }
                 v
             }
             None => {
-                seen.put(key.to_string(), vec![(entry_type, fp.map(str::to_string))]);
+                seen.put(key.to_string(), vec![cert]);
                 Verdict::New
             }
         };
@@ -293,7 +383,8 @@ pub struct Classifier {
 
 /// Per-worker cached metric handles and reusable buffers.
 struct WorkerState {
-    by_kind: [IntCounter; 4],
+    /// By `MessageKind::index`.
+    by_kind: Vec<IntCounter>,
     ids: Vec<EntryId>,
     name_ids: Vec<EntryId>,
 }
@@ -306,7 +397,10 @@ pub fn run_worker(
     budget: Arc<QueueBudget>,
 ) {
     let mut state = WorkerState {
-        by_kind: certstream::KINDS.map(|k| cls.metrics.ct_messages.with_label_values(&[k])),
+        by_kind: MessageKind::ALL
+            .iter()
+            .map(|k| cls.metrics.ct_message(*k))
+            .collect(),
         ids: Vec::new(),
         name_ids: Vec::new(),
     };
@@ -315,7 +409,7 @@ pub fn run_worker(
         let _release = ReleaseOnDrop(&budget, batch.len(), bytes);
         // Counted locally and published once per batch, so the workers do not
         // contend on shared counters for every frame.
-        let mut by_kind = [0u64; 4];
+        let mut by_kind = [0u64; MessageKind::ALL.len()];
         let mut parse_errors = 0;
         let now = unix_now();
         for frame in &batch {
@@ -331,7 +425,7 @@ pub fn run_worker(
                 },
             };
             match handle_frame(&cls, &mut state, text, &pending, now) {
-                Some(kind) => by_kind[kind] += 1,
+                Some(kind) => by_kind[kind.index()] += 1,
                 None => parse_errors += 1,
             }
         }
@@ -343,7 +437,7 @@ pub fn run_worker(
         if parse_errors > 0 {
             cls.metrics.ct_parse_errors.inc_by(parse_errors);
         }
-        if by_kind[CERTIFICATE] > 0 {
+        if by_kind[MessageKind::CertificateUpdate.index()] > 0 {
             cls.health.last_ct_event.store(now, Ordering::Relaxed);
             cls.metrics.last_ct_event.set(now);
         }
@@ -360,18 +454,14 @@ impl Drop for ReleaseOnDrop<'_> {
     }
 }
 
-/// Place of `certificate_update` in `certstream::KINDS`.
-const CERTIFICATE: usize = 0;
-
-/// Handles one message; returns its `Peek::kind_index`, or `None` when it is
-/// malformed.
+/// Handles one message; returns its kind, or `None` when it is malformed.
 fn handle_frame(
     cls: &Classifier,
     state: &mut WorkerState,
     text: &str,
     pending: &Sender<Pending>,
     now: i64,
-) -> Option<usize> {
+) -> Option<MessageKind> {
     let peeked = match certstream::peek(text) {
         Ok(p) => p,
         Err(e) => {
@@ -379,7 +469,7 @@ fn handle_frame(
             return None;
         }
     };
-    let kind = peeked.kind_index();
+    let kind = peeked.kind();
     if let Peek::Certificate { all_domains } = peeked {
         classify_names(cls, state, text, &all_domains, pending, now);
     }
@@ -429,11 +519,7 @@ fn classify_names(
     let mut matched_sans: Vec<String> = matched_sans.into_iter().map(str::to_string).collect();
     matched_sans.dedup();
     let issuance_key = issuance_key(&cert);
-    let (verdict, cache_size) = cls.dedupe.observe(
-        &issuance_key,
-        cert.entry_type,
-        cert.fingerprint_sha1.as_deref(),
-    );
+    let (verdict, cache_size) = cls.dedupe.observe(&issuance_key, SeenCert::of(&cert));
     cls.metrics.dedupe_cache_size.set(cache_size as i64);
     let collision_fingerprint = match verdict {
         Verdict::Copy => {
@@ -447,7 +533,7 @@ fn classify_names(
                 cert.entry_type.as_str(),
                 cert.serial.as_deref().unwrap_or("?")
             );
-            cert.fingerprint_sha1.clone().unwrap_or_default()
+            collision_id(&cert)
         }
     };
     let sighting = Sighting {
@@ -494,7 +580,7 @@ impl Classifier {
         match result {
             Ok(known) => Some(known),
             Err(e) => {
-                self.metrics.db_error("inventory");
+                self.metrics.db_error(DbOp::Inventory);
                 log::warn!("inventory lookup failed: {e}");
                 None
             }
@@ -505,6 +591,9 @@ impl Classifier {
     /// (restart, second replica) is not alerted again, unless it turns out to be a
     /// colliding certificate.
     fn record(&self, mut sighting: Sighting, severity: Severity) {
+        if sighting.collision_fingerprint.is_empty() && self.alerted_before_upgrade(&sighting) {
+            return;
+        }
         loop {
             let delivery_id = sighting.delivery_id();
             let body = self.payload.body(&sighting, severity);
@@ -521,6 +610,7 @@ impl Classifier {
                     self.dispatch(Delivery::new(
                         delivery_id,
                         Event::Match,
+                        severity,
                         body,
                         self.target_keys.len(),
                     ));
@@ -531,30 +621,46 @@ impl Classifier {
                     let seen = match self.store.seen_for_issuance(&sighting.issuance_key) {
                         Ok(seen) => seen,
                         Err(e) => {
-                            self.metrics.db_error("record");
+                            self.metrics.db_error(DbOp::Record);
                             log::warn!("dedupe lookup failed: {e}");
                             return;
                         }
                     };
-                    let fp = sighting.cert.fingerprint_sha1.as_deref();
-                    if verdict(&seen, sighting.cert.entry_type, fp) != Verdict::Collision {
+                    if verdict(&seen, &SeenCert::of(&sighting.cert)) != Verdict::Collision {
                         log::debug!("issuance {} already alerted", sighting.issuance_key);
                         return;
                     }
-                    sighting.collision_fingerprint = fp.unwrap_or_default().to_string();
+                    sighting.collision_fingerprint = collision_id(&sighting.cert);
                 }
                 Ok(None) => {
                     log::debug!("collision {} already alerted", sighting.delivery_id());
                     return;
                 }
                 Err(e) => {
-                    self.metrics.db_error("record");
+                    self.metrics.db_error(DbOp::Record);
                     self.health.db_reachable.store(false, Ordering::Relaxed);
                     self.announce(&sighting, severity, &delivery_id);
                     self.hold(sighting, severity, delivery_id, body, e);
                     return;
                 }
             }
+        }
+    }
+
+    /// Whether a row written by a version before issuance key v2 (issuer in the
+    /// key) already alerted this certificate or its other half: then a restart
+    /// onto this version does not alert it again.
+    fn alerted_before_upgrade(&self, sighting: &Sighting) -> bool {
+        let legacy = legacy_issuance_key(&sighting.cert);
+        match self.store.seen_for_issuance(&legacy) {
+            Ok(seen) if !seen.is_empty() => {
+                let copy = verdict(&seen, &SeenCert::of(&sighting.cert)) == Verdict::Copy;
+                if copy {
+                    log::debug!("issuance {legacy} was alerted before the upgrade");
+                }
+                copy
+            }
+            _ => false,
         }
     }
 
@@ -572,6 +678,7 @@ impl Classifier {
         let delivery = Delivery::new(
             delivery_id.clone(),
             Event::Match,
+            severity,
             body.clone(),
             self.target_keys.len(),
         )
@@ -594,10 +701,7 @@ impl Classifier {
                 body,
                 delivered,
             });
-            self.metrics
-                .queue_depth
-                .with_label_values(&["unrecorded"])
-                .set(held.len() as i64);
+            self.metrics.queue(Queue::Unrecorded).set(held.len() as i64);
             drop(held);
             log::warn!(
                 "database unavailable ({error}): alert {delivery_id} held until it can be written"
@@ -640,7 +744,7 @@ impl Classifier {
                             None,
                         )
                     {
-                        self.metrics.db_error("delivery");
+                        self.metrics.db_error(DbOp::Delivery);
                         log::warn!(
                             "held alert {} written but not marked delivered: {e}",
                             item.delivery_id
@@ -661,18 +765,12 @@ impl Classifier {
             .lock()
             .expect("unrecorded lock poisoned")
             .len();
-        self.metrics
-            .queue_depth
-            .with_label_values(&["unrecorded"])
-            .set(left as i64);
+        self.metrics.queue(Queue::Unrecorded).set(left as i64);
         left
     }
 
     fn announce(&self, s: &Sighting, severity: Severity, delivery_id: &str) {
-        self.metrics
-            .alerts
-            .with_label_values(&[severity.as_str()])
-            .inc();
+        self.metrics.alert(severity).inc();
         let what = format!(
             "{} alert {delivery_id}: {} certificate for {:?} (entries {:?}), serial {}, issuer {}, log {}",
             severity.as_str(),
@@ -730,7 +828,7 @@ fn same_names(inventory_sans: &[String], cert: &Certificate) -> bool {
 /// once more, records it, and exits.
 pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>) {
     let mut waiting: DelayQueue<Sighting> = DelayQueue::default();
-    let depth = cls.metrics.queue_depth.with_label_values(&["grace"]);
+    let depth = cls.metrics.queue(Queue::Grace);
     let flush = crossbeam_channel::tick(FLUSH_INTERVAL);
     loop {
         let timer = waiting.timer();
@@ -785,10 +883,6 @@ impl Classifier {
 mod tests {
     use super::*;
 
-    fn fp(s: &str) -> Option<String> {
-        Some(s.to_string())
-    }
-
     #[test]
     fn the_queue_budget_bounds_frames_and_bytes() {
         let budget = QueueBudget::new(3, 100);
@@ -804,56 +898,146 @@ mod tests {
         assert!(!budget.try_reserve(1), "100 bytes are taken");
     }
 
+    /// A certificate from CA `ca` (key id, DN and organisation derived from it).
+    fn seen(t: EntryType, f: Option<&str>, ca: &str) -> SeenCert {
+        SeenCert {
+            entry_type: Some(t),
+            fingerprint: f.map(str::to_string),
+            issuer_key_id: Some(format!("{ca}-key")),
+            issuer_dn: Some(format!("/CN={ca}")),
+            issuer_o: Some(format!("{ca} org")),
+            subject_key_id: Some("leaf-key".into()),
+        }
+    }
+
     #[test]
     fn verdicts() {
         use EntryType::{Precert, X509};
-        assert_eq!(verdict(&[], X509, Some("a")), Verdict::New);
-        assert_eq!(verdict(&[(X509, fp("a"))], X509, Some("a")), Verdict::Copy);
+        let c = |t, f| seen(t, f, "ca");
+        assert_eq!(verdict(&[], &c(X509, Some("a"))), Verdict::New);
         assert_eq!(
-            verdict(&[(Precert, fp("p"))], X509, Some("a")),
+            verdict(&[c(X509, Some("a"))], &c(X509, Some("a"))),
             Verdict::Copy
         );
         assert_eq!(
-            verdict(&[(X509, fp("a"))], Precert, Some("p")),
+            verdict(&[c(Precert, Some("p"))], &c(X509, Some("a"))),
             Verdict::Copy
         );
         assert_eq!(
-            verdict(&[(X509, fp("a"))], X509, Some("b")),
+            verdict(&[c(X509, Some("a"))], &c(Precert, Some("p"))),
+            Verdict::Copy
+        );
+        assert_eq!(
+            verdict(&[c(X509, Some("a"))], &c(X509, Some("b"))),
             Verdict::Collision
         );
         assert_eq!(
-            verdict(&[(Precert, fp("p"))], Precert, Some("q")),
+            verdict(&[c(Precert, Some("p"))], &c(Precert, Some("q"))),
             Verdict::Collision
         );
         assert_eq!(
-            verdict(&[(Precert, None)], Precert, Some("q")),
+            verdict(&[c(Precert, None)], &c(Precert, Some("q"))),
             Verdict::Copy
         );
-        assert_eq!(verdict(&[(Precert, fp("p"))], Precert, None), Verdict::Copy);
         assert_eq!(
-            verdict(&[(X509, fp("a")), (X509, fp("b"))], X509, Some("b")),
+            verdict(&[c(Precert, Some("p"))], &c(Precert, None)),
+            Verdict::Copy
+        );
+        assert_eq!(
+            verdict(
+                &[c(X509, Some("a")), c(X509, Some("b"))],
+                &c(X509, Some("b"))
+            ),
             Verdict::Copy
         );
     }
 
     #[test]
-    fn dedupe_is_bounded_and_remembers_collisions() {
-        let d = Dedupe::default();
+    fn another_ca_is_a_collision_and_a_psc_pair_is_not() {
+        use EntryType::{Precert, X509};
+        let ours = seen(X509, Some("a"), "ca");
+        // Another CA reusing serial, validity and names: its own alert, whatever
+        // its type and even without a fingerprint.
+        for other in [
+            seen(X509, Some("b"), "other"),
+            seen(Precert, Some("p"), "other"),
+            seen(Precert, None, "other"),
+        ] {
+            assert_eq!(
+                verdict(std::slice::from_ref(&ours), &other),
+                Verdict::Collision,
+                "{other:?}"
+            );
+        }
+        // The lite stream's precertificate through a PSC names the PSC: another
+        // key id and DN, same organisation and leaf key: the other half.
+        let mut psc_precert = seen(Precert, Some("p"), "ca");
+        psc_precert.issuer_key_id = Some("psc-key".into());
+        psc_precert.issuer_dn = Some("/CN=ca Precertificate Signing".into());
         assert_eq!(
-            d.observe("k", EntryType::Precert, Some("p")).0,
-            Verdict::New
+            verdict(std::slice::from_ref(&ours), &psc_precert),
+            Verdict::Copy
         );
-        assert_eq!(d.observe("k", EntryType::X509, Some("f")).0, Verdict::Copy);
-        assert_eq!(d.observe("k", EntryType::X509, Some("f")).0, Verdict::Copy);
         assert_eq!(
-            d.observe("k", EntryType::X509, Some("g")).0,
+            verdict(std::slice::from_ref(&psc_precert), &ours),
+            Verdict::Copy
+        );
+        // ... but not with another leaf key or another organisation, nor two of
+        // one type.
+        let mut other_leaf = psc_precert.clone();
+        other_leaf.subject_key_id = Some("their-key".into());
+        assert_eq!(
+            verdict(std::slice::from_ref(&ours), &other_leaf),
             Verdict::Collision
         );
-        assert_eq!(d.observe("k", EntryType::X509, Some("g")).0, Verdict::Copy);
+        let mut other_org = psc_precert.clone();
+        other_org.issuer_o = Some("elsewhere".into());
+        assert_eq!(
+            verdict(std::slice::from_ref(&ours), &other_org),
+            Verdict::Collision
+        );
+        let mut no_leaf_key = psc_precert.clone();
+        no_leaf_key.subject_key_id = None;
+        assert_eq!(
+            verdict(std::slice::from_ref(&ours), &no_leaf_key),
+            Verdict::Collision
+        );
+        let mut other_final = ours.clone();
+        other_final.issuer_key_id = Some("psc-key".into());
+        other_final.issuer_dn = Some("/CN=ca Precertificate Signing".into());
+        assert_eq!(
+            verdict(std::slice::from_ref(&ours), &other_final),
+            Verdict::Collision
+        );
+        // A final certificate from another CA after the PSC pair: still alerts.
+        assert_eq!(
+            verdict(&[psc_precert, ours], &seen(X509, Some("x"), "other")),
+            Verdict::Collision
+        );
+    }
+
+    #[test]
+    fn dedupe_is_bounded_and_remembers_collisions() {
+        use EntryType::{Precert, X509};
+        let d = Dedupe::default();
+        let c = |t, f| seen(t, Some(f), "ca");
+        assert_eq!(d.observe("k", c(Precert, "p")).0, Verdict::New);
+        assert_eq!(d.observe("k", c(X509, "f")).0, Verdict::Copy);
+        assert_eq!(d.observe("k", c(X509, "f")).0, Verdict::Copy);
+        assert_eq!(d.observe("k", c(X509, "g")).0, Verdict::Collision);
+        assert_eq!(d.observe("k", c(X509, "g")).0, Verdict::Copy);
+        assert_eq!(
+            d.observe("k", seen(X509, Some("h"), "other")).0,
+            Verdict::Collision
+        );
+        assert_eq!(
+            d.observe("k", seen(X509, Some("h"), "other")).0,
+            Verdict::Copy
+        );
         for i in 0..DEDUPE_CAPACITY + 10 {
-            d.observe(&format!("key{i}"), EntryType::X509, None);
+            d.observe(&format!("key{i}"), seen(X509, None, "ca"));
         }
-        let (v, size) = d.observe("k", EntryType::X509, Some("f"));
+        let (v, size) = d.observe("k", c(X509, "f"));
         assert_eq!(v, Verdict::New, "the oldest key was evicted");
         assert_eq!(size, DEDUPE_CAPACITY);
     }

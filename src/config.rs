@@ -25,9 +25,11 @@ pub struct Config {
     /// often a bearer secret.
     pub webhook_urls: Vec<Secret>,
     pub webhook_timeout: Duration,
-    pub webhook_secret: Option<Secret>,
-    /// The previous signing key during a rotation: each signature is sent twice.
-    pub webhook_secret_previous: Option<Secret>,
+    /// The signing key (`WEBHOOK_SECRET`), a `whsec_` value already decoded.
+    pub webhook_secret: Option<SigningKey>,
+    /// The previous signing key during a rotation: the Standard Webhooks signature
+    /// is sent with both keys, `X-CT-Signature` with the current one only.
+    pub webhook_secret_previous: Option<SigningKey>,
     pub webhook_format: WebhookFormat,
     pub cleanup_interval: Duration,
     pub alert_retention: Duration,
@@ -70,6 +72,87 @@ impl Secret {
 }
 
 impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A webhook signing secret and the key each signature scheme uses: its bytes
+/// for `X-CT-Signature`; for the Standard Webhooks signature the base64-decoded
+/// bytes after a `whsec_` prefix, else its bytes. `Debug` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    secret: Secret,
+    standard: Vec<u8>,
+    unpadded: bool,
+}
+
+/// What `whsec_` values the Standard Webhooks libraries decode: the standard
+/// base64 alphabet, padding optional or partial (Python appends `==` before
+/// decoding; the JavaScript, Go and Rust libraries require full padding),
+/// non-zero trailing bits tolerated (Python, Go). URL-safe or other characters
+/// (which Python would silently drop, giving another key), excess padding and an
+/// impossible length are errors.
+const WHSEC_BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+impl SigningKey {
+    /// Reads a secret; a `whsec_` value must decode as the Standard Webhooks
+    /// libraries decode it, to a non-empty key. The error never holds the value.
+    pub fn parse(var: &'static str, value: &str) -> Result<SigningKey, ConfigError> {
+        use base64::Engine;
+        let Some(b64) = value.strip_prefix("whsec_") else {
+            return Ok(SigningKey {
+                secret: Secret::new(value),
+                standard: value.as_bytes().to_vec(),
+                unpadded: false,
+            });
+        };
+        match WHSEC_BASE64.decode(b64) {
+            Ok(key) if !key.is_empty() => Ok(SigningKey {
+                secret: Secret::new(value),
+                standard: key,
+                unpadded: b64.len() % 4 != 0,
+            }),
+            _ => Err(ConfigError {
+                var,
+                value: Some("<redacted>".to_string()),
+                expected:
+                    "whsec_ followed by standard base64 of a non-empty key (A-Z a-z 0-9 + /, \
+                           padding optional), as the Standard Webhooks libraries decode it; \
+                           e.g. whsec_$(head -c 32 /dev/urandom | base64)"
+                        .to_string(),
+            }),
+        }
+    }
+
+    /// The secret's own bytes: the `X-CT-Signature` HMAC key.
+    pub fn ct_key(&self) -> &[u8] {
+        self.secret.expose().as_bytes()
+    }
+
+    /// The Standard Webhooks HMAC key.
+    pub fn standard_key(&self) -> &[u8] {
+        &self.standard
+    }
+
+    /// The secret as configured.
+    pub fn expose(&self) -> &str {
+        self.secret.expose()
+    }
+
+    /// A `whsec_` value without its full base64 padding: the Python library
+    /// accepts it, the JavaScript, Go and Rust libraries refuse it.
+    pub fn is_unpadded(&self) -> bool {
+        self.unpadded
+    }
+}
+
+impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
@@ -156,8 +239,14 @@ impl Config {
             api_port,
             webhook_urls,
             webhook_timeout: env.seconds("WEBHOOK_TIMEOUT_S", 10)?,
-            webhook_secret: env.get("WEBHOOK_SECRET").map(Secret),
-            webhook_secret_previous: env.get("WEBHOOK_SECRET_PREVIOUS").map(Secret),
+            webhook_secret: env
+                .get("WEBHOOK_SECRET")
+                .map(|v| SigningKey::parse("WEBHOOK_SECRET", &v))
+                .transpose()?,
+            webhook_secret_previous: env
+                .get("WEBHOOK_SECRET_PREVIOUS")
+                .map(|v| SigningKey::parse("WEBHOOK_SECRET_PREVIOUS", &v))
+                .transpose()?,
             webhook_format,
             cleanup_interval: env.seconds("CLEANUP_INTERVAL_S", 3600)?,
             alert_retention: env.seconds("ALERT_RETENTION_S", 2_592_000)?,
@@ -517,6 +606,50 @@ mod tests {
         let urls: Vec<&str> = c.webhook_urls.iter().map(Secret::expose).collect();
         assert_eq!(urls, vec!["https://a.example/x", "http://b.example:8080/y"]);
         assert!(!format!("{c:?}").contains("a.example"));
+    }
+
+    #[test]
+    fn whsec_secrets_decode_as_the_standard_webhooks_libraries_do() {
+        let key = |v: &str| config(&[("WEBHOOK_SECRET", v)]).map(|c| c.webhook_secret.unwrap());
+        // Padded and unpadded spell one key (the Python library pads before decoding).
+        let padded = key("whsec_bmV3LWtleQ==").unwrap();
+        let unpadded = key("whsec_bmV3LWtleQ").unwrap();
+        assert_eq!(padded.standard_key(), b"new-key");
+        assert_eq!(unpadded.standard_key(), b"new-key");
+        assert!(!padded.is_unpadded());
+        assert!(unpadded.is_unpadded());
+        let short = key("whsec_bmV3LWtleQ=").unwrap();
+        assert_eq!(short.standard_key(), b"new-key");
+        assert!(short.is_unpadded());
+        assert_eq!(unpadded.ct_key(), b"whsec_bmV3LWtleQ");
+        // `+` and `/` are the standard alphabet.
+        assert_eq!(key("whsec_+/8=").unwrap().standard_key(), &[0xfb, 0xff]);
+        // A plain secret is its bytes for both schemes.
+        assert_eq!(key("plain-key").unwrap().standard_key(), b"plain-key");
+        // URL-safe base64, other characters, bad padding, nothing: refused,
+        // naming the variable and never echoing the value.
+        for bad in [
+            "whsec_-_8=",
+            "whsec_-_8",
+            "whsec_not base64!",
+            "whsec_bmV3LWtleQ===",
+            "whsec_a",
+            "whsec_",
+            "whsec_====",
+        ] {
+            for var in ["WEBHOOK_SECRET", "WEBHOOK_SECRET_PREVIOUS"] {
+                let err = config(&[(var, bad)]).map(|_| ()).expect_err(bad);
+                assert_eq!(err.var, var, "{bad}");
+                let line = err.to_string();
+                assert_eq!(err.value.as_deref(), Some("<redacted>"));
+                assert!(bad == "whsec_" || !line.contains(bad), "{line}");
+                assert!(
+                    line.contains("whsec_ followed by standard base64"),
+                    "{line}"
+                );
+                assert!(!line.contains('\n'));
+            }
+        }
     }
 
     #[test]

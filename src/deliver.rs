@@ -8,7 +8,8 @@
 //! worker or the feed reader wait. After the last round the row stays
 //! `delivered = false` with its next attempt time, for the sweep to pick up.
 
-use crate::metrics::Metrics;
+use crate::classify::Severity;
+use crate::metrics::{DbOp, Metrics, Queue, WebhookResult};
 use crate::payload::{self, Event, Signer};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -62,6 +63,8 @@ pub struct Delivery {
     /// The alert's id (`public.alerts.delivery_id`).
     pub delivery_id: String,
     pub event: Event,
+    /// What the body says (`info` for a resolved follow-up): `X-Certwatch-Severity`.
+    pub severity: Severity,
     pub body: Vec<u8>,
     /// Indexes into the targets of those that have not accepted it yet.
     pub owed: Vec<usize>,
@@ -74,10 +77,17 @@ pub struct Delivery {
 
 impl Delivery {
     /// A first delivery to every target.
-    pub fn new(delivery_id: String, event: Event, body: Vec<u8>, targets: usize) -> Delivery {
+    pub fn new(
+        delivery_id: String,
+        event: Event,
+        severity: Severity,
+        body: Vec<u8>,
+        targets: usize,
+    ) -> Delivery {
         Delivery {
             delivery_id,
             event,
+            severity,
             body,
             owed: (0..targets).collect(),
             unrecorded: None,
@@ -130,7 +140,7 @@ pub fn agent_config(timeout: Duration, deny_private: bool) -> ureq::config::Conf
 /// gives each delivery still waiting for a retry one last round, within
 /// `DRAIN_BUDGET` of the shutdown.
 pub fn run_deliver(d: Deliverer, input: Receiver<Delivery>) {
-    let depth = d.metrics.queue_depth.with_label_values(&["deliver"]);
+    let depth = d.metrics.queue(Queue::Deliver);
     let mut retries: DelayQueue<Delivery> = DelayQueue::default();
     loop {
         let timer = retries.timer();
@@ -191,14 +201,20 @@ fn round(d: &Deliverer, mut delivery: Delivery) -> Option<Delivery> {
     delivery.retry_after = None;
     delivery.owed.retain(|&index| {
         let target = &d.targets[index];
-        match post(d, target, &id, delivery.event, &delivery.body) {
+        match post(
+            d,
+            target,
+            &id,
+            (delivery.event, delivery.severity),
+            &delivery.body,
+        ) {
             Outcome::Accepted => {
-                d.metrics.webhook.with_label_values(&["success"]).inc();
+                d.metrics.webhook_result(WebhookResult::Success).inc();
                 accepted.push(target.key.clone());
                 false
             }
             Outcome::Failed { error, retry_after } => {
-                d.metrics.webhook.with_label_values(&["failure"]).inc();
+                d.metrics.webhook_result(WebhookResult::Failure).inc();
                 delivery.retry_after = delivery.retry_after.max(retry_after);
                 errors.push(format!("{}: {error}", target.label));
                 true
@@ -226,7 +242,7 @@ fn round(d: &Deliverer, mut delivery: Delivery) -> Option<Delivery> {
         error.as_deref(),
         next_redelivery,
     ) {
-        d.metrics.db_error("delivery");
+        d.metrics.db_error(DbOp::Delivery);
         log::warn!(
             "alert {}: delivery state not recorded: {e}",
             delivery.delivery_id
@@ -260,13 +276,20 @@ fn round(d: &Deliverer, mut delivery: Delivery) -> Option<Delivery> {
     }
 }
 
-fn post(d: &Deliverer, target: &Target, id: &str, event: Event, body: &[u8]) -> Outcome {
+fn post(
+    d: &Deliverer,
+    target: &Target,
+    id: &str,
+    (event, severity): (Event, Severity),
+    body: &[u8],
+) -> Outcome {
     let mut request = d
         .agent
         .post(&target.url)
         .header("Content-Type", "application/json")
         .header("X-CT-Event", event.as_str())
-        .header("X-CT-Delivery", id);
+        .header("X-CT-Delivery", id)
+        .header("X-Certwatch-Severity", severity.as_str());
     if let Some(signer) = &d.signer {
         for (name, value) in signer.headers(id, unix_now(), body) {
             request = request.header(name, value);

@@ -18,7 +18,8 @@ pub struct Http {
     pub server: Arc<Server>,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
-    /// Beyond this without a frame the feed counts as stale in `/healthz`.
+    /// Beyond this without a frame the feed counts as stale in `/healthz` (as it
+    /// does at once while the feed is down).
     pub feed_silence: Duration,
     pub started_at: i64,
     /// Frames queued between the feed and the workers, read at scrape time.
@@ -66,8 +67,7 @@ fn respond(http: &Http, request: Request) {
         (Method::Get | Method::Head, true) if path == "/healthz" => healthz(http),
         (Method::Get | Method::Head, true) => {
             http.metrics
-                .queue_depth
-                .with_label_values(&["workers"])
+                .queue(crate::metrics::Queue::Workers)
                 .set(http.worker_queue.frames() as i64);
             text(
                 200,
@@ -95,12 +95,14 @@ fn healthz(http: &Http) -> Response<std::io::Cursor<Vec<u8>>> {
     } else {
         http.started_at
     };
+    let connected = h.ws_connected.load(Ordering::Relaxed);
     let body = Healthz {
         ok,
         watch_entries: h.watch_entries.load(Ordering::Relaxed),
         last_ct_event_at: (last_event > 0).then_some(last_event),
-        feed_connected: h.ws_connected.load(Ordering::Relaxed),
-        feed_stale: unix_now() - quiet_since > silence,
+        feed_connected: connected,
+        // No frame is coming while the feed is down, however recent the last one.
+        feed_stale: !connected || unix_now() - quiet_since > silence,
         database_reachable: h.db_reachable.load(Ordering::Relaxed),
         watch_list_loaded: h.watch_loaded.load(Ordering::Relaxed),
         draining: h.draining.load(Ordering::Relaxed),

@@ -9,19 +9,117 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The values of one metric label: every one exists from start-up (at 0), and
+/// call sites name them through the enum, never as strings.
+pub trait Label: Copy + 'static {
+    /// Every value, in the order they are registered.
+    const ALL: &'static [Self];
+    /// The label value as exported.
+    fn as_str(self) -> &'static str;
+}
+
+/// Declares a label enum with its values and their exported spelling.
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// This value's place in `ALL` (declaration order).
+            #[allow(dead_code)]
+            pub fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        impl Label for $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+            fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// `op` of `certwatch_db_errors_total`: which database operation failed.
+    DbOp {
+        Connect => "connect",
+        WatchRefresh => "watch_refresh",
+        Inventory => "inventory",
+        Record => "record",
+        Delivery => "delivery",
+        Cleanup => "cleanup",
+        Sweep => "sweep",
+    }
+}
+
+label_enum! {
+    /// `queue` of `certwatch_queue_depth`.
+    Queue {
+        Workers => "workers",
+        Grace => "grace",
+        Deliver => "deliver",
+        /// Alerts held while the database is down.
+        Unrecorded => "unrecorded",
+    }
+}
+
+label_enum! {
+    /// `result` of `certwatch_webhook_total`.
+    WebhookResult {
+        Success => "success",
+        Failure => "failure",
+    }
+}
+
+label_enum! {
+    /// `type` of `certwatch_ct_messages_total`: what a feed message is.
+    MessageKind {
+        CertificateUpdate => "certificate_update",
+        DnsEntries => "dns_entries",
+        Heartbeat => "heartbeat",
+        Other => "other",
+    }
+}
+
+impl Label for crate::classify::Severity {
+    const ALL: &'static [Self] = &[
+        crate::classify::Severity::Info,
+        crate::classify::Severity::Suspicious,
+    ];
+    fn as_str(self) -> &'static str {
+        crate::classify::Severity::as_str(self)
+    }
+}
+
+/// Creates every series of `vec` for the label values of `L`.
+fn preregister<L: Label, B: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<B>,
+) {
+    for value in L::ALL {
+        vec.with_label_values(&[value.as_str()]);
+    }
+}
+
 /// Every metric certwatch exports, all prefixed `certwatch_` (process metrics excepted).
 pub struct Metrics {
     registry: Registry,
     /// Feed messages by `type` (`certificate_update`, `heartbeat`, `dns_entries`, other).
-    pub ct_messages: IntCounterVec,
+    ct_messages: IntCounterVec,
     /// Frames the reader dropped because every worker was busy.
     pub ct_messages_dropped: IntCounter,
     /// Frames that were not a valid certstream message.
     pub ct_parse_errors: IntCounter,
     /// Alerts produced, by `severity`.
-    pub alerts: IntCounterVec,
+    alerts: IntCounterVec,
     /// Webhook attempts by `result` (`success`, `failure`).
-    pub webhook: IntCounterVec,
+    webhook: IntCounterVec,
     /// Deliveries that exhausted their attempts and stay undelivered.
     pub webhook_gave_up: IntCounter,
     pub webhook_duration: Histogram,
@@ -34,9 +132,9 @@ pub struct Metrics {
     pub dedupe_cache_size: IntGauge,
     /// Database errors by `op` (`connect`, `watch_refresh`, `inventory`, `record`,
     /// `delivery`, `cleanup`, `sweep`).
-    pub db_errors: IntCounterVec,
+    db_errors: IntCounterVec,
     /// Items waiting in each internal queue, by `queue`.
-    pub queue_depth: IntGaugeVec,
+    queue_depth: IntGaugeVec,
     /// Alerts pruned by retention.
     pub alerts_pruned: IntCounter,
     /// Undelivered alert events younger than `REDELIVERY_MAX_AGE_S`.
@@ -181,38 +279,58 @@ impl Default for Metrics {
             Box::new(m.undelivered.clone()),
             Box::new(m.redeliveries.clone()),
             Box::new(m.reclassified.clone()),
-            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+            Box::new(ProcessMetrics(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            )),
         ];
         for collector in collectors {
             m.registry
                 .register(collector)
                 .expect("metric names are unique");
         }
-        // Labelled series that should read 0 before their first event.
-        for severity in ["info", "suspicious"] {
-            m.alerts.with_label_values(&[severity]);
-        }
-        for result in ["success", "failure"] {
-            m.webhook.with_label_values(&[result]);
-        }
-        for op in [
-            "connect",
-            "watch_refresh",
-            "inventory",
-            "record",
-            "delivery",
-            "cleanup",
-        ] {
-            m.db_errors.with_label_values(&[op]);
-        }
-        for queue in ["workers", "grace", "deliver", "unrecorded"] {
-            m.queue_depth.with_label_values(&[queue]);
-        }
-        for kind in ["certificate_update", "heartbeat", "dns_entries", "other"] {
-            m.ct_messages.with_label_values(&[kind]);
-        }
+        // Every labelled series reads 0 before its first event.
+        preregister::<MessageKind, _>(&m.ct_messages);
+        preregister::<crate::classify::Severity, _>(&m.alerts);
+        preregister::<WebhookResult, _>(&m.webhook);
+        preregister::<DbOp, _>(&m.db_errors);
+        preregister::<Queue, _>(&m.queue_depth);
         m
     }
+}
+
+/// The `process_*` metrics of prometheus' process collector, except that
+/// `process_cpu_seconds_total` is reported in fractional seconds, as Prometheus
+/// clients do (that collector truncates it to whole seconds).
+struct ProcessMetrics(prometheus::process_collector::ProcessCollector);
+
+impl prometheus::core::Collector for ProcessMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families = self.0.collect();
+        if let Some(seconds) = cpu_seconds() {
+            for family in &mut families {
+                if family.name() == "process_cpu_seconds_total" {
+                    for metric in family.mut_metric() {
+                        let mut counter = prometheus::proto::Counter::default();
+                        counter.set_value(seconds);
+                        metric.set_counter(counter);
+                    }
+                }
+            }
+        }
+        families
+    }
+}
+
+/// User plus system CPU time of the whole process, in seconds: the clock ticks
+/// of `/proc/self/stat` over `CLK_TCK`.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = procfs::process::Process::myself().ok()?.stat().ok()?;
+    let ticks = procfs::ticks_per_second();
+    (ticks > 0).then(|| (stat.utime + stat.stime) as f64 / ticks as f64)
 }
 
 impl Metrics {
@@ -225,7 +343,28 @@ impl Metrics {
         String::from_utf8(out).expect("the text encoder writes UTF-8")
     }
 
-    pub fn db_error(&self, op: &str) {
-        self.db_errors.with_label_values(&[op]).inc();
+    /// Counts a failed database operation.
+    pub fn db_error(&self, op: DbOp) {
+        self.db_errors.with_label_values(&[op.as_str()]).inc();
+    }
+
+    /// The depth gauge of one internal queue.
+    pub fn queue(&self, queue: Queue) -> IntGauge {
+        self.queue_depth.with_label_values(&[queue.as_str()])
+    }
+
+    /// The counter of webhook attempts with this result.
+    pub fn webhook_result(&self, result: WebhookResult) -> IntCounter {
+        self.webhook.with_label_values(&[result.as_str()])
+    }
+
+    /// The counter of alerts of this severity.
+    pub fn alert(&self, severity: crate::classify::Severity) -> IntCounter {
+        self.alerts.with_label_values(&[severity.as_str()])
+    }
+
+    /// The counter of feed messages of this kind.
+    pub fn ct_message(&self, kind: MessageKind) -> IntCounter {
+        self.ct_messages.with_label_values(&[kind.as_str()])
     }
 }

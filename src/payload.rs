@@ -6,7 +6,7 @@
 //! alert; signatures on the deliver thread, per attempt.
 
 use crate::classify::{Severity, Sighting};
-use crate::config::{Secret, WebhookFormat};
+use crate::config::{SigningKey, WebhookFormat};
 use crate::store;
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -100,13 +100,15 @@ struct CertwatchBody<'a> {
     seen_at: i64,
 }
 
-/// The CT Watch body (SPEC §6).
+/// The CT Watch body (SPEC §6), plus `severity`, a certwatch extension that a
+/// receiver may route on (also sent as the `X-Certwatch-Severity` header).
 #[derive(Serialize)]
 struct CtwatchBody<'a> {
     event: &'a str,
     matched_at_ms: i64,
     rules: Vec<Rule<'a>>,
     certificate: CtwatchCertificate<'a>,
+    severity: &'a str,
 }
 
 #[derive(Serialize)]
@@ -136,7 +138,7 @@ impl Payload {
     pub fn body(&self, s: &Sighting, severity: Severity) -> Vec<u8> {
         let json = match self.format {
             WebhookFormat::Certwatch => serde_json::to_vec(&certwatch(s, severity)),
-            WebhookFormat::Ctwatch => serde_json::to_vec(&ctwatch(s)),
+            WebhookFormat::Ctwatch => serde_json::to_vec(&ctwatch(s, severity)),
         };
         json.expect("payload serialises")
     }
@@ -163,7 +165,7 @@ fn certwatch(s: &Sighting, severity: Severity) -> CertwatchBody<'_> {
     }
 }
 
-fn ctwatch(s: &Sighting) -> CtwatchBody<'_> {
+fn ctwatch(s: &Sighting, severity: Severity) -> CtwatchBody<'_> {
     let c = &s.cert;
     let seen_ms = c
         .seen
@@ -197,6 +199,7 @@ fn ctwatch(s: &Sighting) -> CtwatchBody<'_> {
             fingerprint: c.sha256.as_deref(),
             serial: c.serial.as_deref(),
         },
+        severity: severity.as_str(),
     }
 }
 
@@ -225,32 +228,24 @@ pub fn reversed_apex(name: &str) -> String {
 /// `WEBHOOK_SECRET_PREVIOUS`.
 #[derive(Clone, Debug)]
 pub struct Signer {
-    pub current: Secret,
-    pub previous: Option<Secret>,
+    pub current: SigningKey,
+    pub previous: Option<SigningKey>,
 }
 
 impl Signer {
-    fn keys(&self) -> impl Iterator<Item = &Secret> {
-        std::iter::once(&self.current).chain(self.previous.as_ref())
-    }
-
-    /// The signature headers for one attempt: `X-CT-Signature` (hex HMAC-SHA256 of
-    /// the body, `sha256=` prefixed, comma-separated during a rotation) and the
-    /// Standard Webhooks trio `webhook-id`, `webhook-timestamp`, `webhook-signature`
-    /// (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, space-separated).
+    /// The signature headers for one attempt: `X-CT-Signature` (`sha256=` and the
+    /// hex HMAC-SHA256 of the body with the current key only: a CT Watch receiver
+    /// compares the whole header with one value) and the Standard Webhooks trio
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature` (`v1,<base64
+    /// HMAC-SHA256 of "id.timestamp.body">`, one per key, space-separated).
     pub fn headers(&self, id: &str, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
-        let ct = self
-            .keys()
-            .map(|k| ct_signature(k, body))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let standard = self
-            .keys()
-            .map(|k| standard_signature(k, id, timestamp, body))
+        let standard = std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .map(|k| standard_signature(k.standard_key(), id, timestamp, body))
             .collect::<Vec<_>>()
             .join(" ");
         vec![
-            ("X-CT-Signature", ct),
+            ("X-CT-Signature", ct_signature(self.current.ct_key(), body)),
             ("webhook-id", id.to_string()),
             ("webhook-timestamp", timestamp.to_string()),
             ("webhook-signature", standard),
@@ -267,24 +262,15 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// `sha256=<hex HMAC-SHA256 of body>`, keyed by the secret's bytes.
-pub fn ct_signature(secret: &Secret, body: &[u8]) -> String {
-    format!(
-        "sha256={}",
-        hex_lower(&hmac_sha256(secret.expose().as_bytes(), &[body]))
-    )
+pub fn ct_signature(key: &[u8], body: &[u8]) -> String {
+    format!("sha256={}", hex_lower(&hmac_sha256(key, &[body])))
 }
 
-/// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`. A `whsec_`-prefixed secret
-/// is base64 (the Standard Webhooks convention) and its decoded bytes are the key;
-/// any other secret is used as its bytes.
-pub fn standard_signature(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let raw = secret.expose();
-    let key = raw
-        .strip_prefix("whsec_")
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-        .unwrap_or_else(|| raw.as_bytes().to_vec());
+/// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with the Standard Webhooks
+/// key ([`SigningKey::standard_key`]: a `whsec_` secret's decoded bytes).
+pub fn standard_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     let mac = hmac_sha256(
-        &key,
+        key,
         &[
             id.as_bytes(),
             b".",
@@ -306,7 +292,7 @@ mod tests {
     #[test]
     fn ct_signature_matches_rfc_4231_case_2() {
         assert_eq!(
-            ct_signature(&Secret::new("Jefe"), b"what do ya want for nothing?"),
+            ct_signature(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
@@ -314,31 +300,37 @@ mod tests {
     #[test]
     fn standard_signature_matches_the_reference_example() {
         // The example of the Standard Webhooks reference libraries.
-        let secret = Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let secret = SigningKey::parse("S", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
-            standard_signature(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            standard_signature(
+                secret.standard_key(),
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                body
+            ),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
     }
 
     #[test]
-    fn rotation_signs_twice_with_each_scheme() {
+    fn rotation_signs_x_ct_once_with_the_new_key_and_standard_twice() {
+        let key = |v: &str| SigningKey::parse("S", v).unwrap();
         let signer = Signer {
-            current: Secret::new("new"),
-            previous: Some(Secret::new("old")),
+            current: key("new"),
+            previous: Some(key("old")),
         };
         let headers = signer.headers("id-1", 1_700_000_000, b"{}");
         let get = |name: &str| headers.iter().find(|(k, _)| *k == name).unwrap().1.clone();
+        assert_eq!(get("X-CT-Signature"), ct_signature(b"new", b"{}"));
         assert_eq!(
-            get("X-CT-Signature"),
+            get("webhook-signature"),
             format!(
-                "{}, {}",
-                ct_signature(&Secret::new("new"), b"{}"),
-                ct_signature(&Secret::new("old"), b"{}")
+                "{} {}",
+                standard_signature(b"new", "id-1", 1_700_000_000, b"{}"),
+                standard_signature(b"old", "id-1", 1_700_000_000, b"{}")
             )
         );
-        assert_eq!(get("webhook-signature").split(' ').count(), 2);
         assert_eq!(get("webhook-id"), "id-1");
         assert_eq!(get("webhook-timestamp"), "1700000000");
     }

@@ -180,6 +180,17 @@ fn pipeline(
     if config.webhook_urls.is_empty() {
         log::warn!("WEBHOOK_URL is not set: observer mode, alerts are recorded and logged only");
     }
+    for (var, key) in [
+        ("WEBHOOK_SECRET", &config.webhook_secret),
+        ("WEBHOOK_SECRET_PREVIOUS", &config.webhook_secret_previous),
+    ] {
+        if key.as_ref().is_some_and(|k| k.is_unpadded()) {
+            log::warn!(
+                "{var} is whsec_ with unpadded base64: the Python Standard Webhooks library \
+                 accepts it, the JavaScript, Go and Rust ones refuse it; add the = padding"
+            );
+        }
+    }
 
     let pool_size = u32::try_from(config.workers + 4).unwrap_or(64);
     let store = Store::new(config.postgres_dsn.expose(), pool_size).map_err(Error::Schema)?;
@@ -209,7 +220,7 @@ fn pipeline(
                 return Err(Error::Schema(StoreError::Schema(e)));
             }
             Err(e) => {
-                metrics.db_error("connect");
+                metrics.db_error(crate::metrics::DbOp::Connect);
                 health.db_reachable.store(false, Ordering::SeqCst);
                 // A failed connection's cause is logged by the store when it first
                 // appears or changes; any other error when it differs from the last.

@@ -7,7 +7,7 @@
 //! none is held across anything but its own query.
 
 use crate::certstream::EntryType;
-use crate::classify::{SeenCerts, Severity, Sighting};
+use crate::classify::{SeenCert, SeenCerts, Severity, Sighting};
 use crate::payload::Event;
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
@@ -240,6 +240,8 @@ impl From<postgres::Error> for StoreError {
 pub struct Claimed {
     pub delivery_id: String,
     pub event: Event,
+    /// What the stored body says: the row's severity, `info` once resolved.
+    pub severity: Severity,
     /// The stored payload, sent as it is.
     pub body: Vec<u8>,
     /// Keys of the targets that already accepted it.
@@ -448,11 +450,12 @@ impl Store {
                  issuance_key, collision_fingerprint, delivery_id, severity, entry_type,
                  fingerprint_sha1, matched_entries, matched_sans, all_sans, issuer_o, issuer_cn,
                  not_before, not_after, lifetime_days, source_log, source_url, cert_link,
-                 cert_index, serial, update_type, seen_at, payload, event, next_attempt_at)
+                 cert_index, serial, update_type, seen_at, payload, event, next_attempt_at,
+                 issuer_key_id, subject_key_id, issuer_dn)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
                      to_timestamp($12), to_timestamp($13), $14, $15, $16, $17,
                      $18, $19, $20, to_timestamp($21), $22::text::jsonb, 'match',
-                     now() + make_interval(secs => $23))
+                     now() + make_interval(secs => $23), $24, $25, $26)
              ON CONFLICT (issuance_key, collision_fingerprint) DO NOTHING
              RETURNING id",
                 &[
@@ -479,6 +482,9 @@ impl Store {
                     &seen_at,
                     &body,
                     &FIRST_DELIVERY_LEASE.as_secs_f64(),
+                    &c.issuer_key_id,
+                    &c.subject_key_id,
+                    &c.issuer_dn,
                 ],
             )
         })?;
@@ -489,7 +495,8 @@ impl Store {
     pub fn seen_for_issuance(&self, key: &str) -> Result<SeenCerts, StoreError> {
         let rows = self.run(|conn| {
             conn.query(
-                "SELECT entry_type, fingerprint_sha1 FROM public.alerts WHERE issuance_key = $1",
+                "SELECT entry_type, fingerprint_sha1, issuer_key_id, issuer_dn, issuer_o, subject_key_id
+                   FROM public.alerts WHERE issuance_key = $1",
                 &[&key],
             )
         })?;
@@ -502,7 +509,14 @@ impl Store {
                 } else {
                     EntryType::X509
                 };
-                (entry_type, r.get(1))
+                SeenCert {
+                    entry_type: Some(entry_type),
+                    fingerprint: r.get(1),
+                    issuer_key_id: r.get(2),
+                    issuer_dn: r.get(3),
+                    issuer_o: r.get(4),
+                    subject_key_id: r.get(5),
+                }
             })
             .collect())
     }
@@ -570,16 +584,21 @@ impl Store {
                       LIMIT $3
                       FOR UPDATE SKIP LOCKED) due
               WHERE a.id = due.id
-          RETURNING a.delivery_id, a.event, a.payload::text, a.delivered_targets",
+          RETURNING a.delivery_id, a.event, a.payload::text, a.delivered_targets, a.severity",
             &[&lease.as_secs_f64(), &max_age.as_secs_f64(), &batch],
             )
         })?;
         Ok(rows
             .iter()
             .filter_map(|r| {
+                let event = Event::parse(r.get(1))?;
                 Some(Claimed {
                     delivery_id: r.get(0),
-                    event: Event::parse(r.get(1))?,
+                    event,
+                    severity: match (event, r.get::<_, Option<&str>>(4)) {
+                        (Event::Match, Some("suspicious")) => Severity::Suspicious,
+                        _ => Severity::Info,
+                    },
                     body: r.get::<_, String>(2).into_bytes(),
                     delivered_targets: r.get(3),
                 })
@@ -631,9 +650,10 @@ impl Store {
              UPDATE public.alerts a
                 SET resolved_at = now(), event = 'resolved', delivered = $1, delivered_targets = '{}',
                     delivered_at = NULL, attempts = 0, last_error = NULL, next_attempt_at = now(),
-                    payload = CASE WHEN a.payload ? 'severity'
-                                   THEN jsonb_set(a.payload, '{severity}', to_jsonb('info'::text))
-                                   ELSE jsonb_set(a.payload, '{event}', to_jsonb('resolved'::text)) END
+                    payload = CASE WHEN a.payload ? 'event'
+                                   THEN jsonb_set(jsonb_set(a.payload, '{event}', to_jsonb('resolved'::text)),
+                                                  '{severity}', to_jsonb('info'::text))
+                                   ELSE jsonb_set(a.payload, '{severity}', to_jsonb('info'::text)) END
                FROM found WHERE a.id = found.id
           RETURNING a.delivery_id",
             &[&observer],
@@ -696,7 +716,8 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
             AND (SELECT count(*) FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at',
-                                        'event', 'delivered_targets', 'redeliveries', 'resolved_at')) = 8
+                                        'event', 'delivered_targets', 'redeliveries', 'resolved_at',
+                                        'issuer_key_id', 'subject_key_id', 'issuer_dn')) = 11
             AND (SELECT data_type FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name = 'seen_at') = 'timestamp with time zone'",

@@ -9,7 +9,7 @@
 
 use crate::deliver::{Delivery, Target};
 use crate::matcher::{WatchList, WatchListBuilder};
-use crate::metrics::Metrics;
+use crate::metrics::{DbOp, Metrics};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::threads::Health;
@@ -57,7 +57,7 @@ impl WatchRefresher {
         let started = Instant::now();
         let mut builder = WatchListBuilder::with_capacity(self.watch.load().len());
         if let Err(e) = self.store.for_each_watch_entry(|fqdn| builder.add(fqdn)) {
-            self.metrics.db_error("watch_refresh");
+            self.metrics.db_error(DbOp::WatchRefresh);
             self.health.db_reachable.store(false, Ordering::SeqCst);
             return Err(e);
         }
@@ -106,7 +106,7 @@ impl WatchRefresher {
             ),
             Ok(false) => {}
             Err(e) => {
-                self.metrics.db_error("watch_refresh");
+                self.metrics.db_error(DbOp::WatchRefresh);
                 log::debug!("inventory check failed: {e}");
             }
         }
@@ -142,7 +142,7 @@ impl Sweep {
                 self.metrics.reclassified.inc_by(resolved.len() as u64);
             }
             Err(e) => {
-                self.metrics.db_error("sweep");
+                self.metrics.db_error(DbOp::Sweep);
                 log::warn!("reconciliation failed: {e}");
             }
         }
@@ -153,7 +153,7 @@ impl Sweep {
         {
             Ok(claimed) => claimed,
             Err(e) => {
-                self.metrics.db_error("sweep");
+                self.metrics.db_error(DbOp::Sweep);
                 log::warn!("redelivery sweep failed: {e}");
                 return;
             }
@@ -162,7 +162,13 @@ impl Sweep {
             let owed: Vec<usize> = (0..self.targets.len())
                 .filter(|&i| !c.delivered_targets.contains(&self.targets[i].key))
                 .collect();
-            let mut delivery = Delivery::new(c.delivery_id, c.event, c.body, self.targets.len());
+            let mut delivery = Delivery::new(
+                c.delivery_id,
+                c.event,
+                c.severity,
+                c.body,
+                self.targets.len(),
+            );
             delivery.owed = owed;
             self.metrics.redeliveries.inc();
             if let Err(e) = deliver.try_send(delivery) {
@@ -174,7 +180,7 @@ impl Sweep {
         }
         match self.store.undelivered(self.max_age) {
             Ok(n) => self.metrics.undelivered.set(n),
-            Err(_) => self.metrics.db_error("sweep"),
+            Err(_) => self.metrics.db_error(DbOp::Sweep),
         }
     }
 }
@@ -217,7 +223,7 @@ pub fn run_timer(mut t: Timer) {
                     );
                 }
                 Err(e) => {
-                    t.refresher.metrics.db_error("cleanup");
+                    t.refresher.metrics.db_error(DbOp::Cleanup);
                     log::warn!("cleanup failed: {e}");
                 }
             }

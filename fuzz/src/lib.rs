@@ -27,7 +27,7 @@ pub fn certstream(data: &[u8]) {
     let Peek::Certificate { all_domains } = peek else {
         return;
     };
-    assert_eq!(kind, "certificate_update");
+    assert_eq!(kind, certstream::MessageKind::CertificateUpdate);
     let Ok(cert) = certstream::parse_certificate(frame) else {
         return;
     };

@@ -95,6 +95,7 @@ pub fn to_certificate(
     let mut san_seen = false;
     let mut is_ca = false;
     let mut aki = None;
+    let mut ski = None;
     for ext in tbs.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectAlternativeName(san) if !san_seen => {
@@ -105,6 +106,9 @@ pub fn to_certificate(
                 }));
             }
             ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
+            ParsedExtension::SubjectKeyIdentifier(id) if ski.is_none() => {
+                ski = normalize_key_id(&hex_lower(id.0));
+            }
             ParsedExtension::AuthorityKeyIdentifier(id) if aki.is_none() => {
                 aki = id
                     .key_identifier
@@ -153,6 +157,7 @@ pub fn to_certificate(
         issuer_cn: joined(tbs.issuer(), Attr::CommonName),
         issuer_dn: Some(aggregated(tbs.issuer())),
         issuer_key_id: aki,
+        subject_key_id: ski,
         source_name: Some(source.name.to_string()).filter(|s| !s.is_empty()),
         source_url: Some(source.url.to_string()).filter(|s| !s.is_empty()),
         source_timestamp_ms: i64::try_from(entry.timestamped.timestamp_ms).ok(),

@@ -44,9 +44,9 @@ fn assert_same_issuance(ours: &Certificate, feed: &Certificate, what: &str) {
     );
     // Seen on the feed first, the backfilled copy is no new alert (and the
     // other way round).
-    let seen = [(feed.entry_type, feed.fingerprint_sha1.clone())];
+    let seen = [classify::SeenCert::of(feed)];
     assert_eq!(
-        classify::verdict(&seen, ours.entry_type, ours.fingerprint_sha1.as_deref()),
+        classify::verdict(&seen, &classify::SeenCert::of(ours)),
         Verdict::Copy,
         "{what}: verdict"
     );
@@ -165,13 +165,9 @@ fn psc_signed_pair_is_one_issuance() {
         classify::issuance_key(&final_cert)
     );
     assert_ne!(precert.fingerprint_sha1, final_cert.fingerprint_sha1);
-    let seen = [(EntryType::X509, final_cert.fingerprint_sha1.clone())];
+    let seen = [classify::SeenCert::of(&final_cert)];
     assert_eq!(
-        classify::verdict(
-            &seen,
-            EntryType::Precert,
-            precert.fingerprint_sha1.as_deref()
-        ),
+        classify::verdict(&seen, &classify::SeenCert::of(&precert)),
         Verdict::Copy
     );
 }

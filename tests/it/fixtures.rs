@@ -83,9 +83,13 @@ fn dialects_agree_on_identity() {
     let go = lines("certstream_go_full.jsonl");
     let elixir = lines("certstream_elixir_full.jsonl");
     let go_lite = lines("certstream_go_lite.jsonl");
+    let rust = lines("certstream_rust_full.jsonl");
+    let rust_lite = lines("certstream_rust_lite.jsonl");
+    let elixir_lite = lines("certstream_elixir_lite.jsonl");
     let parse = |l: &String| certstream::parse_certificate(l).unwrap();
     let by_index = |set: &[String], i: u64| {
         set.iter()
+            .filter(|l| l.contains("certificate_update"))
             .map(parse)
             .find(|c| c.cert_index == Some(i))
             .unwrap()
@@ -110,10 +114,58 @@ fn dialects_agree_on_identity() {
         assert_eq!(g.entry_type, e.entry_type);
         assert_eq!(g.fingerprint_sha1, e.fingerprint_sha1);
     }
+    // certstream-server-rust, full and lite, and every lite stream: the same
+    // identity for every certificate, the PSC precertificate (7) included (16 is
+    // the CA certificate, whose names the Elixir server takes from its CN).
+    for index in 2..=15 {
+        let key = certwatch::classify::issuance_key(&by_index(&go, index));
+        for (name, set) in [
+            ("rust full", &rust),
+            ("rust lite", &rust_lite),
+            ("elixir lite", &elixir_lite),
+            ("go lite", &go_lite),
+        ] {
+            let c = by_index(set, index);
+            assert_eq!(certwatch::classify::issuance_key(&c), key, "{name} {index}");
+            assert_eq!(c.fingerprint_sha1, by_index(&go, index).fingerprint_sha1);
+            assert_eq!(c.serial, by_index(&go, index).serial, "{name} {index}");
+        }
+    }
+    // The log's entry time: `submission_timestamp` (Rust) and `source.timestamp`
+    // (Go) agree; the Elixir server has none.
+    for index in [2, 5, 6, 7, 8, 12] {
+        let go_ts = by_index(&go, index).source_timestamp_ms;
+        assert!(go_ts.is_some(), "go {index}");
+        assert_eq!(
+            by_index(&rust, index).source_timestamp_ms,
+            go_ts,
+            "rust {index}"
+        );
+        assert_eq!(
+            by_index(&rust_lite, index).source_timestamp_ms,
+            go_ts,
+            "rust lite {index}"
+        );
+        assert_eq!(by_index(&elixir, index).source_timestamp_ms, None);
+    }
+    assert_eq!(
+        by_index(&rust, 5).source_timestamp_ms,
+        Some(1_768_478_405_185)
+    );
+    // The PSC pair on every lite stream: the precertificate names the PSC, the
+    // final certificate the CA, one leaf key: the other half of one issuance.
+    for set in [&rust_lite, &elixir_lite, &go_lite, &rust, &elixir, &go] {
+        let (p, f) = (by_index(set, 7), by_index(set, 8));
+        let seen = [certwatch::classify::SeenCert::of(&f)];
+        assert_eq!(
+            certwatch::classify::verdict(&seen, &certwatch::classify::SeenCert::of(&p)),
+            certwatch::classify::Verdict::Copy
+        );
+    }
     // A precertificate and its final certificate share the issuance key, also
     // through a precertificate signing certificate (index 7/8).
     for (pre, fin) in [(5, 6), (7, 8)] {
-        for set in [&go, &elixir] {
+        for set in [&go, &elixir, &rust, &rust_lite, &elixir_lite] {
             let (p, f) = (by_index(set, pre), by_index(set, fin));
             assert_eq!(p.entry_type, EntryType::Precert);
             assert_eq!(f.entry_type, EntryType::X509);
@@ -180,4 +232,96 @@ fn the_fixture_feeds_give_one_alert_per_issuance_with_integer_times() {
             assert!(body[key].is_i64(), "{key} is not an integer in {body}");
         }
     }
+}
+
+/// The `X-CT-Delivery` ids of everything one feed file alerts, with its count
+/// of deliveries.
+fn delivery_ids(file: &str) -> (Vec<String>, usize) {
+    let db = TestDb::new();
+    db.watch(&[
+        "example.com",
+        "example.net",
+        "example.org",
+        "xn--bcher-kva.example",
+    ]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
+    assert!(feed.wait_for_client(Duration::from_secs(10)));
+    for line in lines(file) {
+        feed.send(FeedCmd::Text(line));
+    }
+    assert!(wait_until(Duration::from_secs(15), || hook.count() >= 12));
+    std::thread::sleep(Duration::from_secs(2));
+    let mut ids = Vec::new();
+    while let Some(rx) = hook.recv(Duration::from_millis(100)) {
+        ids.push(rx.header("X-CT-Delivery").unwrap().to_string());
+    }
+    let count = ids.len();
+    ids.sort();
+    (ids, count)
+}
+
+#[test]
+fn full_and_lite_streams_of_every_server_give_the_same_alerts_and_delivery_ids() {
+    // 15 certificates: the direct pair (5/6) and the PSC pair (7/8) give one
+    // alert each, the CA certificate none: 12 issuances, on every stream.
+    let (full, n) = delivery_ids("certstream_go_full.jsonl");
+    assert_eq!(n, 12, "{full:?}");
+    for file in [
+        "certstream_rust_lite.jsonl",
+        "certstream_elixir_lite.jsonl",
+        "certstream_rust_full.jsonl",
+    ] {
+        let (ids, n) = delivery_ids(file);
+        assert_eq!(n, 12, "{file}: one alert per issuance");
+        assert_eq!(
+            ids, full,
+            "{file}: the same delivery ids as the Go full stream"
+        );
+    }
+}
+
+#[test]
+fn a_final_certificate_from_another_ca_still_alerts_after_a_lite_psc_precertificate() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
+    assert!(feed.wait_for_client(Duration::from_secs(10)));
+    let lite = lines("certstream_rust_lite.jsonl");
+    let find = |index: u64| -> serde_json::Value {
+        lite.iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["data"]["cert_index"] == index)
+            .unwrap()
+    };
+    let (precert, final_cert) = (find(7), find(8));
+    // Another CA reusing the serial, validity and names: its own issuer key,
+    // DN and organisation, its own fingerprint (the same leaf key, even).
+    let mut other = final_cert.clone();
+    let leaf = &mut other["data"]["leaf_cert"];
+    leaf["extensions"]["authorityKeyIdentifier"] = "keyid:ee:ee:ee:ee".into();
+    leaf["issuer"] = serde_json::json!({"CN": "Other CA", "O": "Other PKI",
+        "aggregated": "/CN=Other CA/O=Other PKI"});
+    leaf["fingerprint"] = "EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE:EE".into();
+    leaf["sha1"] = leaf["fingerprint"].clone();
+    other["data"]["cert_index"] = 99.into();
+    feed.send(FeedCmd::Text(precert.to_string()));
+    let first = hook
+        .recv(Duration::from_secs(10))
+        .expect("the precertificate alerts");
+    assert_eq!(first.json()["update_type"], "PrecertLogEntry");
+    feed.send(FeedCmd::Text(final_cert.to_string()));
+    feed.send(FeedCmd::Text(other.to_string()));
+    let second = hook
+        .recv(Duration::from_secs(10))
+        .expect("the other CA's certificate alerts");
+    assert_eq!(second.json()["issuer_cn"], "Other CA");
+    assert_eq!(second.json()["severity"], "suspicious");
+    hook.expect_none(Duration::from_secs(2));
+    assert_eq!(
+        db.alerts().len(),
+        2,
+        "the PSC pair's final certificate adds nothing"
+    );
 }

@@ -95,3 +95,131 @@ fn healthz_answers_while_the_database_is_unreachable() {
         "shutdown during the start-up retry took {took:?}"
     );
 }
+
+#[test]
+fn feed_stale_is_true_as_soon_as_the_feed_is_down() {
+    let db = TestDb::new();
+    let feed = FakeFeed::start();
+    // FEED_SILENCE_S keeps its default (120 s): staleness must not wait for it.
+    let svc = service::start(&db, &feed, None, &[]);
+    let healthz = || -> serde_json::Value { serde_json::from_str(&svc.get("/healthz").1).unwrap() };
+    assert!(wait_until(WAIT, || healthz()["feed_connected"] == true));
+    assert_eq!(healthz()["feed_stale"], false);
+    drop(feed);
+    assert!(wait_until(WAIT, || healthz()["feed_connected"] == false));
+    assert_eq!(healthz()["feed_stale"], true, "{}", healthz());
+}
+
+/// Every series the README's metrics table documents, one per documented label
+/// value (a histogram by its `_count`).
+fn documented_series() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut series = Vec::new();
+    for line in readme.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 6 {
+            continue;
+        }
+        let (name, kind, labels) = (cells[1], cells[2], cells[3]);
+        let Some(name) = name.strip_prefix('`').and_then(|n| n.strip_suffix('`')) else {
+            continue;
+        };
+        if !(name.starts_with("certwatch_") || name.starts_with("process_")) {
+            continue;
+        }
+        assert!(
+            ["counter", "gauge", "histogram"].contains(&kind),
+            "README row {name}: type {kind:?}"
+        );
+        let name = if kind == "histogram" {
+            format!("{name}_count")
+        } else {
+            name.to_string()
+        };
+        if labels == "—" {
+            series.push(name);
+            continue;
+        }
+        let names = ticked(labels);
+        let (label, values) = names.split_first().expect("a label name");
+        assert!(
+            !values.is_empty(),
+            "README row {name}: no values for {label}"
+        );
+        for value in values {
+            series.push(format!("{name}{{{label}=\"{value}\"}}"));
+        }
+    }
+    series
+}
+
+#[test]
+fn metrics_at_start_up_have_every_series_the_readme_documents() {
+    let documented = documented_series();
+    assert!(
+        documented.len() > 30,
+        "README metrics table not found: {documented:?}"
+    );
+    let db = TestDb::new();
+    let feed = FakeFeed::start();
+    let svc = service::start(&db, &feed, None, &[]);
+    let (_, body) = svc.get("/metrics");
+    let missing: Vec<&String> = documented
+        .iter()
+        .filter(|s| service::metric_value(&body, s).is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not exported at start-up: {missing:?}\n{body}"
+    );
+    // And nothing certwatch exports is left out of the README.
+    let undocumented: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("certwatch_"))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series))
+        .filter(|s| !s.contains("_bucket{") && !s.ends_with("_sum"))
+        .filter(|s| !documented.iter().any(|d| d == s))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "not in the README: {undocumented:?}"
+    );
+}
+
+#[test]
+fn process_cpu_seconds_are_fractional() {
+    let db = TestDb::new();
+    let feed = FakeFeed::start();
+    let svc = service::start(&db, &feed, None, &[]);
+    let cpu = || {
+        let stat = procfs::process::Process::myself().unwrap().stat().unwrap();
+        (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
+    };
+    // Spin until this process's CPU time is well inside a second, so a value
+    // truncated to whole seconds is at least 0.3 s off.
+    let mut spin = 0u64;
+    let mut before;
+    loop {
+        before = cpu();
+        if (0.3..0.7).contains(&before.fract()) {
+            break;
+        }
+        for i in 0..100_000u64 {
+            spin = spin.wrapping_mul(31).wrapping_add(std::hint::black_box(i));
+        }
+    }
+    std::hint::black_box(spin);
+    let reported = svc.metric("process_cpu_seconds_total");
+    assert!(
+        reported >= before - 0.02 && reported < before + 0.25,
+        "process_cpu_seconds_total {reported}, CPU time just before {before}"
+    );
+}

@@ -46,6 +46,42 @@ fn bad_config_exits_non_zero_with_one_line_naming_the_variable() {
 }
 
 #[test]
+fn a_whsec_secret_the_standard_webhooks_libraries_cannot_decode_stops_start_up() {
+    for (var, value) in [
+        ("WEBHOOK_SECRET", "whsec_url-safe_c2VjcmV0"),
+        ("WEBHOOK_SECRET", "whsec_not base64 at all!"),
+        ("WEBHOOK_SECRET_PREVIOUS", "whsec_c2VjcmV0="),
+    ] {
+        let mut child = certwatch()
+            .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
+            .env("WEBHOOK_SECRET", "whsec_c2VjcmV0LWtleQ==")
+            .env("API_PORT", "0")
+            .env(var, value)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Accepted, it would start and retry the unreachable database forever.
+        let exited = wait_until(Duration::from_secs(5), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if !exited {
+            child.kill().unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(exited, "{var}={value} was accepted");
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(var), "{stderr}");
+        assert!(
+            !stderr.contains(&value[6..14]),
+            "the secret is echoed: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn sigterm_drains_and_exits_zero_and_healthcheck_follows_the_service() {
     let db = TestDb::new();
     let feed = FakeFeed::start();

@@ -2,7 +2,7 @@
 //! schemes with key rotation, the ctwatch body, the SSRF guard.
 
 use crate::support::service::{self, Cert, setup};
-use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
+use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, standard_webhooks, wait_until};
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 use std::io::{Read, Write};
@@ -130,8 +130,25 @@ fn retry_after_is_honoured() {
     assert!(gap < Duration::from_secs(6), "{gap:?}");
 }
 
+/// 32 key bytes as `whsec_` base64, padded (`=` at the end).
+const NEW_WHSEC: &str = "whsec_3q2+7wABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhs=";
+/// Another key, written unpadded (43 characters): what the Python library accepts.
+const OLD_WHSEC_UNPADDED: &str = "whsec_AAgQGCAoMDhASFBYYGhweICIkJigqLC4wMjQ2ODo8Pg";
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(b: Vec<u8>) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 #[test]
-fn both_signature_schemes_verify_and_a_rotation_sends_two() {
+fn deliveries_verify_with_an_independent_standard_webhooks_verifier() {
+    // An unpadded whsec_ secret is decoded as the Standard Webhooks libraries
+    // decode it (once it was silently used as raw bytes and nothing verified).
     let (db, feed, hook) = setup(&["example.com"]);
     let _svc = service::start(
         &db,
@@ -139,53 +156,89 @@ fn both_signature_schemes_verify_and_a_rotation_sends_two() {
         Some(&hook),
         &[
             ("SUSPICIOUS_GRACE_S", "0"),
-            ("WEBHOOK_SECRET", "whsec_bmV3LWtleQ=="),
-            ("WEBHOOK_SECRET_PREVIOUS", "old-key"),
+            ("WEBHOOK_SECRET", OLD_WHSEC_UNPADDED),
         ],
     );
     assert!(feed.wait_for_client(WAIT));
     feed.send(FeedCmd::Text(Cert::new(&["signed.example.com"]).frame()));
     let rx = hook.recv(WAIT).expect("a delivery");
-    let hmac = |key: &[u8], data: &[u8]| {
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(data);
-        mac.finalize().into_bytes().to_vec()
-    };
-    let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let ct: Vec<&str> = rx.header("X-CT-Signature").unwrap().split(", ").collect();
+    standard_webhooks::verify_received(OLD_WHSEC_UNPADDED, &rx).unwrap();
+    assert_eq!(rx.header("webhook-id"), rx.header("X-CT-Delivery"));
     assert_eq!(
-        ct,
-        vec![
-            format!("sha256={}", hex(hmac(b"whsec_bmV3LWtleQ==", &rx.body))).as_str(),
-            format!("sha256={}", hex(hmac(b"old-key", &rx.body))).as_str(),
-        ]
+        rx.header("X-CT-Signature"),
+        Some(
+            format!(
+                "sha256={}",
+                hex(hmac(OLD_WHSEC_UNPADDED.as_bytes(), &rx.body))
+            )
+            .as_str()
+        )
     );
-    let id = rx.header("webhook-id").unwrap();
-    assert_eq!(Some(id), rx.header("X-CT-Delivery"));
-    let timestamp: i64 = rx.header("webhook-timestamp").unwrap().parse().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    assert!((now - timestamp).abs() < 60);
-    let signed = [
-        id.as_bytes(),
-        b".",
-        timestamp.to_string().as_bytes(),
-        b".",
-        &rx.body,
-    ]
-    .concat();
-    let b64 = |b: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(b);
-    let standard: Vec<&str> = rx.header("webhook-signature").unwrap().split(' ').collect();
-    assert_eq!(
-        standard,
-        vec![
-            format!("v1,{}", b64(hmac(b"new-key", &signed))).as_str(),
-            format!("v1,{}", b64(hmac(b"old-key", &signed))).as_str(),
+    // A tampered body or another key does not verify.
+    let mut tampered = rx.body.clone();
+    tampered.push(b' ');
+    let headers = |name| rx.header(name);
+    assert!(
+        standard_webhooks::verify(
+            OLD_WHSEC_UNPADDED,
+            headers("webhook-id"),
+            headers("webhook-timestamp"),
+            headers("webhook-signature"),
+            &tampered
+        )
+        .is_err()
+    );
+    assert!(standard_webhooks::verify_received(NEW_WHSEC, &rx).is_err());
+}
+
+#[test]
+fn a_rotation_signs_x_ct_once_with_the_new_key_and_standard_webhooks_with_both() {
+    let (db, feed, hook) = setup(&["example.com"]);
+    let _svc = service::start(
+        &db,
+        &feed,
+        Some(&hook),
+        &[
+            ("SUSPICIOUS_GRACE_S", "0"),
+            ("WEBHOOK_SECRET", NEW_WHSEC),
+            ("WEBHOOK_SECRET_PREVIOUS", OLD_WHSEC_UNPADDED),
         ],
-        "whsec_ keys are base64; other keys are their bytes"
     );
+    assert!(feed.wait_for_client(WAIT));
+    feed.send(FeedCmd::Text(Cert::new(&["rotated.example.com"]).frame()));
+    let rx = hook.recv(WAIT).expect("a delivery");
+    // A CT Watch receiver compares the whole header with one value: exactly one
+    // signature, with the current key.
+    assert_eq!(
+        rx.header("X-CT-Signature"),
+        Some(format!("sha256={}", hex(hmac(NEW_WHSEC.as_bytes(), &rx.body))).as_str())
+    );
+    // Standard Webhooks receivers on either key verify during the rotation.
+    standard_webhooks::verify_received(NEW_WHSEC, &rx).unwrap();
+    standard_webhooks::verify_received(OLD_WHSEC_UNPADDED, &rx).unwrap();
+    assert_eq!(
+        rx.header("webhook-signature").unwrap().split(' ').count(),
+        2
+    );
+}
+
+#[test]
+fn a_plain_secret_verifies_only_as_its_bytes() {
+    let (db, feed, hook) = setup(&["example.com"]);
+    let _svc = service::start(
+        &db,
+        &feed,
+        Some(&hook),
+        &[("SUSPICIOUS_GRACE_S", "0"), ("WEBHOOK_SECRET", "plain-key")],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    feed.send(FeedCmd::Text(Cert::new(&["plain.example.com"]).frame()));
+    let rx = hook.recv(WAIT).expect("a delivery");
+    let as_bytes = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(b"plain-key")
+    );
+    standard_webhooks::verify_received(&as_bytes, &rx).unwrap();
 }
 
 #[test]
@@ -225,7 +278,10 @@ fn the_ctwatch_body_field_by_field() {
     cert.precert = true;
     let sent = Instant::now();
     feed.send(FeedCmd::Text(cert.frame()));
-    let body = hook.recv(WAIT).expect("a delivery").json();
+    let rx = hook.recv(WAIT).expect("a delivery");
+    // The severity, a certwatch extension: a header and a body field.
+    assert_eq!(rx.header("X-Certwatch-Severity"), Some("suspicious"));
+    let body = rx.json();
     let sha256 = leaf["sha256"]
         .as_str()
         .unwrap()
@@ -264,7 +320,8 @@ fn the_ctwatch_body_field_by_field() {
             "not_after": cert.not_after,
             "fingerprint": sha256,
             "serial": cert.serial.trim_start_matches('0'),
-        }
+        },
+        "severity": "suspicious",
     });
     assert_eq!(body, expected);
 }

@@ -664,3 +664,4 @@ fn webhook_loop(
 pub mod cluster;
 pub mod ctlog;
 pub mod service;
+pub mod standard_webhooks;
