@@ -375,7 +375,7 @@ fn der_sha256(as_der: &str) -> Option<String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(as_der.trim())
         .ok()?;
-    (!der.is_empty()).then(|| crate::payload::hex_lower(&sha2::Sha256::digest(&der)))
+    (!der.is_empty()).then(|| hex_lower(&sha2::Sha256::digest(&der)))
 }
 
 fn is_truthy(v: &serde_json::Value) -> bool {
@@ -568,6 +568,17 @@ impl<'de> Deserialize<'de> for UnixTime {
 
         deserializer.deserialize_any(TimeVisitor)
     }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -9,18 +9,21 @@
 //! `public.alerts` (which also deduplicates across restarts and replicas) before
 //! they are handed to the deliver thread.
 
-use crate::certstream::{self, Certificate, EntryType, Peek};
+use crate::alert::{
+    self, Event, Identity, SeenCert, SeenCerts, Severity, Sighting, Verdict, collision_id,
+    issuance_key, legacy_issuance_key, same_issuer, verdict,
+};
+use crate::certstream::{self, Peek};
 use crate::deliver::Delivery;
 use crate::matcher::{EntryId, WatchList};
 use crate::metrics::{DbOp, Label, MessageKind, Metrics, Queue};
-use crate::payload::{Event, Payload};
+use crate::payload::Payload;
 use crate::store::{AlertRow, Store, StoreError};
 use crate::threads::{DelayQueue, Health, unix_now};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError, select};
 use lru::LruCache;
 use prometheus::IntCounter;
-use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,209 +100,6 @@ impl QueueBudget {
     pub fn frames(&self) -> usize {
         self.frames.load(Ordering::Acquire)
     }
-}
-
-/// How an alert is classified (SPEC §5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
-    /// In the inventory.
-    Info,
-    /// Not in the inventory after the grace period.
-    Suspicious,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Suspicious => "suspicious",
-        }
-    }
-}
-
-/// A matched certificate on its way to becoming an alert.
-#[derive(Clone, Debug)]
-pub struct Sighting {
-    pub cert: Certificate,
-    /// Watch entries matched, sorted.
-    pub matched_entries: Vec<String>,
-    /// The certificate's names that matched, in feed order.
-    pub matched_sans: Vec<String>,
-    /// Hex SHA-256 of the issuance identity (SPEC §5).
-    pub issuance_key: String,
-    /// Empty for the first certificate of an issuance; the fingerprint of a second,
-    /// different certificate claiming the same issuance.
-    pub collision_fingerprint: String,
-    /// Unix seconds when certwatch received it.
-    pub received_at: i64,
-    /// The same in milliseconds (`matched_at_ms` of the ctwatch payload).
-    pub received_at_ms: i64,
-}
-
-impl Sighting {
-    /// Stable id of this alert for receivers (`X-CT-Delivery`): the same on every
-    /// retry, redelivery, restart and replica.
-    pub fn delivery_id(&self) -> String {
-        let digest = Sha256::digest(
-            format!("{}/{}", self.issuance_key, self.collision_fingerprint).as_bytes(),
-        );
-        crate::payload::uuid_shaped(&digest)
-    }
-}
-
-/// The issuance key: normalised serial, validity and sorted lower-case names.
-/// A precertificate and its final certificate share it, also when a
-/// precertificate signing certificate (PSC) signed the precertificate and the
-/// lite stream does not say which CA is above it; so do the full and the lite
-/// stream. The issuer is left out of the key and compared by [`verdict`]: a
-/// certificate from another CA with the same serial, validity and names meets
-/// the first under this key and alerts as a collision.
-pub fn issuance_key(cert: &Certificate) -> String {
-    identity_hash("certwatch-issuance-v2", None, cert)
-}
-
-/// The issuance key of certwatch before 0.1 (issuer key id, else issuer DN, in
-/// the hash): what rows written by an older version carry. Checked once per new
-/// alert so that an upgrade does not alert again for what was just alerted.
-pub fn legacy_issuance_key(cert: &Certificate) -> String {
-    let issuer = cert
-        .issuer_key_id
-        .as_deref()
-        .or(cert.issuer_dn.as_deref())
-        .unwrap_or("");
-    identity_hash("certwatch-issuance-v1", Some(issuer), cert)
-}
-
-fn identity_hash(version: &str, issuer: Option<&str>, cert: &Certificate) -> String {
-    let mut hasher = Sha256::new();
-    let mut parts = vec![version];
-    parts.extend(issuer);
-    let validity = [
-        cert.not_before.map_or(String::new(), |t| t.to_string()),
-        cert.not_after.map_or(String::new(), |t| t.to_string()),
-    ];
-    parts.push(cert.serial.as_deref().unwrap_or(""));
-    parts.extend(validity.iter().map(String::as_str));
-    for part in parts {
-        hasher.update(part.as_bytes());
-        hasher.update([0u8]);
-    }
-    for name in &cert.names {
-        hasher.update(name.as_bytes());
-        hasher.update([b'\n']);
-    }
-    crate::payload::hex_lower(&hasher.finalize())
-}
-
-/// What deduplication remembers of a certificate seen for an issuance key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SeenCert {
-    pub entry_type: Option<EntryType>,
-    /// SHA-1 fingerprint, `None` for a tiled precertificate.
-    pub fingerprint: Option<String>,
-    /// The issuing CA's key id (past a PSC when the chain shows one).
-    pub issuer_key_id: Option<String>,
-    pub issuer_dn: Option<String>,
-    pub issuer_o: Option<String>,
-    /// The leaf's own subject key identifier.
-    pub subject_key_id: Option<String>,
-}
-
-impl SeenCert {
-    pub fn of(cert: &Certificate) -> SeenCert {
-        SeenCert {
-            entry_type: Some(cert.entry_type),
-            fingerprint: cert.fingerprint_sha1.clone(),
-            issuer_key_id: cert.issuer_key_id.clone(),
-            issuer_dn: cert.issuer_dn.clone(),
-            issuer_o: cert.issuer_o.clone(),
-            subject_key_id: cert.subject_key_id.clone(),
-        }
-    }
-}
-
-/// The certificates seen for one issuance key.
-pub type SeenCerts = Vec<SeenCert>;
-
-/// Whether two certificates of one issuance key come from the same CA: the same
-/// issuer key id (else the same issuer DN; nothing to compare counts as the
-/// same), or a precertificate/final pair across a PSC as the lite stream shows
-/// it: the precertificate names the PSC, the final certificate the CA above it,
-/// and both carry the same leaf subject key identifier and issuer organisation.
-pub fn same_issuer(a: &SeenCert, b: &SeenCert) -> bool {
-    let direct = match (&a.issuer_key_id, &b.issuer_key_id) {
-        (Some(x), Some(y)) => x == y,
-        _ => match (&a.issuer_dn, &b.issuer_dn) {
-            (Some(x), Some(y)) => x == y,
-            _ => true,
-        },
-    };
-    direct || psc_pair(a, b)
-}
-
-fn psc_pair(a: &SeenCert, b: &SeenCert) -> bool {
-    let types = matches!(
-        (a.entry_type, b.entry_type),
-        (Some(EntryType::Precert), Some(EntryType::X509))
-            | (Some(EntryType::X509), Some(EntryType::Precert))
-    );
-    let both_equal = |x: &Option<String>, y: &Option<String>| x.is_some() && x == y;
-    types
-        && both_equal(&a.subject_key_id, &b.subject_key_id)
-        && both_equal(&a.issuer_o, &b.issuer_o)
-}
-
-/// What a certificate is relative to what was already seen for its issuance key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// First certificate of this issuance.
-    New,
-    /// The same certificate again (another log), or the other half of a
-    /// precertificate/final pair: no new alert.
-    Copy,
-    /// Another certificate of the same entry type with another fingerprint, or
-    /// one from another CA: alerts.
-    Collision,
-}
-
-/// Decides the verdict for `cand` given what was seen for its key. Only
-/// certificates of the same issuer ([`same_issuer`]) can be copies; none of them
-/// makes a collision. Among them, a missing fingerprint (tiled precertificate)
-/// cannot tell certificates apart, so it counts as a copy of any certificate of
-/// its type.
-pub fn verdict(seen: &[SeenCert], cand: &SeenCert) -> Verdict {
-    if seen.is_empty() {
-        return Verdict::New;
-    }
-    let mut related = seen.iter().filter(|s| same_issuer(s, cand)).peekable();
-    if related.peek().is_none() {
-        return Verdict::Collision;
-    }
-    let mut any_same_type = false;
-    for s in related.filter(|s| s.entry_type == cand.entry_type) {
-        any_same_type = true;
-        match (s.fingerprint.as_deref(), cand.fingerprint.as_deref()) {
-            (Some(a), Some(b)) if a != b => {}
-            _ => return Verdict::Copy,
-        }
-    }
-    if any_same_type {
-        Verdict::Collision
-    } else {
-        Verdict::Copy
-    }
-}
-
-/// What sets a colliding certificate's row apart (`collision_fingerprint`): its
-/// SHA-1 fingerprint, else its SHA-256, else its issuer.
-pub fn collision_id(cert: &Certificate) -> String {
-    cert.fingerprint_sha1
-        .clone()
-        .or_else(|| cert.sha256.clone())
-        .unwrap_or_else(|| {
-            let issuer = cert.issuer_key_id.as_deref().or(cert.issuer_dn.as_deref());
-            format!("issuer:{}", issuer.unwrap_or("?"))
-        })
 }
 
 /// The in-memory deduplication: the last `DEDUPE_CAPACITY` issuance keys with the
@@ -558,27 +358,13 @@ fn classify_names(
 }
 
 impl Classifier {
-    /// Whether the inventory knows this certificate; `None` when the database
-    /// could not be asked.
+    /// Whether the inventory knows this certificate (`alert::in_inventory`);
+    /// `None` when the database could not be asked.
     fn in_inventory(&self, s: &Sighting) -> Option<bool> {
-        let cert = &s.cert;
-        let result = match cert.entry_type {
-            EntryType::X509 => match &cert.fingerprint_sha1 {
-                Some(fp) => self.store.inventory_has_fingerprint(fp),
-                None => Ok(false),
-            },
-            // A second precertificate claiming a known issuance is never ours by serial.
-            EntryType::Precert if !s.collision_fingerprint.is_empty() => Ok(false),
-            EntryType::Precert => match (&cert.serial, cert.not_before, cert.not_after) {
-                (Some(serial), Some(nb), Some(na)) => self
-                    .store
-                    .inventory_sans_by_serial(serial, nb, na)
-                    .map(|rows| rows.iter().any(|sans| same_names(sans, cert))),
-                _ => Ok(false),
-            },
-        };
-        match result {
-            Ok(known) => Some(known),
+        let id = Identity::of(s);
+        let (fingerprint, serial) = id.lookup_keys();
+        match self.store.inventory_candidates(fingerprint, serial) {
+            Ok(rows) => Some(alert::in_inventory(&id, &rows)),
             Err(e) => {
                 self.metrics.db_error(DbOp::Inventory);
                 log::warn!("inventory lookup failed: {e}");
@@ -805,24 +591,6 @@ impl Classifier {
     }
 }
 
-/// Whether an inventory row's SANs are the certificate's name set. The feed's
-/// `all_domains` may add the subject CN, so the set without it also counts.
-fn same_names(inventory_sans: &[String], cert: &Certificate) -> bool {
-    let mut inv: Vec<String> = inventory_sans
-        .iter()
-        .map(|n| certstream::normalize_name(n))
-        .collect();
-    inv.sort();
-    inv.dedup();
-    if inv == cert.names {
-        return true;
-    }
-    let Some(cn) = cert.subject_cn.as_deref().map(certstream::normalize_name) else {
-        return false;
-    };
-    !inv.contains(&cn) && cert.names.iter().filter(|n| **n != cn).eq(inv.iter())
-}
-
 /// The grace thread: holds misses until their time, re-checks the inventory, and
 /// records them. When the workers are gone it re-checks everything still waiting
 /// once more, records it, and exits.
@@ -882,6 +650,7 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::certstream::EntryType;
 
     #[test]
     fn the_queue_budget_bounds_frames_and_bytes() {
@@ -898,190 +667,29 @@ mod tests {
         assert!(!budget.try_reserve(1), "100 bytes are taken");
     }
 
-    /// A certificate from CA `ca` (key id, DN and organisation derived from it).
-    fn seen(t: EntryType, f: Option<&str>, ca: &str) -> SeenCert {
-        SeenCert {
-            entry_type: Some(t),
-            fingerprint: f.map(str::to_string),
-            issuer_key_id: Some(format!("{ca}-key")),
-            issuer_dn: Some(format!("/CN={ca}")),
-            issuer_o: Some(format!("{ca} org")),
-            subject_key_id: Some("leaf-key".into()),
-        }
-    }
-
-    #[test]
-    fn verdicts() {
-        use EntryType::{Precert, X509};
-        let c = |t, f| seen(t, f, "ca");
-        assert_eq!(verdict(&[], &c(X509, Some("a"))), Verdict::New);
-        assert_eq!(
-            verdict(&[c(X509, Some("a"))], &c(X509, Some("a"))),
-            Verdict::Copy
-        );
-        assert_eq!(
-            verdict(&[c(Precert, Some("p"))], &c(X509, Some("a"))),
-            Verdict::Copy
-        );
-        assert_eq!(
-            verdict(&[c(X509, Some("a"))], &c(Precert, Some("p"))),
-            Verdict::Copy
-        );
-        assert_eq!(
-            verdict(&[c(X509, Some("a"))], &c(X509, Some("b"))),
-            Verdict::Collision
-        );
-        assert_eq!(
-            verdict(&[c(Precert, Some("p"))], &c(Precert, Some("q"))),
-            Verdict::Collision
-        );
-        assert_eq!(
-            verdict(&[c(Precert, None)], &c(Precert, Some("q"))),
-            Verdict::Copy
-        );
-        assert_eq!(
-            verdict(&[c(Precert, Some("p"))], &c(Precert, None)),
-            Verdict::Copy
-        );
-        assert_eq!(
-            verdict(
-                &[c(X509, Some("a")), c(X509, Some("b"))],
-                &c(X509, Some("b"))
-            ),
-            Verdict::Copy
-        );
-    }
-
-    #[test]
-    fn another_ca_is_a_collision_and_a_psc_pair_is_not() {
-        use EntryType::{Precert, X509};
-        let ours = seen(X509, Some("a"), "ca");
-        // Another CA reusing serial, validity and names: its own alert, whatever
-        // its type and even without a fingerprint.
-        for other in [
-            seen(X509, Some("b"), "other"),
-            seen(Precert, Some("p"), "other"),
-            seen(Precert, None, "other"),
-        ] {
-            assert_eq!(
-                verdict(std::slice::from_ref(&ours), &other),
-                Verdict::Collision,
-                "{other:?}"
-            );
-        }
-        // The lite stream's precertificate through a PSC names the PSC: another
-        // key id and DN, same organisation and leaf key: the other half.
-        let mut psc_precert = seen(Precert, Some("p"), "ca");
-        psc_precert.issuer_key_id = Some("psc-key".into());
-        psc_precert.issuer_dn = Some("/CN=ca Precertificate Signing".into());
-        assert_eq!(
-            verdict(std::slice::from_ref(&ours), &psc_precert),
-            Verdict::Copy
-        );
-        assert_eq!(
-            verdict(std::slice::from_ref(&psc_precert), &ours),
-            Verdict::Copy
-        );
-        // ... but not with another leaf key or another organisation, nor two of
-        // one type.
-        let mut other_leaf = psc_precert.clone();
-        other_leaf.subject_key_id = Some("their-key".into());
-        assert_eq!(
-            verdict(std::slice::from_ref(&ours), &other_leaf),
-            Verdict::Collision
-        );
-        let mut other_org = psc_precert.clone();
-        other_org.issuer_o = Some("elsewhere".into());
-        assert_eq!(
-            verdict(std::slice::from_ref(&ours), &other_org),
-            Verdict::Collision
-        );
-        let mut no_leaf_key = psc_precert.clone();
-        no_leaf_key.subject_key_id = None;
-        assert_eq!(
-            verdict(std::slice::from_ref(&ours), &no_leaf_key),
-            Verdict::Collision
-        );
-        let mut other_final = ours.clone();
-        other_final.issuer_key_id = Some("psc-key".into());
-        other_final.issuer_dn = Some("/CN=ca Precertificate Signing".into());
-        assert_eq!(
-            verdict(std::slice::from_ref(&ours), &other_final),
-            Verdict::Collision
-        );
-        // A final certificate from another CA after the PSC pair: still alerts.
-        assert_eq!(
-            verdict(&[psc_precert, ours], &seen(X509, Some("x"), "other")),
-            Verdict::Collision
-        );
-    }
-
     #[test]
     fn dedupe_is_bounded_and_remembers_collisions() {
         use EntryType::{Precert, X509};
         let d = Dedupe::default();
-        let c = |t, f| seen(t, Some(f), "ca");
+        let c = |t, f| alert::test_seen(t, Some(f), "ca");
         assert_eq!(d.observe("k", c(Precert, "p")).0, Verdict::New);
         assert_eq!(d.observe("k", c(X509, "f")).0, Verdict::Copy);
         assert_eq!(d.observe("k", c(X509, "f")).0, Verdict::Copy);
         assert_eq!(d.observe("k", c(X509, "g")).0, Verdict::Collision);
         assert_eq!(d.observe("k", c(X509, "g")).0, Verdict::Copy);
         assert_eq!(
-            d.observe("k", seen(X509, Some("h"), "other")).0,
+            d.observe("k", alert::test_seen(X509, Some("h"), "other")).0,
             Verdict::Collision
         );
         assert_eq!(
-            d.observe("k", seen(X509, Some("h"), "other")).0,
+            d.observe("k", alert::test_seen(X509, Some("h"), "other")).0,
             Verdict::Copy
         );
         for i in 0..DEDUPE_CAPACITY + 10 {
-            d.observe(&format!("key{i}"), seen(X509, None, "ca"));
+            d.observe(&format!("key{i}"), alert::test_seen(X509, None, "ca"));
         }
         let (v, size) = d.observe("k", c(X509, "f"));
         assert_eq!(v, Verdict::New, "the oldest key was evicted");
         assert_eq!(size, DEDUPE_CAPACITY);
-    }
-
-    #[test]
-    fn names_compare_with_or_without_the_cn() {
-        let mut cert = certstream::parse_certificate(
-            r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example","b.example","cn.example"],"subject":{"CN":"cn.example"}}}}"#,
-        )
-        .unwrap();
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert!(same_names(
-            &s(&["A.example", "b.example.", "cn.example"]),
-            &cert
-        ));
-        assert!(same_names(&s(&["b.example", "a.example"]), &cert));
-        assert!(!same_names(&s(&["a.example"]), &cert));
-        assert!(!same_names(
-            &s(&["a.example", "b.example", "c.example"]),
-            &cert
-        ));
-        cert.subject_cn = None;
-        assert!(!same_names(&s(&["b.example", "a.example"]), &cert));
-    }
-
-    #[test]
-    fn delivery_id_is_stable_and_distinguishes_collisions() {
-        let cert = certstream::parse_certificate(
-            r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example"],"serial_number":"0F"}}}"#,
-        )
-        .unwrap();
-        let mut s = Sighting {
-            issuance_key: issuance_key(&cert),
-            cert,
-            matched_entries: vec![],
-            matched_sans: vec![],
-            collision_fingerprint: String::new(),
-            received_at: 0,
-            received_at_ms: 0,
-        };
-        let first = s.delivery_id();
-        assert_eq!(first, s.delivery_id());
-        assert_eq!(first.len(), 36);
-        s.collision_fingerprint = "ab".into();
-        assert_ne!(first, s.delivery_id());
     }
 }

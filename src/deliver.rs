@@ -8,9 +8,9 @@
 //! worker or the feed reader wait. After the last round the row stays
 //! `delivered = false` with its next attempt time, for the sweep to pick up.
 
-use crate::classify::Severity;
+use crate::alert::{Event, Severity};
 use crate::metrics::{DbOp, Metrics, Queue, WebhookResult};
-use crate::payload::{self, Event, Signer};
+use crate::payload::Signer;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::threads::{DelayQueue, unix_now};
@@ -46,7 +46,7 @@ pub struct Target {
 impl Target {
     pub fn new(index: usize, url: &str) -> Target {
         use sha2::Digest;
-        let key = payload::hex_lower(&sha2::Sha256::digest(url.as_bytes())[..8]);
+        let key = crate::certstream::hex_lower(&sha2::Sha256::digest(url.as_bytes())[..8]);
         let host = url.split_once("://").map_or(url, |(_, rest)| rest);
         let host = host.split(['/', '?', '#']).next().unwrap_or("");
         let host = host.rsplit('@').next().unwrap_or(host);
@@ -195,7 +195,7 @@ fn round(d: &Deliverer, mut delivery: Delivery) -> Option<Delivery> {
         );
         return None;
     }
-    let id = payload::event_delivery_id(&delivery.delivery_id, delivery.event);
+    let id = crate::alert::event_delivery_id(&delivery.delivery_id, delivery.event);
     let mut accepted = Vec::new();
     let mut errors = Vec::new();
     delivery.retry_after = None;

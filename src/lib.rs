@@ -18,6 +18,7 @@
 //! - `logging`: the process logger; keeps secrets out of dependencies' records
 //! - `metrics`, `threads`, `shutdown`: shared plumbing
 
+pub mod alert;
 pub mod certstream;
 pub mod classify;
 pub mod config;

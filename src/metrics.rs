@@ -88,13 +88,13 @@ label_enum! {
     }
 }
 
-impl Label for crate::classify::Severity {
+impl Label for crate::alert::Severity {
     const ALL: &'static [Self] = &[
-        crate::classify::Severity::Info,
-        crate::classify::Severity::Suspicious,
+        crate::alert::Severity::Info,
+        crate::alert::Severity::Suspicious,
     ];
     fn as_str(self) -> &'static str {
-        crate::classify::Severity::as_str(self)
+        crate::alert::Severity::as_str(self)
     }
 }
 
@@ -290,7 +290,7 @@ impl Default for Metrics {
         }
         // Every labelled series reads 0 before its first event.
         preregister::<MessageKind, _>(&m.ct_messages);
-        preregister::<crate::classify::Severity, _>(&m.alerts);
+        preregister::<crate::alert::Severity, _>(&m.alerts);
         preregister::<WebhookResult, _>(&m.webhook);
         preregister::<DbOp, _>(&m.db_errors);
         preregister::<Queue, _>(&m.queue_depth);
@@ -359,7 +359,7 @@ impl Metrics {
     }
 
     /// The counter of alerts of this severity.
-    pub fn alert(&self, severity: crate::classify::Severity) -> IntCounter {
+    pub fn alert(&self, severity: crate::alert::Severity) -> IntCounter {
         self.alerts.with_label_values(&[severity.as_str()])
     }
 

@@ -5,74 +5,13 @@
 //! Pure, no I/O. Bodies are built on the worker or grace thread that records the
 //! alert; signatures on the deliver thread, per attempt.
 
-use crate::classify::{Severity, Sighting};
+use crate::alert::{self, Event, Severity, Sighting};
+use crate::certstream::hex_lower;
 use crate::config::{SigningKey, WebhookFormat};
-use crate::store;
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-
-/// What a delivery announces (`X-CT-Event`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A certificate matched the watch list.
-    Match,
-    /// A suspicious certificate has since appeared in the inventory.
-    Resolved,
-}
-
-impl Event {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Event::Match => "match",
-            Event::Resolved => "resolved",
-        }
-    }
-
-    /// Reads the name stored in `public.alerts.event`.
-    pub fn parse(name: &str) -> Option<Event> {
-        match name {
-            "match" => Some(Event::Match),
-            "resolved" => Some(Event::Resolved),
-            _ => None,
-        }
-    }
-}
-
-/// The id receivers see (`X-CT-Delivery`, `webhook-id`): the alert's own id for
-/// its match, a distinct stable id for its follow-up.
-pub fn event_delivery_id(delivery_id: &str, event: Event) -> String {
-    match event {
-        Event::Match => delivery_id.to_string(),
-        Event::Resolved => uuid_shaped(&Sha256::digest(
-            format!("{delivery_id}/resolved").as_bytes(),
-        )),
-    }
-}
-
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` from the first 16 bytes of a digest.
-pub fn uuid_shaped(digest: &[u8]) -> String {
-    let hex = hex_lower(&digest[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
-pub fn hex_lower(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
-}
 
 /// Builds webhook bodies in the configured format.
 #[derive(Clone, Copy, Debug)]
@@ -156,12 +95,12 @@ fn certwatch(s: &Sighting, severity: Severity) -> CertwatchBody<'_> {
         issuer_cn: c.issuer_cn.as_deref(),
         not_before: c.not_before,
         not_after: c.not_after,
-        lifetime_days: store::lifetime_days(c.not_before, c.not_after),
+        lifetime_days: alert::lifetime_days(c.not_before, c.not_after),
         source_log: c.source_name.as_deref(),
         cert_link: c.cert_link.as_deref(),
         serial: c.serial.as_deref(),
         update_type: c.entry_type.update_type(),
-        seen_at: store::seen_at(s),
+        seen_at: alert::seen_at(s),
     }
 }
 
@@ -288,6 +227,7 @@ pub fn standard_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::event_delivery_id;
 
     #[test]
     fn ct_signature_matches_rfc_4231_case_2() {

@@ -6,9 +6,10 @@
 //! thread (watch list, cleanup). Connections go back to the pool after each call;
 //! none is held across anything but its own query.
 
+use crate::alert::{
+    Event, InventoryRow, SeenCert, SeenCerts, Severity, Sighting, lifetime_days, seen_at,
+};
 use crate::certstream::EntryType;
-use crate::classify::{SeenCert, SeenCerts, Severity, Sighting};
-use crate::payload::Event;
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
 use std::fmt;
@@ -399,41 +400,42 @@ impl Store {
         Ok(row.get(0))
     }
 
-    /// Whether a final certificate's SHA-1 (lower-case hex, no colons) is inventoried.
-    pub fn inventory_has_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
-        let row = self.run(|conn| {
-            conn.query_one(
-                "SELECT EXISTS (SELECT 1 FROM public.certs
-                            WHERE lower(replace(fingerprint_sha1, ':', '')) = $1)",
-                &[&fingerprint],
-            )
-        })?;
-        Ok(row.get(0))
-    }
-
-    /// The SANs of every inventoried certificate with this serial (normalised,
-    /// upper-case) and validity window.
-    pub fn inventory_sans_by_serial(
+    /// The inventory rows with this SHA-1 fingerprint (lower-case hex) or this
+    /// serial (normalised), for `alert::in_inventory` to decide on. Bounded: a
+    /// serial shared by more rows than that is an upstream data problem.
+    pub fn inventory_candidates(
         &self,
-        serial: &str,
-        not_before: i64,
-        not_after: i64,
-    ) -> Result<Vec<Vec<String>>, StoreError> {
+        fingerprint: Option<&str>,
+        serial: Option<&str>,
+    ) -> Result<Vec<InventoryRow>, StoreError> {
+        if fingerprint.is_none() && serial.is_none() {
+            return Ok(Vec::new());
+        }
+        let serial = serial.map(|s| s.to_ascii_lowercase());
         let rows = self.run(|conn| {
             conn.query(
-                "SELECT CASE WHEN jsonb_typeof(sans) = 'array'
-                         THEN ARRAY(SELECT jsonb_array_elements_text(sans)) ELSE '{}'::text[] END
-               FROM public.certs
-              WHERE ltrim(lower(replace(serial, ':', '')), '0') = $1
-                AND not_before = $2 AND not_after = $3",
-                &[
-                    &serial.to_ascii_lowercase().trim_start_matches('0'),
-                    &not_before,
-                    &not_after,
-                ],
+                "SELECT fingerprint_sha1, serial, not_before, not_after,
+                        CASE WHEN jsonb_typeof(sans) = 'array'
+                             THEN ARRAY(SELECT jsonb_array_elements_text(sans)) ELSE '{}'::text[] END
+                   FROM public.certs
+                  WHERE lower(replace(fingerprint_sha1, ':', '')) = $1
+                     OR ltrim(lower(replace(serial, ':', '')), '0') = $2
+                  LIMIT 64",
+                &[&fingerprint, &serial],
             )
         })?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| {
+                InventoryRow::new(
+                    r.get::<_, &str>(0),
+                    r.get::<_, Option<&str>>(1),
+                    r.get(2),
+                    r.get(3),
+                    &r.get::<_, Vec<String>>(4),
+                )
+            })
+            .collect())
     }
 
     /// Inserts the alert row; `None` when its issuance (and collision
@@ -690,20 +692,6 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// `(not_after - not_before)` in days, one decimal, as the predecessor sent it.
-pub fn lifetime_days(not_before: Option<i64>, not_after: Option<i64>) -> Option<f64> {
-    let (nb, na) = (not_before?, not_after?);
-    Some(((na - nb) as f64 / 86_400.0 * 10.0).round() / 10.0)
-}
-
-/// When the certificate was seen: the feed server's time, else ours.
-pub fn seen_at(s: &Sighting) -> i64 {
-    s.cert
-        .seen
-        .filter(|t| t.is_finite() && *t > 0.0)
-        .map_or(s.received_at, |t| t.floor() as i64)
 }
 
 fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {

@@ -6,7 +6,7 @@
 //! the fuzzer ran. Uses only certwatch's public API. A panic is a finding.
 
 use certwatch::certstream::{self, Peek};
-use certwatch::classify::issuance_key;
+use certwatch::alert::issuance_key;
 use certwatch::matcher::WatchList;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};

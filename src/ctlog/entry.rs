@@ -14,8 +14,8 @@
 use super::LogKind;
 use super::rfc6962::{self, DecodeError, LogEntry, SignedEntry};
 use super::tiles::{self, DataTile};
+use crate::certstream::hex_lower;
 use crate::certstream::{Certificate, normalize_key_id, normalize_name, normalize_serial};
-use crate::payload::hex_lower;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::fmt;

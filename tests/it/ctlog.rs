@@ -7,7 +7,7 @@ use crate::support::ctlog::{
     FakeCtLog, FakeEntry, FakeKind, fixture_entries, hex_lower, tbs_without_scts,
 };
 use certwatch::certstream::{self, Certificate, EntryType};
-use certwatch::classify::{self, Verdict};
+use certwatch::alert::{self, Verdict};
 use certwatch::ctlog::LogKind;
 use certwatch::ctlog::client::{ClientConfig, ClientError, LogClient};
 use certwatch::ctlog::entry::{self, LogSource};
@@ -38,15 +38,15 @@ fn assert_same_issuance(ours: &Certificate, feed: &Certificate, what: &str) {
     assert_eq!(ours.fingerprint_sha1, feed.fingerprint_sha1, "{what}: sha1");
     assert_eq!(ours.sha256, feed.sha256, "{what}: sha256");
     assert_eq!(
-        classify::issuance_key(ours),
-        classify::issuance_key(feed),
+        alert::issuance_key(ours),
+        alert::issuance_key(feed),
         "{what}: issuance key"
     );
     // Seen on the feed first, the backfilled copy is no new alert (and the
     // other way round).
-    let seen = [classify::SeenCert::of(feed)];
+    let seen = [alert::SeenCert::of(feed)];
     assert_eq!(
-        classify::verdict(&seen, &classify::SeenCert::of(ours)),
+        alert::verdict(&seen, &alert::SeenCert::of(ours)),
         Verdict::Copy,
         "{what}: verdict"
     );
@@ -161,13 +161,13 @@ fn psc_signed_pair_is_one_issuance() {
     );
     assert_eq!(precert.issuer_cn.as_deref(), Some("Fake Issuing CA E1"));
     assert_eq!(
-        classify::issuance_key(&precert),
-        classify::issuance_key(&final_cert)
+        alert::issuance_key(&precert),
+        alert::issuance_key(&final_cert)
     );
     assert_ne!(precert.fingerprint_sha1, final_cert.fingerprint_sha1);
-    let seen = [classify::SeenCert::of(&final_cert)];
+    let seen = [alert::SeenCert::of(&final_cert)];
     assert_eq!(
-        classify::verdict(&seen, &classify::SeenCert::of(&precert)),
+        alert::verdict(&seen, &alert::SeenCert::of(&precert)),
         Verdict::Copy
     );
 }
@@ -202,8 +202,8 @@ fn fixture_certificates_match_the_elixir_feed_issuance() {
         }
         assert_eq!(ours.names, feed.names, "index {index}");
         assert_eq!(
-            classify::issuance_key(&ours),
-            classify::issuance_key(&feed),
+            alert::issuance_key(&ours),
+            alert::issuance_key(&feed),
             "index {index}"
         );
         assert_eq!(

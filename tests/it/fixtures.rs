@@ -100,15 +100,15 @@ fn dialects_agree_on_identity() {
             by_index(&elixir, index),
             by_index(&go_lite, index),
         );
-        let key = certwatch::classify::issuance_key(&g);
+        let key = certwatch::alert::issuance_key(&g);
         assert_eq!(
             key,
-            certwatch::classify::issuance_key(&e),
+            certwatch::alert::issuance_key(&e),
             "index {index}: Go and Elixir differ"
         );
         assert_eq!(
             key,
-            certwatch::classify::issuance_key(&l),
+            certwatch::alert::issuance_key(&l),
             "index {index}: full and lite differ"
         );
         assert_eq!(g.entry_type, e.entry_type);
@@ -118,7 +118,7 @@ fn dialects_agree_on_identity() {
     // identity for every certificate, the PSC precertificate (7) included (16 is
     // the CA certificate, whose names the Elixir server takes from its CN).
     for index in 2..=15 {
-        let key = certwatch::classify::issuance_key(&by_index(&go, index));
+        let key = certwatch::alert::issuance_key(&by_index(&go, index));
         for (name, set) in [
             ("rust full", &rust),
             ("rust lite", &rust_lite),
@@ -126,7 +126,7 @@ fn dialects_agree_on_identity() {
             ("go lite", &go_lite),
         ] {
             let c = by_index(set, index);
-            assert_eq!(certwatch::classify::issuance_key(&c), key, "{name} {index}");
+            assert_eq!(certwatch::alert::issuance_key(&c), key, "{name} {index}");
             assert_eq!(c.fingerprint_sha1, by_index(&go, index).fingerprint_sha1);
             assert_eq!(c.serial, by_index(&go, index).serial, "{name} {index}");
         }
@@ -156,10 +156,10 @@ fn dialects_agree_on_identity() {
     // final certificate the CA, one leaf key: the other half of one issuance.
     for set in [&rust_lite, &elixir_lite, &go_lite, &rust, &elixir, &go] {
         let (p, f) = (by_index(set, 7), by_index(set, 8));
-        let seen = [certwatch::classify::SeenCert::of(&f)];
+        let seen = [certwatch::alert::SeenCert::of(&f)];
         assert_eq!(
-            certwatch::classify::verdict(&seen, &certwatch::classify::SeenCert::of(&p)),
-            certwatch::classify::Verdict::Copy
+            certwatch::alert::verdict(&seen, &certwatch::alert::SeenCert::of(&p)),
+            certwatch::alert::Verdict::Copy
         );
     }
     // A precertificate and its final certificate share the issuance key, also
@@ -171,8 +171,8 @@ fn dialects_agree_on_identity() {
             assert_eq!(f.entry_type, EntryType::X509);
             assert_ne!(p.fingerprint_sha1, f.fingerprint_sha1);
             assert_eq!(
-                certwatch::classify::issuance_key(&p),
-                certwatch::classify::issuance_key(&f),
+                certwatch::alert::issuance_key(&p),
+                certwatch::alert::issuance_key(&f),
                 "{pre}/{fin}"
             );
         }
@@ -181,8 +181,8 @@ fn dialects_agree_on_identity() {
     let tiled = by_index(&go, 5005);
     assert_eq!(tiled.fingerprint_sha1, None);
     assert_eq!(
-        certwatch::classify::issuance_key(&tiled),
-        certwatch::classify::issuance_key(&by_index(&go, 5))
+        certwatch::alert::issuance_key(&tiled),
+        certwatch::alert::issuance_key(&by_index(&go, 5))
     );
     // Serial spellings and no_expiration.
     assert_eq!(by_index(&go, 12).serial.as_deref(), Some("F"));

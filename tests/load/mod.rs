@@ -150,7 +150,7 @@ pub fn sha1(data: &[u8]) -> [u8; 20] {
     out
 }
 
-pub use certwatch::payload::hex_lower;
+pub use certwatch::certstream::hex_lower;
 
 /// `AA:BB:...`, as certstream-server-go prints fingerprints and key ids.
 pub fn colon_hex(bytes: &[u8]) -> String {
