@@ -26,7 +26,6 @@
 //!   30 s; the server pings every 15 s and drops a client after 45 s without a
 //!   pong (tungstenite answers pings as frames are read).
 
-pub use crate::metrics::MessageKind;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
@@ -40,6 +39,40 @@ pub const NO_EXPIRATION: i64 = 253_402_300_799;
 const EMPTY_SHA1: &str = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
 /// SHA-256 of zero bytes, the same for the feed's `sha256` field.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// What a feed message is (`type` of `certwatch_ct_messages_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    CertificateUpdate,
+    DnsEntries,
+    Heartbeat,
+    Other,
+}
+
+impl MessageKind {
+    /// Every kind, in the order of `index`.
+    pub const ALL: [MessageKind; 4] = [
+        MessageKind::CertificateUpdate,
+        MessageKind::DnsEntries,
+        MessageKind::Heartbeat,
+        MessageKind::Other,
+    ];
+
+    /// The kind as exported (`message_type` spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::CertificateUpdate => "certificate_update",
+            MessageKind::DnsEntries => "dns_entries",
+            MessageKind::Heartbeat => "heartbeat",
+            MessageKind::Other => "other",
+        }
+    }
+
+    /// This kind's place in `ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// What a frame is, read cheaply.
 #[derive(Debug, PartialEq)]

@@ -1,106 +1,37 @@
-//! Classification: the worker pool (`worker-N` threads) and the `grace` thread.
+//! Classification: what a matched certificate becomes. Runs on the callers'
+//! threads: the workers (`worker-N`) for a fresh match, the `grace` thread at the
+//! end of a grace period.
 //!
-//! A worker takes raw frames from the feed, `peek`s them, matches the leaf's
-//! names against the current watch list, and for a match parses the certificate
-//! in full, works out its issuance key, drops copies it has seen (in-memory LRU),
-//! and checks the inventory. A known certificate becomes an `info` alert at once;
-//! a miss goes to the `grace` thread's delay queue, which re-checks it when its
-//! `SUSPICIOUS_GRACE_S` is up, so no worker ever waits. Alerts are written to
-//! `public.alerts` (which also deduplicates across restarts and replicas) before
-//! they are handed to the deliver thread.
+//! `Classifier::consider` takes a parsed certificate with the watch entries it
+//! matched, works out its issuance key, drops copies it has seen (in-memory LRU,
+//! `Dedupe`), and checks the inventory (`alert::in_inventory`). A known certificate
+//! becomes an `info` alert at once; a miss is handed back to wait out
+//! `SUSPICIOUS_GRACE_S` on the grace thread, so no worker ever waits. Alerts are
+//! written to `public.alerts` (which also deduplicates across restarts and
+//! replicas) before they are handed to delivery; one the database cannot take yet
+//! is delivered anyway and handed back to be held (`Next::Held`).
 
 use crate::alert::{
     self, Event, Identity, SeenCert, SeenCerts, Severity, Sighting, Verdict, collision_id,
     issuance_key, legacy_issuance_key, same_issuer, verdict,
 };
-use crate::certstream::{self, Peek};
+use crate::certstream::Certificate;
 use crate::deliver::Delivery;
-use crate::matcher::{EntryId, WatchList};
-use crate::metrics::{DbOp, Label, MessageKind, Metrics, Queue};
+use crate::matcher::WatchList;
+use crate::metrics::{DbOp, Metrics};
 use crate::payload::Payload;
 use crate::store::{AlertRow, Store, StoreError};
-use crate::threads::{DelayQueue, Health, unix_now};
+use crate::threads::Health;
 use arc_swap::ArcSwap;
-use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use crossbeam_channel::{Sender, TrySendError};
 use lru::LruCache;
-use prometheus::IntCounter;
-use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Issuance keys remembered in memory.
 pub const DEDUPE_CAPACITY: usize = 2048;
-
-/// One raw feed frame, as the reader received it.
-pub enum Frame {
-    Text(tungstenite::Utf8Bytes),
-    Binary(tungstenite::Bytes),
-}
-
-impl Frame {
-    /// Payload bytes, as counted against the `QueueBudget`.
-    pub fn len(&self) -> usize {
-        match self {
-            Frame::Text(t) => t.len(),
-            Frame::Binary(b) => b.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Frames the feed hands to the workers in one channel message: under load a
-/// worker wakes once for many frames, not once for each.
-pub type Batch = Vec<Frame>;
-
-/// The frames queued for the workers, bounded in count and in bytes: a burst
-/// is dropped (and counted) rather than growing memory without bound. The feed
-/// reserves a frame before it queues it; a worker releases it when done.
-pub struct QueueBudget {
-    frames: std::sync::atomic::AtomicUsize,
-    bytes: std::sync::atomic::AtomicUsize,
-    max_frames: usize,
-    max_bytes: usize,
-}
-
-impl QueueBudget {
-    pub fn new(max_frames: usize, max_bytes: usize) -> QueueBudget {
-        QueueBudget {
-            frames: std::sync::atomic::AtomicUsize::new(0),
-            bytes: std::sync::atomic::AtomicUsize::new(0),
-            max_frames,
-            max_bytes,
-        }
-    }
-
-    /// Takes one frame of `len` bytes from the budget, or returns false when it
-    /// does not fit. Only the feed reserves, so a check then an add cannot overshoot.
-    pub fn try_reserve(&self, len: usize) -> bool {
-        if self.frames.load(Ordering::Acquire) >= self.max_frames
-            || self.bytes.load(Ordering::Acquire) + len > self.max_bytes
-        {
-            return false;
-        }
-        self.frames.fetch_add(1, Ordering::AcqRel);
-        self.bytes.fetch_add(len, Ordering::AcqRel);
-        true
-    }
-
-    /// Gives back `frames` frames of `bytes` bytes in all.
-    pub fn release(&self, frames: usize, bytes: usize) {
-        self.frames.fetch_sub(frames, Ordering::AcqRel);
-        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-    }
-
-    /// Frames queued now.
-    pub fn frames(&self) -> usize {
-        self.frames.load(Ordering::Acquire)
-    }
-}
 
 /// The in-memory deduplication: the last `DEDUPE_CAPACITY` issuance keys with the
 /// certificates seen for each. Locked briefly, never across I/O.
@@ -143,28 +74,29 @@ impl Dedupe {
     }
 }
 
-/// Alerts held in memory while the database is down, at most.
-pub const UNRECORDED_CAPACITY: usize = 10_000;
-/// How often the grace thread tries to write held alerts.
-const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
-
 /// An alert whose row the database could not take yet.
 pub struct Unrecorded {
     sighting: Sighting,
     severity: Severity,
-    delivery_id: String,
+    pub delivery_id: String,
     body: Vec<u8>,
     /// Set by the deliver thread when the webhook accepted it.
     delivered: Arc<AtomicBool>,
 }
 
-/// A sighting waiting out its grace period on the `grace` thread.
-pub struct Pending {
-    pub due: Instant,
-    pub sighting: Sighting,
+impl Unrecorded {
+    /// The names it alerted for, for a log line.
+    pub fn matched_sans(&self) -> &[String] {
+        &self.sighting.matched_sans
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.severity
+    }
 }
 
-/// State shared by the workers and the grace thread.
+/// State shared by the workers and the grace thread (and every caller of
+/// `consider`).
 pub struct Classifier {
     pub watch: Arc<ArcSwap<WatchList>>,
     pub dedupe: Dedupe,
@@ -177,187 +109,73 @@ pub struct Classifier {
     pub deliver: Option<Sender<Delivery>>,
     /// Keys of the webhook targets (`deliver::Target::key`).
     pub target_keys: Vec<String>,
-    /// Alerts waiting for the database to come back (bounded).
-    pub unrecorded: Mutex<VecDeque<Unrecorded>>,
 }
 
-/// Per-worker cached metric handles and reusable buffers.
-struct WorkerState {
-    /// By `MessageKind::index`.
-    by_kind: Vec<IntCounter>,
-    ids: Vec<EntryId>,
-    name_ids: Vec<EntryId>,
-}
-
-/// A worker: runs until the feed drops its sender and the queue is drained.
-pub fn run_worker(
-    cls: Arc<Classifier>,
-    batches: Receiver<Batch>,
-    pending: Sender<Pending>,
-    budget: Arc<QueueBudget>,
-) {
-    let mut state = WorkerState {
-        by_kind: MessageKind::ALL
-            .iter()
-            .map(|k| cls.metrics.ct_message(*k))
-            .collect(),
-        ids: Vec::new(),
-        name_ids: Vec::new(),
-    };
-    for batch in batches {
-        let bytes = batch.iter().map(Frame::len).sum();
-        let _release = ReleaseOnDrop(&budget, batch.len(), bytes);
-        // Counted locally and published once per batch, so the workers do not
-        // contend on shared counters for every frame.
-        let mut by_kind = [0u64; MessageKind::ALL.len()];
-        let mut parse_errors = 0;
-        let now = unix_now();
-        for frame in &batch {
-            let text = match frame {
-                Frame::Text(t) => t.as_str(),
-                Frame::Binary(b) => match std::str::from_utf8(b) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        parse_errors += 1;
-                        log::debug!("skipped a binary frame that is not UTF-8");
-                        continue;
-                    }
-                },
-            };
-            match handle_frame(&cls, &mut state, text, &pending, now) {
-                Some(kind) => by_kind[kind.index()] += 1,
-                None => parse_errors += 1,
-            }
-        }
-        for (counter, n) in state.by_kind.iter().zip(by_kind) {
-            if n > 0 {
-                counter.inc_by(n);
-            }
-        }
-        if parse_errors > 0 {
-            cls.metrics.ct_parse_errors.inc_by(parse_errors);
-        }
-        if by_kind[MessageKind::CertificateUpdate.index()] > 0 {
-            cls.health.last_ct_event.store(now, Ordering::Relaxed);
-            cls.metrics.last_ct_event.set(now);
-        }
-    }
-}
-
-/// Gives a batch's frames and bytes back to the budget when the worker is done
-/// with it.
-struct ReleaseOnDrop<'a>(&'a QueueBudget, usize, usize);
-
-impl Drop for ReleaseOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.release(self.1, self.2);
-    }
-}
-
-/// Handles one message; returns its kind, or `None` when it is malformed.
-fn handle_frame(
-    cls: &Classifier,
-    state: &mut WorkerState,
-    text: &str,
-    pending: &Sender<Pending>,
-    now: i64,
-) -> Option<MessageKind> {
-    let peeked = match certstream::peek(text) {
-        Ok(p) => p,
-        Err(e) => {
-            log::debug!("{e}");
-            return None;
-        }
-    };
-    let kind = peeked.kind();
-    if let Peek::Certificate { all_domains } = peeked {
-        classify_names(cls, state, text, &all_domains, pending, now);
-    }
-    Some(kind)
-}
-
-/// Matches a certificate's names and, for a match, classifies it.
-fn classify_names(
-    cls: &Classifier,
-    state: &mut WorkerState,
-    text: &str,
-    all_domains: &[std::borrow::Cow<'_, str>],
-    pending: &Sender<Pending>,
-    now: i64,
-) {
-    let watch = cls.watch.load();
-    state.ids.clear();
-    let mut matched_sans: Vec<&str> = Vec::new();
-    for name in all_domains {
-        state.name_ids.clear();
-        if watch.matches(name, &mut state.name_ids) {
-            matched_sans.push(name);
-            for id in &state.name_ids {
-                if !state.ids.contains(id) {
-                    state.ids.push(*id);
-                }
-            }
-        }
-    }
-    if state.ids.is_empty() {
-        return;
-    }
-    let cert = match certstream::parse_certificate(text) {
-        Ok(cert) => cert,
-        Err(e) => {
-            cls.metrics.ct_parse_errors.inc();
-            log::warn!("matched certificate could not be parsed, skipped: {e}");
-            return;
-        }
-    };
-    let mut matched_entries: Vec<String> = state
-        .ids
-        .iter()
-        .map(|id| watch.entry(*id).to_string())
-        .collect();
-    matched_entries.sort();
-    let mut matched_sans: Vec<String> = matched_sans.into_iter().map(str::to_string).collect();
-    matched_sans.dedup();
-    let issuance_key = issuance_key(&cert);
-    let (verdict, cache_size) = cls.dedupe.observe(&issuance_key, SeenCert::of(&cert));
-    cls.metrics.dedupe_cache_size.set(cache_size as i64);
-    let collision_fingerprint = match verdict {
-        Verdict::Copy => {
-            log::debug!("copy of issuance {issuance_key} skipped");
-            return;
-        }
-        Verdict::New => String::new(),
-        Verdict::Collision => {
-            log::warn!(
-                "a second {} certificate claims issuance {issuance_key} (serial {})",
-                cert.entry_type.as_str(),
-                cert.serial.as_deref().unwrap_or("?")
-            );
-            collision_id(&cert)
-        }
-    };
-    let sighting = Sighting {
-        cert,
-        matched_entries,
-        matched_sans,
-        issuance_key,
-        collision_fingerprint,
-        received_at: now,
-        received_at_ms: crate::threads::unix_now_ms(),
-    };
-    match cls.in_inventory(&sighting) {
-        Some(true) => cls.record(sighting, Severity::Info),
-        _ if cls.grace.is_zero() => cls.record(sighting, Severity::Suspicious),
-        _ => {
-            let due = Instant::now() + cls.grace;
-            if pending.send(Pending { due, sighting }).is_err() {
-                log::error!("grace thread is gone; a sighting could not wait out its grace period");
-            }
-        }
-    }
+/// What the caller does next with a certificate it handed to `consider`.
+pub enum Next {
+    /// Nothing: recorded and handed to delivery, or a copy of what was.
+    Done,
+    /// Not in the inventory yet: wait out the grace period, then `settle`.
+    Wait(Sighting),
+    /// Delivered, but the database could not take its row: hold it (bounded)
+    /// and write it with `write_held` when the database is back.
+    Held(Unrecorded),
 }
 
 impl Classifier {
+    /// A certificate whose names matched `matched_entries` (sorted) through
+    /// `matched_sans`: issuance key, dedupe, inventory, then record or wait.
+    pub fn consider(
+        &self,
+        cert: Certificate,
+        matched_entries: Vec<String>,
+        matched_sans: Vec<String>,
+        now: i64,
+    ) -> Next {
+        let issuance_key = issuance_key(&cert);
+        let (verdict, cache_size) = self.dedupe.observe(&issuance_key, SeenCert::of(&cert));
+        self.metrics.dedupe_cache_size.set(cache_size as i64);
+        let collision_fingerprint = match verdict {
+            Verdict::Copy => {
+                log::debug!("copy of issuance {issuance_key} skipped");
+                return Next::Done;
+            }
+            Verdict::New => String::new(),
+            Verdict::Collision => {
+                log::warn!(
+                    "a second {} certificate claims issuance {issuance_key} (serial {})",
+                    cert.entry_type.as_str(),
+                    cert.serial.as_deref().unwrap_or("?")
+                );
+                collision_id(&cert)
+            }
+        };
+        let sighting = Sighting {
+            cert,
+            matched_entries,
+            matched_sans,
+            issuance_key,
+            collision_fingerprint,
+            received_at: now,
+            received_at_ms: crate::threads::unix_now_ms(),
+        };
+        match self.in_inventory(&sighting) {
+            Some(true) => self.record(sighting, Severity::Info),
+            _ if self.grace.is_zero() => self.record(sighting, Severity::Suspicious),
+            _ => Next::Wait(sighting),
+        }
+    }
+
+    /// The end of a grace period: `info` if the inventory knows it now, else
+    /// `suspicious`. Never `Next::Wait`.
+    pub fn settle(&self, s: Sighting) -> Next {
+        let severity = match self.in_inventory(&s) {
+            Some(true) => Severity::Info,
+            _ => Severity::Suspicious,
+        };
+        self.record(s, severity)
+    }
+
     /// Whether the inventory knows this certificate (`alert::in_inventory`);
     /// `None` when the database could not be asked.
     fn in_inventory(&self, s: &Sighting) -> Option<bool> {
@@ -376,9 +194,9 @@ impl Classifier {
     /// Writes the alert row, then hands it to delivery. A row that already exists
     /// (restart, second replica) is not alerted again, unless it turns out to be a
     /// colliding certificate.
-    fn record(&self, mut sighting: Sighting, severity: Severity) {
+    fn record(&self, mut sighting: Sighting, severity: Severity) -> Next {
         if sighting.collision_fingerprint.is_empty() && self.alerted_before_upgrade(&sighting) {
-            return;
+            return Next::Done;
         }
         loop {
             let delivery_id = sighting.delivery_id();
@@ -400,7 +218,7 @@ impl Classifier {
                         body,
                         self.target_keys.len(),
                     ));
-                    return;
+                    return Next::Done;
                 }
                 Ok(None) if sighting.collision_fingerprint.is_empty() => {
                     // Recorded before (a restart or another replica): decide as the LRU would.
@@ -409,25 +227,27 @@ impl Classifier {
                         Err(e) => {
                             self.metrics.db_error(DbOp::Record);
                             log::warn!("dedupe lookup failed: {e}");
-                            return;
+                            return Next::Done;
                         }
                     };
                     if verdict(&seen, &SeenCert::of(&sighting.cert)) != Verdict::Collision {
                         log::debug!("issuance {} already alerted", sighting.issuance_key);
-                        return;
+                        return Next::Done;
                     }
                     sighting.collision_fingerprint = collision_id(&sighting.cert);
                 }
                 Ok(None) => {
                     log::debug!("collision {} already alerted", sighting.delivery_id());
-                    return;
+                    return Next::Done;
                 }
                 Err(e) => {
                     self.metrics.db_error(DbOp::Record);
                     self.health.db_reachable.store(false, Ordering::Relaxed);
                     self.announce(&sighting, severity, &delivery_id);
-                    self.hold(sighting, severity, delivery_id, body, e);
-                    return;
+                    log::warn!(
+                        "database unavailable ({e}): alert {delivery_id} delivered now and held until it can be written"
+                    );
+                    return Next::Held(self.hold(sighting, severity, delivery_id, body));
                 }
             }
         }
@@ -450,109 +270,62 @@ impl Classifier {
         }
     }
 
-    /// The database could not take the alert: deliver it anyway and hold the row
-    /// in memory (bounded) until the grace thread can write it.
+    /// The database could not take the alert: deliver it anyway, and return the
+    /// row for the caller to hold until it can be written.
     fn hold(
         &self,
         sighting: Sighting,
         severity: Severity,
         delivery_id: String,
         body: Vec<u8>,
-        error: StoreError,
-    ) {
+    ) -> Unrecorded {
         let delivered = Arc::new(AtomicBool::new(false));
-        let delivery = Delivery::new(
-            delivery_id.clone(),
-            Event::Match,
-            severity,
-            body.clone(),
-            self.target_keys.len(),
-        )
-        .unrecorded(delivered.clone());
-        let mut held = self.unrecorded.lock().expect("unrecorded lock poisoned");
-        if held.len() >= UNRECORDED_CAPACITY {
-            drop(held);
-            self.metrics.alerts_unrecorded_overflow.inc();
-            log::error!(
-                "ALERT NOT RECORDED: database unavailable ({error}) and {UNRECORDED_CAPACITY} alerts already held; \
-                 {} alert {delivery_id} for {:?} is delivered but never written to public.alerts",
-                severity.as_str(),
-                sighting.matched_sans
-            );
-        } else {
-            held.push_back(Unrecorded {
-                sighting,
+        self.dispatch(
+            Delivery::new(
+                delivery_id.clone(),
+                Event::Match,
                 severity,
-                delivery_id: delivery_id.clone(),
-                body,
-                delivered,
-            });
-            self.metrics.queue(Queue::Unrecorded).set(held.len() as i64);
-            drop(held);
-            log::warn!(
-                "database unavailable ({error}): alert {delivery_id} held until it can be written"
-            );
+                body.clone(),
+                self.target_keys.len(),
+            )
+            .unrecorded(delivered.clone()),
+        );
+        Unrecorded {
+            sighting,
+            severity,
+            delivery_id,
+            body,
+            delivered,
         }
-        self.dispatch(delivery);
     }
 
-    /// Writes held alerts while the database takes them; returns how many remain.
-    pub fn flush_unrecorded(&self) -> usize {
-        loop {
-            let Some(item) = self
-                .unrecorded
-                .lock()
-                .expect("unrecorded lock poisoned")
-                .pop_front()
-            else {
-                break;
-            };
-            let row = AlertRow {
-                sighting: &item.sighting,
-                severity: item.severity,
-                delivery_id: &item.delivery_id,
-                body: &item.body,
-            };
-            match self.store.insert_alert(&row) {
-                Ok(inserted) => {
-                    if inserted.is_none() {
-                        log::info!("held alert {} was already recorded", item.delivery_id);
-                    } else {
-                        log::info!("held alert {} written to public.alerts", item.delivery_id);
-                    }
-                    if item.delivered.load(Ordering::SeqCst)
-                        && let Err(e) = self.store.record_round(
-                            &item.delivery_id,
-                            Event::Match,
-                            &self.target_keys,
-                            &self.target_keys,
-                            None,
-                            None,
-                        )
-                    {
-                        self.metrics.db_error(DbOp::Delivery);
-                        log::warn!(
-                            "held alert {} written but not marked delivered: {e}",
-                            item.delivery_id
-                        );
-                    }
-                }
-                Err(_) => {
-                    self.unrecorded
-                        .lock()
-                        .expect("unrecorded lock poisoned")
-                        .push_front(item);
-                    break;
-                }
-            }
+    /// Writes a held alert's row (and marks it delivered when the webhook already
+    /// took it). `Ok(false)` when it had been written before.
+    pub fn write_held(&self, item: &Unrecorded) -> Result<bool, StoreError> {
+        let row = AlertRow {
+            sighting: &item.sighting,
+            severity: item.severity,
+            delivery_id: &item.delivery_id,
+            body: &item.body,
+        };
+        let inserted = self.store.insert_alert(&row)?.is_some();
+        if item.delivered.load(Ordering::SeqCst)
+            && let Err(e) = self.store.record_round(
+                &item.delivery_id,
+                Event::Match,
+                &self.target_keys,
+                &self.target_keys,
+                None,
+                None,
+            )
+        {
+            self.metrics.db_error(DbOp::Delivery);
+            log::warn!(
+                "held alert {} written but not marked delivered: {e}",
+                item.delivery_id
+            );
         }
-        let left = self
-            .unrecorded
-            .lock()
-            .expect("unrecorded lock poisoned")
-            .len();
-        self.metrics.queue(Queue::Unrecorded).set(left as i64);
-        left
+        Ok(inserted)
     }
 
     fn announce(&self, s: &Sighting, severity: Severity, delivery_id: &str) {
@@ -591,81 +364,10 @@ impl Classifier {
     }
 }
 
-/// The grace thread: holds misses until their time, re-checks the inventory, and
-/// records them. When the workers are gone it re-checks everything still waiting
-/// once more, records it, and exits.
-pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>) {
-    let mut waiting: DelayQueue<Sighting> = DelayQueue::default();
-    let depth = cls.metrics.queue(Queue::Grace);
-    let flush = crossbeam_channel::tick(FLUSH_INTERVAL);
-    loop {
-        let timer = waiting.timer();
-        select! {
-            recv(pending) -> msg => match msg {
-                Ok(p) => waiting.push(p.due, p.sighting),
-                Err(_) => break,
-            },
-            recv(timer) -> _ => {
-                let now = Instant::now();
-                while let Some(s) = waiting.pop_due(now) {
-                    cls.settle(s);
-                }
-            }
-            recv(flush) -> _ => {
-                cls.flush_unrecorded();
-            }
-        }
-        depth.set(waiting.len() as i64);
-    }
-    if !waiting.is_empty() {
-        log::info!(
-            "shutdown: re-checking {} certificates still in their grace period",
-            waiting.len()
-        );
-    }
-    for s in waiting.drain() {
-        cls.settle(s);
-    }
-    depth.set(0);
-    let left = cls.flush_unrecorded();
-    if left > 0 {
-        log::error!(
-            "ALERTS NOT RECORDED: shutting down with {left} alerts the database never took \
-             (each was logged and delivered when a webhook is set)"
-        );
-    }
-}
-
-impl Classifier {
-    /// The end of a grace period: `info` if the inventory knows it now, else `suspicious`.
-    fn settle(&self, s: Sighting) {
-        let severity = match self.in_inventory(&s) {
-            Some(true) => Severity::Info,
-            _ => Severity::Suspicious,
-        };
-        self.record(s, severity);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::certstream::EntryType;
-
-    #[test]
-    fn the_queue_budget_bounds_frames_and_bytes() {
-        let budget = QueueBudget::new(3, 100);
-        assert!(budget.try_reserve(10));
-        assert!(budget.try_reserve(10));
-        assert!(!budget.try_reserve(81), "81 more bytes would make 101");
-        assert!(budget.try_reserve(80));
-        assert!(!budget.try_reserve(0), "a fourth frame, even empty");
-        assert_eq!(budget.frames(), 3);
-        budget.release(2, 20);
-        assert_eq!(budget.frames(), 1);
-        assert!(budget.try_reserve(20));
-        assert!(!budget.try_reserve(1), "100 bytes are taken");
-    }
 
     #[test]
     fn dedupe_is_bounded_and_remembers_collisions() {

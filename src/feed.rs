@@ -13,11 +13,11 @@
 //! socket read timeout is the tick on which it checks shutdown, pings and
 //! silence.
 
-use crate::classify::{Batch, Frame, QueueBudget};
 use crate::config::redact_url;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::threads::{Health, unix_now};
+use crate::worker::{Batch, Frame, QueueBudget};
 use crossbeam_channel::{Sender, TrySendError};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};

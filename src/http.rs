@@ -23,7 +23,7 @@ pub struct Http {
     pub feed_silence: Duration,
     pub started_at: i64,
     /// Frames queued between the feed and the workers, read at scrape time.
-    pub worker_queue: Arc<crate::classify::QueueBudget>,
+    pub worker_queue: Arc<crate::worker::QueueBudget>,
     /// Set by the pipeline once every other stage has stopped.
     pub stop: Arc<AtomicBool>,
 }

@@ -8,7 +8,10 @@
 //! - `certstream`: feed message types and parsing (pure)
 //! - `matcher`: watch-list index and name matching (pure)
 //! - `ctlog`: CT logs: the trusted log list, per-log index gaps (pure), the log client and entry decoding for backfill
-//! - `classify`: workers and the grace delay queue (`worker-N`, `grace`)
+//! - `alert`: the alert model, issuance keys, the inventory rule (pure)
+//! - `worker`: the worker pool, feed frames to matches (`worker-N`)
+//! - `classify`: match -> dedupe -> inventory -> record (callers' threads)
+//! - `grace`: the grace delay queue and the alerts held while the database is down (`grace`)
 //! - `store`: every SQL query, the Postgres pool
 //! - `payload`: webhook bodies and signatures (pure)
 //! - `deliver`: webhook targets, POSTs, retries (`deliver`)
@@ -25,6 +28,7 @@ pub mod config;
 pub mod ctlog;
 pub mod deliver;
 pub mod feed;
+pub mod grace;
 pub mod guard;
 pub mod http;
 pub mod logging;
@@ -36,6 +40,7 @@ pub mod shutdown;
 pub mod store;
 pub mod threads;
 pub mod timer;
+pub mod worker;
 
 pub use config::Config;
 pub use pipeline::{Error, Service, run, start, start_with_lookup};

@@ -4,6 +4,8 @@
 //! Shared by every thread through an `Arc`; updated lock-free by the stage that
 //! owns each figure and gathered by the http thread for `GET /metrics`.
 
+use crate::alert::Severity;
+use crate::certstream::MessageKind;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -78,23 +80,17 @@ label_enum! {
     }
 }
 
-label_enum! {
-    /// `type` of `certwatch_ct_messages_total`: what a feed message is.
-    MessageKind {
-        CertificateUpdate => "certificate_update",
-        DnsEntries => "dns_entries",
-        Heartbeat => "heartbeat",
-        Other => "other",
+impl Label for MessageKind {
+    const ALL: &'static [Self] = &MessageKind::ALL;
+    fn as_str(self) -> &'static str {
+        MessageKind::as_str(self)
     }
 }
 
-impl Label for crate::alert::Severity {
-    const ALL: &'static [Self] = &[
-        crate::alert::Severity::Info,
-        crate::alert::Severity::Suspicious,
-    ];
+impl Label for Severity {
+    const ALL: &'static [Self] = &[Severity::Info, Severity::Suspicious];
     fn as_str(self) -> &'static str {
-        crate::alert::Severity::as_str(self)
+        Severity::as_str(self)
     }
 }
 
@@ -290,7 +286,7 @@ impl Default for Metrics {
         }
         // Every labelled series reads 0 before its first event.
         preregister::<MessageKind, _>(&m.ct_messages);
-        preregister::<crate::alert::Severity, _>(&m.alerts);
+        preregister::<Severity, _>(&m.alerts);
         preregister::<WebhookResult, _>(&m.webhook);
         preregister::<DbOp, _>(&m.db_errors);
         preregister::<Queue, _>(&m.queue_depth);
@@ -359,7 +355,7 @@ impl Metrics {
     }
 
     /// The counter of alerts of this severity.
-    pub fn alert(&self, severity: crate::alert::Severity) -> IntCounter {
+    pub fn alert(&self, severity: Severity) -> IntCounter {
         self.alerts.with_label_values(&[severity.as_str()])
     }
 

@@ -10,10 +10,11 @@
 //! workers drain and drop theirs, grace records what it held, deliver makes its
 //! last attempts; http stops last. No stage keeps a stray sender.
 
-use crate::classify::{self, Batch, Classifier, Dedupe, Pending, QueueBudget};
+use crate::classify::{Classifier, Dedupe};
 use crate::config::Config;
 use crate::deliver::{self, Deliverer, Delivery, Target};
 use crate::feed::{self, Feed};
+use crate::grace::{self, HeldAlerts, Pending};
 use crate::guard::{self, GuardedResolver};
 use crate::http::{self, Http};
 use crate::matcher::WatchList;
@@ -23,6 +24,7 @@ use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::threads::{Health, spawn_stage, unix_now};
 use crate::timer::{self, Sweep, Timer, WatchRefresher};
+use crate::worker::{self, Batch, QueueBudget};
 use arc_swap::ArcSwap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -281,26 +283,27 @@ fn pipeline(
         },
         deliver: deliver_tx.clone(),
         target_keys: targets.iter().map(|t| t.key.clone()).collect(),
-        unrecorded: Default::default(),
     });
+    let held = Arc::new(HeldAlerts::default());
     {
-        let cls = classifier.clone();
+        let (cls, held) = (classifier.clone(), held.clone());
         stages.push(spawn_stage("grace", &health, &done_tx, move || {
-            classify::run_grace(cls, pending_rx)
+            grace::run_grace(cls, pending_rx, held)
         }));
     }
     for n in 0..config.workers {
-        let (cls, rx, pending, budget) = (
+        let (cls, rx, pending, held, budget) = (
             classifier.clone(),
             frames_rx.clone(),
             pending_tx.clone(),
+            held.clone(),
             budget.clone(),
         );
         stages.push(spawn_stage(
             &format!("worker-{n}"),
             &health,
             &done_tx,
-            move || classify::run_worker(cls, rx, pending, budget),
+            move || worker::run_worker(cls, rx, pending, held, budget),
         ));
     }
     // From here on only the stages hold the classifier and the channel ends.

@@ -5,8 +5,8 @@
 //! it on every committed seed and regression input, so CI replays exactly what
 //! the fuzzer ran. Uses only certwatch's public API. A panic is a finding.
 
-use certwatch::certstream::{self, Peek};
 use certwatch::alert::issuance_key;
+use certwatch::certstream::{self, Peek};
 use certwatch::matcher::WatchList;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};

@@ -6,8 +6,8 @@
 use crate::support::ctlog::{
     FakeCtLog, FakeEntry, FakeKind, fixture_entries, hex_lower, tbs_without_scts,
 };
-use certwatch::certstream::{self, Certificate, EntryType};
 use certwatch::alert::{self, Verdict};
+use certwatch::certstream::{self, Certificate, EntryType};
 use certwatch::ctlog::LogKind;
 use certwatch::ctlog::client::{ClientConfig, ClientError, LogClient};
 use certwatch::ctlog::entry::{self, LogSource};
