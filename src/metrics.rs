@@ -47,7 +47,25 @@ pub struct Metrics {
     pub reclassified: IntCounter,
     /// Alerts never written because the database was down and the holding buffer full.
     pub alerts_unrecorded_overflow: IntCounter,
+    /// API connections the http guard closed or refused, by `reason` (`HTTP_REJECT_REASONS`).
+    pub http_rejected: IntCounterVec,
+    /// Failed `accept` calls on the API port (out of file descriptors, mostly).
+    pub http_accept_errors: IntCounter,
+    /// API connections the http guard holds open.
+    pub http_connections: IntGauge,
+    /// tiny_http servers started again after the previous one stopped accepting.
+    pub http_restarts: IntCounter,
 }
+
+/// Why the http guard closed a connection without a response from tiny_http.
+pub const HTTP_REJECT_REASONS: [&str; 6] = [
+    "over_capacity",
+    "fd_limit",
+    "head_too_large",
+    "head_timeout",
+    "response_timeout",
+    "upstream_error",
+];
 
 impl Default for Metrics {
     fn default() -> Metrics {
@@ -159,6 +177,29 @@ impl Default for Metrics {
                 "Alert rows deleted by the retention cleanup",
             )
             .expect("valid metric"),
+            http_rejected: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_http_connections_rejected_total",
+                    "API connections closed or refused by the http guard, by reason",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            http_accept_errors: IntCounter::new(
+                "certwatch_http_accept_errors_total",
+                "Failed accepts on the API port (mostly: out of file descriptors)",
+            )
+            .expect("valid metric"),
+            http_connections: IntGauge::new(
+                "certwatch_http_connections",
+                "API connections held open by the http guard",
+            )
+            .expect("valid metric"),
+            http_restarts: IntCounter::new(
+                "certwatch_http_server_restarts_total",
+                "tiny_http servers started again after the previous one stopped accepting",
+            )
+            .expect("valid metric"),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.ct_messages.clone()),
@@ -181,6 +222,10 @@ impl Default for Metrics {
             Box::new(m.undelivered.clone()),
             Box::new(m.redeliveries.clone()),
             Box::new(m.reclassified.clone()),
+            Box::new(m.http_rejected.clone()),
+            Box::new(m.http_accept_errors.clone()),
+            Box::new(m.http_connections.clone()),
+            Box::new(m.http_restarts.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
@@ -210,6 +255,9 @@ impl Default for Metrics {
         }
         for kind in ["certificate_update", "heartbeat", "dns_entries", "other"] {
             m.ct_messages.with_label_values(&[kind]);
+        }
+        for reason in HTTP_REJECT_REASONS {
+            m.http_rejected.with_label_values(&[reason]);
         }
         m
     }
