@@ -51,9 +51,14 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// Pause in accepting after an `accept` error with nothing to shed.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Accepts per loop turn, so a flood of connections cannot starve the others.
-const ACCEPT_BATCH: usize = 64;
+const ACCEPT_BATCH: usize = 128;
+/// Connections the kernel completes ahead of `accept`: a burst of this many is
+/// taken in without clients waiting out a SYN retransmission.
+const BACKLOG: libc::c_int = 1024;
 /// Longest sleep in `poll`: how soon the stop flag is seen.
 const TICK: Duration = Duration::from_millis(100);
+/// Quiet time after which an episode of accept errors is over (logged once each).
+const EPISODE_QUIET: Duration = Duration::from_secs(5);
 /// Least time between two restarts of tiny_http.
 const RESTART_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -68,12 +73,17 @@ pub struct Guard {
     pub max_connections: usize,
 }
 
-/// Binds the public port (non-blocking); failure is a start-up error.
+/// Binds the public port (non-blocking, with a `BACKLOG` of connections not yet
+/// accepted); failure is a start-up error.
 pub fn bind(host: IpAddr, port: u16) -> Result<TcpListener, String> {
     let addr = SocketAddr::new(host, port);
     let listener = TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("cannot listen on {addr} (API_HOST:API_PORT): {e}"))?;
+    // std listens with a backlog of 128; listening again only changes it (Linux
+    // caps it at net.core.somaxconn). A failure leaves 128, which works.
+    // SAFETY: listen on a descriptor this listener owns.
+    let _ = unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) };
     Ok(listener)
 }
 
@@ -145,8 +155,11 @@ struct State {
     next_id: u64,
     /// No accept before this (after an accept error with nothing to shed).
     accept_paused_until: Option<Instant>,
-    /// An accept error has been logged and accepting has not worked since.
-    accept_failing: bool,
+    /// When `accept` last failed, while an episode of failures lasts: it ends
+    /// with an accept that works `EPISODE_QUIET` after the last failure.
+    accept_failed_at: Option<Instant>,
+    /// Failed accepts in the current episode.
+    accept_failures: u64,
     last_restart: Option<Instant>,
     scratch: Box<[u8]>,
 }
@@ -163,7 +176,8 @@ pub fn run_guard(guard: Guard) {
         conns: Vec::new(),
         next_id: 0,
         accept_paused_until: None,
-        accept_failing: false,
+        accept_failed_at: None,
+        accept_failures: 0,
         last_restart: None,
         scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
     };
@@ -318,9 +332,16 @@ impl State {
         for _ in 0..ACCEPT_BATCH {
             match self.guard.listener.accept() {
                 Ok((stream, _)) => {
-                    if self.accept_failing {
-                        self.accept_failing = false;
-                        log::info!("http guard: accepting connections again");
+                    if self
+                        .accept_failed_at
+                        .is_some_and(|t| now.duration_since(t) >= EPISODE_QUIET)
+                    {
+                        log::info!(
+                            "http guard: accepting connections again (after {} failed accepts)",
+                            self.accept_failures
+                        );
+                        self.accept_failed_at = None;
+                        self.accept_failures = 0;
                     }
                     if stream.set_nonblocking(true).is_err() {
                         continue;
@@ -348,8 +369,8 @@ impl State {
                     ) => {}
                 Err(e) => {
                     self.guard.metrics.http_accept_errors.inc();
-                    if !self.accept_failing {
-                        self.accept_failing = true;
+                    self.accept_failures += 1;
+                    if self.accept_failed_at.replace(now).is_none() {
                         log::warn!(
                             "http guard: accept failed: {e}; shedding the connections that \
                              waited longest and retrying (logged once until accepting works again)"
