@@ -567,7 +567,7 @@ impl State {
                 return;
             };
             let path = self.guard.upstream.current().path.clone();
-            match UnixStream::connect(&path).and_then(|s| s.set_nonblocking(true).map(|()| s)) {
+            match connect_nonblocking(&path) {
                 Ok(up) => {
                     let conn = &mut self.conns[i];
                     let Phase::Queued { request } =
@@ -622,6 +622,51 @@ impl State {
     }
 }
 
+/// Connects to tiny_http's socket without ever waiting: a Unix stream connect
+/// completes at once or fails (`EAGAIN` when the listener's backlog is full).
+fn connect_nonblocking(path: &std::path::Path) -> io::Result<UnixStream> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: a zeroed sockaddr_un is a valid value of the type.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: plain socket(2); the descriptor is owned by the UnixStream below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket nobody else owns.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // SAFETY: `addr` is a valid sockaddr_un of the size passed.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&raw const addr).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stream)
+}
+
 /// The request line of the first complete head in `buf` (a blank line ends a
 /// head; bare `\n` line ends are accepted), without its line end.
 fn request_line(buf: &[u8]) -> Option<&[u8]> {
@@ -645,4 +690,40 @@ fn refuse_on(stream: &mut TcpStream, status: &[u8]) {
     msg.extend_from_slice(status);
     msg.extend_from_slice(b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     let _ = stream.write(&msg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_line_is_taken_from_the_first_complete_head_only() {
+        for (buf, line) in [
+            (
+                &b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+                Some(&b"GET /healthz HTTP/1.1"[..]),
+            ),
+            (b"GET /metrics HTTP/1.0\n\n", Some(b"GET /metrics HTTP/1.0")),
+            (
+                b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+                Some(b"GET /a HTTP/1.1"),
+            ),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", None),
+            (b"GET /healthz HTTP/1.1", None),
+            (b"", None),
+        ] {
+            assert_eq!(
+                request_line(buf),
+                line,
+                "{:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn the_connection_cap_stays_within_its_bounds() {
+        let cap = connection_cap();
+        assert!((16..=MAX_CONNECTIONS).contains(&cap), "{cap}");
+    }
 }

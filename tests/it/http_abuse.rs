@@ -133,7 +133,15 @@ impl Binary {
 }
 
 impl Drop for Binary {
+    /// SIGTERM first, so that the service removes its private socket directory;
+    /// SIGKILL if it is still running 5 s later.
     fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|s| s.is_none()) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
+            let _ = self.wait_exit(Duration::from_secs(5));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
