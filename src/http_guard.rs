@@ -11,7 +11,8 @@
 //! 3. **upstream**: its request line alone, with `Connection: close`, is sent to
 //!    tiny_http over the private Unix socket, and the response read back whole (at
 //!    most `MAX_RESPONSE`), so tiny_http never waits on a client;
-//! 4. **write**: the response is written to the client, which has `RESPONSE_TIMEOUT`
+//! 4. **write**: the response, with `Connection: close` added after its status
+//!    line, is written to the client, which has `RESPONSE_TIMEOUT`
 //!    from the end of its head for steps 2 to 4;
 //! 5. **linger**: the write side is shut and what the client still sends is read and
 //!    dropped for at most `LINGER` / `LINGER_BYTES`, so that the close does not
@@ -542,7 +543,8 @@ impl State {
             conn.phase = Phase::Closed;
             self.reject("upstream_error");
         } else if done {
-            let response = std::mem::take(response);
+            let mut response = std::mem::take(response);
+            announce_close(&mut response);
             // Dropping the Unix stream ends the exchange with tiny_http.
             conn.phase = Phase::Write { response, sent: 0 };
         }
@@ -667,6 +669,15 @@ fn connect_nonblocking(path: &std::path::Path) -> io::Result<UnixStream> {
     Ok(stream)
 }
 
+/// Adds `Connection: close` after the status line (tiny_http will not send it,
+/// and an HTTP/1.1 client would otherwise expect the connection to stay open).
+fn announce_close(response: &mut Vec<u8>) {
+    if let Some(end) = response.windows(2).position(|w| w == b"\r\n") {
+        let at = end + 2;
+        response.splice(at..at, b"Connection: close\r\n".iter().copied());
+    }
+}
+
 /// The request line of the first complete head in `buf` (a blank line ends a
 /// head; bare `\n` line ends are accepted), without its line end.
 fn request_line(buf: &[u8]) -> Option<&[u8]> {
@@ -719,6 +730,16 @@ mod tests {
                 String::from_utf8_lossy(buf)
             );
         }
+    }
+
+    #[test]
+    fn the_response_announces_the_close() {
+        let mut response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
+        announce_close(&mut response);
+        assert_eq!(
+            response,
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        );
     }
 
     #[test]
