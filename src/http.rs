@@ -263,3 +263,49 @@ pub fn healthcheck(url: &str) -> Result<(), String> {
         Err(format!("{url}: HTTP {status} {}", body.trim()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn ask(path: &Path, upstream: &Upstream) -> String {
+        let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+        stream
+            .write_all(b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let request = upstream
+            .current()
+            .server
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("a request");
+        request
+            .respond(Response::from_string("hi").with_status_code(201))
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn upstream_serves_from_a_private_directory_and_restarts_on_a_fresh_socket() {
+        let upstream = Upstream::new().unwrap();
+        let first = upstream.current().path.clone();
+        let dir = first.parent().unwrap().to_path_buf();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        assert!(ask(&first, &upstream).starts_with("HTTP/1.1 201"));
+        upstream.mark_broken();
+        assert!(upstream.is_broken());
+        upstream.restart().unwrap();
+        assert!(!upstream.is_broken());
+        let second = upstream.current().path.clone();
+        assert_ne!(first, second);
+        assert!(!first.exists(), "the old socket is removed with its server");
+        assert!(ask(&second, &upstream).starts_with("HTTP/1.1 201"));
+        drop(upstream);
+        assert!(!dir.exists(), "the directory is removed on drop");
+    }
+}
