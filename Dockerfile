@@ -17,8 +17,10 @@
 #   builder is Debian 12 like the runtime, so glibc matches. Without a shell,
 #   ENTRYPOINT and HEALTHCHECK use the exec (JSON) form.
 # - Non-root (uid 65532): the binary needs no privileges. It binds 8765 (> 1024),
-#   writes no files (configuration from the environment, logs to stderr, state in
-#   Postgres; tried under strace) and runs as uid 65532 outside Docker just as well.
+#   writes no files but its private API socket, a mode-0700 directory under /tmp
+#   (configuration from the environment, logs to stderr, state in Postgres; tried
+#   under strace before the socket existed), and runs as uid 65532 outside Docker
+#   just as well. With a read-only root file system, mount a tmpfs on /tmp.
 # - EXPOSE 8765: the default `API_PORT`; `API_HOST=0.0.0.0` below makes it reachable
 #   from outside the container.
 # - HEALTHCHECK: `certwatch healthcheck` has process tests (tests/it/process.rs:

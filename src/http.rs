@@ -1,21 +1,37 @@
-//! HTTP: the `http` thread serving `GET /healthz` and `GET /metrics` with
-//! tiny_http, and the client behind `certwatch healthcheck`.
+//! HTTP: the `http-0` and `http-1` threads serving `GET /healthz` and
+//! `GET /metrics` with tiny_http, the private Unix socket tiny_http listens on
+//! (`Upstream`), and the client behind `certwatch healthcheck`.
 //!
-//! Read-only: it reads `Health` and renders `Metrics`, nothing else. It is the
-//! last thread to stop, so `/healthz` answers throughout a drain.
+//! tiny_http never sees the network. The `http-guard` thread (`http_guard.rs`)
+//! owns the public port and hands tiny_http one vetted request per connection over
+//! the Unix socket, in a directory only this user can enter; tiny_http routes and
+//! answers. If tiny_http's own accept thread ends (an accept error, a failed thread
+//! spawn), the guard binds a fresh socket and starts a fresh tiny_http
+//! (`Upstream::restart`).
+//!
+//! Read-only: the serving threads read `Health` and render `Metrics`, nothing else.
+//! They are the last threads to stop, so `/healthz` answers throughout a drain; two
+//! of them, so one that dies is reported in `dead_threads` by the other.
 
 use crate::metrics::Metrics;
 use crate::threads::{Health, unix_now};
+use arc_swap::ArcSwap;
 use serde::Serialize;
-use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 use tiny_http::{Header, Method, Request, Response, Server};
 
-/// What the http thread serves from.
+/// Threads taking requests from tiny_http (`http-0`, `http-1`); also the number of
+/// requests the guard hands tiny_http at once.
+pub const SERVE_THREADS: usize = 2;
+
+/// What the serving threads serve from.
 pub struct Http {
-    pub server: Arc<Server>,
+    pub upstream: Arc<Upstream>,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     /// Beyond this without a frame the feed counts as stale in `/healthz` (as it
@@ -28,10 +44,104 @@ pub struct Http {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Binds the listener; failure is a start-up error.
-pub fn bind(host: IpAddr, port: u16) -> Result<Server, String> {
-    let addr = SocketAddr::new(host, port);
-    Server::http(addr).map_err(|e| format!("cannot listen on {addr} (API_HOST:API_PORT): {e}"))
+/// One tiny_http server and the socket it listens on.
+pub struct Backend {
+    pub path: PathBuf,
+    pub server: Server,
+}
+
+/// tiny_http behind a private Unix socket: a directory of mode 0700 under the
+/// temporary directory (`TMPDIR`), removed on drop, holding one socket per
+/// generation (`http-<n>.sock`). Restarted by the guard, read by the serving threads.
+pub struct Upstream {
+    dir: PathBuf,
+    generation: AtomicU64,
+    current: ArcSwap<Backend>,
+    /// Set by a serving thread when tiny_http reports that its accept thread ended.
+    broken: AtomicBool,
+}
+
+impl Upstream {
+    /// Creates the private directory and starts the first tiny_http; failure is a
+    /// start-up error.
+    pub fn new() -> Result<Upstream, String> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let base = std::env::temp_dir();
+        let mut last_error = String::new();
+        for _ in 0..16 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = base.join(format!("certwatch-{}-{n}", std::process::id()));
+            // mkdir fails on anything already there (a symlink included).
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => {
+                    let backend = match bind_backend(&dir, 0) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = std::fs::remove_dir_all(&dir);
+                            return Err(e);
+                        }
+                    };
+                    return Ok(Upstream {
+                        dir,
+                        generation: AtomicU64::new(0),
+                        current: ArcSwap::from_pointee(backend),
+                        broken: AtomicBool::new(false),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    last_error = format!("{} exists", dir.display());
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot create the API's private socket directory {} (TMPDIR): {e}",
+                        dir.display()
+                    ));
+                }
+            }
+        }
+        Err(format!(
+            "cannot create the API's private socket directory: {last_error}"
+        ))
+    }
+
+    /// The tiny_http server in service.
+    pub fn current(&self) -> Arc<Backend> {
+        self.current.load_full()
+    }
+
+    /// Records that tiny_http stopped accepting; the guard restarts it.
+    pub fn mark_broken(&self) {
+        self.broken.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
+    }
+
+    /// Binds a fresh socket and swaps a fresh tiny_http in. The old one is dropped
+    /// (its socket removed) when the last serving thread lets go of it.
+    pub fn restart(&self) -> Result<(), String> {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let backend = bind_backend(&self.dir, generation)?;
+        self.current.store(Arc::new(backend));
+        self.broken.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bind_backend(dir: &Path, generation: u64) -> Result<Backend, String> {
+    let path = dir.join(format!("http-{generation}.sock"));
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let server = Server::from_listener(listener, None)
+        .map_err(|e| format!("cannot start tiny_http on {}: {e}", path.display()))?;
+    Ok(Backend { path, server })
 }
 
 /// The `/healthz` document. The first three keys are fixed by the spec.
@@ -48,13 +158,21 @@ struct Healthz {
     dead_threads: Vec<String>,
 }
 
-/// The http thread: serves until `stop` is set.
-pub fn run_http(http: Http) {
+/// A serving thread (`http-0`, `http-1`): takes requests from tiny_http until
+/// `stop` is set.
+pub fn run_http(http: Arc<Http>) {
     while !http.stop.load(Ordering::SeqCst) {
-        match http.server.recv_timeout(Duration::from_millis(100)) {
+        let backend = http.upstream.current();
+        match backend.server.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(request)) => respond(&http, request),
             Ok(None) => {}
-            Err(e) => log::warn!("http: {e}"),
+            Err(e) => {
+                // tiny_http's accept thread has ended: nothing more will come from
+                // this server. The guard starts another.
+                log::warn!("http: tiny_http stopped accepting ({e}); restarting it");
+                http.upstream.mark_broken();
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }
@@ -145,5 +263,51 @@ pub fn healthcheck(url: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{url}: HTTP {status} {}", body.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn ask(path: &Path, upstream: &Upstream) -> String {
+        let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+        stream
+            .write_all(b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let request = upstream
+            .current()
+            .server
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("a request");
+        request
+            .respond(Response::from_string("hi").with_status_code(201))
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn upstream_serves_from_a_private_directory_and_restarts_on_a_fresh_socket() {
+        let upstream = Upstream::new().unwrap();
+        let first = upstream.current().path.clone();
+        let dir = first.parent().unwrap().to_path_buf();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        assert!(ask(&first, &upstream).starts_with("HTTP/1.1 201"));
+        upstream.mark_broken();
+        assert!(upstream.is_broken());
+        upstream.restart().unwrap();
+        assert!(!upstream.is_broken());
+        let second = upstream.current().path.clone();
+        assert_ne!(first, second);
+        assert!(!first.exists(), "the old socket is removed with its server");
+        assert!(ask(&second, &upstream).starts_with("HTTP/1.1 201"));
+        drop(upstream);
+        assert!(!dir.exists(), "the directory is removed on drop");
     }
 }

@@ -17,7 +17,8 @@
 //! - `deliver`: webhook targets, POSTs, retries (`deliver`)
 //! - `guard`: the SSRF guard on webhook egress (start-up, `deliver`)
 //! - `timer`: watch-list refresh, cleanup, redelivery sweep (`timer`)
-//! - `http`: `/healthz`, `/metrics`, the healthcheck client (`http`)
+//! - `http`: `/healthz`, `/metrics` with tiny_http on a private socket, the healthcheck client (`http-0`, `http-1`)
+//! - `http_guard`: the public API port, bounded in connections, bytes and time (`http-guard`)
 //! - `logging`: the process logger; keeps secrets out of dependencies' records
 //! - `metrics`, `threads`, `shutdown`: shared plumbing
 
@@ -31,6 +32,7 @@ pub mod feed;
 pub mod grace;
 pub mod guard;
 pub mod http;
+pub mod http_guard;
 pub mod logging;
 pub mod matcher;
 pub mod metrics;

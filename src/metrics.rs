@@ -141,6 +141,27 @@ pub struct Metrics {
     pub reclassified: IntCounter,
     /// Alerts never written because the database was down and the holding buffer full.
     pub alerts_unrecorded_overflow: IntCounter,
+    /// API connections the http guard closed or refused, by `reason` (`HttpReject`).
+    http_rejected: IntCounterVec,
+    /// Failed `accept` calls on the API port (out of file descriptors, mostly).
+    pub http_accept_errors: IntCounter,
+    /// API connections the http guard holds open.
+    pub http_connections: IntGauge,
+    /// tiny_http servers started again after the previous one stopped accepting.
+    pub http_restarts: IntCounter,
+}
+
+label_enum! {
+    /// `reason` of `certwatch_http_connections_rejected_total`: why the http
+    /// guard closed a connection without a response from tiny_http.
+    HttpReject {
+        OverCapacity => "over_capacity",
+        FdLimit => "fd_limit",
+        HeadTooLarge => "head_too_large",
+        HeadTimeout => "head_timeout",
+        ResponseTimeout => "response_timeout",
+        UpstreamError => "upstream_error",
+    }
 }
 
 impl Default for Metrics {
@@ -253,6 +274,29 @@ impl Default for Metrics {
                 "Alert rows deleted by the retention cleanup",
             )
             .expect("valid metric"),
+            http_rejected: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_http_connections_rejected_total",
+                    "API connections closed or refused by the http guard, by reason",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+            http_accept_errors: IntCounter::new(
+                "certwatch_http_accept_errors_total",
+                "Failed accepts on the API port (mostly: out of file descriptors)",
+            )
+            .expect("valid metric"),
+            http_connections: IntGauge::new(
+                "certwatch_http_connections",
+                "API connections held open by the http guard",
+            )
+            .expect("valid metric"),
+            http_restarts: IntCounter::new(
+                "certwatch_http_server_restarts_total",
+                "tiny_http servers started again after the previous one stopped accepting",
+            )
+            .expect("valid metric"),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.ct_messages.clone()),
@@ -275,6 +319,10 @@ impl Default for Metrics {
             Box::new(m.undelivered.clone()),
             Box::new(m.redeliveries.clone()),
             Box::new(m.reclassified.clone()),
+            Box::new(m.http_rejected.clone()),
+            Box::new(m.http_accept_errors.clone()),
+            Box::new(m.http_connections.clone()),
+            Box::new(m.http_restarts.clone()),
             Box::new(ProcessMetrics(
                 prometheus::process_collector::ProcessCollector::for_self(),
             )),
@@ -290,6 +338,7 @@ impl Default for Metrics {
         preregister::<WebhookResult, _>(&m.webhook);
         preregister::<DbOp, _>(&m.db_errors);
         preregister::<Queue, _>(&m.queue_depth);
+        preregister::<HttpReject, _>(&m.http_rejected);
         m
     }
 }
@@ -337,6 +386,13 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding into a Vec cannot fail");
         String::from_utf8(out).expect("the text encoder writes UTF-8")
+    }
+
+    /// Counts an API connection the http guard closed without a response.
+    pub fn http_rejected(&self, reason: HttpReject) {
+        self.http_rejected
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// Counts a failed database operation.

@@ -16,7 +16,8 @@ use crate::deliver::{self, Deliverer, Delivery, Target};
 use crate::feed::{self, Feed};
 use crate::grace::{self, HeldAlerts, Pending};
 use crate::guard::{self, GuardedResolver};
-use crate::http::{self, Http};
+use crate::http::{self, Http, Upstream};
+use crate::http_guard::{self, Guard};
 use crate::matcher::WatchList;
 use crate::metrics::Metrics;
 use crate::payload::{Payload, Signer};
@@ -27,7 +28,7 @@ use crate::timer::{self, Sweep, Timer, WatchRefresher};
 use crate::worker::{self, Batch, QueueBudget};
 use arc_swap::ArcSwap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -44,6 +45,9 @@ const PENDING_QUEUE: usize = 4096;
 const DELIVERY_QUEUE: usize = 4096;
 /// How long the drain at shutdown may take before stuck threads are abandoned.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the http threads may take to stop once asked (they see the flag
+/// within 100 ms whatever clients do); past it they are abandoned.
+const HTTP_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 const DB_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Why the service could not start.
@@ -124,18 +128,18 @@ pub fn start_with_lookup(
             GuardedResolver::new(config.webhook_deny_private, lookup),
         )
     });
-    let server = Arc::new(http::bind(config.api_host, config.api_port).map_err(Error::Bind)?);
-    let http_addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| Error::Bind("listener has no IP address".into()))?;
+    let listener = http_guard::bind(config.api_host, config.api_port).map_err(Error::Bind)?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|e| Error::Bind(format!("listener has no address: {e}")))?;
+    let upstream = Arc::new(Upstream::new().map_err(Error::Bind)?);
     log::info!(
         "certwatch {} listening on http://{http_addr}",
         env!("CARGO_PKG_VERSION")
     );
     let main = std::thread::Builder::new()
         .name("pipeline".into())
-        .spawn(move || pipeline(config, shutdown, server, tls, agent))
+        .spawn(move || pipeline(config, shutdown, (listener, upstream), tls, agent))
         .map_err(|e| Error::Bind(format!("cannot spawn the pipeline thread: {e}")))?;
     Ok(Service { http_addr, main })
 }
@@ -143,7 +147,7 @@ pub fn start_with_lookup(
 fn pipeline(
     config: Config,
     shutdown: Shutdown,
-    server: Arc<tiny_http::Server>,
+    (listener, upstream): (TcpListener, Arc<Upstream>),
     tls: Option<Arc<rustls::ClientConfig>>,
     agent: Option<ureq::Agent>,
 ) -> Result<(), Error> {
@@ -153,24 +157,24 @@ fn pipeline(
     // channel never fills before the budget does.
     let (frames_tx, frames_rx) = crossbeam_channel::bounded::<Batch>(FRAME_QUEUE);
     let budget = Arc::new(QueueBudget::new(FRAME_QUEUE, FRAME_QUEUE_BYTES));
-    let http_stop = Arc::new(AtomicBool::new(false));
-    let http_thread = {
-        let http = Http {
-            server,
+    let http_stage = {
+        let http = Arc::new(Http {
+            upstream: upstream.clone(),
             health: health.clone(),
             metrics: metrics.clone(),
             feed_silence: config.feed_silence,
             started_at: unix_now(),
             worker_queue: budget.clone(),
-            stop: http_stop.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+        });
+        let guard = Guard {
+            listener,
+            upstream,
+            metrics: metrics.clone(),
+            stop: http.stop.clone(),
+            max_connections: http_guard::connection_cap(),
         };
-        std::thread::Builder::new()
-            .name("http".into())
-            .spawn(move || http::run_http(http))
-            .expect("cannot spawn the http thread")
-    };
-    let stop_http = || {
-        http_stop.store(true, Ordering::SeqCst);
+        HttpStage::start(http, guard, &health)
     };
 
     if config.certstream_url.contains("/domains-only") {
@@ -217,8 +221,7 @@ fn pipeline(
                 break;
             }
             Err(StoreError::Schema(e)) => {
-                stop_http();
-                let _ = http_thread.join();
+                http_stage.stop(Instant::now());
                 return Err(Error::Schema(StoreError::Schema(e)));
             }
             Err(e) => {
@@ -234,8 +237,7 @@ fn pipeline(
                 }
                 last_error = message;
                 if shutdown.sleep(delay) {
-                    stop_http();
-                    let _ = http_thread.join();
+                    http_stage.stop(Instant::now());
                     return Ok(());
                 }
                 delay = (delay * 2).min(DB_RETRY_MAX);
@@ -361,15 +363,76 @@ fn pipeline(
         log::error!(
             "shutdown: abandoning threads still running after {}s: {:?}",
             DRAIN_TIMEOUT.as_secs(),
-            health.running_stages()
+            health
+                .running_stages()
+                .into_iter()
+                .filter(|name| !name.starts_with("http"))
+                .collect::<Vec<_>>()
         );
     } else {
         for stage in stages {
             let _ = stage.join();
         }
     }
-    stop_http();
-    let _ = http_thread.join();
+    http_stage.stop(Instant::now());
     log::info!("certwatch stopped");
     Ok(())
+}
+
+/// The http threads: the guard on the public port and the tiny_http serving
+/// threads. Registered in `Health` (a dead one shows in `dead_threads`) but not
+/// part of the drain: they stop last, when asked.
+struct HttpStage {
+    stop: Arc<AtomicBool>,
+    done: crossbeam_channel::Receiver<String>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl HttpStage {
+    fn start(http: Arc<Http>, guard: Guard, health: &Health) -> HttpStage {
+        let (done_tx, done) = crossbeam_channel::unbounded::<String>();
+        let stop = http.stop.clone();
+        let mut threads = Vec::new();
+        for n in 0..http::SERVE_THREADS {
+            let http = http.clone();
+            threads.push(spawn_stage(
+                &format!("http-{n}"),
+                health,
+                &done_tx,
+                move || http::run_http(http),
+            ));
+        }
+        threads.push(spawn_stage("http-guard", health, &done_tx, move || {
+            http_guard::run_guard(guard)
+        }));
+        HttpStage {
+            stop,
+            done,
+            threads,
+        }
+    }
+
+    /// Asks the http threads to stop and waits for them until `HTTP_STOP_TIMEOUT`
+    /// after `from`; threads still running then are abandoned (the process exits).
+    fn stop(self, from: Instant) {
+        self.stop.store(true, Ordering::SeqCst);
+        let deadline = from + HTTP_STOP_TIMEOUT;
+        let mut running = self.threads.len();
+        while running > 0 {
+            match self.done.recv_deadline(deadline) {
+                Ok(_) => running -= 1,
+                Err(_) => break,
+            }
+        }
+        if running > 0 {
+            log::error!(
+                "shutdown: abandoning {running} http threads still running after {}s",
+                HTTP_STOP_TIMEOUT.as_secs()
+            );
+        } else {
+            for thread in self.threads {
+                let _ = thread.join();
+            }
+        }
+    }
 }

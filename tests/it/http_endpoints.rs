@@ -223,3 +223,44 @@ fn process_cpu_seconds_are_fractional() {
         "process_cpu_seconds_total {reported}, CPU time just before {before}"
     );
 }
+
+/// Sends `raw` on a fresh connection and reads the whole answer (closed by the server).
+fn raw_exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn head_http_1_0_and_malformed_requests_go_through_the_guard_to_tiny_http() {
+    let db = TestDb::new();
+    let feed = FakeFeed::start();
+    let svc = service::start(&db, &feed, None, &[]);
+    // HEAD: the status and headers of GET, no body; the connection is closed.
+    let head = raw_exchange(svc.addr, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "a body after HEAD: {head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let head = raw_exchange(svc.addr, b"HEAD /nope HTTP/1.1\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    // HTTP/1.0 with bare line feeds.
+    let old = raw_exchange(svc.addr, b"GET /healthz HTTP/1.0\n\n");
+    assert!(old.starts_with("HTTP/1.0 200"), "{old}");
+    assert!(old.contains(r#""ok":true"#), "{old}");
+    // Pipelined requests: only the first is answered.
+    let two = raw_exchange(
+        svc.addr,
+        b"GET /healthz HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(two.matches("HTTP/1.1 ").count(), 1, "{two}");
+    // A request line tiny_http cannot parse: its 400.
+    let bad = raw_exchange(svc.addr, b"NONSENSE\r\n\r\n");
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+}

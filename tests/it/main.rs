@@ -11,6 +11,7 @@ mod faults;
 mod feed_faults;
 mod fixtures;
 mod fuzz_regressions;
+mod http_abuse;
 mod http_endpoints;
 mod lifecycle;
 mod process;

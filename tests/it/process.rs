@@ -234,6 +234,14 @@ fn stderr_until(
             Err(_) => break,
         }
     }
+    // SIGTERM, so that the service removes its private socket directory; SIGKILL
+    // if it has not stopped 5 s later.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = wait_until(Duration::from_secs(5), || {
+        child.try_wait().is_ok_and(|s| s.is_some())
+    });
     let _ = child.kill();
     let _ = child.wait();
     lines
