@@ -13,6 +13,21 @@ use hmac::{KeyInit, Mac};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+/// The follow-up body of a suspicious alert that reached the inventory: its
+/// stored body with `severity: info`, and in the `ctwatch` format (the body with
+/// an `event` key) `event: resolved`. A stored body that is not a JSON object
+/// comes back as it was.
+pub fn resolved_body(stored: &[u8]) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(stored) else {
+        return stored.to_vec();
+    };
+    if body.contains_key("event") {
+        body.insert("event".into(), Event::Resolved.as_str().into());
+    }
+    body.insert("severity".into(), Severity::Info.as_str().into());
+    serde_json::to_vec(&body).expect("a JSON object serialises")
+}
+
 /// Builds webhook bodies in the configured format.
 #[derive(Clone, Copy, Debug)]
 pub struct Payload {
@@ -282,6 +297,20 @@ mod tests {
         assert_eq!(reversed_apex("example.com."), "com.example");
         assert_eq!(reversed_apex("foo.github.io"), "io.github.foo");
         assert_eq!(reversed_apex("co.uk"), "uk.co");
+    }
+
+    #[test]
+    fn resolved_bodies_say_info_and_in_ctwatch_resolved() {
+        let certwatch = resolved_body(br#"{"severity":"suspicious","serial":"0F"}"#);
+        let v: serde_json::Value = serde_json::from_slice(&certwatch).unwrap();
+        assert_eq!(v, serde_json::json!({"severity": "info", "serial": "0F"}));
+        let ctwatch = resolved_body(br#"{"event":"match","severity":"suspicious","x":1}"#);
+        let v: serde_json::Value = serde_json::from_slice(&ctwatch).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "resolved", "severity": "info", "x": 1})
+        );
+        assert_eq!(resolved_body(b"not json"), b"not json");
     }
 
     #[test]

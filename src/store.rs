@@ -7,7 +7,7 @@
 //! none is held across anything but its own query.
 
 use crate::alert::{
-    Event, InventoryRow, SeenCert, SeenCerts, Severity, Sighting, lifetime_days, seen_at,
+    Event, Identity, InventoryRow, SeenCert, SeenCerts, Severity, Sighting, lifetime_days, seen_at,
 };
 use crate::certstream::EntryType;
 use r2d2_postgres::PostgresConnectionManager;
@@ -237,6 +237,39 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
+/// A suspicious alert that may have reached the inventory, with what the
+/// inventory rule needs of it (`ResolutionCandidate::identity`).
+pub struct ResolutionCandidate {
+    pub id: i64,
+    pub delivery_id: String,
+    pub entry_type: EntryType,
+    pub fingerprint_sha1: Option<String>,
+    pub serial: Option<String>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    /// The alerted names, normalised, sorted, unique.
+    pub names: Vec<String>,
+    pub subject_cn: Option<String>,
+    pub collision: bool,
+    /// The stored webhook body.
+    pub payload: Vec<u8>,
+}
+
+impl ResolutionCandidate {
+    pub fn identity(&self) -> Identity<'_> {
+        Identity {
+            entry_type: self.entry_type,
+            fingerprint_sha1: self.fingerprint_sha1.as_deref(),
+            serial: self.serial.as_deref(),
+            not_before: self.not_before,
+            not_after: self.not_after,
+            names: &self.names,
+            subject_cn: self.subject_cn.as_deref(),
+            collision: self.collision,
+        }
+    }
+}
+
 /// An undelivered event claimed by the redelivery sweep.
 pub struct Claimed {
     pub delivery_id: String,
@@ -453,11 +486,11 @@ impl Store {
                  fingerprint_sha1, matched_entries, matched_sans, all_sans, issuer_o, issuer_cn,
                  not_before, not_after, lifetime_days, source_log, source_url, cert_link,
                  cert_index, serial, update_type, seen_at, payload, event, next_attempt_at,
-                 issuer_key_id, subject_key_id, issuer_dn)
+                 issuer_key_id, subject_key_id, issuer_dn, subject_cn)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
                      to_timestamp($12), to_timestamp($13), $14, $15, $16, $17,
                      $18, $19, $20, to_timestamp($21), $22::text::jsonb, 'match',
-                     now() + make_interval(secs => $23), $24, $25, $26)
+                     now() + make_interval(secs => $23), $24, $25, $26, $27)
              ON CONFLICT (issuance_key, collision_fingerprint) DO NOTHING
              RETURNING id",
                 &[
@@ -487,6 +520,7 @@ impl Store {
                     &c.issuer_key_id,
                     &c.subject_key_id,
                     &c.issuer_dn,
+                    &c.subject_cn,
                 ],
             )
         })?;
@@ -621,47 +655,79 @@ impl Store {
         Ok(row.get(0))
     }
 
-    /// Suspicious alerts of the last day whose certificate has since reached the
-    /// inventory (same rules as at alert time) become `resolved` events, due for
-    /// delivery now with `severity: info` (or `event: resolved` in the ctwatch
-    /// body). Only alerts whose match was delivered are turned (or all, with
-    /// `observer`, where nothing is delivered). Returns their delivery ids.
-    pub fn reconcile(&self, observer: bool) -> Result<Vec<String>, StoreError> {
+    /// Suspicious alerts of the last day that may have reached the inventory since:
+    /// a row of `public.certs` has their fingerprint or serial. Whether one has
+    /// is decided by `alert::in_inventory`, not here. Only alerts whose match was
+    /// delivered (or all, with `observer`, where nothing is delivered).
+    pub fn resolution_candidates(
+        &self,
+        observer: bool,
+    ) -> Result<Vec<ResolutionCandidate>, StoreError> {
         let rows = self.run(|conn| {
             conn.query(
-            "WITH found AS (
-                 SELECT a.id FROM public.alerts a
+                "SELECT a.id, a.delivery_id, a.entry_type, a.fingerprint_sha1, a.serial,
+                        extract(epoch FROM a.not_before)::bigint, extract(epoch FROM a.not_after)::bigint,
+                        coalesce(a.all_sans, '{}'), a.subject_cn, a.collision_fingerprint <> '', a.payload::text
+                   FROM public.alerts a
                   WHERE a.severity = 'suspicious' AND a.event = 'match' AND a.resolved_at IS NULL
                     AND a.payload IS NOT NULL AND (a.delivered OR $1)
                     AND a.created_at > now() - interval '1 day'
                     AND EXISTS (
                         SELECT 1 FROM public.certs c
-                         WHERE (a.entry_type = 'x509' AND a.fingerprint_sha1 IS NOT NULL
-                                AND lower(replace(c.fingerprint_sha1, ':', '')) = a.fingerprint_sha1)
-                            OR (a.entry_type = 'precert' AND a.collision_fingerprint = '' AND a.serial IS NOT NULL
-                                AND ltrim(lower(replace(c.serial, ':', '')), '0') = lower(a.serial)
-                                AND c.not_before = extract(epoch FROM a.not_before)::bigint
-                                AND c.not_after = extract(epoch FROM a.not_after)::bigint
-                                AND jsonb_typeof(c.sans) = 'array'
-                                AND ARRAY(SELECT DISTINCT lower(rtrim(x, '.'))
-                                            FROM jsonb_array_elements_text(c.sans) x ORDER BY 1)
-                                  = ARRAY(SELECT DISTINCT lower(rtrim(x, '.'))
-                                            FROM unnest(a.all_sans) x ORDER BY 1)))
-                  ORDER BY a.id LIMIT 100
-                  FOR UPDATE OF a SKIP LOCKED)
-             UPDATE public.alerts a
-                SET resolved_at = now(), event = 'resolved', delivered = $1, delivered_targets = '{}',
-                    delivered_at = NULL, attempts = 0, last_error = NULL, next_attempt_at = now(),
-                    payload = CASE WHEN a.payload ? 'event'
-                                   THEN jsonb_set(jsonb_set(a.payload, '{event}', to_jsonb('resolved'::text)),
-                                                  '{severity}', to_jsonb('info'::text))
-                                   ELSE jsonb_set(a.payload, '{severity}', to_jsonb('info'::text)) END
-               FROM found WHERE a.id = found.id
-          RETURNING a.delivery_id",
-            &[&observer],
+                         WHERE lower(replace(c.fingerprint_sha1, ':', '')) = a.fingerprint_sha1
+                            OR ltrim(lower(replace(c.serial, ':', '')), '0') = lower(a.serial))
+                  ORDER BY a.id LIMIT 100",
+                &[&observer],
             )
         })?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let entry_type = match r.get::<_, Option<&str>>(2)? {
+                    "precert" => EntryType::Precert,
+                    "x509" => EntryType::X509,
+                    _ => return None,
+                };
+                let mut names: Vec<String> = r
+                    .get::<_, Vec<String>>(7)
+                    .iter()
+                    .map(|n| crate::certstream::normalize_name(n))
+                    .collect();
+                names.sort();
+                names.dedup();
+                Some(ResolutionCandidate {
+                    id: r.get(0),
+                    delivery_id: r.get(1),
+                    entry_type,
+                    fingerprint_sha1: r.get(3),
+                    serial: r.get(4),
+                    not_before: r.get(5),
+                    not_after: r.get(6),
+                    names,
+                    subject_cn: r.get(8),
+                    collision: r.get(9),
+                    payload: r.get::<_, String>(10).into_bytes(),
+                })
+            })
+            .collect())
+    }
+
+    /// Turns a suspicious alert into its `resolved` event with `body`, due for
+    /// delivery now (or delivered already, with `observer`). False when another
+    /// replica or an earlier sweep resolved it first.
+    pub fn mark_resolved(&self, id: i64, body: &[u8], observer: bool) -> Result<bool, StoreError> {
+        let body = std::str::from_utf8(body).unwrap_or("{}");
+        let n = self.run(|conn| {
+            conn.execute(
+                "UPDATE public.alerts
+                    SET resolved_at = now(), event = 'resolved', delivered = $3, delivered_targets = '{}',
+                        delivered_at = NULL, attempts = 0, last_error = NULL, next_attempt_at = now(),
+                        payload = $2::text::jsonb
+                  WHERE id = $1 AND resolved_at IS NULL AND event = 'match'",
+                &[&id, &body, &observer],
+            )
+        })?;
+        Ok(n == 1)
     }
 
     /// Deletes alerts older than `retention`, `batch` rows per statement so no
@@ -705,7 +771,7 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at',
                                         'event', 'delivered_targets', 'redeliveries', 'resolved_at',
-                                        'issuer_key_id', 'subject_key_id', 'issuer_dn')) = 11
+                                        'issuer_key_id', 'subject_key_id', 'issuer_dn', 'subject_cn')) = 12
             AND (SELECT data_type FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name = 'seen_at') = 'timestamp with time zone'",

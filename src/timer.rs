@@ -7,9 +7,11 @@
 //! the deliver thread (`try_send`: a full queue waits for the next sweep).
 //! Cleanup and sweep claim rows with `SKIP LOCKED`, so replicas share one database.
 
+use crate::alert;
 use crate::deliver::{Delivery, Target};
 use crate::matcher::{WatchList, WatchListBuilder};
 use crate::metrics::{DbOp, Metrics};
+use crate::payload;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::threads::Health;
@@ -130,22 +132,54 @@ pub struct Sweep {
 const SWEEP_BATCH: i64 = 500;
 
 impl Sweep {
-    /// One sweep; errors are logged and counted, the next sweep tries again.
-    pub fn run(&self) {
-        match self.store.reconcile(self.deliver.is_none()) {
-            Ok(resolved) => {
-                for id in &resolved {
-                    log::info!(
-                        "alert {id}: the suspicious certificate is now in the inventory, resolved"
-                    );
-                }
-                self.metrics.reclassified.inc_by(resolved.len() as u64);
-            }
+    /// Suspicious alerts whose certificate has since reached the inventory (by
+    /// `alert::in_inventory`, the rule alerts were classified by) become
+    /// `resolved` events with the body `payload::resolved_body` renders.
+    fn reconcile(&self) {
+        let observer = self.deliver.is_none();
+        let candidates = match self.store.resolution_candidates(observer) {
+            Ok(candidates) => candidates,
             Err(e) => {
                 self.metrics.db_error(DbOp::Sweep);
                 log::warn!("reconciliation failed: {e}");
+                return;
+            }
+        };
+        for candidate in candidates {
+            let id = candidate.identity();
+            let (fingerprint, serial) = id.lookup_keys();
+            let resolved = self
+                .store
+                .inventory_candidates(fingerprint, serial)
+                .map(|rows| alert::in_inventory(&id, &rows))
+                .and_then(|ours| match ours {
+                    true => {
+                        let body = payload::resolved_body(&candidate.payload);
+                        self.store.mark_resolved(candidate.id, &body, observer)
+                    }
+                    false => Ok(false),
+                });
+            match resolved {
+                Ok(true) => {
+                    self.metrics.reclassified.inc();
+                    log::info!(
+                        "alert {}: the suspicious certificate is now in the inventory, resolved",
+                        candidate.delivery_id
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.metrics.db_error(DbOp::Sweep);
+                    log::warn!("reconciliation failed: {e}");
+                    return;
+                }
             }
         }
+    }
+
+    /// One sweep; errors are logged and counted, the next sweep tries again.
+    pub fn run(&self) {
+        self.reconcile();
         let Some(deliver) = &self.deliver else { return };
         let claimed = match self
             .store

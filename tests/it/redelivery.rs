@@ -204,3 +204,34 @@ fn a_late_inventory_row_sends_a_resolved_follow_up() {
     assert_eq!(svc.metric("certwatch_reclassified_total"), 1.0);
     hook.expect_none(Duration::from_secs(2));
 }
+
+/// The inventory rule is one rule: a precertificate whose inventory row lacks
+/// the subject CN that the feed adds to its names is ours when it is classified,
+/// so it is also ours when a suspicious alert for it is reconciled later.
+#[test]
+fn reconciliation_follows_the_classification_rule_for_a_cn_only_difference() {
+    let (db, feed, hook) = setup(&["example.com"]);
+    let svc = service::start(
+        &db,
+        &feed,
+        Some(&hook),
+        &[("SUSPICIOUS_GRACE_S", "0"), ("REDELIVERY_INTERVAL_S", "1")],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    // The subject CN is the first name; the inventory lists only the SAN.
+    let cert = Cert::new(&["cn.example.com", "san.example.com"]).precert();
+    feed.send(FeedCmd::Text(cert.frame()));
+    let first = hook.recv(WAIT).expect("the suspicious alert");
+    assert_eq!(first.json()["severity"], "suspicious");
+    assert!(wait_until(WAIT, || db
+        .alerts()
+        .first()
+        .is_some_and(|r| r.delivered)));
+    let mut inventoried = cert.clone();
+    inventoried.names = vec!["san.example.com".into()];
+    db.inventory(&inventoried);
+    let follow_up = hook.recv(WAIT).expect("the resolved follow-up");
+    assert_eq!(follow_up.header("X-CT-Event"), Some("resolved"));
+    assert_eq!(follow_up.json()["severity"], "info");
+    assert_eq!(svc.metric("certwatch_reclassified_total"), 1.0);
+}
