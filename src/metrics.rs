@@ -1,7 +1,8 @@
 //! Metrics: one `Metrics` value holding every Prometheus handle, on a private
 //! `Registry` so that parallel in-process tests never collide.
 //!
-//! Shared by every thread through an `Arc`; updated lock-free by the stage that
+//! No thread of its own (runs on the callers' threads): shared by every thread
+//! through an `Arc`; updated lock-free by the stage that
 //! owns each figure and gathered by the http thread for `GET /metrics`.
 
 use crate::alert::Severity;

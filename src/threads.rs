@@ -1,7 +1,8 @@
 //! Threads and health: `spawn_stage` names a pipeline thread and ties its
 //! liveness to `Health`; `Health` holds the flags and times `/healthz` reports.
 //!
-//! Written by every stage (each its own fields), read by the http thread.
+//! No thread of its own: runs on the callers' threads. Written by every stage
+//! (each its own fields), read by the http thread.
 //! The alive flag is cleared by a guard's `Drop`, which also runs on panic, so a
 //! dead stage turns `/healthz` into 503 without any `catch_unwind`.
 

@@ -129,3 +129,75 @@ fn collect_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+/// Threads a module doc may name as its owner (ARCHITECTURE.md, "Code map").
+const THREADS: [&str; 12] = [
+    "`main`",
+    "`pipeline`",
+    "`signal`",
+    "`feed`",
+    "`worker-N`",
+    "`grace`",
+    "`deliver`",
+    "`timer`",
+    "`http-0`",
+    "`http-guard`",
+    "`backfill`",
+    "main thread",
+];
+
+/// Every module doc says which thread runs the module, or that it is pure.
+#[test]
+fn every_module_doc_names_its_thread_or_says_it_is_pure() {
+    let mut vague = Vec::new();
+    for path in source_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: String = text
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let says = doc.to_lowercase().contains("pure")
+            || doc.contains("callers' threads")
+            || doc.contains("caller's thread")
+            || THREADS.iter().any(|t| doc.contains(t));
+        if !says {
+            vague.push(path.display().to_string());
+        }
+    }
+    assert!(
+        vague.is_empty(),
+        "module docs that name no thread and do not say pure: {vague:?}"
+    );
+}
+
+/// Only `store.rs` holds SQL (ARCHITECTURE.md, "Architecture invariants").
+#[test]
+fn no_module_but_store_contains_sql() {
+    let statements = [
+        "\"SELECT ",
+        "\"INSERT ",
+        "\"UPDATE ",
+        "\"DELETE ",
+        "\"WITH ",
+        "\"CREATE ",
+    ];
+    let mut offenders = Vec::new();
+    for path in source_files() {
+        if path.ends_with("src/store.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let upper = line.to_uppercase();
+            if statements.iter().any(|s| upper.contains(s)) {
+                offenders.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "SQL outside store.rs:\n{}",
+        offenders.join("\n")
+    );
+}
