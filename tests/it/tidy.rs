@@ -201,3 +201,54 @@ fn no_module_but_store_contains_sql() {
         offenders.join("\n")
     );
 }
+
+/// No import cycle among `src/` modules: each top-level module's `crate::x`
+/// references form a graph without a cycle (so there is an order in which every
+/// import points down; ARCHITECTURE.md, "Layers").
+#[test]
+fn no_import_cycle_among_modules() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for path in source_files() {
+        let rel = path.strip_prefix(&src).unwrap();
+        let module = rel
+            .iter()
+            .next()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let deps = graph.entry(module.clone()).or_default();
+        for (i, _) in text.match_indices("crate::") {
+            let name: String = text[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != module {
+                deps.insert(name);
+            }
+        }
+    }
+    // Repeatedly remove modules that import nothing left; what remains is a cycle.
+    let mut left = graph.clone();
+    loop {
+        let leaves: Vec<String> = left
+            .iter()
+            .filter(|(_, deps)| deps.iter().all(|d| !left.contains_key(d)))
+            .map(|(m, _)| m.clone())
+            .collect();
+        if leaves.is_empty() {
+            break;
+        }
+        for m in leaves {
+            left.remove(&m);
+        }
+    }
+    assert!(left.is_empty(), "modules in an import cycle: {left:#?}");
+    assert!(graph.len() > 15, "found only {:?}", graph.keys());
+}
