@@ -46,6 +46,33 @@ pub struct Sighting {
     pub received_at: i64,
     /// The same in milliseconds (`matched_at_ms` of the ctwatch payload).
     pub received_at_ms: i64,
+    /// What the inventory answer came from.
+    pub inventory: InventoryCheck,
+}
+
+/// Where the inventory answer for an alert came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InventoryCheck {
+    /// The database, at the time of classification.
+    #[default]
+    Database,
+    /// The database was unreachable: the last inventory snapshot seen.
+    Cached,
+    /// The database was unreachable and no snapshot was ever loaded: the
+    /// certificate could not be checked (and is `suspicious`).
+    NotChecked,
+}
+
+impl InventoryCheck {
+    /// The body's `inventory` field; `None` for a database answer (the field is
+    /// left out, so ordinary bodies stay as they were).
+    pub fn body_field(self) -> Option<&'static str> {
+        match self {
+            InventoryCheck::Database => None,
+            InventoryCheck::Cached => Some("cached"),
+            InventoryCheck::NotChecked => Some("not_checked"),
+        }
+    }
 }
 
 impl Sighting {
@@ -289,8 +316,8 @@ pub struct InventoryRow {
     pub serial: Option<String>,
     pub not_before: i64,
     pub not_after: i64,
-    /// Lower-case, trailing dot removed, sorted, unique.
-    pub names: Vec<String>,
+    /// [`names_key`] of the row's names.
+    pub names_key: u64,
 }
 
 impl InventoryRow {
@@ -315,9 +342,21 @@ impl InventoryRow {
                 .filter(|s| !s.is_empty()),
             not_before,
             not_after,
-            names,
+            names_key: names_key(names.iter().map(String::as_str)),
         }
     }
+}
+
+/// A name set as 64 bits: the first 8 bytes of SHA-256 over the names (already
+/// normalised, sorted and unique), so an inventory row's names can be compared
+/// without keeping them.
+pub fn names_key<'a>(names: impl Iterator<Item = &'a str>) -> u64 {
+    let mut hasher = Sha256::new();
+    for name in names {
+        hasher.update(name.as_bytes());
+        hasher.update([b'\n']);
+    }
+    u64::from_be_bytes(hasher.finalize()[..8].try_into().expect("8 bytes"))
 }
 
 /// What the inventory rule needs of an alerted certificate: from a fresh
@@ -380,7 +419,7 @@ pub fn in_inventory(id: &Identity<'_>, rows: &[InventoryRow]) -> bool {
                 r.serial.as_deref() == Some(serial)
                     && r.not_before == nb
                     && r.not_after == na
-                    && same_names(&r.names, id)
+                    && same_names(r, id)
             }),
             _ => false,
         },
@@ -389,14 +428,116 @@ pub fn in_inventory(id: &Identity<'_>, rows: &[InventoryRow]) -> bool {
 
 /// Whether an inventory row's names are the certificate's name set, or that set
 /// without the subject CN (which the feed's `all_domains` may add).
-fn same_names(inventory: &[String], id: &Identity<'_>) -> bool {
-    if inventory == id.names {
+fn same_names(row: &InventoryRow, id: &Identity<'_>) -> bool {
+    if row.names_key == names_key(id.names.iter().map(String::as_str)) {
         return true;
     }
     let Some(cn) = id.subject_cn.map(certstream::normalize_name) else {
         return false;
     };
-    !inventory.contains(&cn) && id.names.iter().filter(|n| **n != cn).eq(inventory.iter())
+    id.names.contains(&cn)
+        && row.names_key == names_key(id.names.iter().filter(|n| **n != cn).map(String::as_str))
+}
+
+/// The inventory as last read, kept in memory so that certificates are still
+/// classified against it while the database is unreachable. Compact: per row a
+/// 20-byte fingerprint and 32 bytes of serial key, validity and names key, so a
+/// 100,000-certificate inventory takes about 5 MiB.
+#[derive(Debug, Default)]
+pub struct InventorySnapshot {
+    /// SHA-1 fingerprints, sorted.
+    fingerprints: Vec<[u8; 20]>,
+    /// (serial key, not_before, not_after, names key), sorted.
+    serials: Vec<(u64, i64, i64, u64)>,
+}
+
+impl InventorySnapshot {
+    /// Adds one `public.certs` row (a fingerprint that is not 40 hex digits can
+    /// match no certificate and is only kept by serial).
+    pub fn add(
+        &mut self,
+        fingerprint_sha1: &str,
+        serial: Option<&str>,
+        not_before: i64,
+        not_after: i64,
+        sans: &[String],
+    ) {
+        let row = InventoryRow::new(fingerprint_sha1, serial, not_before, not_after, sans);
+        if let Some(fp) = fingerprint_bytes(&row.fingerprint_sha1) {
+            self.fingerprints.push(fp);
+        }
+        if let Some(serial) = &row.serial {
+            self.serials
+                .push((serial_key(serial), not_before, not_after, row.names_key));
+        }
+    }
+
+    /// Sorts for lookups; call once after the last `add`.
+    pub fn finish(mut self) -> InventorySnapshot {
+        self.fingerprints.sort_unstable();
+        self.fingerprints.dedup();
+        self.serials.sort_unstable();
+        self.serials.dedup();
+        self.fingerprints.shrink_to_fit();
+        self.serials.shrink_to_fit();
+        self
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.fingerprints.len().max(self.serials.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows `in_inventory` needs for `id`, as the database would return them.
+    pub fn candidates(&self, id: &Identity<'_>) -> Vec<InventoryRow> {
+        let (fingerprint, serial) = id.lookup_keys();
+        let mut rows = Vec::new();
+        if let Some(fp) = fingerprint.and_then(fingerprint_bytes)
+            && self.fingerprints.binary_search(&fp).is_ok()
+        {
+            rows.push(InventoryRow {
+                fingerprint_sha1: hex_lower(&fp),
+                serial: None,
+                not_before: 0,
+                not_after: 0,
+                names_key: 0,
+            });
+        }
+        if let Some(serial) = serial {
+            let key = serial_key(serial);
+            let start = self.serials.partition_point(|e| e.0 < key);
+            rows.extend(self.serials[start..].iter().take_while(|e| e.0 == key).map(
+                |&(_, not_before, not_after, names_key)| InventoryRow {
+                    fingerprint_sha1: String::new(),
+                    serial: Some(serial.to_string()),
+                    not_before,
+                    not_after,
+                    names_key,
+                },
+            ));
+        }
+        rows
+    }
+}
+
+fn fingerprint_bytes(hex: &str) -> Option<[u8; 20]> {
+    if hex.len() != 40 {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn serial_key(serial: &str) -> u64 {
+    let digest = Sha256::digest(serial.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 #[cfg(test)]
@@ -537,9 +678,9 @@ mod tests {
             subject_cn: cn,
             collision: false,
         };
-        let row = |sans: &[&str], serial: &str, nb: i64| {
-            InventoryRow::new("AB:CD", Some(serial), nb, 20, &names(sans))
-        };
+        // Rows as upstream writes them: (fingerprint, serial, not_before, SANs).
+        const FP: &str = "AB:CD:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11";
+        let row = |sans: &[&str], serial: &'static str, nb: i64| (FP, serial, nb, names(sans));
         let cn = Some("cn.example");
         for (id, rows, ours, why) in [
             (
@@ -596,7 +737,7 @@ mod tests {
             (
                 Identity {
                     entry_type: EntryType::X509,
-                    fingerprint_sha1: Some("abcd"),
+                    fingerprint_sha1: Some("abcd00112233445566778899aabbccddeeff0011"),
                     ..precert(cn)
                 },
                 vec![row(&[], "1", 0)],
@@ -606,7 +747,7 @@ mod tests {
             (
                 Identity {
                     entry_type: EntryType::X509,
-                    fingerprint_sha1: Some("abce"),
+                    fingerprint_sha1: Some("abcd00112233445566778899aabbccddeeff0012"),
                     ..precert(cn)
                 },
                 vec![row(&["a.example", "b.example", "cn.example"], "F", 10)],
@@ -624,7 +765,22 @@ mod tests {
                 "final cert without fingerprint",
             ),
         ] {
-            assert_eq!(in_inventory(&id, &rows), ours, "{why}");
+            let from_db: Vec<InventoryRow> = rows
+                .iter()
+                .map(|(fp, serial, nb, sans)| InventoryRow::new(fp, Some(serial), *nb, 20, sans))
+                .collect();
+            assert_eq!(in_inventory(&id, &from_db), ours, "{why}");
+            // The snapshot used while the database is down answers the same.
+            let mut snapshot = InventorySnapshot::default();
+            for (fp, serial, nb, sans) in &rows {
+                snapshot.add(fp, Some(serial), *nb, 20, sans);
+            }
+            let snapshot = snapshot.finish();
+            assert_eq!(
+                in_inventory(&id, &snapshot.candidates(&id)),
+                ours,
+                "snapshot: {why}"
+            );
         }
     }
 
@@ -642,6 +798,7 @@ mod tests {
             collision_fingerprint: String::new(),
             received_at: 0,
             received_at_ms: 0,
+            inventory: InventoryCheck::Database,
         };
         let first = s.delivery_id();
         assert_eq!(first, s.delivery_id());

@@ -12,8 +12,8 @@
 //! is delivered anyway and handed back to be held (`Next::Held`).
 
 use crate::alert::{
-    self, Event, Identity, SeenCert, SeenCerts, Severity, Sighting, Verdict, collision_id,
-    issuance_key, legacy_issuance_key, same_issuer, verdict,
+    self, Event, Identity, InventoryCheck, InventorySnapshot, SeenCert, SeenCerts, Severity,
+    Sighting, Verdict, collision_id, issuance_key, legacy_issuance_key, same_issuer, verdict,
 };
 use crate::certstream::Certificate;
 use crate::deliver::Delivery;
@@ -22,7 +22,7 @@ use crate::metrics::{DbOp, Metrics};
 use crate::payload::Payload;
 use crate::store::{AlertRow, Store, StoreError};
 use crate::threads::Health;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_channel::{Sender, TrySendError};
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -99,6 +99,9 @@ impl Unrecorded {
 /// `consider`).
 pub struct Classifier {
     pub watch: Arc<ArcSwap<WatchList>>,
+    /// The inventory as last read, for classification while the database is
+    /// unreachable (refreshed with the watch list); `None` until first loaded.
+    pub inventory: Arc<ArcSwapOption<InventorySnapshot>>,
     pub dedupe: Dedupe,
     pub store: Store,
     pub metrics: Arc<Metrics>,
@@ -158,8 +161,10 @@ impl Classifier {
             collision_fingerprint,
             received_at: now,
             received_at_ms: crate::threads::unix_now_ms(),
+            inventory: InventoryCheck::Database,
         };
-        match self.in_inventory(&sighting) {
+        let mut sighting = sighting;
+        match self.in_inventory(&mut sighting) {
             Some(true) => self.record(sighting, Severity::Info),
             _ if self.grace.is_zero() => self.record(sighting, Severity::Suspicious),
             _ => Next::Wait(sighting),
@@ -168,27 +173,46 @@ impl Classifier {
 
     /// The end of a grace period: `info` if the inventory knows it now, else
     /// `suspicious`. Never `Next::Wait`.
-    pub fn settle(&self, s: Sighting) -> Next {
-        let severity = match self.in_inventory(&s) {
+    pub fn settle(&self, mut s: Sighting) -> Next {
+        let severity = match self.in_inventory(&mut s) {
             Some(true) => Severity::Info,
             _ => Severity::Suspicious,
         };
         self.record(s, severity)
     }
 
-    /// Whether the inventory knows this certificate (`alert::in_inventory`);
-    /// `None` when the database could not be asked.
-    fn in_inventory(&self, s: &Sighting) -> Option<bool> {
+    /// Whether the inventory knows this certificate (`alert::in_inventory`), and
+    /// where the answer came from (`s.inventory`): the database, or while it is
+    /// unreachable the last snapshot; `None` when neither could answer.
+    fn in_inventory(&self, s: &mut Sighting) -> Option<bool> {
         let id = Identity::of(s);
         let (fingerprint, serial) = id.lookup_keys();
-        match self.store.inventory_candidates(fingerprint, serial) {
-            Ok(rows) => Some(alert::in_inventory(&id, &rows)),
+        let (known, check) = match self.store.inventory_candidates(fingerprint, serial) {
+            Ok(rows) => (
+                Some(alert::in_inventory(&id, &rows)),
+                InventoryCheck::Database,
+            ),
             Err(e) => {
                 self.metrics.db_error(DbOp::Inventory);
-                log::warn!("inventory lookup failed: {e}");
-                None
+                match self.inventory.load().as_deref() {
+                    Some(snapshot) => {
+                        log::debug!(
+                            "inventory lookup failed ({e}); classified against the last snapshot"
+                        );
+                        (
+                            Some(alert::in_inventory(&id, &snapshot.candidates(&id))),
+                            InventoryCheck::Cached,
+                        )
+                    }
+                    None => {
+                        log::warn!("inventory lookup failed and no snapshot is loaded: {e}");
+                        (None, InventoryCheck::NotChecked)
+                    }
+                }
             }
-        }
+        };
+        s.inventory = check;
+        known
     }
 
     /// Writes the alert row, then hands it to delivery. A row that already exists

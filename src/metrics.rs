@@ -121,6 +121,8 @@ pub struct Metrics {
     pub webhook_gave_up: IntCounter,
     pub webhook_duration: Histogram,
     pub watch_entries: IntGauge,
+    /// Rows in the in-memory inventory snapshot.
+    pub inventory_snapshot_rows: IntGauge,
     /// How long the last watch-list refresh took (query, build, swap).
     pub watch_refresh_seconds: prometheus::Gauge,
     pub last_ct_event: IntGauge,
@@ -209,6 +211,11 @@ impl Default for Metrics {
                 "certwatch_webhook_duration_seconds",
                 "Duration of one webhook POST attempt",
             ))
+            .expect("valid metric"),
+            inventory_snapshot_rows: IntGauge::new(
+                "certwatch_inventory_snapshot_rows",
+                "Rows of public.certs held in memory for classification while the database is unreachable",
+            )
             .expect("valid metric"),
             watch_entries: IntGauge::new("certwatch_watch_entries", "Entries in the watch list")
                 .expect("valid metric"),
@@ -308,6 +315,7 @@ impl Default for Metrics {
             Box::new(m.webhook_gave_up.clone()),
             Box::new(m.webhook_duration.clone()),
             Box::new(m.watch_entries.clone()),
+            Box::new(m.inventory_snapshot_rows.clone()),
             Box::new(m.watch_refresh_seconds.clone()),
             Box::new(m.last_ct_event.clone()),
             Box::new(m.ws_connected.clone()),

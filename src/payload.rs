@@ -52,6 +52,10 @@ struct CertwatchBody<'a> {
     serial: Option<&'a str>,
     update_type: &'a str,
     seen_at: i64,
+    /// certwatch extension, only when the database was unreachable: `cached`
+    /// (classified against the last inventory snapshot) or `not_checked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inventory: Option<&'a str>,
 }
 
 /// The CT Watch body (SPEC §6), plus `severity`, a certwatch extension that a
@@ -63,6 +67,9 @@ struct CtwatchBody<'a> {
     rules: Vec<Rule<'a>>,
     certificate: CtwatchCertificate<'a>,
     severity: &'a str,
+    /// certwatch extension, as in the certwatch body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inventory: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -116,6 +123,7 @@ fn certwatch(s: &Sighting, severity: Severity) -> CertwatchBody<'_> {
         serial: c.serial.as_deref(),
         update_type: c.entry_type.update_type(),
         seen_at: alert::seen_at(s),
+        inventory: s.inventory.body_field(),
     }
 }
 
@@ -154,6 +162,7 @@ fn ctwatch(s: &Sighting, severity: Severity) -> CtwatchBody<'_> {
             serial: c.serial.as_deref(),
         },
         severity: severity.as_str(),
+        inventory: s.inventory.body_field(),
     }
 }
 

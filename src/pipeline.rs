@@ -26,7 +26,7 @@ use crate::store::{Store, StoreError};
 use crate::threads::{Health, spawn_stage, unix_now};
 use crate::timer::{self, Sweep, Timer, WatchRefresher};
 use crate::worker::{self, Batch, QueueBudget};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -201,11 +201,13 @@ fn pipeline(
     let pool_size = u32::try_from(config.workers + 4).unwrap_or(64);
     let store = Store::new(config.postgres_dsn.expose(), pool_size).map_err(Error::Schema)?;
     let watch = Arc::new(ArcSwap::from_pointee(WatchList::default()));
+    let inventory = Arc::new(ArcSwapOption::empty());
     let mut refresher = WatchRefresher::new(
         store.clone(),
         watch.clone(),
         metrics.clone(),
         health.clone(),
+        inventory.clone(),
     );
     let mut delay = Duration::from_secs(1);
     let mut last_error = String::new();
@@ -274,6 +276,7 @@ fn pipeline(
         tx
     });
     let classifier = Arc::new(Classifier {
+        inventory,
         watch: watch.clone(),
         dedupe: Dedupe::default(),
         store: store.clone(),

@@ -426,11 +426,37 @@ impl Store {
         Ok(count)
     }
 
-    /// Whether `public.certs` holds no row at all (every match would be `suspicious`).
-    pub fn inventory_is_empty(&self) -> Result<bool, StoreError> {
-        let row =
-            self.run(|conn| conn.query_one("SELECT NOT EXISTS (SELECT 1 FROM public.certs)", &[]))?;
-        Ok(row.get(0))
+    /// What tells whether `public.certs` changed: its row count and newest
+    /// `added_at` (a row count of 0 means every match would be `suspicious`).
+    pub fn inventory_signature(&self) -> Result<(i64, Option<i64>), StoreError> {
+        let row = self
+            .run(|conn| conn.query_one("SELECT count(*), max(added_at) FROM public.certs", &[]))?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Calls `each` with every row of `public.certs` (fingerprint, serial,
+    /// validity, SANs), streaming them; returns how many there were.
+    pub fn for_each_inventory_row(
+        &self,
+        mut each: impl FnMut(&str, Option<&str>, i64, i64, &[String]),
+    ) -> Result<usize, StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut conn = self.conn()?;
+        let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
+        let statement = conn.statement(
+            "SELECT fingerprint_sha1, serial, not_before, not_after,
+                    CASE WHEN jsonb_typeof(sans) = 'array'
+                         THEN ARRAY(SELECT jsonb_array_elements_text(sans)) ELSE '{}'::text[] END
+               FROM public.certs",
+        )?;
+        let mut rows = conn.client.query_raw(&statement, params)?;
+        let mut count = 0;
+        while let Some(row) = rows.next()? {
+            let sans: Vec<String> = row.get(4);
+            each(row.get(0), row.get(1), row.get(2), row.get(3), &sans);
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// The inventory rows with this SHA-1 fingerprint (lower-case hex) or this

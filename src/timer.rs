@@ -8,6 +8,7 @@
 //! Cleanup and sweep claim rows with `SKIP LOCKED`, so replicas share one database.
 
 use crate::alert;
+use crate::alert::InventorySnapshot;
 use crate::deliver::{Delivery, Target};
 use crate::matcher::{WatchList, WatchListBuilder};
 use crate::metrics::{DbOp, Metrics};
@@ -15,7 +16,7 @@ use crate::payload;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::threads::Health;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_channel::Sender;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,6 +36,11 @@ pub struct WatchRefresher {
     warned: HashSet<String>,
     /// The entry count of the last refresh, to tell when it changes.
     last_count: Option<usize>,
+    /// The inventory snapshot classification falls back on while the database
+    /// is unreachable, rebuilt when `public.certs` changes.
+    pub inventory: Arc<ArcSwapOption<InventorySnapshot>>,
+    /// `store::inventory_signature` when the snapshot was built.
+    inventory_signature: Option<(i64, Option<i64>)>,
 }
 
 impl WatchRefresher {
@@ -43,6 +49,7 @@ impl WatchRefresher {
         watch: Arc<ArcSwap<WatchList>>,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        inventory: Arc<ArcSwapOption<InventorySnapshot>>,
     ) -> Self {
         WatchRefresher {
             store,
@@ -51,6 +58,8 @@ impl WatchRefresher {
             health,
             warned: HashSet::new(),
             last_count: None,
+            inventory,
+            inventory_signature: None,
         }
     }
 
@@ -101,17 +110,43 @@ impl WatchRefresher {
                  (README, \"First watch entry\")"
             );
         }
-        match self.store.inventory_is_empty() {
-            Ok(true) => log::warn!(
+        if let Err(e) = self.refresh_inventory() {
+            self.metrics.db_error(DbOp::WatchRefresh);
+            log::warn!("inventory snapshot not refreshed (the last one stays in use): {e}");
+        }
+    }
+
+    /// Rebuilds the inventory snapshot when `public.certs` changed since the last
+    /// one (row count or newest `added_at`), off to the side, then swaps it in.
+    fn refresh_inventory(&mut self) -> Result<(), StoreError> {
+        let signature = self.store.inventory_signature()?;
+        if signature.0 == 0 {
+            log::warn!(
                 "the inventory (public.certs) is empty: every match will be suspicious; \
                  your certificate issuer should write its certificates there (README, \"First watch entry\")"
-            ),
-            Ok(false) => {}
-            Err(e) => {
-                self.metrics.db_error(DbOp::WatchRefresh);
-                log::debug!("inventory check failed: {e}");
-            }
+            );
         }
+        if self.inventory_signature == Some(signature) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut snapshot = InventorySnapshot::default();
+        self.store
+            .for_each_inventory_row(|fp, serial, nb, na, sans| {
+                snapshot.add(fp, serial, nb, na, sans)
+            })?;
+        let snapshot = snapshot.finish();
+        self.metrics
+            .inventory_snapshot_rows
+            .set(snapshot.len() as i64);
+        log::debug!(
+            "inventory snapshot: {} rows in {:?}",
+            snapshot.len(),
+            started.elapsed()
+        );
+        self.inventory.store(Some(Arc::new(snapshot)));
+        self.inventory_signature = Some(signature);
+        Ok(())
     }
 }
 

@@ -244,3 +244,38 @@ fn a_webhook_that_refuses_connections_does_not_hold_up_the_feed() {
         .get(0);
     assert!(error.unwrap_or_default().to_lowercase().contains("refused"));
 }
+
+/// While the database is unreachable, certificates are classified against the
+/// last inventory seen: an inventoried certificate is delivered at once as
+/// `info`, an unknown one as `suspicious`, both marked `inventory: cached`.
+#[test]
+fn with_the_database_down_an_inventoried_certificate_is_still_info() {
+    let cluster = TestCluster::start();
+    cluster.prepare(&["example.com"]);
+    let ours = Cert::new(&["ours.example.com"]);
+    let ours_precert = Cert::new(&["pre.example.com", "www.pre.example.com"]);
+    cluster.inventory(&ours);
+    cluster.inventory(&ours_precert);
+    let (svc, feed, hook) = start_on_cluster(&cluster, &[("SUSPICIOUS_GRACE_S", "0")]);
+    assert!(feed.wait_for_client(WAIT));
+    assert!(wait_until(WAIT, || svc
+        .metric("certwatch_inventory_snapshot_rows")
+        == 2.0));
+    cluster.stop();
+    feed.send(FeedCmd::Text(ours.frame()));
+    let rx = hook
+        .recv(WAIT)
+        .expect("delivered while the database is down");
+    let body = rx.json();
+    assert_eq!(body["severity"], "info", "{body}");
+    assert_eq!(body["inventory"], "cached", "{body}");
+    // A precertificate is ours by serial, validity and names, also from the snapshot.
+    feed.send(FeedCmd::Text(ours_precert.precert().frame()));
+    let body = hook.recv(WAIT).expect("the precertificate").json();
+    assert_eq!(body["severity"], "info", "{body}");
+    feed.send(FeedCmd::Text(Cert::new(&["rogue.example.com"]).frame()));
+    let body = hook.recv(WAIT).expect("the unknown certificate").json();
+    assert_eq!(body["severity"], "suspicious", "{body}");
+    assert_eq!(body["inventory"], "cached", "{body}");
+    cluster.restart();
+}
