@@ -170,3 +170,17 @@ SELECT id,
 
 COMMENT ON VIEW public.alerts_open IS 'certwatch: alerts that still need a human, newest first';
 COMMENT ON TABLE public.alerts IS 'certwatch: one row per alerted certificate (schema v1)';
+
+-- Matched certificates the inventory did not know yet, waiting out
+-- SUSPICIOUS_GRACE_S: written when first matched, deleted once classified, so a
+-- crash (even SIGKILL) or restart loses none; a restart settles what is here.
+CREATE TABLE IF NOT EXISTS public.certwatch_pending (
+    issuance_key text NOT NULL,
+    collision_fingerprint text NOT NULL DEFAULT '',
+    due_at timestamptz NOT NULL,
+    sighting jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (issuance_key, collision_fingerprint)
+);
+
+COMMENT ON TABLE public.certwatch_pending IS 'certwatch: matches waiting out their grace period';

@@ -30,7 +30,7 @@ impl Severity {
 }
 
 /// A matched certificate on its way to becoming an alert.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Sighting {
     pub cert: Certificate,
     /// Watch entries matched, sorted.
@@ -51,7 +51,7 @@ pub struct Sighting {
 }
 
 /// Where the inventory answer for an alert came from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InventoryCheck {
     /// The database, at the time of classification.
     #[default]

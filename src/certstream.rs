@@ -222,7 +222,7 @@ struct PeekLeaf<'a> {
 }
 
 /// Precertificate or final certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
 pub enum EntryType {
     Precert,
     X509,
@@ -247,7 +247,7 @@ impl EntryType {
 }
 
 /// One certificate as certwatch needs it, normalised across server dialects.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
 pub struct Certificate {
     pub entry_type: EntryType,
     /// The leaf's names as the feed gave them, exact duplicates removed.

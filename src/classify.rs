@@ -167,7 +167,19 @@ impl Classifier {
         match self.in_inventory(&mut sighting) {
             Some(true) => self.record(sighting, Severity::Info),
             _ if self.grace.is_zero() => self.record(sighting, Severity::Suspicious),
-            _ => Next::Wait(sighting),
+            _ => {
+                // Durable from here on: a crash or restart before the grace period
+                // ends loses nothing (the next start settles what is pending).
+                let due_ms = sighting.received_at_ms + self.grace.as_millis() as i64;
+                if let Err(e) = self.store.save_pending(&sighting, due_ms) {
+                    self.metrics.db_error(DbOp::Record);
+                    log::warn!(
+                        "sighting {} waits in memory only (not saved: {e})",
+                        sighting.delivery_id()
+                    );
+                }
+                Next::Wait(sighting)
+            }
         }
     }
 
@@ -178,7 +190,16 @@ impl Classifier {
             Some(true) => Severity::Info,
             _ => Severity::Suspicious,
         };
-        self.record(s, severity)
+        let (key, collision) = (s.issuance_key.clone(), s.collision_fingerprint.clone());
+        let next = self.record(s, severity);
+        // Recorded (or a copy of what was): no longer pending. A held alert stays
+        // pending, so a restart before the database returns still records it.
+        if matches!(next, Next::Done)
+            && let Err(e) = self.store.delete_pending(&key, &collision)
+        {
+            log::debug!("pending sighting {key} not cleared: {e}");
+        }
+        next
     }
 
     /// Whether the inventory knows this certificate (`alert::in_inventory`), and

@@ -95,6 +95,33 @@ impl Service {
     }
 }
 
+/// Sightings still waiting out their grace period when the last process stopped
+/// (however it stopped) go back to the grace thread, due when they were due.
+fn resume_pending(store: &Store, pending: &crossbeam_channel::Sender<Pending>) {
+    let saved = match store.load_pending(PENDING_QUEUE as i64) {
+        Ok(saved) => saved,
+        Err(e) => {
+            log::warn!("pending sightings not resumed (they stay saved): {e}");
+            return;
+        }
+    };
+    if saved.is_empty() {
+        return;
+    }
+    log::info!(
+        "resuming {} certificates that were waiting out their grace period",
+        saved.len()
+    );
+    let now_ms = crate::threads::unix_now_ms();
+    for (sighting, due_ms) in saved {
+        let wait = Duration::from_millis(due_ms.saturating_sub(now_ms).max(0) as u64);
+        let due = Instant::now() + wait;
+        if pending.send(Pending { due, sighting }).is_err() {
+            return;
+        }
+    }
+}
+
 /// Runs the service until `shutdown` fires and the pipeline has drained.
 pub fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
     start(config, shutdown)?.wait()
@@ -311,6 +338,7 @@ fn pipeline(
             move || worker::run_worker(cls, rx, pending, held, budget),
         ));
     }
+    resume_pending(&store, &pending_tx);
     // From here on only the stages hold the classifier and the channel ends.
     drop((classifier, pending_tx, frames_rx));
     // A round may take every attempt's timeout at every target, plus the backoff.

@@ -478,3 +478,60 @@ fn no_secret_in_the_log_even_at_trace() {
         assert!(line.is_none(), "{secret} logged: {line:?}");
     }
 }
+
+/// SIGKILL while certificates wait out their grace period loses none of them:
+/// each was saved when first matched, and the next start settles, records and
+/// delivers them.
+#[test]
+fn sigkill_during_the_grace_period_loses_no_sighting() {
+    use crate::support::service::{Cert, Inventory};
+    use crate::support::{FakeWebhook, FeedCmd};
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let feed = FakeFeed::start();
+    let hook = FakeWebhook::start();
+    let spawn = || {
+        certwatch()
+            .env("POSTGRES_DSN", db.dsn())
+            .env("CERTSTREAM_URL", feed.url())
+            .env("WEBHOOK_URL", hook.url())
+            .env("API_PORT", free_port().to_string())
+            .env("SUSPICIOUS_GRACE_S", "4")
+            .env("LOG_LEVEL", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let pending = || -> i64 {
+        db.client()
+            .query_one("SELECT count(*) FROM public.certwatch_pending", &[])
+            .unwrap()
+            .get(0)
+    };
+    let mut first = spawn();
+    assert!(feed.wait_for_client(Duration::from_secs(15)));
+    for i in 0..3 {
+        feed.send(FeedCmd::Text(
+            Cert::new(&[&format!("waiting{i}.example.com")]).frame(),
+        ));
+    }
+    assert!(wait_until(Duration::from_secs(10), || pending() == 3));
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert_eq!(hook.count(), 0, "nothing was due yet");
+    assert!(db.alerts().is_empty());
+    let mut second = spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || db.alerts().len() == 3
+            && db.alerts().iter().all(|a| a.delivered)),
+        "every sighting recorded and delivered after the restart: {:?}",
+        db.alerts()
+    );
+    assert_eq!(hook.count(), 3);
+    assert!(db.alerts().iter().all(|a| a.severity == "suspicious"));
+    assert_eq!(pending(), 0);
+    let _ = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    let _ = second.wait();
+}
