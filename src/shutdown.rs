@@ -2,7 +2,9 @@
 //!
 //! `Shutdown` is a flag (for blocking I/O loops that poll) plus a channel that is
 //! closed when the flag is set (for `select!` loops). The `signal` thread turns
-//! SIGTERM/SIGINT into `ShutdownTrigger::trigger`; tests call it directly.
+//! SIGTERM/SIGINT into `ShutdownTrigger::trigger`, and SIGHUP into a reload request
+//! (`Shutdown::reloads`: the timer re-reads the watch list and inventory at once);
+//! tests call both directly.
 
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 pub struct Shutdown {
     flag: Arc<AtomicBool>,
     closed: Receiver<()>,
+    reload: Receiver<()>,
     set_at: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -21,6 +24,7 @@ pub struct Shutdown {
 #[derive(Clone)]
 pub struct ShutdownTrigger {
     flag: Arc<AtomicBool>,
+    reload: Sender<()>,
     sender: Arc<Mutex<Option<Sender<()>>>>,
     set_at: Arc<Mutex<Option<Instant>>>,
 }
@@ -29,16 +33,20 @@ pub struct ShutdownTrigger {
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let flag = Arc::new(AtomicBool::new(false));
     let (sender, closed) = crossbeam_channel::bounded(0);
+    // One pending reload is enough: several SIGHUPs before the timer wakes are one.
+    let (reload_tx, reload) = crossbeam_channel::bounded(1);
     let set_at = Arc::new(Mutex::new(None));
     (
         ShutdownTrigger {
             flag: flag.clone(),
+            reload: reload_tx,
             sender: Arc::new(Mutex::new(Some(sender))),
             set_at: set_at.clone(),
         },
         Shutdown {
             flag,
             closed,
+            reload,
             set_at,
         },
     )
@@ -55,16 +63,28 @@ impl ShutdownTrigger {
         self.sender.lock().expect("shutdown lock poisoned").take();
     }
 
-    /// Spawns the `signal` thread: the first SIGTERM or SIGINT triggers shutdown.
+    /// Asks for the watch list and inventory to be re-read now (SIGHUP).
+    pub fn reload(&self) {
+        let _ = self.reload.try_send(());
+    }
+
+    /// Spawns the `signal` thread: the first SIGTERM or SIGINT triggers shutdown;
+    /// each SIGHUP asks for a reload (it never stops the process).
     pub fn on_signals(self) -> std::io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         std::thread::Builder::new()
             .name("signal".into())
             .spawn(move || {
-                if let Some(signal) = signals.forever().next() {
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        log::info!("received SIGHUP: re-reading the watch list and inventory now");
+                        self.reload();
+                        continue;
+                    }
                     log::info!("received signal {signal}, shutting down");
                     self.trigger();
+                    break;
                 }
             })?;
         Ok(())
@@ -82,6 +102,11 @@ impl Shutdown {
             .lock()
             .expect("shutdown lock poisoned")
             .map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// A message for each reload request (SIGHUP); for `select!`.
+    pub fn reloads(&self) -> &Receiver<()> {
+        &self.reload
     }
 
     /// Closed (every `recv` returns `Err`) once shutdown is triggered; for `select!`.

@@ -116,6 +116,12 @@ impl WatchRefresher {
         }
     }
 
+    /// Makes the next refresh rebuild the inventory snapshot whether or not
+    /// `public.certs` looks changed (SIGHUP).
+    pub fn forget_inventory_signature(&mut self) {
+        self.inventory_signature = None;
+    }
+
     /// Rebuilds the inventory snapshot when `public.certs` changed since the last
     /// one (row count or newest `added_at`), off to the side, then swaps it in.
     fn refresh_inventory(&mut self) -> Result<(), StoreError> {
@@ -299,9 +305,16 @@ pub fn run_timer(mut t: Timer) {
             next_cleanup = Instant::now() + t.cleanup_interval;
         }
         let wake = next_refresh.min(next_cleanup).min(next_sweep);
-        if t.shutdown
-            .sleep(wake.saturating_duration_since(Instant::now()))
-        {
+        let timeout = crossbeam_channel::after(wake.saturating_duration_since(Instant::now()));
+        crossbeam_channel::select! {
+            recv(t.shutdown.channel()) -> _ => return,
+            recv(t.shutdown.reloads()) -> _ => {
+                next_refresh = Instant::now();
+                t.refresher.forget_inventory_signature();
+            }
+            recv(timeout) -> _ => {}
+        }
+        if t.shutdown.is_set() {
             return;
         }
     }

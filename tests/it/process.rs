@@ -535,3 +535,48 @@ fn sigkill_during_the_grace_period_loses_no_sighting() {
         .status();
     let _ = second.wait();
 }
+
+/// SIGHUP re-reads the watch list (and inventory) at once and never stops the
+/// process.
+#[test]
+fn sighup_reloads_the_watch_list_without_stopping() {
+    use crate::support::service::Cert;
+    use crate::support::{FakeWebhook, FeedCmd};
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let feed = FakeFeed::start();
+    let hook = FakeWebhook::start();
+    let mut child = certwatch()
+        .env("POSTGRES_DSN", db.dsn())
+        .env("CERTSTREAM_URL", feed.url())
+        .env("WEBHOOK_URL", hook.url())
+        .env("API_PORT", free_port().to_string())
+        .env("SUSPICIOUS_GRACE_S", "0")
+        .env("WATCH_REFRESH_INTERVAL_S", "3600")
+        .env("LOG_LEVEL", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(feed.wait_for_client(Duration::from_secs(15)));
+    db.watch(&["example.net"]);
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the process"
+    );
+    feed.send(FeedCmd::Text(Cert::new(&["new.example.net"]).frame()));
+    let rx = hook.recv(Duration::from_secs(10));
+    assert!(
+        rx.is_some(),
+        "the entry added before SIGHUP matches at once"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
