@@ -2,13 +2,24 @@
 //! parse steps the workers run. Pure, no I/O; called on the worker threads.
 //!
 //! `peek` is the hot path: it reads only the message type and the leaf's
-//! `all_domains`, borrowing from the frame and skipping everything else. Only a
-//! certificate whose names match the watch list goes through `parse_certificate`,
-//! which reads the fields classification and alerts need into an owned
-//! `Certificate`. Every spelling listed in `certstream-format.md` is accepted:
-//! Go, Elixir, Python and Rust servers; full, lite and domains-only streams;
-//! heartbeats and unknown types; missing or null fields; padded or lowercase
-//! serials; `no_expiration`; float times.
+//! `all_domains`, borrowing from the frame and skipping everything else (the
+//! names of every occurrence of a repeated `data`, `leaf_cert` or `all_domains`).
+//! Only a certificate whose names match the watch list goes through
+//! `parse_matched`, which reads the fields classification and alerts need into
+//! an owned `Certificate`. Every spelling listed in `certstream-format.md` is
+//! accepted: Go, Elixir, Python and Rust servers; full, lite and domains-only
+//! streams; heartbeats and unknown types; missing or null fields; padded or
+//! lowercase serials; `no_expiration`; float times.
+//!
+//! A matched certificate is never skipped: `parse_matched` reads each field on
+//! its own (`Obj` keeps an object's values as raw text), so a field of the wrong
+//! type, out of range or repeated spoils only itself. A decorating field then
+//! reads as absent; an unusable or missing identity field leaves what is known
+//! and `Certificate::unusable_identity`, which keys the alert apart. NUL in
+//! strings becomes U+FFFD and times outside `MIN_TIME..=NO_EXPIRATION` are
+//! dropped, so the row can always be stored. At most `MAX_NAMES` names are kept,
+//! the matched ones first; de-duplication is hash-based, linear. `Lenient` says
+//! which of these happened (`certwatch_ct_lenient_certificates_total`).
 //!
 //! Dialect notes, where the servers differ in what certwatch reads:
 //!

@@ -1,7 +1,8 @@
 //! The worker pool: `worker-N` threads that take raw frames from the feed in
 //! batches, `peek` each, match the leaf's names against the current watch list,
-//! and for a match parse the certificate in full and hand it to
-//! `Classifier::consider`. What has to wait out its grace period goes to the
+//! and for a match parse the certificate in full (leniently: a matched
+//! certificate is never skipped; `certwatch_ct_lenient_certificates_total`
+//! counts what that took) and hand it to `Classifier::consider`. What has to wait out its grace period goes to the
 //! `grace` thread; an alert the database could not take goes to its held buffer.
 //!
 //! Owns the feed → workers channel's message (`Batch` of `Frame`s) and the
