@@ -646,7 +646,11 @@ fn read_certificate(frame: &str, matched: &[&str]) -> Result<(Certificate, Lenie
     let leaf = leaves
         .last()
         .ok_or_else(|| ParseError("no leaf_cert".into()))?;
-    if datas.len() > 1 || leaf_raws.len() > 1 || leaves.len() < leaf_raws.len() {
+    let data_count = envelope
+        .all("data")
+        .filter(|raw| raw.get() != "null")
+        .count();
+    if data_count > 1 || leaf_raws.len() > 1 || leaves.len() < leaf_raws.len() {
         r.flag(Identity);
     }
 
@@ -1737,6 +1741,11 @@ mod tests {
             assert_eq!(cert.all_domains, ["a.example", "b.example"], "{frame}");
             assert!(lenient.contains(Leniency::Identity), "{frame}");
         }
+        let data_then_text = r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example"],"serial_number":"1","not_before":1,"not_after":2}},"data":"x"}"#;
+        let (cert, lenient) = parse_matched(data_then_text, &["a.example"]);
+        assert_eq!(cert.all_domains, ["a.example"]);
+        assert_eq!(cert.serial.as_deref(), Some("1"));
+        assert!(lenient.contains(Leniency::Identity), "a repeated data");
     }
 
     /// A frame with `n` distinct names `n0.example`.. and `watched` last.
