@@ -92,7 +92,10 @@ impl Sighting {
 /// lite stream does not say which CA is above it; so do the full and the lite
 /// stream. The issuer is left out of the key and compared by [`verdict`]: a
 /// certificate from another CA with the same serial, validity and names meets
-/// the first under this key and alerts as a collision.
+/// the first under this key and alerts as a collision. A certificate with more
+/// than `certstream::MAX_NAMES` names is keyed by the digest of its whole name
+/// set; one with an unusable identity field also by the digest of its leaf
+/// (`Certificate::unusable_identity`), so it never passes for another's copy.
 pub fn issuance_key(cert: &Certificate) -> String {
     identity_hash("certwatch-issuance-v2", None, cert)
 }
@@ -123,9 +126,19 @@ fn identity_hash(version: &str, issuer: Option<&str>, cert: &Certificate) -> Str
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
-    for name in &cert.names {
-        hasher.update(name.as_bytes());
-        hasher.update([b'\n']);
+    // A certificate whose names were capped is keyed by its whole name set.
+    match &cert.names_digest {
+        Some(digest) => hasher.update(format!("names:{digest}\n").as_bytes()),
+        None => {
+            for name in &cert.names {
+                hasher.update(name.as_bytes());
+                hasher.update([b'\n']);
+            }
+        }
+    }
+    // One with an unusable identity field only shares its key with its own leaf.
+    if let Some(leaf) = &cert.unusable_identity {
+        hasher.update(format!("\0unusable:{leaf}").as_bytes());
     }
     hex_lower(&hasher.finalize())
 }

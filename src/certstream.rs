@@ -2,13 +2,24 @@
 //! parse steps the workers run. Pure, no I/O; called on the worker threads.
 //!
 //! `peek` is the hot path: it reads only the message type and the leaf's
-//! `all_domains`, borrowing from the frame and skipping everything else. Only a
-//! certificate whose names match the watch list goes through `parse_certificate`,
-//! which reads the fields classification and alerts need into an owned
-//! `Certificate`. Every spelling listed in `certstream-format.md` is accepted:
-//! Go, Elixir, Python and Rust servers; full, lite and domains-only streams;
-//! heartbeats and unknown types; missing or null fields; padded or lowercase
-//! serials; `no_expiration`; float times.
+//! `all_domains`, borrowing from the frame and skipping everything else (the
+//! names of every occurrence of a repeated `data`, `leaf_cert` or `all_domains`).
+//! Only a certificate whose names match the watch list goes through
+//! `parse_matched`, which reads the fields classification and alerts need into
+//! an owned `Certificate`. Every spelling listed in `certstream-format.md` is
+//! accepted: Go, Elixir, Python and Rust servers; full, lite and domains-only
+//! streams; heartbeats and unknown types; missing or null fields; padded or
+//! lowercase serials; `no_expiration`; float times.
+//!
+//! A matched certificate is never skipped: `parse_matched` reads each field on
+//! its own (`Obj` keeps an object's values as raw text), so a field of the wrong
+//! type, out of range or repeated spoils only itself. A decorating field then
+//! reads as absent; an unusable or missing identity field leaves what is known
+//! and `Certificate::unusable_identity`, which keys the alert apart. NUL in
+//! strings becomes U+FFFD and times outside `MIN_TIME..=NO_EXPIRATION` are
+//! dropped, so the row can always be stored. At most `MAX_NAMES` names are kept,
+//! the matched ones first; de-duplication is hash-based, linear. `Lenient` says
+//! which of these happened (`certwatch_ct_lenient_certificates_total`).
 //!
 //! Dialect notes, where the servers differ in what certwatch reads:
 //!
@@ -28,11 +39,23 @@
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
-/// `not_after` of a certificate without a well-defined expiry (99991231235959Z).
+/// `not_after` of a certificate without a well-defined expiry (99991231235959Z),
+/// and the latest certificate time kept.
 pub const NO_EXPIRATION: i64 = 253_402_300_799;
+
+/// The earliest certificate time kept: 0000-01-01T00:00:00Z. X.509 times cannot
+/// go outside `MIN_TIME..=NO_EXPIRATION`, and Postgres stores every time inside.
+pub const MIN_TIME: i64 = -62_167_219_200;
+
+/// The most names a certificate keeps in `all_domains` and `names` (and an
+/// alert in `matched_sans` and `matched_entries`). Every name is still matched;
+/// the names that matched are kept first.
+pub const MAX_NAMES: usize = 10_000;
 
 /// SHA-1 of zero bytes: what certstream-server-go gives every precertificate of a
 /// static-ct (tiled) log. It identifies nothing.
@@ -121,6 +144,10 @@ impl From<serde_json::Error> for ParseError {
 }
 
 /// Reads the message type and, for certificates, the leaf's `all_domains`.
+///
+/// A repeated key does not make the frame unreadable: the last `message_type`
+/// counts, and the names of every `data`, `leaf_cert` and `all_domains` are
+/// read, in frame order, so a watched name is never lost to a duplicate.
 pub fn peek(frame: &str) -> Result<Peek<'_>, ParseError> {
     let envelope: PeekEnvelope<'_> = serde_json::from_str(frame)?;
     let Some(message_type) = envelope.message_type else {
@@ -138,12 +165,153 @@ pub fn peek(frame: &str) -> Result<Peek<'_>, ParseError> {
     }
 }
 
-#[derive(Deserialize)]
+/// A string borrowed from the frame when it has no escapes, owned otherwise.
+/// (serde's own `Cow<str>` always copies.)
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+
+        deserializer.deserialize_str(TextVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A JSON list of strings, borrowed where it can be.
+struct Texts<'a>(Vec<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Texts<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for TextsVisitor<'a> {
+            type Value = Texts<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of strings")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Texts<'a>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(Text(name)) = seq.next_element::<Text<'a>>()? {
+                    out.push(name);
+                }
+                Ok(Texts(out))
+            }
+        }
+
+        deserializer.deserialize_seq(TextsVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The keys `peek` reads, recognised without allocating.
+enum PeekKey {
+    MessageType,
+    Data,
+    LeafCert,
+    AllDomains,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for PeekKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl Visitor<'_> for KeyVisitor {
+            type Value = PeekKey;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PeekKey, E> {
+                Ok(match v {
+                    "message_type" => PeekKey::MessageType,
+                    "data" => PeekKey::Data,
+                    "leaf_cert" => PeekKey::LeafCert,
+                    "all_domains" => PeekKey::AllDomains,
+                    _ => PeekKey::Other,
+                })
+            }
+        }
+
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
 struct PeekEnvelope<'a> {
-    #[serde(borrow, default)]
     message_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     data: Option<PeekData<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PeekEnvelope<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvelopeVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for EnvelopeVisitor<'a> {
+            type Value = PeekEnvelope<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a certstream message")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut envelope = PeekEnvelope {
+                    message_type: None,
+                    data: None,
+                };
+                while let Some(key) = map.next_key::<PeekKey>()? {
+                    match key {
+                        PeekKey::MessageType => {
+                            if let Some(Text(t)) = map.next_value::<Option<Text<'a>>>()? {
+                                envelope.message_type = Some(t);
+                            }
+                        }
+                        PeekKey::Data => {
+                            let Some(data) = map.next_value::<Option<PeekData<'a>>>()? else {
+                                continue;
+                            };
+                            // A repeated `data` adds its names to the first one's.
+                            envelope.data = match (envelope.data.take(), data) {
+                                (Some(PeekData::Leaf(mut names)), PeekData::Leaf(more)) => {
+                                    names.extend(more);
+                                    Some(PeekData::Leaf(names))
+                                }
+                                (Some(PeekData::Leaf(names)), _) => Some(PeekData::Leaf(names)),
+                                (_, data) => Some(data),
+                            };
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(envelope)
+            }
+        }
+
+        deserializer.deserialize_map(EnvelopeVisitor(std::marker::PhantomData))
+    }
 }
 
 /// `data` as the hot path needs it: a certificate's leaf names, a domains list's
@@ -167,10 +335,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekData<'a> {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut names = Vec::new();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "leaf_cert" {
-                        let leaf: Option<PeekLeaf<'a>> = map.next_value()?;
-                        names = leaf.and_then(|l| l.all_domains).unwrap_or_default();
+                while let Some(key) = map.next_key::<PeekKey>()? {
+                    if let PeekKey::LeafCert = key {
+                        if let Some(leaf) = map.next_value::<Option<PeekLeaf<'a>>>()? {
+                            if names.is_empty() {
+                                names = leaf.0;
+                            } else {
+                                names.extend(leaf.0);
+                            }
+                        }
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -215,10 +388,41 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekData<'a> {
     }
 }
 
-#[derive(Deserialize)]
-struct PeekLeaf<'a> {
-    #[serde(borrow, default)]
-    all_domains: Option<Vec<Cow<'a, str>>>,
+/// A leaf's `all_domains` (every occurrence's, in order).
+struct PeekLeaf<'a>(Vec<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for PeekLeaf<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LeafVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for LeafVisitor<'a> {
+            type Value = PeekLeaf<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a certificate object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut names: Vec<Cow<'a, str>> = Vec::new();
+                while let Some(key) = map.next_key::<PeekKey>()? {
+                    if let PeekKey::AllDomains = key {
+                        if let Some(Texts(more)) = map.next_value::<Option<Texts<'a>>>()? {
+                            if names.is_empty() {
+                                names = more;
+                            } else {
+                                names.extend(more);
+                            }
+                        }
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(PeekLeaf(names))
+            }
+        }
+
+        deserializer.deserialize_map(LeafVisitor(std::marker::PhantomData))
+    }
 }
 
 /// Precertificate or final certificate.
@@ -250,10 +454,21 @@ impl EntryType {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, Deserialize)]
 pub struct Certificate {
     pub entry_type: EntryType,
-    /// The leaf's names as the feed gave them, exact duplicates removed.
+    /// The leaf's names as the feed gave them, exact duplicates removed, NUL
+    /// replaced; at most `MAX_NAMES`, the matched names first.
     pub all_domains: Vec<String>,
-    /// Lower-case, trailing dot removed, sorted, unique: the name set of identity.
+    /// Lower-case, trailing dot removed, sorted, unique: the name set of identity
+    /// (of `all_domains`, so capped alike).
     pub names: Vec<String>,
+    /// Set when the leaf had more than `MAX_NAMES` names: lower-case hex SHA-256
+    /// of its whole name set (normalised, sorted, unique), which the issuance key
+    /// hashes in place of `names`, so the key does not depend on which were kept.
+    pub names_digest: Option<String>,
+    /// Set when an identity field was missing, unusable or repeated: lower-case
+    /// hex SHA-256 of the leaf as the feed sent it. The issuance key hashes it,
+    /// so such a certificate only ever shares its key with copies of that very
+    /// leaf: it alerts rather than pass for another certificate's copy.
+    pub unusable_identity: Option<String>,
     pub subject_cn: Option<String>,
     /// Lower-case hex without colons; `None` when absent or the empty-input SHA-1.
     pub fingerprint_sha1: Option<String>,
@@ -262,6 +477,7 @@ pub struct Certificate {
     pub sha256: Option<String>,
     /// Upper-case hex without colons or leading zeros.
     pub serial: Option<String>,
+    /// Unix seconds within `MIN_TIME..=NO_EXPIRATION`.
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
     pub issuer_o: Option<String>,
@@ -280,122 +496,441 @@ pub struct Certificate {
     /// (`source.timestamp` on the Go server, `submission_timestamp` on the Rust one).
     pub source_timestamp_ms: Option<i64>,
     pub cert_link: Option<String>,
+    /// The entry's index in its log, at most `i64::MAX`.
     pub cert_index: Option<u64>,
-    /// When the feed server saw the entry, unix seconds.
+    /// When the feed server saw the entry, unix seconds (positive, at most `NO_EXPIRATION`).
     pub seen: Option<f64>,
 }
 
-/// Reads a `certificate_update` frame in full. Call only for frames `peek`
-/// accepted as certificates.
+/// How a matched certificate was read leniently (`reason` of
+/// `certwatch_ct_lenient_certificates_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leniency {
+    /// A field that only decorates the alert (`cert_index`, `cert_link`, `seen`,
+    /// `source`, the log's timestamp, issuer O and CN, subject CN, the subject key
+    /// id, the chain) had the wrong type, was out of range or repeated: it reads
+    /// as absent.
+    Decoration,
+    /// An identity field (names, serial, validity, fingerprints, `as_der`, entry
+    /// type, issuer key id or DN, the `data`/`leaf_cert`/`extensions`/`issuer`
+    /// objects) was unusable or repeated, or serial or validity was missing: the
+    /// certificate alerts under a key of its own (`Certificate::unusable_identity`).
+    Identity,
+    /// A string held NUL characters, replaced by U+FFFD (Postgres stores no NUL).
+    Nul,
+    /// More than `MAX_NAMES` names: the lists kept `MAX_NAMES`, the matched first.
+    NamesCapped,
+}
+
+impl Leniency {
+    /// Every reason, in the order of `index`.
+    pub const ALL: [Leniency; 4] = [
+        Leniency::Decoration,
+        Leniency::Identity,
+        Leniency::Nul,
+        Leniency::NamesCapped,
+    ];
+
+    /// The reason as exported.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leniency::Decoration => "decoration",
+            Leniency::Identity => "identity",
+            Leniency::Nul => "nul",
+            Leniency::NamesCapped => "names_capped",
+        }
+    }
+
+    /// This reason's place in `ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The ways one certificate was read leniently: empty for a well-formed one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lenient(u8);
+
+impl Lenient {
+    pub fn contains(self, reason: Leniency) -> bool {
+        self.0 & (1 << reason.index()) != 0
+    }
+
+    pub fn insert(&mut self, reason: Leniency) {
+        self.0 |= 1 << reason.index();
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The reasons present, in the order of `Leniency::ALL`.
+    pub fn iter(self) -> impl Iterator<Item = Leniency> {
+        Leniency::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+}
+
+/// Reads a `certificate_update` frame in full. Fails only when the frame is not
+/// a JSON object with a `data` object holding a `leaf_cert` object; every field
+/// inside is read leniently, as [`parse_matched`] does.
 pub fn parse_certificate(frame: &str) -> Result<Certificate, ParseError> {
-    let envelope: FullEnvelope<'_> = serde_json::from_str(frame)?;
-    let data = envelope.data.ok_or_else(|| ParseError("no data".into()))?;
-    let leaf = data
-        .leaf_cert
+    read_certificate(frame, &[]).map(|(cert, _)| cert)
+}
+
+/// Reads a certificate whose names matched the watch list: never fails, since a
+/// watched name is never skipped. `matched` are the names that matched, as the
+/// feed spelled them: kept in `all_domains` whatever the cap.
+///
+/// A field that only decorates the alert and has the wrong type or is out of
+/// range reads as absent. An identity field that is unusable leaves the
+/// certificate with what is known and an `unusable_identity`, so it alerts
+/// under a key of its own (and is `suspicious` unless the inventory knows its
+/// fingerprint). NUL in strings becomes U+FFFD; times outside
+/// `MIN_TIME..=NO_EXPIRATION` are dropped, never clamped. Names past
+/// `MAX_NAMES` are dropped from the lists (the matched ones kept) after all of
+/// them have gone into `names_digest`. The second value says which of these
+/// happened. A frame whose envelope cannot be read at all (`peek` would have
+/// refused it) gives a certificate of the matched names alone.
+pub fn parse_matched(frame: &str, matched: &[&str]) -> (Certificate, Lenient) {
+    read_certificate(frame, matched).unwrap_or_else(|_| {
+        let mut lenient = Lenient::default();
+        lenient.insert(Leniency::Identity);
+        let names: Vec<Cow<'_, str>> = matched.iter().map(|n| Cow::Borrowed(*n)).collect();
+        let (all_domains, names, names_digest) = name_lists(names, matched, &mut lenient);
+        let cert = Certificate {
+            entry_type: EntryType::X509,
+            all_domains,
+            names,
+            names_digest,
+            unusable_identity: Some(sha256_hex(&[frame])),
+            subject_cn: None,
+            fingerprint_sha1: None,
+            sha256: None,
+            serial: None,
+            not_before: None,
+            not_after: None,
+            issuer_o: None,
+            issuer_cn: None,
+            issuer_dn: None,
+            issuer_key_id: None,
+            subject_key_id: None,
+            source_name: None,
+            source_url: None,
+            source_timestamp_ms: None,
+            cert_link: None,
+            cert_index: None,
+            seen: None,
+        };
+        (cert, lenient)
+    })
+}
+
+fn read_certificate(frame: &str, matched: &[&str]) -> Result<(Certificate, Lenient), ParseError> {
+    use Leniency::{Decoration, Identity};
+    let envelope: Obj<'_> = serde_json::from_str(frame)?;
+    let mut r = Reader::default();
+    let datas: Vec<Obj<'_>> = envelope
+        .all("data")
+        .filter_map(|raw| Obj::of(raw).ok().flatten())
+        .collect();
+    let data = datas.last().ok_or_else(|| ParseError("no data".into()))?;
+    let leaf_raws: Vec<&RawValue> = datas
+        .iter()
+        .flat_map(|d| d.all("leaf_cert"))
+        .filter(|raw| raw.get() != "null")
+        .collect();
+    let leaves: Vec<Obj<'_>> = leaf_raws
+        .iter()
+        .filter_map(|raw| Obj::of(raw).ok().flatten())
+        .collect();
+    let leaf = leaves
+        .last()
         .ok_or_else(|| ParseError("no leaf_cert".into()))?;
-    let extensions = leaf.extensions.unwrap_or_default();
+    let data_count = envelope
+        .all("data")
+        .filter(|raw| raw.get() != "null")
+        .count();
+    if data_count > 1 || leaf_raws.len() > 1 || leaves.len() < leaf_raws.len() {
+        r.flag(Identity);
+    }
+
+    // Every occurrence's names, in frame order, as `peek` reads them.
+    let mut feed_names: Vec<Cow<'_, str>> = Vec::new();
+    for l in &leaves {
+        let mut lists = 0;
+        for raw in l.all("all_domains") {
+            lists += 1;
+            match got::<Texts<'_>>(Some(raw)) {
+                Got::Value(Texts(more)) => feed_names.extend(more),
+                Got::Absent => {}
+                Got::Unusable => r.flag(Identity),
+            }
+        }
+        if lists > 1 {
+            r.flag(Identity);
+        }
+    }
+    let (all_domains, names, names_digest) = name_lists(feed_names, matched, &mut r.lenient);
+
+    let extensions = r.object(Some(leaf), "extensions", Identity);
+    let ext = extensions.as_ref();
+    let update_type = r.text(Some(data), "update_type", Identity);
+    let poisoned = ext.is_some_and(|e| {
+        e.last("ctlPoisonByte")
+            .0
+            .is_some_and(|v| !matches!(v.get(), "false" | "null"))
+            || e.last("ct_precert_poison")
+                .0
+                .is_some_and(|v| v.get() != "null")
+    });
     let precert = matches!(
-        data.update_type.as_deref(),
-        Some("PrecertLogEntry") | Some("PreCertEntry")
-    ) || extensions.ctl_poison_byte.as_ref().is_some_and(is_truthy)
-        || extensions.ct_precert_poison.is_some();
+        update_type.as_deref(),
+        Some("PrecertLogEntry" | "PreCertEntry")
+    ) || poisoned;
     let entry_type = if precert {
         EntryType::Precert
     } else {
         EntryType::X509
     };
 
-    let mut all_domains: Vec<String> = Vec::new();
-    for name in leaf.all_domains.unwrap_or_default() {
-        if !all_domains.iter().any(|n| *n == name) {
-            all_domains.push(name.into_owned());
-        }
-    }
-    let mut names: Vec<String> = all_domains.iter().map(|n| normalize_name(n)).collect();
-    names.sort();
-    names.dedup();
-
-    let issuer = leaf.issuer.unwrap_or_default();
-    let leaf_aki = extensions
-        .authority_key_identifier
-        .as_deref()
-        .and_then(normalize_key_id);
-    let issuer_key_id = match (precert, data.chain.as_deref().and_then(|c| c.first())) {
-        (true, Some(signer)) => precert_signer_key_id(leaf_aki.as_deref(), signer).or(leaf_aki),
-        _ => leaf_aki,
+    let issuer = r.object(Some(leaf), "issuer", Identity);
+    let leaf_aki = r
+        .text(ext, "authorityKeyIdentifier", Identity)
+        .map(|aki| normalize_key_id(&aki).ok_or(()))
+        .and_then(|k| r.usable(k, Identity));
+    let issuer_key_id = if precert {
+        let signer = r.chain_head(data);
+        signer
+            .and_then(|s| precert_signer_key_id(&mut r, leaf_aki.as_deref(), &s))
+            .or(leaf_aki)
+    } else {
+        leaf_aki
     };
-    let subject_key_id = extensions
-        .subject_key_identifier
-        .as_deref()
-        .and_then(normalize_key_id);
-    let source = data.source.unwrap_or_default();
-    Ok(Certificate {
+    let subject_key_id = r
+        .text(ext, "subjectKeyIdentifier", Decoration)
+        .map(|ski| normalize_key_id(&ski).ok_or(()))
+        .and_then(|k| r.usable(k, Decoration));
+
+    let fingerprint_sha1 = match r.text(Some(leaf), "fingerprint", Identity) {
+        Some(f) => Some(f),
+        None => r.text(Some(leaf), "sha1", Identity),
+    }
+    .map(|f| {
+        let hex = normalize_hex(&f).to_ascii_lowercase();
+        if hex.is_empty() { Err(()) } else { Ok(hex) }
+    })
+    .and_then(|f| r.usable(f, Identity))
+    .filter(|f| f != EMPTY_SHA1);
+    let der_sha256 = r
+        .text(Some(leaf), "as_der", Identity)
+        .map(|der| der_sha256(&der).ok_or(()))
+        .and_then(|h| r.usable(h, Identity));
+    let feed_sha256 = r
+        .text(Some(leaf), "sha256", Identity)
+        .map(|f| {
+            let hex = normalize_hex(&f).to_ascii_lowercase();
+            if hex.len() == 64 { Ok(hex) } else { Err(()) }
+        })
+        .and_then(|h| r.usable(h, Identity));
+    let sha256 = der_sha256.or(feed_sha256).filter(|f| f != EMPTY_SHA256);
+
+    let serial = r
+        .text(Some(leaf), "serial_number", Identity)
+        .map(|s| {
+            let serial = normalize_serial(&s);
+            if serial.is_empty() {
+                Err(())
+            } else {
+                Ok(serial)
+            }
+        })
+        .and_then(|s| r.usable(s, Identity));
+    let not_before = r.cert_time(leaf, "not_before");
+    let not_after = r.cert_time(leaf, "not_after");
+    if serial.is_none() || not_before.is_none() || not_after.is_none() {
+        r.flag(Identity);
+    }
+
+    let issuer_dn = r.text(issuer.as_ref(), "aggregated", Identity);
+    let issuer_o = r.text(issuer.as_ref(), "O", Decoration);
+    let issuer_cn = r.text(issuer.as_ref(), "CN", Decoration);
+    let subject = r.object(Some(leaf), "subject", Decoration);
+    let subject_cn = r.text(subject.as_ref(), "CN", Decoration);
+    let source = r.object(Some(data), "source", Decoration);
+    let source_name = r.text(source.as_ref(), "name", Decoration);
+    let source_url = r.text(source.as_ref(), "url", Decoration);
+    let source_timestamp_ms = match r.moment(source.as_ref(), "timestamp") {
+        Some(t) => Some(t),
+        None => r.moment(Some(data), "submission_timestamp"),
+    }
+    .map(|t| (t * 1000.0).round() as i64);
+    let cert_link = r.text(Some(data), "cert_link", Decoration);
+    let cert_index = match got::<u64>(r.field(data, "cert_index", Decoration)) {
+        Got::Value(i) if i64::try_from(i).is_ok() => Some(i),
+        Got::Absent => None,
+        _ => {
+            r.flag(Decoration);
+            None
+        }
+    };
+    let seen = r.moment(Some(data), "seen");
+
+    let unusable_identity = r.lenient.contains(Identity).then(|| {
+        let texts: Vec<&str> = leaf_raws.iter().map(|raw| raw.get()).collect();
+        sha256_hex(&texts)
+    });
+    let cert = Certificate {
         entry_type,
         all_domains,
         names,
-        subject_cn: leaf
-            .subject
-            .and_then(|s| s.cn)
-            .map(Cow::into_owned)
-            .filter(|s| !s.is_empty()),
-        fingerprint_sha1: leaf
-            .fingerprint
-            .or(leaf.sha1)
-            .map(|f| normalize_hex(&f).to_ascii_lowercase())
-            .filter(|f| !f.is_empty() && f != EMPTY_SHA1),
-        sha256: leaf
-            .as_der
-            .as_deref()
-            .and_then(der_sha256)
-            .or_else(|| leaf.sha256.map(|f| normalize_hex(&f).to_ascii_lowercase()))
-            .filter(|f| f.len() == 64 && f != EMPTY_SHA256),
-        serial: leaf
-            .serial_number
-            .as_deref()
-            .map(normalize_serial)
-            .filter(|s| !s.is_empty()),
-        not_before: leaf.not_before.and_then(|t| t.0),
-        not_after: leaf.not_after.and_then(|t| t.0),
-        issuer_o: non_empty(issuer.o),
-        issuer_cn: non_empty(issuer.cn),
-        issuer_dn: non_empty(issuer.aggregated),
+        names_digest,
+        unusable_identity,
+        subject_cn,
+        fingerprint_sha1,
+        sha256,
+        serial,
+        not_before,
+        not_after,
+        issuer_o,
+        issuer_cn,
+        issuer_dn,
         issuer_key_id,
         subject_key_id,
-        source_name: non_empty(source.name),
-        source_url: non_empty(source.url),
-        source_timestamp_ms: source
-            .timestamp
-            .or(data.submission_timestamp)
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .map(|t| (t * 1000.0).round() as i64),
-        cert_link: non_empty(data.cert_link),
-        cert_index: data.cert_index,
-        seen: data.seen,
-    })
+        source_name,
+        source_url,
+        source_timestamp_ms,
+        cert_link,
+        cert_index,
+        seen,
+    };
+    Ok((cert, r.lenient))
+}
+
+/// The stored name lists from the feed's names (every occurrence, in order):
+/// `all_domains` (NUL replaced, exact duplicates removed, at most `MAX_NAMES`:
+/// the matched names first, then the others in feed order, kept in feed order),
+/// `names` (its normalised set) and, when names were dropped, the digest of the
+/// whole normalised set. Linear but for the sort: hash-based de-duplication.
+fn name_lists(
+    feed: Vec<Cow<'_, str>>,
+    matched: &[&str],
+    lenient: &mut Lenient,
+) -> (Vec<String>, Vec<String>, Option<String>) {
+    let cleaned: Vec<Cow<'_, str>> = feed
+        .into_iter()
+        .map(|n| match replace_nul(&n) {
+            Cow::Borrowed(_) => n,
+            Cow::Owned(clean) => {
+                lenient.insert(Leniency::Nul);
+                Cow::Owned(clean)
+            }
+        })
+        .collect();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(cleaned.len());
+    let unique: Vec<&str> = cleaned
+        .iter()
+        .map(|n| n.as_ref())
+        .filter(|n| seen.insert(n))
+        .collect();
+    let normalised_set = |list: &[&str]| {
+        let mut names: Vec<String> = list.iter().map(|n| normalize_name(n)).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    };
+    if unique.len() <= MAX_NAMES {
+        let names = normalised_set(&unique);
+        return (
+            unique.into_iter().map(str::to_string).collect(),
+            names,
+            None,
+        );
+    }
+    lenient.insert(Leniency::NamesCapped);
+    let everything = normalised_set(&unique);
+    let digest = {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for name in &everything {
+            hasher.update(name.as_bytes());
+            hasher.update(b"\n");
+        }
+        hex_lower(&hasher.finalize())
+    };
+    drop(everything);
+    let matched: HashSet<Cow<'_, str>> = matched.iter().map(|m| replace_nul(m)).collect();
+    let mut keep = vec![false; unique.len()];
+    let mut kept = 0;
+    for (i, name) in unique.iter().enumerate() {
+        if kept < MAX_NAMES && matched.contains(*name) {
+            keep[i] = true;
+            kept += 1;
+        }
+    }
+    for k in keep.iter_mut() {
+        if kept >= MAX_NAMES {
+            break;
+        }
+        if !*k {
+            *k = true;
+            kept += 1;
+        }
+    }
+    let all: Vec<&str> = unique
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(name, k)| k.then_some(name))
+        .collect();
+    let names = normalised_set(&all);
+    (
+        all.into_iter().map(str::to_string).collect(),
+        names,
+        Some(digest),
+    )
+}
+
+/// `s` with every NUL replaced by U+FFFD (Postgres stores no NUL, in text or jsonb).
+pub fn replace_nul(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Lower-case hex SHA-256 over `parts`, each followed by a NUL.
+fn sha256_hex(parts: &[&str]) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hex_lower(&hasher.finalize())
 }
 
 /// When a precertificate was signed by a precertificate signing certificate
 /// (`chain[0]` is the PSC, and the leaf's AKI is the PSC's own key id), the final
 /// certificate names the CA above it: use the PSC's AKI so both share one key.
-fn precert_signer_key_id(leaf_aki: Option<&str>, signer: &ChainCert<'_>) -> Option<String> {
-    let ext = signer.extensions.as_ref()?;
-    let signer_ski = ext
-        .subject_key_identifier
-        .as_deref()
-        .and_then(normalize_key_id)?;
-    let is_psc = ext
-        .extended_key_usage
-        .as_deref()
+fn precert_signer_key_id(
+    r: &mut Reader,
+    leaf_aki: Option<&str>,
+    signer: &Obj<'_>,
+) -> Option<String> {
+    use Leniency::Decoration;
+    let ext = r.object(Some(signer), "extensions", Decoration)?;
+    let signer_ski = r
+        .text(Some(&ext), "subjectKeyIdentifier", Decoration)
+        .and_then(|s| normalize_key_id(&s))?;
+    let subject = r.object(Some(signer), "subject", Decoration);
+    let is_psc = r
+        .string(Some(&ext), "extendedKeyUsage", Decoration)
         .is_some_and(|eku| eku.is_empty() || eku.contains("1.3.6.1.4.1.11129.2.4.4"))
-        || signer
-            .subject
-            .as_ref()
-            .and_then(|s| s.cn.as_deref())
+        || r.text(subject.as_ref(), "CN", Decoration)
             .is_some_and(|cn| cn.contains("Precertificate Signing"));
     if is_psc && leaf_aki == Some(signer_ski.as_str()) {
-        ext.authority_key_identifier
-            .as_deref()
-            .and_then(normalize_key_id)
+        r.text(Some(&ext), "authorityKeyIdentifier", Decoration)
+            .and_then(|aki| normalize_key_id(&aki))
     } else {
         None
     }
@@ -409,18 +944,6 @@ fn der_sha256(as_der: &str) -> Option<String> {
         .decode(as_der.trim())
         .ok()?;
     (!der.is_empty()).then(|| hex_lower(&sha2::Sha256::digest(&der)))
-}
-
-fn is_truthy(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Bool(b) => *b,
-        serde_json::Value::Null => false,
-        _ => true,
-    }
-}
-
-fn non_empty(s: Option<Cow<'_, str>>) -> Option<String> {
-    s.map(Cow::into_owned).filter(|s| !s.is_empty())
 }
 
 /// Lower-case, one trailing dot removed, surrounding whitespace trimmed.
@@ -455,151 +978,250 @@ pub fn normalize_key_id(aki: &str) -> Option<String> {
     (!hex.is_empty()).then_some(hex)
 }
 
-#[derive(Deserialize)]
-struct FullEnvelope<'a> {
-    #[serde(borrow, default)]
-    data: Option<CertData<'a>>,
+/// One JSON object of the frame with its values kept as raw text, read only when
+/// asked: a value of the wrong shape spoils that field alone, and a repeated key
+/// is kept (every occurrence, in order) instead of failing the whole frame.
+struct Obj<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Obj<'a> {
+    /// The object `raw` holds: `Ok(None)` for null, `Err` for anything else
+    /// that is not an object.
+    fn of(raw: &'a RawValue) -> Result<Option<Obj<'a>>, serde_json::Error> {
+        serde_json::from_str(raw.get())
+    }
+
+    /// Every value of `key`, in order.
+    fn all<'s>(&'s self, key: &'s str) -> impl Iterator<Item = &'a RawValue> + 's {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// The last value of `key`, and whether the key was repeated.
+    fn last(&self, key: &str) -> (Option<&'a RawValue>, bool) {
+        let mut found = None;
+        let mut repeated = false;
+        for (k, v) in &self.0 {
+            if k == key {
+                repeated |= found.is_some();
+                found = Some(*v);
+            }
+        }
+        (found, repeated)
+    }
 }
 
-#[derive(Deserialize)]
-struct CertData<'a> {
-    #[serde(borrow, default)]
-    update_type: Option<Cow<'a, str>>,
-    #[serde(default)]
-    cert_index: Option<u64>,
-    #[serde(borrow, default)]
-    cert_link: Option<Cow<'a, str>>,
-    #[serde(default)]
-    seen: Option<f64>,
-    /// The log's time of the entry (certstream-server-rust).
-    #[serde(default)]
-    submission_timestamp: Option<f64>,
-    #[serde(borrow, default)]
-    source: Option<Source<'a>>,
-    #[serde(borrow, default)]
-    leaf_cert: Option<Leaf<'a>>,
-    #[serde(borrow, default)]
-    chain: Option<Vec<ChainCert<'a>>>,
-}
-
-#[derive(Deserialize, Default)]
-struct Source<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    url: Option<Cow<'a, str>>,
-    #[serde(default)]
-    timestamp: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct Leaf<'a> {
-    #[serde(borrow, default)]
-    all_domains: Option<Vec<Cow<'a, str>>>,
-    #[serde(borrow, default)]
-    fingerprint: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    sha1: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    sha256: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    as_der: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    serial_number: Option<Cow<'a, str>>,
-    #[serde(default)]
-    not_before: Option<UnixTime>,
-    #[serde(default)]
-    not_after: Option<UnixTime>,
-    #[serde(borrow, default)]
-    issuer: Option<DistinguishedName<'a>>,
-    #[serde(borrow, default)]
-    subject: Option<DistinguishedName<'a>>,
-    #[serde(borrow, default)]
-    extensions: Option<Extensions<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ChainCert<'a> {
-    #[serde(borrow, default)]
-    subject: Option<DistinguishedName<'a>>,
-    #[serde(borrow, default)]
-    extensions: Option<Extensions<'a>>,
-}
-
-#[derive(Deserialize, Default)]
-struct DistinguishedName<'a> {
-    #[serde(rename = "CN", borrow, default)]
-    cn: Option<Cow<'a, str>>,
-    #[serde(rename = "O", borrow, default)]
-    o: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    aggregated: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize, Default)]
-struct Extensions<'a> {
-    #[serde(rename = "authorityKeyIdentifier", borrow, default)]
-    authority_key_identifier: Option<Cow<'a, str>>,
-    #[serde(rename = "subjectKeyIdentifier", borrow, default)]
-    subject_key_identifier: Option<Cow<'a, str>>,
-    #[serde(rename = "extendedKeyUsage", borrow, default)]
-    extended_key_usage: Option<Cow<'a, str>>,
-    #[serde(rename = "ctlPoisonByte", default)]
-    ctl_poison_byte: Option<serde_json::Value>,
-    #[serde(default)]
-    ct_precert_poison: Option<IgnoredAny>,
-}
-
-/// A certificate time in any server's spelling: integer or float seconds, a
-/// numeric string, or `"no_expiration"`. Anything else reads as unknown (`None`).
-struct UnixTime(Option<i64>);
-
-impl<'de> Deserialize<'de> for UnixTime {
+impl<'de: 'a, 'a> Deserialize<'de> for Obj<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TimeVisitor;
+        struct ObjVisitor<'a>(std::marker::PhantomData<&'a ()>);
 
-        impl Visitor<'_> for TimeVisitor {
-            type Value = UnixTime;
+        impl<'de: 'a, 'a> Visitor<'de> for ObjVisitor<'a> {
+            type Value = Obj<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Obj<'a>, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(Text(key)) = map.next_key::<Text<'a>>()? {
+                    let value: &'a RawValue = map.next_value()?;
+                    fields.push((key, value));
+                }
+                Ok(Obj(fields))
+            }
+        }
+
+        deserializer.deserialize_map(ObjVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A field read on its own.
+enum Got<T> {
+    /// Missing or null.
+    Absent,
+    Value(T),
+    /// Present, but not of the expected shape.
+    Unusable,
+}
+
+fn got<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Got<T> {
+    match raw {
+        None => Got::Absent,
+        Some(raw) if raw.get() == "null" => Got::Absent,
+        Some(raw) => match serde_json::from_str(raw.get()) {
+            Ok(v) => Got::Value(v),
+            Err(_) => Got::Unusable,
+        },
+    }
+}
+
+/// Reads fields one at a time and records how leniently.
+#[derive(Default)]
+struct Reader {
+    lenient: Lenient,
+}
+
+impl Reader {
+    fn flag(&mut self, reason: Leniency) {
+        self.lenient.insert(reason);
+    }
+
+    /// A value that turned out unusable after all flags `class`.
+    fn usable<T>(&mut self, value: Result<T, ()>, class: Leniency) -> Option<T> {
+        value.map_err(|()| self.flag(class)).ok()
+    }
+
+    /// The last value of `key` in `obj`; a repeated key flags `class`.
+    fn field<'a>(&mut self, obj: &Obj<'a>, key: &str, class: Leniency) -> Option<&'a RawValue> {
+        let (value, repeated) = obj.last(key);
+        if repeated {
+            self.flag(class);
+        }
+        value
+    }
+
+    /// A string field, NUL replaced; `None` when absent, empty or unusable
+    /// (which flags `class`).
+    fn text(&mut self, obj: Option<&Obj<'_>>, key: &str, class: Leniency) -> Option<String> {
+        self.string(obj, key, class).filter(|s| !s.is_empty())
+    }
+
+    /// `text`, empty strings included.
+    fn string(&mut self, obj: Option<&Obj<'_>>, key: &str, class: Leniency) -> Option<String> {
+        let raw = obj.and_then(|o| self.field(o, key, class));
+        match got::<Text<'_>>(raw) {
+            Got::Value(Text(s)) => {
+                let clean = replace_nul(&s);
+                if let Cow::Owned(_) = clean {
+                    self.flag(Leniency::Nul);
+                }
+                Some(clean.into_owned())
+            }
+            Got::Absent => None,
+            Got::Unusable => {
+                self.flag(class);
+                None
+            }
+        }
+    }
+
+    /// An object field; `None` when absent or unusable (which flags `class`).
+    fn object<'a>(&mut self, obj: Option<&Obj<'a>>, key: &str, class: Leniency) -> Option<Obj<'a>> {
+        let raw = obj.and_then(|o| self.field(o, key, class))?;
+        match Obj::of(raw) {
+            Ok(found) => found,
+            Err(_) => {
+                self.flag(class);
+                None
+            }
+        }
+    }
+
+    /// A certificate time (identity): `None` when absent, unusable or outside
+    /// `MIN_TIME..=NO_EXPIRATION`; all but absence flag `Identity`.
+    fn cert_time(&mut self, leaf: &Obj<'_>, key: &str) -> Option<i64> {
+        let raw = self.field(leaf, key, Leniency::Identity);
+        match got::<Seconds>(raw) {
+            Got::Value(Seconds(t)) => {
+                let t = t.floor();
+                if t >= MIN_TIME as f64 && t <= NO_EXPIRATION as f64 {
+                    Some(t as i64)
+                } else {
+                    self.flag(Leniency::Identity);
+                    None
+                }
+            }
+            Got::Absent => None,
+            Got::Unusable => {
+                self.flag(Leniency::Identity);
+                None
+            }
+        }
+    }
+
+    /// A moment the feed or the log recorded (decoration), in seconds:
+    /// `None` when absent, unusable, not positive or past `NO_EXPIRATION`.
+    fn moment(&mut self, obj: Option<&Obj<'_>>, key: &str) -> Option<f64> {
+        let raw = obj.and_then(|o| self.field(o, key, Leniency::Decoration));
+        match got::<Seconds>(raw) {
+            Got::Value(Seconds(t)) if t > 0.0 && t <= NO_EXPIRATION as f64 => Some(t),
+            Got::Absent => None,
+            _ => {
+                self.flag(Leniency::Decoration);
+                None
+            }
+        }
+    }
+
+    /// The first certificate of `data.chain` (decoration: without it a PSC
+    /// precertificate keeps the PSC's key id, which can only split a pair).
+    fn chain_head<'a>(&mut self, data: &Obj<'a>) -> Option<Obj<'a>> {
+        let raw = self.field(data, "chain", Leniency::Decoration);
+        match got::<Vec<&'a RawValue>>(raw) {
+            Got::Value(chain) => {
+                let head = chain.first()?;
+                match Obj::of(head) {
+                    Ok(found) => found,
+                    Err(_) => {
+                        self.flag(Leniency::Decoration);
+                        None
+                    }
+                }
+            }
+            Got::Absent => None,
+            Got::Unusable => {
+                self.flag(Leniency::Decoration);
+                None
+            }
+        }
+    }
+}
+
+/// A time in any server's spelling: integer or float seconds, a numeric
+/// string, or `"no_expiration"`; finite. Range is the caller's to check.
+struct Seconds(f64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SecondsVisitor;
+
+        impl Visitor<'_> for SecondsVisitor {
+            type Value = Seconds;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("unix seconds or \"no_expiration\"")
             }
 
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<UnixTime, E> {
-                Ok(UnixTime(Some(v)))
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
+                Ok(Seconds(v as f64))
             }
 
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<UnixTime, E> {
-                Ok(UnixTime(i64::try_from(v).ok()))
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
+                Ok(Seconds(v as f64))
             }
 
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<UnixTime, E> {
-                Ok(UnixTime(v.is_finite().then(|| v.floor() as i64)))
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<UnixTime, E> {
-                if v == "no_expiration" {
-                    return Ok(UnixTime(Some(NO_EXPIRATION)));
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Seconds, E> {
+                if v.is_finite() {
+                    Ok(Seconds(v))
+                } else {
+                    Err(E::custom("not finite"))
                 }
-                Ok(UnixTime(
-                    v.trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|f| f.is_finite())
-                        .map(|f| f.floor() as i64),
-                ))
             }
 
-            fn visit_unit<E: de::Error>(self) -> Result<UnixTime, E> {
-                Ok(UnixTime(None))
-            }
-
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<UnixTime, E> {
-                Ok(UnixTime(None))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
+                if v == "no_expiration" {
+                    return Ok(Seconds(NO_EXPIRATION as f64));
+                }
+                match v.trim().parse::<f64>() {
+                    Ok(f) if f.is_finite() => Ok(Seconds(f)),
+                    _ => Err(E::custom("not a time")),
+                }
             }
         }
 
-        deserializer.deserialize_any(TimeVisitor)
+        deserializer.deserialize_any(SecondsVisitor)
     }
 }
 
@@ -726,5 +1348,507 @@ mod tests {
         assert_eq!(cert.not_before, None);
         assert_eq!(cert.not_after, None);
         assert_eq!(cert.serial, None);
+    }
+
+    /// A Go full-stream precertificate with every field certwatch reads; the
+    /// hostile cases below each spoil one of them (`{{`/`}}`-free templates: the
+    /// placeholder `@` is replaced by each case's text).
+    const GOOD: &str = r#"{"data":{"cert_index":5,"cert_link":"https://ct.example/log/ct/v1/get-entries?start=5&end=5","leaf_cert":{"all_domains":["shop.example.net","www.shop.example.net"],"as_der":"AAEC","extensions":{"authorityKeyIdentifier":"keyid:cd:82:aa","subjectKeyIdentifier":"keyid:03:1c","ctlPoisonByte":true},"fingerprint":"9C:10:5A:A4:79:ED:93:E7:34:47:22:B6:79:99:EC:73:82:91:02:44","not_after":1776250799,"not_before":1768474800,"serial_number":"0ABCDEF","subject":{"CN":"shop.example.net","aggregated":"/CN=shop.example.net"},"issuer":{"CN":"Fake Issuing CA E1","O":"Fake CT Test PKI","aggregated":"/C=ZZ/CN=Fake Issuing CA E1/O=Fake CT Test PKI"}},"seen":1795353248.834,"source":{"name":"Fake log","url":"https://ct.example/log","timestamp":1768478405.185},"update_type":"PrecertLogEntry"},"message_type":"certificate_update"}"#;
+
+    /// `GOOD` with `from` replaced by `to` (exactly once).
+    fn spoil(from: &str, to: &str) -> String {
+        assert_eq!(GOOD.matches(from).count(), 1, "{from}");
+        GOOD.replacen(from, to, 1)
+    }
+
+    /// What must survive any spoiled decoration: the identity of `GOOD`.
+    fn assert_identity_of_good(cert: &Certificate, why: &str) {
+        assert_eq!(cert.entry_type, EntryType::Precert, "{why}");
+        assert_eq!(
+            cert.all_domains,
+            ["shop.example.net", "www.shop.example.net"],
+            "{why}"
+        );
+        assert_eq!(cert.names, ["shop.example.net", "www.shop.example.net"]);
+        assert_eq!(cert.serial.as_deref(), Some("ABCDEF"), "{why}");
+        assert_eq!(cert.not_before, Some(1_768_474_800), "{why}");
+        assert_eq!(cert.not_after, Some(1_776_250_799), "{why}");
+        assert_eq!(
+            cert.fingerprint_sha1.as_deref(),
+            Some("9c105aa479ed93e7344722b67999ec7382910244"),
+            "{why}"
+        );
+        assert_eq!(cert.issuer_key_id.as_deref(), Some("cd82aa"), "{why}");
+        assert_eq!(
+            cert.issuer_dn.as_deref(),
+            Some("/C=ZZ/CN=Fake Issuing CA E1/O=Fake CT Test PKI"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_good_frame_reads_strictly() {
+        let (cert, lenient) = parse_matched(GOOD, &["shop.example.net"]);
+        assert!(lenient.is_empty(), "{lenient:?}");
+        assert_identity_of_good(&cert, "good");
+        assert_eq!(cert.unusable_identity, None);
+        assert_eq!(cert.names_digest, None);
+        assert_eq!(cert.cert_index, Some(5));
+        assert_eq!(cert.seen, Some(1_795_353_248.834));
+        assert_eq!(cert.source_timestamp_ms, Some(1_768_478_405_185));
+        assert_eq!(cert.issuer_o.as_deref(), Some("Fake CT Test PKI"));
+        assert_eq!(cert.subject_key_id.as_deref(), Some("031c"));
+        assert_eq!(parse_certificate(GOOD).unwrap(), cert);
+    }
+
+    /// Issue 12 item 3: a field that only decorates the alert, of the wrong type
+    /// or out of range (or repeated), reads as absent; the certificate parses
+    /// and keeps its identity.
+    #[test]
+    fn hostile_decoration_fields_read_as_absent() {
+        type Check = fn(&Certificate) -> bool;
+        let cases: &[(&str, &str, Check)] = &[
+            (r#""cert_index":5"#, r#""cert_index":-1"#, |c| {
+                c.cert_index.is_none()
+            }),
+            (
+                r#""cert_index":5"#,
+                r#""cert_index":18446744073709551616"#,
+                |c| c.cert_index.is_none(),
+            ),
+            (r#""cert_index":5"#, r#""cert_index":1e400"#, |c| {
+                c.cert_index.is_none()
+            }),
+            (r#""cert_index":5"#, r#""cert_index":"5""#, |c| {
+                c.cert_index.is_none()
+            }),
+            (
+                r#""cert_index":5"#,
+                r#""cert_index":5,"cert_index":6"#,
+                |c| c.cert_index == Some(6),
+            ),
+            (
+                r#""cert_link":"https"#,
+                r#""cert_link":7,"x":"https"#,
+                |c| c.cert_link.is_none(),
+            ),
+            (r#""seen":1795353248.834"#, r#""seen":"x""#, |c| {
+                c.seen.is_none()
+            }),
+            (r#""seen":1795353248.834"#, r#""seen":1e400"#, |c| {
+                c.seen.is_none()
+            }),
+            (r#""seen":1795353248.834"#, r#""seen":1e15"#, |c| {
+                c.seen.is_none()
+            }),
+            (r#""seen":1795353248.834"#, r#""seen":-3"#, |c| {
+                c.seen.is_none()
+            }),
+            (r#""seen":1795353248.834"#, r#""seen":{"a":1}"#, |c| {
+                c.seen.is_none()
+            }),
+            (
+                r#""timestamp":1768478405.185"#,
+                r#""timestamp":1e400"#,
+                |c| c.source_timestamp_ms.is_none(),
+            ),
+            (
+                r#""timestamp":1768478405.185"#,
+                r#""timestamp":"soon""#,
+                |c| c.source_timestamp_ms.is_none(),
+            ),
+            (r#""name":"Fake log""#, r#""name":5"#, |c| {
+                c.source_name.is_none() && c.source_url.is_some()
+            }),
+            (
+                r#""url":"https://ct.example/log","#,
+                r#""url":["x"],"#,
+                |c| c.source_url.is_none(),
+            ),
+            (r#""source":{"#, r#""source":7,"x":{"#, |c| {
+                c.source_name.is_none() && c.source_url.is_none()
+            }),
+            (r#""O":"Fake CT Test PKI""#, r#""O":5"#, |c| {
+                c.issuer_o.is_none() && c.issuer_cn.is_some()
+            }),
+            (r#""CN":"Fake Issuing CA E1""#, r#""CN":{}"#, |c| {
+                c.issuer_cn.is_none()
+            }),
+            (r#""subject":{"CN""#, r#""subject":"x","y":{"CN""#, |c| {
+                c.subject_cn.is_none()
+            }),
+            (r#""CN":"shop.example.net""#, r#""CN":true"#, |c| {
+                c.subject_cn.is_none()
+            }),
+            (
+                r#""subjectKeyIdentifier":"keyid:03:1c""#,
+                r#""subjectKeyIdentifier":3"#,
+                |c| c.subject_key_id.is_none(),
+            ),
+            (
+                r#""update_type""#,
+                r#""submission_timestamp":"x","update_type""#,
+                |c| c.source_timestamp_ms.is_some(),
+            ),
+        ];
+        let mut failed = Vec::new();
+        for (from, to, check) in cases {
+            let frame = spoil(from, to);
+            match parse_certificate(&frame) {
+                Ok(cert) if check(&cert) => {
+                    assert_identity_of_good(&cert, to);
+                }
+                Ok(cert) => failed.push(format!("{to}: read as {cert:?}")),
+                Err(e) => failed.push(format!("{to}: {e}")),
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+    }
+
+    /// The same cases through `parse_matched`: counted as decoration, never as
+    /// identity, and the issuance identity is the good frame's.
+    #[test]
+    fn hostile_decoration_is_counted_and_keeps_the_key() {
+        let good = parse_certificate(GOOD).unwrap();
+        for (from, to) in [
+            (r#""cert_index":5"#, r#""cert_index":-1"#),
+            (r#""seen":1795353248.834"#, r#""seen":"x""#),
+            (r#""seen":1795353248.834"#, r#""seen":1e400"#),
+            (r#""O":"Fake CT Test PKI""#, r#""O":5"#),
+            (r#""cert_index":5"#, r#""cert_index":5,"cert_index":6"#),
+        ] {
+            let (cert, lenient) = parse_matched(&spoil(from, to), &[]);
+            assert!(lenient.contains(Leniency::Decoration), "{to}");
+            assert!(!lenient.contains(Leniency::Identity), "{to}");
+            assert_eq!(cert.unusable_identity, None, "{to}");
+            assert_eq!(
+                crate::alert::issuance_key(&cert),
+                crate::alert::issuance_key(&good),
+                "{to}"
+            );
+        }
+    }
+
+    /// Issue 12 item 3: an identity field that cannot be used still gives a
+    /// certificate, with what is known, flagged so that it alerts on a key of
+    /// its own.
+    #[test]
+    fn hostile_identity_fields_leave_what_is_known() {
+        type Check = fn(&Certificate) -> bool;
+        let cases: &[(&str, &str, Check)] = &[
+            (
+                r#""serial_number":"0ABCDEF""#,
+                r#""serial_number":12345"#,
+                |c| c.serial.is_none(),
+            ),
+            (
+                r#""serial_number":"0ABCDEF""#,
+                r#""serial_number":"zz""#,
+                |c| c.serial.is_none(),
+            ),
+            (r#""serial_number":"0ABCDEF","#, "", |c| c.serial.is_none()),
+            (r#""not_after":1776250799"#, r#""not_after":1e400"#, |c| {
+                c.not_after.is_none()
+            }),
+            (r#""not_after":1776250799"#, r#""not_after":1e15"#, |c| {
+                c.not_after.is_none()
+            }),
+            (
+                r#""not_after":1776250799"#,
+                r#""not_after":253402300800"#,
+                |c| c.not_after.is_none(),
+            ),
+            (r#""not_before":1768474800"#, r#""not_before":-1e15"#, |c| {
+                c.not_before.is_none()
+            }),
+            (r#""not_before":1768474800"#, r#""not_before":[1]"#, |c| {
+                c.not_before.is_none()
+            }),
+            (r#""fingerprint":"9C"#, r#""fingerprint":5,"x":"9C"#, |c| {
+                c.fingerprint_sha1.is_none()
+            }),
+            (r#""as_der":"AAEC""#, r#""as_der":5"#, |c| {
+                c.sha256.is_none()
+            }),
+            (r#""as_der":"AAEC""#, r#""as_der":"%%%""#, |c| {
+                c.sha256.is_none()
+            }),
+            (
+                r#""update_type":"PrecertLogEntry""#,
+                r#""update_type":5"#,
+                |c| c.entry_type == EntryType::Precert,
+            ),
+            (
+                r#""authorityKeyIdentifier":"keyid:cd:82:aa""#,
+                r#""authorityKeyIdentifier":5"#,
+                |c| c.issuer_key_id.is_none(),
+            ),
+            (
+                r#""aggregated":"/C=ZZ"#,
+                r#""aggregated":5,"x":"/C=ZZ"#,
+                |c| c.issuer_dn.is_none(),
+            ),
+            (r#""issuer":{"#, r#""issuer":"x","y":{"#, |c| {
+                c.issuer_dn.is_none() && c.issuer_o.is_none()
+            }),
+            (r#""extensions":{"#, r#""extensions":[],"x":{"#, |c| {
+                c.issuer_key_id.is_none()
+            }),
+            (
+                r#""serial_number":"0ABCDEF""#,
+                r#""serial_number":"0ABCDEF","serial_number":"0ABCDEE""#,
+                |c| c.serial.as_deref() == Some("ABCDEE"),
+            ),
+            // A second leaf: the names of both are kept (and matched).
+            (
+                r#","seen""#,
+                r#","leaf_cert":{"all_domains":["evil.example.net"],"serial_number":"01"},"seen""#,
+                |c| {
+                    c.all_domains.iter().any(|n| n == "evil.example.net")
+                        && c.all_domains.len() == 3
+                },
+            ),
+        ];
+        let mut failed = Vec::new();
+        for (from, to, check) in cases {
+            let frame = spoil(from, to);
+            let cert = match parse_certificate(&frame) {
+                Ok(cert) => cert,
+                Err(e) => {
+                    failed.push(format!("{to}: {e}"));
+                    continue;
+                }
+            };
+            if !check(&cert) {
+                failed.push(format!("{to}: read as {cert:?}"));
+            }
+            // The names that matched are always there.
+            if !cert.all_domains.iter().any(|n| n == "shop.example.net") {
+                failed.push(format!("{to}: lost the names: {:?}", cert.all_domains));
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+    }
+
+    #[test]
+    fn an_unusable_identity_alerts_on_a_key_of_its_own() {
+        let good = parse_certificate(GOOD).unwrap();
+        let good_key = crate::alert::issuance_key(&good);
+        for (from, to) in [
+            (r#""serial_number":"0ABCDEF""#, r#""serial_number":12345"#),
+            (r#""not_after":1776250799"#, r#""not_after":1e15"#),
+            (r#""fingerprint":"9C"#, r#""fingerprint":5,"x":"9C"#),
+            (
+                r#""authorityKeyIdentifier":"keyid:cd:82:aa""#,
+                r#""authorityKeyIdentifier":5"#,
+            ),
+            (r#""extensions":{"#, r#""extensions":[],"x":{"#),
+        ] {
+            let frame = spoil(from, to);
+            let (cert, lenient) = parse_matched(&frame, &["shop.example.net"]);
+            assert!(lenient.contains(Leniency::Identity), "{to}");
+            assert!(cert.unusable_identity.is_some(), "{to}");
+            let key = crate::alert::issuance_key(&cert);
+            assert_ne!(key, good_key, "{to}: passes for the good certificate");
+            // The same leaf from another log (other index, link, time, source)
+            // is a copy of it, and shares its key.
+            let elsewhere = frame
+                .replace(r#""cert_index":5"#, r#""cert_index":77"#)
+                .replace("1795353248.834", "1795353300.5")
+                .replace("https://ct.example/log", "https://other.example/log");
+            let (copy, _) = parse_matched(&elsewhere, &["shop.example.net"]);
+            assert_eq!(crate::alert::issuance_key(&copy), key, "{to}");
+        }
+    }
+
+    /// Two certificates without a serial (and, as a tiled precertificate, without
+    /// a fingerprint), same names and validity: the old key made the second a copy
+    /// of the first. Now each alerts.
+    #[test]
+    fn a_missing_serial_does_not_collapse_distinct_certificates() {
+        let a = spoil(r#""serial_number":"0ABCDEF","#, "")
+            .replace(
+                r#""fingerprint":"9C:10:5A:A4:79:ED:93:E7:34:47:22:B6:79:99:EC:73:82:91:02:44","#,
+                "",
+            )
+            .replace(r#""as_der":"AAEC","#, "");
+        let b = a.replace("keyid:03:1c", "keyid:03:1d");
+        assert_ne!(a, b);
+        let (ca, cb) = (
+            parse_certificate(&a).unwrap(),
+            parse_certificate(&b).unwrap(),
+        );
+        assert_eq!(
+            (ca.serial.as_ref(), ca.fingerprint_sha1.as_ref()),
+            (None, None)
+        );
+        assert_ne!(
+            crate::alert::issuance_key(&ca),
+            crate::alert::issuance_key(&cb),
+            "two certificates, one key"
+        );
+    }
+
+    #[test]
+    fn nul_is_replaced_so_the_row_can_be_stored() {
+        let frame = spoil(r#""www.shop.example.net""#, r#""x\u0000.shop.example.net""#).replacen(
+            r#""CN":"Fake Issuing CA E1""#,
+            r#""CN":"Fake\u0000CA""#,
+            1,
+        );
+        let (cert, lenient) = parse_matched(&frame, &["x\0.shop.example.net"]);
+        assert!(lenient.contains(Leniency::Nul), "{lenient:?}");
+        assert!(!lenient.contains(Leniency::Identity), "{lenient:?}");
+        assert_eq!(
+            cert.all_domains,
+            ["shop.example.net", "x\u{FFFD}.shop.example.net"]
+        );
+        assert_eq!(cert.issuer_cn.as_deref(), Some("Fake\u{FFFD}CA"));
+        let no_nul = |s: &Option<String>| !s.as_deref().unwrap_or("").contains('\0');
+        assert!(cert.names.iter().all(|n| !n.contains('\0')));
+        assert!(no_nul(&cert.issuer_cn) && no_nul(&cert.subject_cn));
+        assert_eq!(replace_nul("a\0b"), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn repeated_keys_keep_every_name_for_the_hot_path() {
+        let two_leaves = spoil(
+            r#","seen""#,
+            r#","leaf_cert":{"all_domains":["evil.example.net"]},"seen""#,
+        );
+        let Peek::Certificate { all_domains } = peek(&two_leaves).unwrap() else {
+            panic!("not a certificate");
+        };
+        assert_eq!(
+            all_domains,
+            [
+                "shop.example.net",
+                "www.shop.example.net",
+                "evil.example.net"
+            ]
+        );
+        let two_lists = r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example"],"all_domains":["b.example"]}}}"#;
+        let two_datas = r#"{"message_type":"x","data":{"leaf_cert":{"all_domains":["a.example"]}},"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["b.example"]}}}"#;
+        for frame in [two_lists, two_datas] {
+            assert_eq!(
+                peek(frame).unwrap(),
+                Peek::Certificate {
+                    all_domains: vec!["a.example".into(), "b.example".into()]
+                },
+                "{frame}"
+            );
+            let (cert, lenient) = parse_matched(frame, &["b.example"]);
+            assert_eq!(cert.all_domains, ["a.example", "b.example"], "{frame}");
+            assert!(lenient.contains(Leniency::Identity), "{frame}");
+        }
+        let data_then_text = r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example"],"serial_number":"1","not_before":1,"not_after":2}},"data":"x"}"#;
+        let (cert, lenient) = parse_matched(data_then_text, &["a.example"]);
+        assert_eq!(cert.all_domains, ["a.example"]);
+        assert_eq!(cert.serial.as_deref(), Some("1"));
+        assert!(lenient.contains(Leniency::Identity), "a repeated data");
+    }
+
+    /// A frame with `n` distinct names `n0.example`.. and `watched` last.
+    fn many_names(n: usize, watched: &str) -> String {
+        let mut names: Vec<String> = (0..n - 1).map(|i| format!("n{i}.example")).collect();
+        names.push(watched.to_string());
+        format!(
+            r#"{{"message_type":"certificate_update","data":{{"update_type":"X509LogEntry","leaf_cert":{{"all_domains":{},"serial_number":"0F","not_before":1,"not_after":2,"fingerprint":"AB"}}}}}}"#,
+            serde_json::to_string(&names).unwrap()
+        )
+    }
+
+    /// Issue 12 item 5: 120,000 names parse in linear time, and the lists keep
+    /// `MAX_NAMES` of them.
+    #[test]
+    fn a_certificate_with_120k_names_parses_fast_and_is_capped() {
+        let frame = many_names(120_000, "www.watched.example");
+        let started = std::time::Instant::now();
+        let cert = parse_certificate(&frame).unwrap();
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+        assert!(
+            cert.all_domains.len() <= MAX_NAMES,
+            "{}",
+            cert.all_domains.len()
+        );
+        assert!(cert.names.len() <= MAX_NAMES);
+    }
+
+    #[test]
+    fn capped_names_keep_the_matched_ones_and_one_key() {
+        let frame = many_names(120_000, "www.watched.example");
+        let (cert, lenient) = parse_matched(&frame, &["www.watched.example"]);
+        assert!(lenient.contains(Leniency::NamesCapped));
+        assert!(!lenient.contains(Leniency::Identity));
+        assert_eq!(cert.all_domains.len(), MAX_NAMES);
+        assert_eq!(cert.all_domains.last().unwrap(), "www.watched.example");
+        assert_eq!(cert.all_domains[0], "n0.example", "feed order kept");
+        assert!(
+            cert.names
+                .binary_search(&"www.watched.example".to_string())
+                .is_ok()
+        );
+        assert_eq!(cert.names.len(), MAX_NAMES);
+        assert!(cert.names_digest.is_some());
+        let key = crate::alert::issuance_key(&cert);
+        // Whatever matched, and in whatever order the stream lists the names
+        // (Elixir: hash order), the key is the same.
+        let (unmatched, _) = parse_matched(&frame, &[]);
+        assert!(
+            !unmatched
+                .all_domains
+                .iter()
+                .any(|n| n == "www.watched.example")
+        );
+        assert_eq!(crate::alert::issuance_key(&unmatched), key);
+        let mut names: Vec<String> = (0..119_999).map(|i| format!("n{i}.example")).collect();
+        names.push("www.watched.example".into());
+        names.reverse();
+        let reversed = frame.replace(
+            &serde_json::to_string(&many_names_list(120_000, "www.watched.example")).unwrap(),
+            &serde_json::to_string(&names).unwrap(),
+        );
+        assert_ne!(reversed, frame);
+        let (lite, _) = parse_matched(&reversed, &["www.watched.example"]);
+        assert_eq!(lite.all_domains[0], "www.watched.example");
+        assert_eq!(crate::alert::issuance_key(&lite), key);
+        // One name more is another certificate.
+        let (more, _) = parse_matched(&many_names(120_001, "www.watched.example"), &[]);
+        assert_ne!(crate::alert::issuance_key(&more), key);
+        // Below the cap nothing changes.
+        let (small, lenient) = parse_matched(&many_names(MAX_NAMES, "w.example"), &[]);
+        assert!(lenient.is_empty());
+        assert_eq!(small.all_domains.len(), MAX_NAMES);
+        assert_eq!(small.names_digest, None);
+    }
+
+    fn many_names_list(n: usize, watched: &str) -> Vec<String> {
+        let mut names: Vec<String> = (0..n - 1).map(|i| format!("n{i}.example")).collect();
+        names.push(watched.to_string());
+        names
+    }
+
+    #[test]
+    fn more_matched_names_than_the_cap_keep_the_first_matched() {
+        let names: Vec<String> = (0..MAX_NAMES + 5)
+            .map(|i| format!("h{i}.w.example"))
+            .collect();
+        let frame = format!(
+            r#"{{"message_type":"certificate_update","data":{{"leaf_cert":{{"all_domains":{}}}}}}}"#,
+            serde_json::to_string(&names).unwrap()
+        );
+        let matched: Vec<&str> = names.iter().rev().map(String::as_str).collect();
+        let (cert, _) = parse_matched(&frame, &matched);
+        assert_eq!(cert.all_domains.len(), MAX_NAMES);
+        assert_eq!(cert.all_domains[..], names[..MAX_NAMES]);
+    }
+
+    #[test]
+    fn an_unreadable_frame_still_gives_the_matched_names() {
+        let (cert, lenient) = parse_matched("not json", &["a.example", "b\0.example"]);
+        assert!(lenient.contains(Leniency::Identity) && lenient.contains(Leniency::Nul));
+        assert_eq!(cert.all_domains, ["a.example", "b\u{FFFD}.example"]);
+        assert!(cert.unusable_identity.is_some());
     }
 }

@@ -211,7 +211,9 @@ fn read_batches(
             Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
                 return Err(FeedError::Closed);
             }
-            Err(e @ tungstenite::Error::Capacity(_)) => {
+            // An oversized frame, or a text frame that is not UTF-8: a parse error,
+            // and tungstenite cannot go on with this connection.
+            Err(e @ (tungstenite::Error::Capacity(_) | tungstenite::Error::Utf8(_))) => {
                 feed.metrics.ct_parse_errors.inc();
                 return Err(FeedError::Protocol(e));
             }

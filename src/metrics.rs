@@ -6,7 +6,7 @@
 //! owns each figure and gathered by the http thread for `GET /metrics`.
 
 use crate::alert::Severity;
-use crate::certstream::MessageKind;
+use crate::certstream::{Leniency, MessageKind};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -88,6 +88,13 @@ impl Label for MessageKind {
     }
 }
 
+impl Label for Leniency {
+    const ALL: &'static [Self] = &Leniency::ALL;
+    fn as_str(self) -> &'static str {
+        Leniency::as_str(self)
+    }
+}
+
 impl Label for Severity {
     const ALL: &'static [Self] = &[Severity::Info, Severity::Suspicious];
     fn as_str(self) -> &'static str {
@@ -113,6 +120,8 @@ pub struct Metrics {
     pub ct_messages_dropped: IntCounter,
     /// Frames that were not a valid certstream message.
     pub ct_parse_errors: IntCounter,
+    /// Matched certificates read leniently, by `reason` (`Leniency`).
+    ct_lenient: IntCounterVec,
     /// Alerts produced, by `severity`.
     alerts: IntCounterVec,
     /// Webhook attempts by `result` (`success`, `failure`).
@@ -187,6 +196,14 @@ impl Default for Metrics {
             ct_parse_errors: IntCounter::new(
                 "certwatch_ct_parse_errors_total",
                 "Feed frames that were not a valid certstream message",
+            )
+            .expect("valid metric"),
+            ct_lenient: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_ct_lenient_certificates_total",
+                    "Matched certificates read leniently, by reason",
+                ),
+                &["reason"],
             )
             .expect("valid metric"),
             alerts: IntCounterVec::new(
@@ -310,6 +327,7 @@ impl Default for Metrics {
             Box::new(m.ct_messages.clone()),
             Box::new(m.ct_messages_dropped.clone()),
             Box::new(m.ct_parse_errors.clone()),
+            Box::new(m.ct_lenient.clone()),
             Box::new(m.alerts.clone()),
             Box::new(m.webhook.clone()),
             Box::new(m.webhook_gave_up.clone()),
@@ -343,6 +361,7 @@ impl Default for Metrics {
         }
         // Every labelled series reads 0 before its first event.
         preregister::<MessageKind, _>(&m.ct_messages);
+        preregister::<Leniency, _>(&m.ct_lenient);
         preregister::<Severity, _>(&m.alerts);
         preregister::<WebhookResult, _>(&m.webhook);
         preregister::<DbOp, _>(&m.db_errors);
@@ -422,6 +441,11 @@ impl Metrics {
     /// The counter of alerts of this severity.
     pub fn alert(&self, severity: Severity) -> IntCounter {
         self.alerts.with_label_values(&[severity.as_str()])
+    }
+
+    /// The counter of matched certificates read leniently for this reason.
+    pub fn ct_lenient(&self, reason: Leniency) -> IntCounter {
+        self.ct_lenient.with_label_values(&[reason.as_str()])
     }
 
     /// The counter of feed messages of this kind.

@@ -1,19 +1,21 @@
 //! The worker pool: `worker-N` threads that take raw frames from the feed in
 //! batches, `peek` each, match the leaf's names against the current watch list,
-//! and for a match parse the certificate in full and hand it to
-//! `Classifier::consider`. What has to wait out its grace period goes to the
+//! and for a match parse the certificate in full (leniently: a matched
+//! certificate is never skipped; `certwatch_ct_lenient_certificates_total`
+//! counts what that took) and hand it to `Classifier::consider`. What has to wait out its grace period goes to the
 //! `grace` thread; an alert the database could not take goes to its held buffer.
 //!
 //! Owns the feed → workers channel's message (`Batch` of `Frame`s) and the
 //! `QueueBudget` that bounds it in frames and bytes.
 
-use crate::certstream::{self, MessageKind, Peek};
+use crate::certstream::{self, Leniency, MessageKind, Peek};
 use crate::classify::{Classifier, Next};
 use crate::grace::{HeldAlerts, Pending};
-use crate::matcher::EntryId;
+use crate::matcher::{EntryId, WatchList};
 use crate::threads::unix_now;
 use crossbeam_channel::{Receiver, Sender};
 use prometheus::IntCounter;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -184,7 +186,9 @@ fn handle_frame(
 }
 
 /// Matches a certificate's names and, for a match, parses it in full and hands
-/// it to classification.
+/// it to classification. Every name is matched; the work is linear in the
+/// number of names (hash-based de-duplication), and what an alert keeps is
+/// capped at `certstream::MAX_NAMES` names, the matched ones first.
 fn match_names(
     cls: &Classifier,
     state: &mut WorkerState,
@@ -194,38 +198,40 @@ fn match_names(
     now: i64,
 ) {
     let watch = cls.watch.load();
-    state.ids.clear();
-    let mut matched_sans: Vec<&str> = Vec::new();
-    for name in all_domains {
-        state.name_ids.clear();
-        if watch.matches(name, &mut state.name_ids) {
-            matched_sans.push(name);
-            for id in &state.name_ids {
-                if !state.ids.contains(id) {
-                    state.ids.push(*id);
-                }
-            }
-        }
-    }
-    if state.ids.is_empty() {
+    let Some(matched) = matched_names(&watch, all_domains, state) else {
         return;
-    }
-    let cert = match certstream::parse_certificate(text) {
-        Ok(cert) => cert,
-        Err(e) => {
-            cls.metrics.ct_parse_errors.inc();
-            log::warn!("matched certificate could not be parsed, skipped: {e}");
-            return;
-        }
     };
+    let (cert, lenient) = certstream::parse_matched(text, &matched.sans);
+    for reason in lenient.iter() {
+        cls.metrics.ct_lenient(reason).inc();
+    }
+    if !lenient.is_empty() {
+        let reasons: Vec<&str> = lenient.iter().map(|r| r.as_str()).collect();
+        let what = format!(
+            "matched certificate for {:?} read leniently ({}); serial {}",
+            matched.sans.iter().take(3).collect::<Vec<_>>(),
+            reasons.join(", "),
+            cert.serial.as_deref().unwrap_or("?"),
+        );
+        if lenient.contains(Leniency::Identity) || lenient.contains(Leniency::NamesCapped) {
+            log::warn!("{what}: it alerts on what is known");
+        } else {
+            log::debug!("{what}");
+        }
+    }
     let mut matched_entries: Vec<String> = state
         .ids
         .iter()
         .map(|id| watch.entry(*id).to_string())
         .collect();
-    matched_entries.sort();
-    let mut matched_sans: Vec<String> = matched_sans.into_iter().map(str::to_string).collect();
-    matched_sans.dedup();
+    matched_entries.sort_unstable();
+    matched_entries.truncate(certstream::MAX_NAMES);
+    let matched_sans: Vec<String> = matched
+        .sans
+        .iter()
+        .take(certstream::MAX_NAMES)
+        .map(|n| certstream::replace_nul(n).into_owned())
+        .collect();
     match cls.consider(cert, matched_entries, matched_sans, now) {
         Next::Done => {}
         Next::Held(item) => held.push(item, &cls.metrics),
@@ -236,6 +242,40 @@ fn match_names(
             }
         }
     }
+}
+
+/// The names of a certificate that matched the watch list.
+struct Matched<'n> {
+    /// Distinct, in feed order.
+    sans: Vec<&'n str>,
+}
+
+/// Matches every name against the watch list; leaves the distinct ids of the
+/// entries matched in `state.ids` (sorted). `None` when nothing matched.
+fn matched_names<'n>(
+    watch: &WatchList,
+    all_domains: &'n [std::borrow::Cow<'_, str>],
+    state: &mut WorkerState,
+) -> Option<Matched<'n>> {
+    state.ids.clear();
+    let mut sans: Vec<&'n str> = Vec::new();
+    for name in all_domains {
+        state.name_ids.clear();
+        if watch.matches(name, &mut state.name_ids) {
+            sans.push(name);
+            state.ids.extend_from_slice(&state.name_ids);
+        }
+    }
+    if state.ids.is_empty() {
+        return None;
+    }
+    state.ids.sort_unstable();
+    state.ids.dedup();
+    if sans.len() > 1 {
+        let mut seen = HashSet::with_capacity(sans.len());
+        sans.retain(|n| seen.insert(*n));
+    }
+    Some(Matched { sans })
 }
 
 #[cfg(test)]
@@ -255,5 +295,64 @@ mod tests {
         assert_eq!(budget.frames(), 1);
         assert!(budget.try_reserve(20));
         assert!(!budget.try_reserve(1), "100 bytes are taken");
+    }
+
+    fn state() -> WorkerState {
+        WorkerState {
+            by_kind: Vec::new(),
+            ids: Vec::new(),
+            name_ids: Vec::new(),
+        }
+    }
+
+    /// Issue 12 item 5: a frame with 120,000 names, one of them watched, is
+    /// peeked, matched and parsed in well under a second (a debug build), and
+    /// what the alert keeps is capped with the watched name in it.
+    #[test]
+    fn a_frame_with_120k_names_is_matched_and_parsed_in_linear_time() {
+        let (watch, _) = WatchList::build(["watched.example", "other.example"]);
+        let mut names: Vec<String> = (0..119_999).map(|i| format!("n{i}.example")).collect();
+        names.insert(60_000, "www.watched.example".into());
+        let frame = format!(
+            r#"{{"message_type":"certificate_update","data":{{"leaf_cert":{{"all_domains":{},"serial_number":"0F","not_before":1,"not_after":2}}}}}}"#,
+            serde_json::to_string(&names).unwrap()
+        );
+        let mut state = state();
+        let started = Instant::now();
+        let Peek::Certificate { all_domains } = certstream::peek(&frame).unwrap() else {
+            panic!("not a certificate");
+        };
+        let matched = matched_names(&watch, &all_domains, &mut state).expect("a match");
+        let (cert, lenient) = certstream::parse_matched(&frame, &matched.sans);
+        let took = started.elapsed();
+        eprintln!("120,000 names: peek + match + parse in {took:?}");
+        assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+        assert_eq!(matched.sans, ["www.watched.example"]);
+        assert_eq!(state.ids.len(), 1);
+        assert!(lenient.contains(Leniency::NamesCapped));
+        assert_eq!(cert.all_domains.len(), certstream::MAX_NAMES);
+        assert!(cert.all_domains.iter().any(|n| n == "www.watched.example"));
+    }
+
+    #[test]
+    fn matched_names_and_entries_are_distinct() {
+        let (watch, _) = WatchList::build(["a.example", "b.example", "example"]);
+        let names: Vec<std::borrow::Cow<'_, str>> = [
+            "x.a.example",
+            "x.a.example",
+            "y.b.example",
+            "x.a.example",
+            "z.other",
+        ]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+        let mut state = state();
+        let matched = matched_names(&watch, &names, &mut state).unwrap();
+        assert_eq!(matched.sans, ["x.a.example", "y.b.example"]);
+        let mut entries: Vec<&str> = state.ids.iter().map(|id| watch.entry(*id)).collect();
+        entries.sort_unstable();
+        assert_eq!(entries, ["a.example", "b.example", "example"]);
+        assert!(matched_names(&watch, &names[4..], &mut state).is_none());
     }
 }

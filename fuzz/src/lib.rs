@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Feeds one frame to the certstream parser the way a worker does: `peek`, and
-/// for a certificate `parse_certificate`, then `issuance_key`.
+/// for a certificate `parse_matched` (which never loses a matched name) and
+/// `parse_certificate`, then `issuance_key`.
 ///
 /// Beyond not panicking: when both parse steps accept the frame they agree on
 /// the leaf's names, and the normalised fields keep their documented shapes.
@@ -28,21 +29,68 @@ pub fn certstream(data: &[u8]) {
         return;
     };
     assert_eq!(kind, certstream::MessageKind::CertificateUpdate);
+    // A certificate that matched is never lost: parse_matched reads anything
+    // peek accepted, keeping the names that matched.
+    let matched: Vec<&str> = all_domains
+        .iter()
+        .rev()
+        .take(3)
+        .map(|n| n.as_ref())
+        .collect();
+    let (full, _) = certstream::parse_matched(frame, &matched);
+    for name in &matched {
+        let clean = certstream::replace_nul(name);
+        assert!(
+            full.all_domains.iter().any(|n| *n == clean),
+            "matched name {name:?} lost"
+        );
+    }
     let Ok(cert) = certstream::parse_certificate(frame) else {
         return;
     };
 
-    // The hot path matches on the names that the full parse records.
-    let mut unique: Vec<&str> = Vec::new();
-    for name in &all_domains {
-        if !unique.contains(&name.as_ref()) {
-            unique.push(name);
-        }
-    }
+    // The hot path matches on the names that the full parse records (NUL
+    // replaced, exact duplicates removed, the first `MAX_NAMES` when nothing
+    // matched).
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<String> = all_domains
+        .iter()
+        .map(|n| certstream::replace_nul(n).into_owned())
+        .filter(|n| seen.insert(n.clone()))
+        .collect();
+    let kept = unique.len().min(certstream::MAX_NAMES);
     assert_eq!(
-        cert.all_domains, unique,
+        cert.all_domains,
+        unique[..kept],
         "peek and parse_certificate disagree"
     );
+    assert_eq!(cert.names_digest.is_some(), unique.len() > kept);
+    // Whatever the frame, the row can be stored: no NUL, times Postgres takes.
+    let texts = [
+        &cert.subject_cn,
+        &cert.issuer_o,
+        &cert.issuer_cn,
+        &cert.issuer_dn,
+        &cert.source_name,
+        &cert.source_url,
+        &cert.cert_link,
+    ];
+    assert!(cert.all_domains.iter().all(|n| !n.contains('\0')));
+    assert!(
+        texts
+            .iter()
+            .all(|t| !t.as_deref().unwrap_or("").contains('\0'))
+    );
+    for t in [cert.not_before, cert.not_after].into_iter().flatten() {
+        assert!((certstream::MIN_TIME..=certstream::NO_EXPIRATION).contains(&t));
+    }
+    if let Some(seen) = cert.seen {
+        assert!(
+            seen > 0.0 && seen <= certstream::NO_EXPIRATION as f64,
+            "{seen}"
+        );
+    }
+    assert!(cert.cert_index.is_none_or(|i| i64::try_from(i).is_ok()));
     assert!(
         cert.names.windows(2).all(|w| w[0] < w[1]),
         "names not sorted and unique: {:?}",

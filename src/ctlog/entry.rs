@@ -147,6 +147,8 @@ pub fn to_certificate(
         entry_type: entry.entry_type(),
         all_domains,
         names,
+        names_digest: None,
+        unusable_identity: None,
         subject_cn,
         fingerprint_sha1: fingerprinted.map(|der| hex_lower(&Sha1::digest(der))),
         sha256: fingerprinted.map(|der| hex_lower(&Sha256::digest(der))),

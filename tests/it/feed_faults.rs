@@ -41,7 +41,8 @@ fn malformed_frames_are_counted_and_skipped() {
     feed.send(FeedCmd::Text(
         r#"{"message_type":"something_new","data":{}}"#.into(),
     ));
-    // A matched certificate whose full parse fails is a parse error too.
+    // A matched certificate with a field of the wrong type is read leniently
+    // and alerts: a watched name is never skipped.
     feed.send(FeedCmd::Text(
         r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["m.example.com"],"serial_number":7}}}"#.into(),
     ));
@@ -52,7 +53,7 @@ fn malformed_frames_are_counted_and_skipped() {
     let good = Cert::new(&["still-working.example.com"]);
     feed.send(FeedCmd::Text(good.frame()));
     let mut sans = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         sans.push(
             hook.recv(WAIT).expect("alerts after the garbage").json()["matched_sans"][0].clone(),
         );
@@ -62,12 +63,17 @@ fn malformed_frames_are_counted_and_skipped() {
         sans,
         vec![
             serde_json::json!("bin.example.com"),
+            serde_json::json!("m.example.com"),
             serde_json::json!("still-working.example.com")
         ]
     );
     assert_eq!(
         svc.metric("certwatch_ct_parse_errors_total"),
-        (expected_errors + 1) as f64
+        expected_errors as f64
+    );
+    assert_eq!(
+        svc.metric(r#"certwatch_ct_lenient_certificates_total{reason="identity"}"#),
+        1.0
     );
     assert_eq!(
         svc.metric(r#"certwatch_ct_messages_total{type="heartbeat"}"#),

@@ -40,6 +40,10 @@ fn every_fixture_line_parses() {
                     assert!(!name.contains("domains"), "{at}");
                     let cert =
                         certstream::parse_certificate(line).unwrap_or_else(|e| panic!("{at}: {e}"));
+                    // Every dialect reads strictly: nothing spoiled, nothing missing.
+                    let (strict, lenient) = certstream::parse_matched(line, &[]);
+                    assert!(lenient.is_empty(), "{at}: read leniently: {lenient:?}");
+                    assert_eq!(strict, cert, "{at}");
                     assert_eq!(cert.all_domains.len(), dedup_len(&all_domains), "{at}");
                     assert!(
                         cert.serial

@@ -13,6 +13,7 @@ mod fixtures;
 mod fuzz_regressions;
 mod http_abuse;
 mod http_endpoints;
+mod lenient;
 mod lifecycle;
 mod process;
 mod redelivery;
