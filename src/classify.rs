@@ -10,20 +10,20 @@
 //! they are handed to the deliver thread.
 
 use crate::certstream::{self, Certificate, EntryType, Peek};
-use crate::deliver::Delivery;
+use crate::deliver::{Accepted, Delivery, Fanout};
 use crate::matcher::{EntryId, WatchList};
 use crate::metrics::{DbOp, Label, MessageKind, Metrics, Queue};
 use crate::payload::{Event, Payload};
 use crate::store::{AlertRow, Store, StoreError};
 use crate::threads::{DelayQueue, Health, unix_now};
 use arc_swap::ArcSwap;
-use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use crossbeam_channel::{Receiver, Sender, select};
 use lru::LruCache;
 use prometheus::IntCounter;
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -354,8 +354,8 @@ pub struct Unrecorded {
     severity: Severity,
     delivery_id: String,
     body: Vec<u8>,
-    /// Set by the deliver thread when the webhook accepted it.
-    delivered: Arc<AtomicBool>,
+    /// The webhook targets that accepted it (set by their threads).
+    delivered: Arc<Accepted>,
 }
 
 /// A sighting waiting out its grace period on the `grace` thread.
@@ -374,7 +374,7 @@ pub struct Classifier {
     pub grace: Duration,
     pub payload: Payload,
     /// `None` in observer mode.
-    pub deliver: Option<Sender<Delivery>>,
+    pub deliver: Option<Fanout>,
     /// Keys of the webhook targets (`deliver::Target::key`).
     pub target_keys: Vec<String>,
     /// Alerts waiting for the database to come back (bounded).
@@ -674,7 +674,7 @@ impl Classifier {
         body: Vec<u8>,
         error: StoreError,
     ) {
-        let delivered = Arc::new(AtomicBool::new(false));
+        let delivered = Arc::new(Accepted::default());
         let delivery = Delivery::new(
             delivery_id.clone(),
             Event::Match,
@@ -734,11 +734,12 @@ impl Classifier {
                     } else {
                         log::info!("held alert {} written to public.alerts", item.delivery_id);
                     }
-                    if item.delivered.load(Ordering::SeqCst)
+                    let accepted = item.delivered.keys();
+                    if !accepted.is_empty()
                         && let Err(e) = self.store.record_round(
                             &item.delivery_id,
                             Event::Match,
-                            &self.target_keys,
+                            &accepted,
                             &self.target_keys,
                             None,
                             None,
@@ -792,15 +793,8 @@ impl Classifier {
     }
 
     fn dispatch(&self, delivery: Delivery) {
-        let Some(deliver) = &self.deliver else { return };
-        match deliver.try_send(delivery) {
-            Ok(()) => {}
-            Err(TrySendError::Full(d)) | Err(TrySendError::Disconnected(d)) => {
-                log::error!(
-                    "delivery queue unavailable; alert {} stays undelivered in public.alerts",
-                    d.delivery_id
-                );
-            }
+        if let Some(deliver) = &self.deliver {
+            deliver.send(delivery);
         }
     }
 }
