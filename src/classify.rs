@@ -7,7 +7,7 @@
 //! a miss goes to the `grace` thread's delay queue, which re-checks it when its
 //! `SUSPICIOUS_GRACE_S` is up, so no worker ever waits. Alerts are written to
 //! `public.alerts` (which also deduplicates across restarts and replicas) before
-//! they are handed to the deliver thread.
+//! they are handed to the webhook target threads (`deliver::Fanout`).
 
 use crate::certstream::{self, Certificate, EntryType, Peek};
 use crate::deliver::{Accepted, Delivery, Fanout};

@@ -162,6 +162,8 @@ struct Holding {
     depth: IntGauge,
     /// `certwatch_queue_depth{queue="deliver"}`: every target's together.
     total: IntGauge,
+    /// It was full and has not had room since: warned once per episode.
+    full: AtomicBool,
 }
 
 /// Whether a target thread could take an event.
@@ -180,6 +182,7 @@ impl Holding {
         if events.len() >= TARGET_QUEUE {
             return Take::Full;
         }
+        self.full.store(false, Ordering::Relaxed);
         events.insert(id.to_string());
         drop(events);
         self.depth.inc();
@@ -250,12 +253,22 @@ impl Fanout {
                     continue;
                 }
                 Take::Full => {
-                    log::warn!(
-                        "{} holds {TARGET_QUEUE} alerts already: alert {} ({}) left for the redelivery sweep",
-                        lane.label,
-                        alert.delivery_id,
-                        alert.event.as_str()
-                    );
+                    if lane.holding.full.swap(true, Ordering::Relaxed) {
+                        log::debug!(
+                            "{} is full: alert {} ({}) left for the redelivery sweep",
+                            lane.label,
+                            alert.delivery_id,
+                            alert.event.as_str()
+                        );
+                    } else {
+                        log::warn!(
+                            "{} holds {TARGET_QUEUE} alerts already: new alerts for it are left \
+                             for the redelivery sweep until it has room (first: {} ({}))",
+                            lane.label,
+                            alert.delivery_id,
+                            alert.event.as_str()
+                        );
+                    }
                     alert.gave_up.store(true, Ordering::SeqCst);
                     released += 1;
                     continue;
@@ -331,6 +344,7 @@ pub fn targets(d: Deliverer) -> (Fanout, Vec<TargetThread>) {
             events: Mutex::new(HashSet::new()),
             depth: metrics.webhook_queue(index),
             total: total.clone(),
+            full: AtomicBool::new(false),
         });
         lanes.push(Lane {
             tx,
@@ -520,10 +534,12 @@ impl TargetThread {
                     accepted.add(&self.target.key);
                 }
             }
-            End::GaveUp(_) | End::Left => alert.gave_up.store(true, Ordering::SeqCst),
+            End::GaveUp(_) => alert.gave_up.store(true, Ordering::SeqCst),
+            // The row keeps its lease; the sweep of the next start takes it up.
+            End::Left => {}
         }
         let last = alert.holders.fetch_sub(1, Ordering::SeqCst) == 1;
-        let redeliver = last && alert.gave_up.load(Ordering::SeqCst);
+        let redeliver = last && alert.gave_up.load(Ordering::SeqCst) && !matches!(end, End::Left);
         if redeliver {
             self.shared.metrics.webhook_gave_up.inc();
         }

@@ -6,7 +6,7 @@
 //!
 //! * at start-up, [`check_target`] vets every configured webhook URL and gives a clear,
 //!   one-line error naming the host, the address and the reason;
-//! * at every connection, the deliver thread's HTTP agent (built by [`agent`]) resolves
+//! * at every connection, the target threads' HTTP agent (built by [`agent`]) resolves
 //!   names through [`GuardedResolver`], which drops denied addresses and hands ureq only the
 //!   addresses it checked, so ureq dials exactly those (no DNS-rebinding window between the
 //!   check and the connect).

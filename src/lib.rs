@@ -11,8 +11,8 @@
 //! - `classify`: workers and the grace delay queue (`worker-N`, `grace`)
 //! - `store`: every SQL query, the Postgres pool
 //! - `payload`: webhook bodies and signatures (pure)
-//! - `deliver`: webhook targets, POSTs, retries (`deliver`)
-//! - `guard`: the SSRF guard on webhook egress (start-up, `deliver`)
+//! - `deliver`: webhook targets, POSTs, retries (`deliver-N`, one per target)
+//! - `guard`: the SSRF guard on webhook egress (start-up, `deliver-N`)
 //! - `timer`: watch-list refresh, cleanup, redelivery sweep (`timer`)
 //! - `http`: `/healthz`, `/metrics`, the healthcheck client (`http`)
 //! - `logging`: the process logger; keeps secrets out of dependencies' records

@@ -2,13 +2,14 @@
 //! order. Runs on the caller's thread (`main`, or a test).
 //!
 //! ```text
-//! feed --Batch of frames, bounded, try_send--> worker x N --Delivery (row written)--> deliver
-//!                                                   `--Pending--> grace --Delivery----'
-//! timer: watch-list refresh (atomic swap), cleanup      http: /healthz, /metrics
+//! feed --Batch of frames, bounded, try_send--> worker x N --Delivery (row written)--> Fanout --Job, bounded--> deliver-1..N
+//!                                                   `--Pending--> grace --Delivery----'                      (one per target)
+//! timer: watch-list refresh (atomic swap), cleanup, sweep --Fanout    http: /healthz, /metrics
 //! ```
 //! Shutdown spreads by disconnection: the feed stops and drops its sender, the
-//! workers drain and drop theirs, grace records what it held, deliver makes its
-//! last attempts; http stops last. No stage keeps a stray sender.
+//! workers drain and drop theirs, grace records what it held, the timer stops;
+//! with the last `Fanout` gone the target threads make their last attempts within
+//! the drain budget; http stops last. No stage keeps a stray sender.
 
 use crate::classify::{self, Batch, Classifier, Dedupe, Pending, QueueBudget};
 use crate::config::Config;

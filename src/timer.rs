@@ -162,6 +162,19 @@ impl Sweep {
             let owed: Vec<usize> = (0..self.targets.len())
                 .filter(|&i| !c.delivered_targets.contains(&self.targets[i].key))
                 .collect();
+            if owed.is_empty() {
+                // Every configured target has it (what it still lacked was a target
+                // since removed from WEBHOOK_URL): it is delivered.
+                let keys: Vec<String> = self.targets.iter().map(|t| t.key.clone()).collect();
+                if let Err(e) =
+                    self.store
+                        .record_round(&c.delivery_id, c.event, &[], &keys, None, None)
+                {
+                    self.metrics.db_error(DbOp::Sweep);
+                    log::warn!("alert {}: delivery state not recorded: {e}", c.delivery_id);
+                }
+                continue;
+            }
             let mut delivery = Delivery::new(
                 c.delivery_id,
                 c.event,
