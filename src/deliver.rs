@@ -535,7 +535,7 @@ impl TargetThread {
                 }
             }
             End::GaveUp(_) => alert.gave_up.store(true, Ordering::SeqCst),
-            // The row keeps its lease; the sweep of the next start takes it up.
+            // The row keeps its lease; the sweep takes it up when that is over.
             End::Left => {}
         }
         let last = alert.holders.fetch_sub(1, Ordering::SeqCst) == 1;
