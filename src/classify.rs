@@ -16,17 +16,16 @@ use crate::alert::{
     Sighting, Verdict, collision_id, issuance_key, legacy_issuance_key, same_issuer, verdict,
 };
 use crate::certstream::Certificate;
-use crate::deliver::Delivery;
+use crate::deliver::{Accepted, Delivery, Fanout};
 use crate::matcher::WatchList;
 use crate::metrics::{DbOp, Metrics};
 use crate::payload::Payload;
 use crate::store::{AlertRow, Store, StoreError};
 use crate::threads::Health;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use crossbeam_channel::{Sender, TrySendError};
 use lru::LruCache;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,8 +79,8 @@ pub struct Unrecorded {
     severity: Severity,
     pub delivery_id: String,
     body: Vec<u8>,
-    /// Set by the deliver thread when the webhook accepted it.
-    delivered: Arc<AtomicBool>,
+    /// The webhook targets that accepted it (set by their threads).
+    delivered: Arc<Accepted>,
 }
 
 impl Unrecorded {
@@ -109,7 +108,7 @@ pub struct Classifier {
     pub grace: Duration,
     pub payload: Payload,
     /// `None` in observer mode.
-    pub deliver: Option<Sender<Delivery>>,
+    pub deliver: Option<Fanout>,
     /// Keys of the webhook targets (`deliver::Target::key`).
     pub target_keys: Vec<String>,
 }
@@ -324,7 +323,7 @@ impl Classifier {
         delivery_id: String,
         body: Vec<u8>,
     ) -> Unrecorded {
-        let delivered = Arc::new(AtomicBool::new(false));
+        let delivered = Arc::new(Accepted::default());
         self.dispatch(
             Delivery::new(
                 delivery_id.clone(),
@@ -354,11 +353,12 @@ impl Classifier {
             body: &item.body,
         };
         let inserted = self.store.insert_alert(&row)?.is_some();
-        if item.delivered.load(Ordering::SeqCst)
+        let accepted = item.delivered.keys();
+        if !accepted.is_empty()
             && let Err(e) = self.store.record_round(
                 &item.delivery_id,
                 Event::Match,
-                &self.target_keys,
+                &accepted,
                 &self.target_keys,
                 None,
                 None,
@@ -396,15 +396,8 @@ impl Classifier {
     }
 
     fn dispatch(&self, delivery: Delivery) {
-        let Some(deliver) = &self.deliver else { return };
-        match deliver.try_send(delivery) {
-            Ok(()) => {}
-            Err(TrySendError::Full(d)) | Err(TrySendError::Disconnected(d)) => {
-                log::error!(
-                    "delivery queue unavailable; alert {} stays undelivered in public.alerts",
-                    d.delivery_id
-                );
-            }
+        if let Some(deliver) = &self.deliver {
+            deliver.send(delivery);
         }
     }
 }

@@ -9,6 +9,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// Webhook targets at most (`WEBHOOK_URL` entries): one thread each.
+pub const MAX_WEBHOOK_TARGETS: usize = 16;
+
 /// A validated configuration. Built by `from_lookup`/`from_env`; no `Default`.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -215,6 +218,17 @@ impl Config {
             if !webhook_urls.iter().any(|u: &Secret| u.expose() == url) {
                 webhook_urls.push(Secret(url.to_string()));
             }
+        }
+        if webhook_urls.len() > MAX_WEBHOOK_TARGETS {
+            // The count only: the URLs are secrets.
+            return Err(invalid(
+                "WEBHOOK_URL",
+                &format!("{} URLs", webhook_urls.len()),
+                &format!(
+                    "at most {} comma-separated URLs (one delivery thread each)",
+                    MAX_WEBHOOK_TARGETS
+                ),
+            ));
         }
         let webhook_format = match env.get("WEBHOOK_FORMAT").as_deref() {
             None | Some("certwatch") => WebhookFormat::Certwatch,
@@ -606,6 +620,34 @@ mod tests {
         let urls: Vec<&str> = c.webhook_urls.iter().map(Secret::expose).collect();
         assert_eq!(urls, vec!["https://a.example/x", "http://b.example:8080/y"]);
         assert!(!format!("{c:?}").contains("a.example"));
+    }
+
+    #[test]
+    fn at_most_sixteen_webhook_targets() {
+        let urls = |n: usize| {
+            (0..n)
+                .map(|i| format!("https://h{i}.example/t0ken"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            config(&[("WEBHOOK_URL", &urls(16))])
+                .unwrap()
+                .webhook_urls
+                .len(),
+            16
+        );
+        let err = config(&[("WEBHOOK_URL", &urls(17))]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_URL");
+        let text = err.to_string();
+        assert!(
+            text.contains("17 URLs") && text.contains("at most 16"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("t0ken") && !text.contains("h1.example"),
+            "{text}"
+        );
     }
 
     #[test]

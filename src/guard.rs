@@ -6,7 +6,7 @@
 //!
 //! * at start-up, on the main thread, [`check_target`] vets every configured webhook URL and gives a clear,
 //!   one-line error naming the host, the address and the reason;
-//! * at every connection, on the `deliver` thread, its HTTP agent (built by [`agent`]) resolves
+//! * at every connection, on each webhook target's thread (`deliver-N`), the HTTP agent (built by [`agent`]) resolves
 //!   names through [`GuardedResolver`], which drops denied addresses and hands ureq only the
 //!   addresses it checked, so ureq dials exactly those (no DNS-rebinding window between the
 //!   check and the connect).
@@ -165,31 +165,61 @@ fn lookup_host(host: &str, port: u16, lookup: &Lookup) -> io::Result<Vec<SocketA
 /// denied, or when resolution fails / returns nothing. Ok(addresses) otherwise.
 ///
 /// Messages name the host but never the whole URL (which may hold a secret token).
-pub fn check_target(url: &str, lookup: &Lookup) -> Result<Vec<SocketAddr>, String> {
+pub fn check_target(url: &str, lookup: &Lookup) -> Result<Vec<SocketAddr>, TargetError> {
+    let never = |message: String| TargetError {
+        message,
+        transient: false,
+    };
     let uri: Uri = url
         .trim()
         .parse()
-        .map_err(|e| format!("invalid webhook URL: {e}"))?;
+        .map_err(|e| never(format!("invalid webhook URL: {e}")))?;
     match uri.scheme_str() {
         Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {}
-        _ => return Err("webhook URL must start with http:// or https://".to_owned()),
+        _ => {
+            return Err(never(
+                "webhook URL must start with http:// or https://".to_owned(),
+            ));
+        }
     }
-    let (host, port) = host_port(&uri)?;
+    let (host, port) = host_port(&uri).map_err(never)?;
+    let unresolved = |message: String| TargetError {
+        message,
+        transient: true,
+    };
     let addrs = lookup_host(&host, port, lookup)
-        .map_err(|e| format!("webhook host {host}: cannot resolve: {e}"))?;
+        .map_err(|e| unresolved(format!("webhook host {host}: cannot resolve: {e}")))?;
     if addrs.is_empty() {
-        return Err(format!("webhook host {host}: resolves to no address"));
+        return Err(unresolved(format!(
+            "webhook host {host}: resolves to no address"
+        )));
     }
     if let Some((addr, reason)) = addrs
         .iter()
         .find_map(|a| denied_reason(a.ip()).map(|r| (a, r)))
     {
-        return Err(format!(
+        return Err(never(format!(
             "webhook host {host} resolves to {} ({reason}), refused by WEBHOOK_DENY_PRIVATE",
             addr.ip()
-        ));
+        )));
     }
     Ok(addrs)
+}
+
+/// Why a webhook target failed the start-up check: one line naming the host,
+/// never the URL.
+#[derive(Debug)]
+pub struct TargetError {
+    pub message: String,
+    /// The host could not be resolved: a later start may succeed. Otherwise
+    /// (refused address, unusable URL) the configuration can never work.
+    pub transient: bool,
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// A ureq 3 resolver: resolves the request URI's host with `lookup`; when `deny_private` is
@@ -454,7 +484,8 @@ mod tests {
         for (url, lookup, want) in cases {
             match (check_target(url, lookup), want) {
                 (Ok(got), Ok(want)) => assert_eq!(got, want, "{url}"),
-                (Err(msg), Err(needles)) => {
+                (Err(err), Err(needles)) => {
+                    let msg = err.message;
                     assert!(!msg.contains('\n'), "{url}: not one line: {msg}");
                     for n in needles {
                         assert!(msg.contains(n), "{url}: {msg:?} lacks {n:?}");

@@ -433,6 +433,15 @@ impl Metrics {
         self.queue_depth.with_label_values(&[queue.as_str()])
     }
 
+    /// The depth gauge of webhook target `index`'s queue: `queue="webhook #N"`,
+    /// numbered from 1 as the logs name targets (never by URL). `index` is below
+    /// `config::MAX_WEBHOOK_TARGETS`, so the label values are bounded.
+    pub fn webhook_queue(&self, index: usize) -> IntGauge {
+        assert!(index < crate::config::MAX_WEBHOOK_TARGETS, "target index {index}");
+        self.queue_depth
+            .with_label_values(&[format!("webhook #{}", index + 1).as_str()])
+    }
+
     /// The counter of webhook attempts with this result.
     pub fn webhook_result(&self, result: WebhookResult) -> IntCounter {
         self.webhook.with_label_values(&[result.as_str()])

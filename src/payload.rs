@@ -3,7 +3,7 @@
 //! the signature headers (`X-CT-Signature` and Standard Webhooks).
 //!
 //! Pure, no I/O. Bodies are built on the worker or grace thread that records the
-//! alert; signatures on the deliver thread, per attempt.
+//! alert; signatures on the target threads, per attempt.
 
 use crate::alert::{self, Event, Severity, Sighting};
 use crate::certstream::hex_lower;

@@ -2,17 +2,18 @@
 //! order. Runs on the caller's thread (`main`, or a test).
 //!
 //! ```text
-//! feed --Batch of frames, bounded, try_send--> worker x N --Delivery (row written)--> deliver
-//!                                                   `--Pending--> grace --Delivery----'
-//! timer: watch-list refresh (atomic swap), cleanup      http: /healthz, /metrics
+//! feed --Batch of frames, bounded, try_send--> worker x N --Delivery (row written)--> Fanout --Job, bounded--> deliver-1..N
+//!                                                   `--Pending--> grace --Delivery----'                      (one per target)
+//! timer: watch-list refresh (atomic swap), cleanup, sweep --Fanout    http: /healthz, /metrics
 //! ```
 //! Shutdown spreads by disconnection: the feed stops and drops its sender, the
-//! workers drain and drop theirs, grace records what it held, deliver makes its
-//! last attempts; http stops last. No stage keeps a stray sender.
+//! workers drain and drop theirs, grace records what it held, the timer stops;
+//! with the last `Fanout` gone the target threads make their last attempts within
+//! the drain budget; http stops last. No stage keeps a stray sender.
 
 use crate::classify::{Classifier, Dedupe};
 use crate::config::Config;
-use crate::deliver::{self, Deliverer, Delivery, Target};
+use crate::deliver::{self, Deliverer, Target};
 use crate::feed::{self, Feed};
 use crate::grace::{self, HeldAlerts, Pending};
 use crate::guard::{self, GuardedResolver};
@@ -41,8 +42,6 @@ pub const FRAME_QUEUE: usize = 2048;
 pub const FRAME_QUEUE_BYTES: usize = 8 << 20;
 /// Sightings waiting out their grace period beyond which workers wait.
 const PENDING_QUEUE: usize = 4096;
-/// Alerts queued for the deliver thread beyond which they wait in the database.
-const DELIVERY_QUEUE: usize = 4096;
 /// How long the drain at shutdown may take before stuck threads are abandoned.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the http threads may take to stop once asked (they see the flag
@@ -59,8 +58,23 @@ pub enum Error {
     Schema(StoreError),
     /// The feed's TLS settings could not be built (`CERTSTREAM_CA_FILE`).
     Tls(String),
-    /// A webhook target is refused by `WEBHOOK_DENY_PRIVATE`.
+    /// A webhook target is refused by `WEBHOOK_DENY_PRIVATE` (or its URL is
+    /// unusable): the configuration can never work.
     Guard(String),
+    /// A webhook target's host could not be resolved for the `WEBHOOK_DENY_PRIVATE`
+    /// check: a later start may succeed.
+    Unresolved(String),
+}
+
+impl Error {
+    /// The process exit code: 2 when the configuration can never work (a
+    /// restart will not help), 1 for a runtime failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Guard(_) => 2,
+            Error::Bind(_) | Error::Schema(_) | Error::Tls(_) | Error::Unresolved(_) => 1,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -68,7 +82,7 @@ impl fmt::Display for Error {
         match self {
             Error::Bind(e) => f.write_str(e),
             Error::Schema(e) => write!(f, "{e}"),
-            Error::Tls(e) | Error::Guard(e) => f.write_str(e),
+            Error::Tls(e) | Error::Guard(e) | Error::Unresolved(e) => f.write_str(e),
         }
     }
 }
@@ -144,7 +158,13 @@ pub fn start_with_lookup(
     let tls = feed::tls_config(config.certstream_ca_file.as_deref()).map_err(Error::Tls)?;
     if config.webhook_deny_private {
         for url in &config.webhook_urls {
-            guard::check_target(url.expose(), &lookup).map_err(Error::Guard)?;
+            guard::check_target(url.expose(), &lookup).map_err(|e| {
+                if e.transient {
+                    Error::Unresolved(e.message)
+                } else {
+                    Error::Guard(e.message)
+                }
+            })?;
         }
     }
     let agent = (!config.webhook_urls.is_empty()).then(|| {
@@ -284,8 +304,7 @@ fn pipeline(
         .map(|(i, url)| Target::new(i, url.expose()))
         .collect();
     let deliver_tx = (!targets.is_empty()).then(|| {
-        let (tx, rx) = crossbeam_channel::bounded::<Delivery>(DELIVERY_QUEUE);
-        let deliverer = Deliverer {
+        let (fanout, threads) = deliver::targets(Deliverer {
             targets: targets.clone(),
             signer: config.webhook_secret.clone().map(|current| Signer {
                 current,
@@ -295,12 +314,16 @@ fn pipeline(
             store: store.clone(),
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
+            timeout: config.webhook_timeout,
             redelivery_interval: config.redelivery_interval,
-        };
-        stages.push(spawn_stage("deliver", &health, &done_tx, move || {
-            deliver::run_deliver(deliverer, rx)
-        }));
-        tx
+        });
+        for thread in threads {
+            let name = thread.name.clone();
+            stages.push(spawn_stage(&name, &health, &done_tx, move || {
+                deliver::run_target(thread)
+            }));
+        }
+        fanout
     });
     let classifier = Arc::new(Classifier {
         inventory,
@@ -341,9 +364,9 @@ fn pipeline(
     resume_pending(&store, &pending_tx);
     // From here on only the stages hold the classifier and the channel ends.
     drop((classifier, pending_tx, frames_rx));
-    // A round may take every attempt's timeout at every target, plus the backoff.
-    let round = config.webhook_timeout * (deliver::ATTEMPTS * targets.len().max(1) as u32)
-        + Duration::from_secs(60);
+    // A target's attempts may each take the timeout, plus the backoff between
+    // them; the target threads work in parallel.
+    let round = config.webhook_timeout * deliver::ATTEMPTS + Duration::from_secs(60);
     let sweep = Sweep {
         store: store.clone(),
         metrics: metrics.clone(),

@@ -645,11 +645,15 @@ impl Store {
             .collect())
     }
 
-    /// Records one delivery round of an event: the targets that accepted it this
-    /// time join `delivered_targets`, the row is `delivered` once every target in
-    /// `all_targets` is there. With `redelivery`, the round was the last and the
-    /// next attempt is scheduled `redelivery × 2^redeliveries` ahead (at most an
-    /// hour, or `redelivery` if that is longer).
+    /// Records one delivery attempt (or round) of an event: the targets that
+    /// accepted it this time join `delivered_targets`, the row is `delivered` once
+    /// every target in `all_targets` is there. `last_error` takes `error`; an
+    /// acceptance that leaves the row undelivered keeps the error another target
+    /// left. With `redelivery`, the next attempt is scheduled
+    /// `redelivery × 2^redeliveries` ahead (at most an hour, or `redelivery` if
+    /// that is longer). Target threads record the same row concurrently: every
+    /// value is computed from the row as the update finds it (after waiting for
+    /// another update of it), so no acceptance is lost.
     pub fn record_round(
         &self,
         delivery_id: &str,
@@ -662,18 +666,18 @@ impl Store {
         self.run(|conn| {
             conn.execute(
             "UPDATE public.alerts a
-                SET delivered_targets = n.targets,
-                    delivered = $4::text[] <@ n.targets,
-                    delivered_at = CASE WHEN $4::text[] <@ n.targets THEN coalesce(a.delivered_at, now()) END,
+                SET delivered_targets = ARRAY(SELECT DISTINCT k FROM unnest(a.delivered_targets || $3::text[]) k
+                                              ORDER BY k),
+                    delivered = $4::text[] <@ (a.delivered_targets || $3::text[]),
+                    delivered_at = CASE WHEN $4::text[] <@ (a.delivered_targets || $3::text[])
+                                        THEN coalesce(a.delivered_at, now()) END,
                     attempts = a.attempts + 1,
-                    last_error = $5,
+                    last_error = CASE WHEN $5::text IS NULL AND NOT $4::text[] <@ (a.delivered_targets || $3::text[])
+                                      THEN a.last_error ELSE $5::text END,
                     next_attempt_at = CASE WHEN $6::float8 IS NULL THEN a.next_attempt_at
                         ELSE now() + make_interval(secs => least($6 * power(2, least(a.redeliveries, 20)),
                                                                  greatest($6, 3600))) END
-               FROM (SELECT id, ARRAY(SELECT DISTINCT k FROM unnest(delivered_targets || $3::text[]) k ORDER BY k)
-                            AS targets
-                       FROM public.alerts WHERE delivery_id = $1 AND event = $2) n
-              WHERE a.id = n.id",
+              WHERE a.delivery_id = $1 AND a.event = $2",
             &[
                 &delivery_id,
                 &event.as_str(),

@@ -4,12 +4,13 @@
 //! `ALERT_RETENTION_S` every `CLEANUP_INTERVAL_S` in small batches, and every
 //! `REDELIVERY_INTERVAL_S` runs the sweep: resolves suspicious alerts whose
 //! certificate reached the inventory, and hands due undelivered events back to
-//! the deliver thread (`try_send`: a full queue waits for the next sweep).
+//! the target threads that still owe them (`Fanout::send`, `try_send`: a full
+//! queue waits for a later sweep).
 //! Cleanup and sweep claim rows with `SKIP LOCKED`, so replicas share one database.
 
 use crate::alert;
 use crate::alert::InventorySnapshot;
-use crate::deliver::{Delivery, Target};
+use crate::deliver::{Delivery, Fanout, Target};
 use crate::matcher::{WatchList, WatchListBuilder};
 use crate::metrics::{DbOp, Metrics};
 use crate::payload;
@@ -17,7 +18,6 @@ use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::threads::Health;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use crossbeam_channel::Sender;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -161,7 +161,7 @@ pub struct Sweep {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     /// `None` in observer mode: reconcile only.
-    pub deliver: Option<Sender<Delivery>>,
+    pub deliver: Option<Fanout>,
     pub targets: Vec<Target>,
     pub interval: Duration,
     pub max_age: Duration,
@@ -237,6 +237,19 @@ impl Sweep {
             let owed: Vec<usize> = (0..self.targets.len())
                 .filter(|&i| !c.delivered_targets.contains(&self.targets[i].key))
                 .collect();
+            if owed.is_empty() {
+                // Every configured target has it (what it still lacked was a target
+                // since removed from WEBHOOK_URL): it is delivered.
+                let keys: Vec<String> = self.targets.iter().map(|t| t.key.clone()).collect();
+                if let Err(e) =
+                    self.store
+                        .record_round(&c.delivery_id, c.event, &[], &keys, None, None)
+                {
+                    self.metrics.db_error(DbOp::Sweep);
+                    log::warn!("alert {}: delivery state not recorded: {e}", c.delivery_id);
+                }
+                continue;
+            }
             let mut delivery = Delivery::new(
                 c.delivery_id,
                 c.event,
@@ -246,12 +259,7 @@ impl Sweep {
             );
             delivery.owed = owed;
             self.metrics.redeliveries.inc();
-            if let Err(e) = deliver.try_send(delivery) {
-                log::warn!(
-                    "redelivery of {} deferred: delivery queue full",
-                    e.into_inner().delivery_id
-                );
-            }
+            deliver.send(delivery);
         }
         match self.store.undelivered(self.max_age) {
             Ok(n) => self.metrics.undelivered.set(n),

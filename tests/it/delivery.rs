@@ -1,9 +1,10 @@
 //! Webhook delivery: the payload, its signature, retries and the recorded outcome.
 
 use crate::support::service::{self, Cert, Inventory, setup};
-use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
+use crate::support::{ClosingWebhook, FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
 use hmac::{KeyInit, Mac};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -230,4 +231,185 @@ fn a_dead_webhook_does_not_slow_the_feed() {
     );
     assert_eq!(svc.metric("certwatch_ct_messages_dropped_total"), 0.0);
     drop(silent);
+}
+
+#[test]
+fn a_hung_target_holds_up_only_itself() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, hung, healthy) = (
+        FakeFeed::start(),
+        FakeWebhook::start(),
+        FakeWebhook::start(),
+    );
+    // Accepts the connection, reads the request, never answers.
+    hung.hang(true);
+    let urls = format!("{},{}", hung.url(), healthy.url());
+    let svc = service::start(
+        &db,
+        &feed,
+        None,
+        &[
+            ("WEBHOOK_URL", urls.as_str()),
+            ("WEBHOOK_TIMEOUT_S", "2"),
+            ("SUSPICIOUS_GRACE_S", "0"),
+            ("REDELIVERY_INTERVAL_S", "1"),
+        ],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    let started = Instant::now();
+    for i in 0..10 {
+        feed.send(FeedCmd::Text(
+            Cert::new(&[&format!("t{i}.example.com")]).frame(),
+        ));
+    }
+    let mut healthy_ids = HashSet::new();
+    while healthy_ids.len() < 10 && started.elapsed() < Duration::from_secs(20) {
+        if let Some(rx) = healthy.recv(Duration::from_millis(100)) {
+            healthy_ids.insert(rx.header("X-CT-Delivery").unwrap().to_string());
+        }
+    }
+    let healthy_in = started.elapsed();
+    eprintln!("the healthy target had all 10 alerts after {healthy_in:?}");
+    assert_eq!(healthy_ids.len(), 10, "after {healthy_in:?}");
+    assert!(
+        healthy_in < Duration::from_secs(3),
+        "the healthy target waited for the hung one: all 10 after {healthy_in:?}"
+    );
+    assert!(
+        svc.metric(r#"certwatch_queue_depth{queue="webhook #1"}"#) >= 1.0,
+        "the hung target's alerts wait in its own queue"
+    );
+    assert!(wait_until(WAIT, || svc
+        .metric(r#"certwatch_queue_depth{queue="webhook #2"}"#)
+        == 0.0));
+    // The hung target's attempts run into the timeout, then it recovers: every
+    // alert reaches it, once, with the same ids.
+    assert!(wait_until(WAIT, || svc
+        .metric(r#"certwatch_webhook_total{result="failure"}"#)
+        >= 1.0));
+    assert_eq!(
+        db.alerts().iter().filter(|r| r.delivered).count(),
+        0,
+        "delivered only once both targets accepted"
+    );
+    hung.hang(false);
+    assert!(
+        wait_until(Duration::from_secs(60), || db
+            .alerts()
+            .iter()
+            .filter(|r| r.delivered)
+            .count()
+            == 10),
+        "every alert delivered to both targets: {:?}",
+        db.alerts()
+    );
+    eprintln!("and the hung target all 10 after {:?}", started.elapsed());
+    let mut answered = HashMap::<String, usize>::new();
+    while let Some(rx) = hung.recv(Duration::from_millis(200)) {
+        if !rx.hung {
+            *answered
+                .entry(rx.header("X-CT-Delivery").unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(
+        answered.keys().cloned().collect::<HashSet<_>>(),
+        healthy_ids,
+        "the same delivery ids"
+    );
+    assert!(
+        answered.values().all(|&n| n == 1),
+        "each accepted once: {answered:?}"
+    );
+    healthy.expect_none(Duration::from_millis(500));
+}
+
+#[test]
+fn a_kept_alive_connection_the_receiver_closed_is_retried_at_once() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let feed = FakeFeed::start();
+    // Keeps each connection open after its first answer, then closes it
+    // unanswered when the next alert arrives on it.
+    let hook = ClosingWebhook::start();
+    let url = hook.url();
+    let svc = service::start(
+        &db,
+        &feed,
+        None,
+        &[("WEBHOOK_URL", url.as_str()), ("SUSPICIOUS_GRACE_S", "0")],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    for i in 0..3 {
+        // One at a time, so each finds the previous one's connection idle.
+        let sent = Instant::now();
+        feed.send(FeedCmd::Text(
+            Cert::new(&[&format!("c{i}.example.com")]).frame(),
+        ));
+        hook.recv(WAIT).expect("delivered");
+        let took = sent.elapsed();
+        eprintln!("alert {i} delivered after {took:?}");
+        assert!(
+            took < Duration::from_millis(800),
+            "alert {i} waited for a retry: {took:?}"
+        );
+    }
+    assert_eq!(hook.closed(), 2, "the second and third found it closed");
+    assert!(wait_until(WAIT, || db.alerts().iter().all(|r| r.delivered)));
+    assert_eq!(
+        svc.metric(r#"certwatch_webhook_total{result="failure"}"#),
+        0.0
+    );
+    assert_eq!(
+        svc.metric(r#"certwatch_webhook_total{result="success"}"#),
+        3.0
+    );
+    assert!(
+        db.alerts().iter().all(|r| r.attempts == 1),
+        "{:?}",
+        db.alerts()
+    );
+}
+
+#[test]
+fn the_drain_budget_bounds_every_target_thread_together() {
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let (feed, a, b) = (
+        FakeFeed::start(),
+        FakeWebhook::start(),
+        FakeWebhook::start(),
+    );
+    a.hang(true);
+    b.hang(true);
+    let urls = format!("{},{}", a.url(), b.url());
+    let svc = service::start(
+        &db,
+        &feed,
+        None,
+        &[
+            ("WEBHOOK_URL", urls.as_str()),
+            ("WEBHOOK_TIMEOUT_S", "6"),
+            ("SUSPICIOUS_GRACE_S", "0"),
+        ],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    for i in 0..6 {
+        feed.send(FeedCmd::Text(
+            Cert::new(&[&format!("d{i}.example.com")]).frame(),
+        ));
+    }
+    assert!(a.recv(WAIT).is_some() && b.recv(WAIT).is_some());
+    std::thread::sleep(Duration::from_millis(1500));
+    let took = svc.stop();
+    eprintln!("drain with two hung targets took {took:?}");
+    assert!(
+        took < Duration::from_secs(11),
+        "the 10 s drain budget is for every target together: {took:?}"
+    );
+    assert!(
+        db.alerts().iter().all(|r| !r.delivered),
+        "what is left stays undelivered for the sweep"
+    );
 }

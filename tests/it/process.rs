@@ -580,3 +580,57 @@ fn sighup_reloads_the_watch_list_without_stopping() {
         .status();
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_target_that_can_never_work_exits_two_with_one_line() {
+    // Loopback refused by WEBHOOK_DENY_PRIVATE: no restart can fix that.
+    let mut child = certwatch()
+        .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
+        .env("API_PORT", "0")
+        .env(
+            "WEBHOOK_URL",
+            "http://127.0.0.1:9/hook-s3cretpath?token=t0ken",
+        )
+        .env("WEBHOOK_DENY_PRIVATE", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(5), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(exited, "a refused target was accepted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("WEBHOOK_DENY_PRIVATE") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cret") && !stderr.contains("t0ken"),
+        "{stderr}"
+    );
+
+    // More targets than threads certwatch starts for them.
+    let urls: Vec<String> = (0..17)
+        .map(|i| format!("https://h{i}.example/s3cret"))
+        .collect();
+    let out = certwatch()
+        .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
+        .env("WEBHOOK_URL", urls.join(","))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("WEBHOOK_URL") && stderr.contains("16"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

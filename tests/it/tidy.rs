@@ -138,7 +138,7 @@ const THREADS: [&str; 12] = [
     "`feed`",
     "`worker-N`",
     "`grace`",
-    "`deliver`",
+    "`deliver-N`",
     "`timer`",
     "`http-0`",
     "`http-guard`",
@@ -223,6 +223,8 @@ fn no_import_cycle_among_modules() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
+        // A module's own unit tests may use modules above it: not an import.
+        let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
         let deps = graph.entry(module.clone()).or_default();
         for (i, _) in text.match_indices("crate::") {
             let name: String = text[i + 7..]

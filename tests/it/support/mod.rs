@@ -482,6 +482,8 @@ pub struct Received {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Left unanswered (`FakeWebhook::hang`): the sender ran into its timeout.
+    pub hung: bool,
 }
 
 impl Received {
@@ -512,6 +514,7 @@ pub struct FakeWebhook {
     rx: Receiver<Received>,
     script: Arc<Mutex<VecDeque<u16>>>,
     count: Arc<AtomicUsize>,
+    hang: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -535,17 +538,19 @@ impl FakeWebhook {
         let (tx, rx) = crossbeam_channel::unbounded();
         let script = Arc::new(Mutex::new(VecDeque::new()));
         let count = Arc::new(AtomicUsize::new(0));
+        let hang = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (server, script, count, stop) = (
-                Arc::clone(&server),
-                Arc::clone(&script),
-                Arc::clone(&count),
-                Arc::clone(&stop),
-            );
+            let shared = WebhookShared {
+                script: Arc::clone(&script),
+                count: Arc::clone(&count),
+                hang: Arc::clone(&hang),
+                stop: Arc::clone(&stop),
+            };
+            let server = Arc::clone(&server);
             thread::Builder::new()
                 .name(format!("fake-webhook-{port}"))
-                .spawn(move || webhook_loop(&server, &tx, &script, &count, &stop))?
+                .spawn(move || webhook_loop(&server, &tx, &shared))?
         };
         Ok(FakeWebhook {
             port,
@@ -553,6 +558,7 @@ impl FakeWebhook {
             rx,
             script,
             count,
+            hang,
             stop,
             thread: Some(thread),
         })
@@ -573,6 +579,13 @@ impl FakeWebhook {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(statuses.iter().copied());
+    }
+
+    /// While on, requests are read (and received, `hung`) but never answered: the
+    /// connection stays open until the sender gives up. Off again, new requests are
+    /// answered as scripted; the hung ones stay unanswered until the receiver drops.
+    pub fn hang(&self, on: bool) {
+        self.hang.store(on, Ordering::SeqCst);
     }
 
     /// The next received request, waiting at most `timeout`.
@@ -613,18 +626,22 @@ impl Drop for FakeWebhook {
     }
 }
 
-fn webhook_loop(
-    server: &tiny_http::Server,
-    tx: &Sender<Received>,
-    script: &Mutex<VecDeque<u16>>,
-    count: &AtomicUsize,
-    stop: &AtomicBool,
-) {
+struct WebhookShared {
+    script: Arc<Mutex<VecDeque<u16>>>,
+    count: Arc<AtomicUsize>,
+    hang: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+fn webhook_loop(server: &tiny_http::Server, tx: &Sender<Received>, shared: &WebhookShared) {
+    // Requests left unanswered while hanging (bounded by what the test sends);
+    // dropped (answered 500 by tiny_http) when the receiver stops.
+    let mut held: Vec<tiny_http::Request> = Vec::new();
     loop {
         let mut request = match server.recv() {
             Ok(request) => request,
             Err(e) => {
-                if stop.load(Ordering::SeqCst) {
+                if shared.stop.load(Ordering::SeqCst) {
                     return; // unblocked by Drop
                 }
                 log::warn!("FakeWebhook: recv failed: {e}");
@@ -635,6 +652,7 @@ fn webhook_loop(
         if let Err(e) = request.as_reader().read_to_end(&mut body) {
             log::warn!("FakeWebhook: reading body failed: {e}");
         }
+        let hung = shared.hang.load(Ordering::SeqCst);
         let received = Received {
             peer: request.remote_addr().copied(),
             method: request.method().to_string(),
@@ -645,10 +663,16 @@ fn webhook_loop(
                 .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
                 .collect(),
             body,
+            hung,
         };
-        count.fetch_add(1, Ordering::SeqCst);
+        shared.count.fetch_add(1, Ordering::SeqCst);
         let _ = tx.send(received);
-        let status = script
+        if hung {
+            held.push(request);
+            continue;
+        }
+        let status = shared
+            .script
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop_front()
@@ -659,6 +683,185 @@ fn webhook_loop(
             log::debug!("FakeWebhook: responding {status} failed: {e}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClosingWebhook
+// ---------------------------------------------------------------------------------------------
+
+/// A webhook receiver that answers a connection's first request with 200, keeps the
+/// connection open without saying it will close it, and closes it unanswered when a
+/// second request arrives on it: the race between a receiver's idle timeout and the
+/// sender's next request, every time. A fresh connection is always answered.
+pub struct ClosingWebhook {
+    port: u16,
+    rx: Receiver<Received>,
+    closed: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ClosingWebhook {
+    /// Starts on an ephemeral port of 127.0.0.1.
+    pub fn start() -> ClosingWebhook {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("ClosingWebhook: bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let port = listener.local_addr().expect("an address").port();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let closed = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (closed, stop) = (Arc::clone(&closed), Arc::clone(&stop));
+            thread::Builder::new()
+                .name(format!("closing-webhook-{port}"))
+                .spawn(move || closing_accept_loop(&listener, &tx, &closed, &stop))
+                .expect("spawn")
+        };
+        ClosingWebhook {
+            port,
+            rx,
+            closed,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>/hook`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    /// The next answered request, waiting at most `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<Received> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Requests whose connection was closed unanswered.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ClosingWebhook {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            eprintln!("ClosingWebhook: server thread panicked");
+        }
+    }
+}
+
+fn closing_accept_loop(
+    listener: &TcpListener,
+    tx: &Sender<Received>,
+    closed: &Arc<AtomicUsize>,
+    stop: &Arc<AtomicBool>,
+) {
+    let mut connections: Vec<JoinHandle<()>> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let (tx, closed, stop) = (tx.clone(), Arc::clone(closed), Arc::clone(stop));
+                connections.push(thread::spawn(move || {
+                    if let Err(e) = closing_serve(stream, peer, &tx, &closed, &stop) {
+                        log::debug!("ClosingWebhook: {peer}: {e}");
+                    }
+                }));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                thread::sleep(POLL);
+            }
+            Err(e) => {
+                log::warn!("ClosingWebhook: accept failed: {e}");
+                thread::sleep(POLL);
+            }
+        }
+    }
+    for connection in connections {
+        let _ = connection.join();
+    }
+}
+
+/// One connection: the first request answered 200 (kept alive), the second read and
+/// the connection closed without an answer.
+fn closing_serve(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tx: &Sender<Received>,
+    closed: &AtomicUsize,
+    stop: &AtomicBool,
+) -> io::Result<()> {
+    use std::io::Read;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(POLL))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let mut buffer: Vec<u8> = Vec::new();
+    for n in 0.. {
+        // The head, then the body by Content-Length; bounded in size.
+        let head_end = loop {
+            if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buffer.len() > 64 << 10 {
+                return Err(io::Error::other("head too large"));
+            }
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(k) => buffer.extend_from_slice(&chunk[..k]),
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(e),
+            }
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default().to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        while buffer.len() < head_end + length {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(k) => buffer.extend_from_slice(&chunk[..k]),
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let body = buffer[head_end..head_end + length].to_vec();
+        buffer.drain(..head_end + length);
+        if n > 0 {
+            closed.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        let mut parts = request_line.split(' ');
+        let _ = tx.send(Received {
+            peer: Some(peer),
+            method: parts.next().unwrap_or_default().to_string(),
+            url: parts.next().unwrap_or_default().to_string(),
+            headers,
+            body,
+            hung: false,
+        });
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")?;
+        stream.flush()?;
+    }
+    Ok(())
 }
 
 pub mod cluster;
