@@ -20,12 +20,11 @@
 //! The database is always dropped, unless `HARNESS_KEEP_DB=1`. Every wait is
 //! bounded; a run takes about ten seconds.
 //!
-//! Self-contained on purpose: it does not use `tests/it/support` (test-only code).
+//! The database comes from the test kit (`certwatch-testkit`).
 
-#[path = "load/mod.rs"]
-mod load;
-
-use load::{ThrowawayDb, pg_err};
+use certwatch_testkit::db::pg_err;
+use certwatch_testkit::service::wait_service;
+use certwatch_testkit::{TestDb, wait_until};
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{Shutdown as NetShutdown, SocketAddr, TcpListener, TcpStream};
@@ -91,7 +90,7 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("HARNESS_WEBHOOK_PORT: {e}"))?;
 
     // 1. The throwaway database (dropped by `db`'s Drop, also on error or panic).
-    let db = ThrowawayDb::create("harness")?;
+    let db = TestDb::create("harness")?;
     seed(&db)?;
     println!(
         "database {} ready (schema applied, 1 watch entry, 1 inventory row)",
@@ -128,7 +127,7 @@ fn run() -> Result<(), String> {
     // 4-5. Publish and check; then always stop the service, bounded.
     let checked = exercise(&feed, &webhook, http_addr);
     trigger.trigger();
-    let stopped = load::wait_service(service, Duration::from_secs(15));
+    let stopped = wait_service(service, Duration::from_secs(15));
     if stopped.is_ok() {
         println!("certwatch stopped");
     }
@@ -143,7 +142,7 @@ fn run() -> Result<(), String> {
 /// Steps 4 and 5: publish the three certificates, collect and check the webhooks,
 /// read `/healthz` and `/metrics`.
 fn exercise(feed: &FakeFeed, webhook: &FakeWebhook, http_addr: SocketAddr) -> Result<(), String> {
-    if !load::wait_until(Duration::from_secs(15), || feed.connections() >= 1) {
+    if !wait_until(Duration::from_secs(15), || feed.connections() >= 1) {
         return Err("the service did not connect to the fake certstream feed within 15s".into());
     }
     println!("certstream client connected; publishing 3 certificates");
@@ -361,11 +360,11 @@ fn validity() -> (i64, i64) {
 // Throwaway database
 // ---------------------------------------------------------------------------------------
 
-/// Schema (applied by `ThrowawayDb`), the watch entry and the known certificate.
+/// Schema (applied by `TestDb`), the watch entry and the known certificate.
 /// The inventory stores the fingerprint in lowercase without colons: certwatch
 /// normalises both sides.
-fn seed(db: &ThrowawayDb) -> Result<(), String> {
-    let mut client = db.connect()?;
+fn seed(db: &TestDb) -> Result<(), String> {
+    let mut client = db.try_client()?;
     client
         .execute(
             "INSERT INTO public.intent_current(fqdn) VALUES ($1)",

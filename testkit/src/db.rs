@@ -19,24 +19,24 @@ const SCHEMA: &str = include_str!("../../schema.sql");
 
 static DB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh database per test, created from the admin DSN with `schema.sql` applied, and dropped
-/// (`WITH (FORCE)`) when the handle drops.
+/// A fresh database, created from an admin DSN with `schema.sql` applied, and dropped
+/// (`WITH (FORCE)`) when the handle drops: one per test ([`TestDb::new`]), or one per
+/// run of a demo or benchmark ([`TestDb::create`]).
 pub struct TestDb {
     name: String,
     dsn: String,
     admin_dsn: String,
+    /// Left in place at drop (`HARNESS_KEEP_DB=1`, demos only).
+    keep: bool,
 }
 
 // No `Default`: creating a database is a side effect that should be spelled `TestDb::new()`.
 #[allow(clippy::new_without_default)]
 impl TestDb {
-    /// Creates `certwatch_test_<pid>_<counter>_<nanos>` and applies
+    /// For a test: creates `certwatch_test_<pid>_<counter>_<nanos>` from
+    /// `CERTWATCH_TEST_ADMIN_DSN` (default [`DEFAULT_ADMIN_DSN`]) and applies
     /// `schema.sql`. Panics (never skips) if PostgreSQL is unreachable.
     pub fn new() -> TestDb {
-        let admin_dsn = std::env::var("CERTWATCH_TEST_ADMIN_DSN")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_ADMIN_DSN.to_string());
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -47,37 +47,56 @@ impl TestDb {
             DB_COUNTER.fetch_add(1, Ordering::Relaxed),
             nanos
         );
+        TestDb::create_as("CERTWATCH_TEST_ADMIN_DSN", name, false)
+            .unwrap_or_else(|e| panic!("TestDb: {e}"))
+    }
+
+    /// For a demo or a benchmark: creates `certwatch_<prefix>_<pid>` from
+    /// `HARNESS_ADMIN_DSN` (default [`DEFAULT_ADMIN_DSN`]), first dropping a leftover
+    /// of that name, and applies `schema.sql`. With `HARNESS_KEEP_DB=1` the database
+    /// is kept at drop, and its DSN printed.
+    pub fn create(prefix: &str) -> Result<TestDb, String> {
+        let name = format!("certwatch_{prefix}_{}", std::process::id());
+        let keep = std::env::var("HARNESS_KEEP_DB").as_deref() == Ok("1");
+        TestDb::create_as("HARNESS_ADMIN_DSN", name, keep)
+    }
+
+    /// Creates `name` from the admin DSN in the environment variable `admin_var`.
+    fn create_as(admin_var: &str, name: String, keep: bool) -> Result<TestDb, String> {
+        let admin_dsn = std::env::var(admin_var)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_ADMIN_DSN.to_string());
         let dsn = dsn_with_dbname(&admin_dsn, &name);
 
-        let mut admin = pg_connect(&admin_dsn).unwrap_or_else(|e| {
-            panic!(
-                "TestDb: cannot connect to PostgreSQL with admin DSN `{admin_dsn}`: {}\n\
-                 (start PostgreSQL, or point CERTWATCH_TEST_ADMIN_DSN at a reachable server)",
+        let mut admin = pg_connect(&admin_dsn).map_err(|e| {
+            format!(
+                "cannot connect to PostgreSQL with admin DSN `{admin_dsn}`: {}\n\
+                 (start PostgreSQL, or point {admin_var} at a reachable server)",
                 pg_err(&e)
             )
-        });
+        })?;
+        // A demo's name (no counter) may be left over from an earlier run of that pid.
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .map_err(|e| format!("dropping a leftover {name} failed: {}", pg_err(&e)))?;
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .unwrap_or_else(|e| {
-                panic!("TestDb: CREATE DATABASE \"{name}\" failed: {}", pg_err(&e))
-            });
+            .map_err(|e| format!("CREATE DATABASE \"{name}\" failed: {}", pg_err(&e)))?;
         drop(admin);
 
-        // From here on the database exists: if anything below panics, Drop removes it.
+        // From here on the database exists: if anything below fails, Drop removes it.
         let db = TestDb {
             name,
             dsn,
             admin_dsn,
+            keep,
         };
-        db.client().batch_execute(SCHEMA).unwrap_or_else(|e| {
-            panic!(
-                "TestDb: applying schema.sql to {} failed: {}",
-                db.name,
-                pg_err(&e)
-            )
-        });
+        db.try_client()?
+            .batch_execute(SCHEMA)
+            .map_err(|e| format!("applying schema.sql to {} failed: {}", db.name, pg_err(&e)))?;
         log::debug!("TestDb: created {}", db.name);
-        db
+        Ok(db)
     }
 
     /// DSN of the test database (the admin DSN with the database name replaced).
@@ -92,9 +111,14 @@ impl TestDb {
 
     /// A new connection to the test database on each call.
     pub fn client(&self) -> postgres::Client {
-        pg_connect(&self.dsn).unwrap_or_else(|e| {
-            panic!(
-                "TestDb: cannot connect to test database with DSN `{}`: {}",
+        self.try_client().unwrap_or_else(|e| panic!("TestDb: {e}"))
+    }
+
+    /// A new connection to the test database, or why not.
+    pub fn try_client(&self) -> Result<postgres::Client, String> {
+        pg_connect(&self.dsn).map_err(|e| {
+            format!(
+                "cannot connect to test database with DSN `{}`: {}",
                 self.dsn,
                 pg_err(&e)
             )
@@ -139,6 +163,11 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.keep {
+            println!("HARNESS_KEEP_DB=1: keeping database {}", self.name);
+            println!("  POSTGRES_DSN={}", self.dsn);
+            return;
+        }
         // Never panic here: a panic while already unwinding would abort the whole test binary.
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         match pg_connect(&self.admin_dsn) {
@@ -158,7 +187,7 @@ impl Drop for TestDb {
 
 /// `e` and its whole `source()` chain (postgres' Display alone hides the cause, e.g. ECONNREFUSED
 /// or the server's error text).
-fn pg_err(e: &postgres::Error) -> String {
+pub fn pg_err(e: &postgres::Error) -> String {
     let mut out = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {

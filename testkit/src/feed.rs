@@ -1,17 +1,24 @@
-//! A fake certstream server (`FakeFeed`): an in-process WebSocket server on 127.0.0.1,
-//! scripted through a channel (`FeedCmd`: frames, raw bytes, closes, drops), one client
-//! at a time; it counts handshakes and the client's pings.
+//! Fake certstream servers, in-process WebSocket servers on 127.0.0.1 serving one
+//! client at a time:
+//!
+//! - [`FakeFeed`]: scripted through a channel ([`FeedCmd`]: frames, raw bytes, closes,
+//!   drops); it counts handshakes and the client's pings. Tests and the e2e harness.
+//! - [`PacedFeed`]: sends [`FeedGen`](crate::feedgen::FeedGen) frames at a set rate, in
+//!   small batches every 5 ms written with `writev` straight from the generator's
+//!   buffers, answering pings between batches. The soak and `bench_feed`, where the
+//!   server must cost less than the service it feeds.
 
 use std::io::{self, ErrorKind, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use tungstenite::{HandshakeError, Message, WebSocket};
+use tungstenite::{HandshakeError, Message, Utf8Bytes, WebSocket};
 
+use crate::feedgen::FeedGen;
 use crate::wait_until;
 
 /// How often background loops look at their stop flag (accept poll, socket read timeout).
@@ -252,4 +259,347 @@ fn close_gracefully(ws: &mut WebSocket<TcpStream>, shared: &FeedShared) {
         }
     }
     let _ = ws.get_ref().shutdown(Shutdown::Both);
+}
+
+// PacedFeed
+// ---------------------------------------------------------------------------------------
+
+/// How often the pacer sends a batch.
+const PACE_TICK: Duration = Duration::from_millis(5);
+/// Accept poll of the listener while no client is connected.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
+/// A client that takes nothing for this long makes a write give up for this tick.
+const PACE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The pacer never sends more than this share of a second's frames in one tick to
+/// catch up; beyond, it counts the frames as `behind` and forgets them.
+const MAX_CATCH_UP: f64 = 0.1;
+
+/// Counters of a [`PacedFeed`], shared with its thread.
+#[derive(Default, Debug)]
+pub struct FeedCounters {
+    /// Frames written to the client (in order, complete).
+    pub sent: AtomicU64,
+    /// Matching frames among them.
+    pub matches: AtomicU64,
+    /// Bytes of frame payload written.
+    pub bytes: AtomicU64,
+    /// Frames the schedule called for but that could not be sent in time (the client
+    /// was not reading fast enough); never sent later.
+    pub behind: AtomicU64,
+    /// Clients accepted.
+    pub connections: AtomicUsize,
+    /// Pings received from the client.
+    pub pings: AtomicU64,
+}
+
+/// A certstream WebSocket server that sends [`FeedGen`] frames to its client at
+/// `rate` messages per second (0: paused). One client at a time; a reconnecting
+/// client gets the stream where it left off. Stops on drop.
+pub struct PacedFeed {
+    addr: SocketAddr,
+    rate: Arc<AtomicU64>,
+    counters: Arc<FeedCounters>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl PacedFeed {
+    pub fn start(generator: FeedGen, rate: u64) -> io::Result<PacedFeed> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let rate = Arc::new(AtomicU64::new(rate));
+        let counters = Arc::new(FeedCounters::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (rate, counters, stop) = (rate.clone(), counters.clone(), stop.clone());
+            thread::Builder::new()
+                .name("load-feed".into())
+                .spawn(move || pace_loop(listener, generator, &rate, &counters, &stop))?
+        };
+        Ok(PacedFeed {
+            addr,
+            rate,
+            counters,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// `ws://127.0.0.1:<port>/full-stream`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/full-stream", self.addr)
+    }
+
+    /// Messages per second from now on (0 pauses).
+    pub fn set_rate(&self, per_second: u64) {
+        self.rate.store(per_second, Ordering::SeqCst);
+    }
+
+    pub fn rate(&self) -> u64 {
+        self.rate.load(Ordering::SeqCst)
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.counters.sent.load(Ordering::SeqCst)
+    }
+
+    pub fn matches(&self) -> u64 {
+        self.counters.matches.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.counters.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn counters(&self) -> &FeedCounters {
+        &self.counters
+    }
+}
+
+impl Drop for PacedFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn pace_loop(
+    listener: TcpListener,
+    mut generator: FeedGen,
+    rate: &AtomicU64,
+    counters: &FeedCounters,
+    stop: &AtomicBool,
+) {
+    // Frames taken from the generator that a client did not get whole.
+    let mut pending = std::collections::VecDeque::new();
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if let Err(e) =
+                    serve_client(stream, &mut generator, &mut pending, rate, counters, stop)
+                {
+                    log::warn!("load feed: client {peer} ended: {e}");
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                thread::sleep(ACCEPT_POLL);
+            }
+            Err(e) => {
+                log::warn!("load feed: accept failed: {e}");
+                thread::sleep(ACCEPT_POLL);
+            }
+        }
+    }
+}
+
+/// Most bytes of frames the pacer holds for a slow client before it stops taking
+/// new frames from the generator (they count as `behind` instead).
+const MAX_UNSENT_BYTES: usize = 4 << 20;
+/// Frames per `writev`.
+const FRAMES_PER_WRITE: usize = 64;
+/// How long finishing a half-written frame may take before the client is dropped.
+const FINISH_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Frames taken from the generator and not yet wholly on the socket. Each is
+/// sent as a WebSocket text frame (a header formatted by tungstenite, then the
+/// payload), written with `writev` straight from the generator's buffers: the
+/// pacer copies nothing, so on a shared machine its CPU goes to the kernel's
+/// loopback, not to the benchmark's own bookkeeping.
+#[derive(Default)]
+struct Outbox {
+    /// (header, payload, matching) of each unsent frame, oldest first.
+    frames: std::collections::VecDeque<(Vec<u8>, Utf8Bytes, bool)>,
+    /// Bytes of the oldest frame already written.
+    written: usize,
+    /// Unwritten bytes in all.
+    unsent: usize,
+}
+
+impl Outbox {
+    fn push(&mut self, payload: Utf8Bytes, matching: bool) {
+        let header = tungstenite::protocol::frame::FrameHeader {
+            opcode: tungstenite::protocol::frame::coding::OpCode::Data(
+                tungstenite::protocol::frame::coding::Data::Text,
+            ),
+            ..Default::default()
+        };
+        let mut encoded = Vec::with_capacity(10);
+        header
+            .format(payload.len() as u64, &mut encoded)
+            .expect("a header formats into a Vec");
+        self.unsent += encoded.len() + payload.len();
+        self.frames.push_back((encoded, payload, matching));
+    }
+
+    /// True when a frame is partly written: nothing else may go on the socket
+    /// (a pong from tungstenite) until it is finished.
+    fn mid_frame(&self) -> bool {
+        self.written > 0
+    }
+
+    /// One `writev` of up to [`FRAMES_PER_WRITE`] frames; counts the frames it
+    /// completes. A timeout is not an error: the frames stay queued.
+    fn write_some(&mut self, stream: &mut TcpStream, counters: &FeedCounters) -> io::Result<()> {
+        use std::io::{IoSlice, Write};
+        let mut slices = Vec::with_capacity(2 * FRAMES_PER_WRITE);
+        let mut skip = self.written;
+        for (header, payload, _) in self.frames.iter().take(FRAMES_PER_WRITE) {
+            for part in [header.as_slice(), payload.as_bytes()] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                } else {
+                    slices.push(IoSlice::new(&part[skip..]));
+                    skip = 0;
+                }
+            }
+        }
+        let mut n = match stream.write_vectored(&slices) {
+            Ok(0) => return Err(io::Error::new(ErrorKind::WriteZero, "socket took nothing")),
+            Ok(n) => n,
+            Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.unsent -= n;
+        while n > 0 {
+            let (header, payload, matching) = &self.frames[0];
+            let left = header.len() + payload.len() - self.written;
+            if n < left {
+                self.written += n;
+                break;
+            }
+            n -= left;
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            counters
+                .bytes
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
+            if *matching {
+                counters.matches.fetch_add(1, Ordering::Relaxed);
+            }
+            self.frames.pop_front();
+            self.written = 0;
+        }
+        Ok(())
+    }
+}
+
+fn serve_client(
+    stream: TcpStream,
+    generator: &mut FeedGen,
+    pending: &mut std::collections::VecDeque<(Utf8Bytes, bool)>,
+    rate: &AtomicU64,
+    counters: &FeedCounters,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let io = |e: io::Error| e.to_string();
+    stream.set_nonblocking(false).map_err(io)?;
+    stream.set_nodelay(true).map_err(io)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io)?;
+    stream
+        .set_write_timeout(Some(PACE_WRITE_TIMEOUT))
+        .map_err(io)?;
+    let mut ws: WebSocket<TcpStream> =
+        tungstenite::accept(stream).map_err(|e| format!("handshake failed: {e}"))?;
+    counters.connections.fetch_add(1, Ordering::SeqCst);
+
+    let mut outbox = Outbox::default();
+    // Frames the generator gave a previous client that never got them go first.
+    for (frame, matching) in pending.drain(..) {
+        outbox.push(frame, matching);
+    }
+    let mut epoch = Instant::now();
+    let mut epoch_rate = rate.load(Ordering::SeqCst);
+    let mut scheduled: u64 = 0;
+    let mut next_tick = Instant::now();
+    let result = 'serve: loop {
+        if stop.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        let r = rate.load(Ordering::SeqCst);
+        if r != epoch_rate {
+            epoch = Instant::now();
+            epoch_rate = r;
+            scheduled = 0;
+        }
+        let due = (epoch.elapsed().as_secs_f64() * r as f64) as u64;
+        let mut batch = due.saturating_sub(scheduled);
+        let cap = ((r as f64 * MAX_CATCH_UP) as u64).max(1);
+        if batch > cap {
+            counters.behind.fetch_add(batch - cap, Ordering::Relaxed);
+            scheduled += batch - cap;
+            batch = cap;
+        }
+        // A pong tungstenite still holds must go out before any frame of ours.
+        let pong_sent = match ws.flush() {
+            Ok(()) => true,
+            Err(tungstenite::Error::Io(e)) if is_timeout(&e) => false,
+            Err(e) => break Err(format!("flush: {e}")),
+        };
+        // Write what is due until the tick is over or the client stops taking;
+        // then finish a half-written frame, so a pong cannot land inside it.
+        let tick_end = next_tick + PACE_TICK;
+        loop {
+            while batch > 0 && outbox.unsent < MAX_UNSENT_BYTES {
+                let (frame, matching) = generator.next_frame();
+                outbox.push(frame, matching);
+                scheduled += 1;
+                batch -= 1;
+            }
+            if !pong_sent || outbox.frames.is_empty() {
+                break;
+            }
+            let before = outbox.unsent;
+            if let Err(e) = outbox.write_some(ws.get_mut(), counters) {
+                break 'serve Err(format!("write: {e}"));
+            }
+            let stalled = outbox.unsent == before;
+            if (stalled || Instant::now() >= tick_end) && !outbox.mid_frame() {
+                break;
+            }
+            if stalled && tick_end.elapsed() > FINISH_FRAME_TIMEOUT {
+                break 'serve Err("client stopped reading mid-frame".into());
+            }
+        }
+        // Wait for the next tick reading, so the client's pings get their pongs.
+        next_tick += PACE_TICK;
+        let now = Instant::now();
+        if next_tick < now {
+            next_tick = now;
+        }
+        loop {
+            let left = next_tick.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if let Err(e) = ws
+                .get_ref()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            {
+                break 'serve Err(e.to_string());
+            }
+            match ws.read() {
+                Ok(Message::Close(_)) => break 'serve Ok(()),
+                Ok(Message::Ping(_)) => {
+                    counters.pings.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if is_timeout(&e) => break,
+                Err(tungstenite::Error::ConnectionClosed) => break 'serve Ok(()),
+                Err(e) => break 'serve Err(format!("read: {e}")),
+            }
+        }
+    };
+    // Frames not wholly sent go, whole, to the next client.
+    let cut = outbox.mid_frame();
+    pending.extend(outbox.frames.into_iter().map(|(_, f, m)| (f, m)));
+    if result.is_ok() && !cut {
+        let _ = ws.close(None);
+        let _ = ws.flush();
+    }
+    let _ = ws.get_ref().shutdown(Shutdown::Both);
+    result
 }

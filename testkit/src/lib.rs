@@ -5,15 +5,17 @@
 //!
 //! | module | what it provides |
 //! |---|---|
-//! | [`feed`] | `FakeFeed`: a scripted certstream WebSocket server |
-//! | [`webhook`] | `FakeWebhook`: a webhook receiver that hands over every request |
+//! | [`feed`] | `FakeFeed`: a scripted certstream WebSocket server; `PacedFeed`: one that sends generated frames at a set rate |
+//! | [`feedgen`] | `FeedGen`: a realistic full-stream firehose, generated; the matching side of it in a `TestDb` |
+//! | [`webhook`] | `FakeWebhook`: a webhook receiver that hands over every request; `WebhookSink`: one that counts them |
 //! | [`db`] | `TestDb`: a throwaway database with `schema.sql`; `Inventory` rows and alert rows |
 //! | [`cluster`] | `TestCluster`: a PostgreSQL cluster of a test's own, to stop and restart |
 //! | [`cert`] | `Cert`: one certificate as a certstream server sends it |
 //! | [`ctlog`] | `FakeCtLog`, `FakeEntry`: a CT log over HTTP (RFC 6962 and static-ct) |
 //! | [`service`] | `Running`: the real pipeline in-process with a test's environment |
 //! | [`standard_webhooks`] | a Standard Webhooks verifier written from the specification |
-//! | [`probe`] | HTTP requests to the service; one sample of a `/metrics` exposition |
+//! | [`probe`] | HTTP requests to the service; its `/metrics` and one sample of them |
+//! | [`proc`] | resident memory and CPU time from `/proc`, by process and by thread |
 //! | [`wait`] | `wait_until`: bounded polling instead of sleeps |
 //!
 //! Every helper is bounded in time and owns its background thread: dropping the handle
@@ -25,7 +27,9 @@ pub mod cluster;
 pub mod ctlog;
 pub mod db;
 pub mod feed;
+pub mod feedgen;
 pub mod probe;
+pub mod proc;
 pub mod service;
 pub mod standard_webhooks;
 pub mod wait;
@@ -33,6 +37,7 @@ pub mod webhook;
 
 pub use cert::Cert;
 pub use db::{AlertRow, DEFAULT_ADMIN_DSN, Inventory, TestDb};
-pub use feed::{FakeFeed, FeedCmd};
+pub use feed::{FakeFeed, FeedCmd, PacedFeed};
+pub use feedgen::{FeedGen, FeedGenConfig, MatchCert};
 pub use wait::wait_until;
-pub use webhook::{FakeWebhook, Received};
+pub use webhook::{FakeWebhook, Received, WebhookSink};

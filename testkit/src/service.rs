@@ -6,6 +6,7 @@ use crate::probe::{metric_value, request};
 use crate::{FakeFeed, FakeWebhook, TestDb};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// A certwatch service running in this process.
@@ -119,6 +120,29 @@ impl Drop for Running {
     fn drop(&mut self) {
         if self.service.is_some() {
             self.shutdown();
+        }
+    }
+}
+
+/// Waits at most `timeout` for an in-process service to stop after its shutdown
+/// was triggered.
+pub fn wait_service(service: certwatch::Service, timeout: Duration) -> Result<(), String> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::Builder::new()
+        .name("load-wait".into())
+        .spawn(move || {
+            let _ = tx.send(service.wait().map_err(|e| e.to_string()));
+        })
+        .map_err(|e| e.to_string())?;
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("the service stopped with an error: {e}")),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(format!(
+            "the service did not stop within {}s of shutdown",
+            timeout.as_secs()
+        )),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            Err("the service's pipeline thread panicked".into())
         }
     }
 }

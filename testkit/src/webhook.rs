@@ -1,9 +1,11 @@
 //! A fake webhook receiver (`FakeWebhook`): tiny_http on 127.0.0.1 that hands every
-//! request (`Received`) to the test through a channel and answers with scripted statuses.
+//! request (`Received`) to the test through a channel and answers with scripted statuses;
+//! and `WebhookSink`, the same receiver for long runs, which keeps counts instead of
+//! requests.
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -196,4 +198,88 @@ fn webhook_loop(
             log::debug!("FakeWebhook: responding {status} failed: {e}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebhookSink
+// ---------------------------------------------------------------------------------------------
+
+/// Counters of a [`WebhookSink`].
+#[derive(Default, Debug)]
+pub struct WebhookCounters {
+    pub requests: AtomicU64,
+    pub info: AtomicU64,
+    pub suspicious: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// A [`FakeWebhook`] (answering 200) whose requests are counted, with the severity of
+/// certwatch bodies, and dropped: memory stays flat however long it runs.
+pub struct WebhookSink {
+    hook: Option<FakeWebhook>,
+    counters: Arc<WebhookCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WebhookSink {
+    /// Starts on an ephemeral port of 127.0.0.1.
+    pub fn start() -> Result<WebhookSink, String> {
+        let hook = FakeWebhook::start_on(0).map_err(|e| format!("webhook sink: {e}"))?;
+        let rx = hook.rx.clone();
+        let counters = Arc::new(WebhookCounters::default());
+        let thread = {
+            let counters = Arc::clone(&counters);
+            thread::Builder::new()
+                .name("webhook-sink".into())
+                // Ends when the receiver's thread, the channel's sender, stops.
+                .spawn(move || {
+                    for received in rx {
+                        count(&counters, &received);
+                    }
+                })
+                .map_err(|e| format!("webhook sink: {e}"))?
+        };
+        Ok(WebhookSink {
+            hook: Some(hook),
+            counters,
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>/hook`
+    pub fn url(&self) -> String {
+        self.hook.as_ref().map(FakeWebhook::url).unwrap_or_default()
+    }
+
+    /// Requests counted so far.
+    pub fn received(&self) -> u64 {
+        self.counters.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn counters(&self) -> &WebhookCounters {
+        &self.counters
+    }
+}
+
+impl Drop for WebhookSink {
+    fn drop(&mut self) {
+        drop(self.hook.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn count(counters: &WebhookCounters, received: &Received) {
+    counters
+        .bytes
+        .fetch_add(received.body.len() as u64, Ordering::Relaxed);
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&received.body) {
+        match value.get("severity").and_then(serde_json::Value::as_str) {
+            Some("info") => counters.info.fetch_add(1, Ordering::Relaxed),
+            Some("suspicious") => counters.suspicious.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+    counters.requests.fetch_add(1, Ordering::SeqCst);
 }
