@@ -1,4 +1,4 @@
-//! Throughput benchmark: `cargo run --release --example bench_feed`.
+//! Throughput benchmark: `cargo bench --bench bench_feed`.
 //!
 //! Builds the release binary, creates a throwaway database with a watch list of
 //! `BENCH_ENTRIES` entries (default 100,000), generates a realistic full-stream
@@ -40,7 +40,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 /// Builds (if needed) and locates the stripped release binary. It has a target
 /// directory of its own: built alone, the binary's dependencies have other
-/// features than when built with this example, and sharing `target/` would
+/// features than when built with this bench, and sharing `target/` would
 /// rebuild them on every run.
 fn release_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -574,5 +574,5 @@ fn main() {
         verdict(ready <= Duration::from_millis(100)),
         ready.as_secs_f64() * 1000.0
     );
-    println!("  (matcher cost per name by list size: cargo run --release --example bench_matcher)");
+    println!("  (matcher cost per name by list size: cargo bench --bench bench_matcher)");
 }
