@@ -1,5 +1,5 @@
 //! certwatch's test kit: what the integration tests (`tests/it`), the runnable demos
-//! (`examples/`) and the benchmarks (`benches/`) share to run the real service against
+//! (`examples/`), the benchmarks (`benches/`) and the fuzz targets (`fuzz/`) share to run the real service against
 //! fakes of everything around it. A dev-only crate (`publish = false`), a
 //! dev-dependency of certwatch, which it depends on in turn.
 //!
@@ -13,6 +13,7 @@
 //! | [`cert`] | `Cert`: one certificate as a certstream server sends it |
 //! | [`ctlog`] | `FakeCtLog`, `FakeEntry`: a CT log over HTTP (RFC 6962 and static-ct) |
 //! | [`service`] | `Running`: the real pipeline in-process with a test's environment |
+//! | [`fuzz`] | what each fuzz target (`fuzz/`) does with one input, and the invariants it asserts |
 //! | [`standard_webhooks`] | a Standard Webhooks verifier written from the specification |
 //! | [`probe`] | HTTP requests to the service; its `/metrics` and one sample of them |
 //! | [`proc`] | resident memory and CPU time from `/proc`, by process and by thread |
@@ -28,6 +29,7 @@ pub mod ctlog;
 pub mod db;
 pub mod feed;
 pub mod feedgen;
+pub mod fuzz;
 pub mod probe;
 pub mod proc;
 pub mod service;
