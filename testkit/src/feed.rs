@@ -3,7 +3,7 @@
 //!
 //! - [`FakeFeed`]: scripted through a channel ([`FeedCmd`]: frames, raw bytes, closes,
 //!   drops); it counts handshakes and the client's pings. Tests and the e2e harness.
-//! - [`PacedFeed`]: sends [`FeedGen`](crate::feedgen::FeedGen) frames at a set rate, in
+//! - [`PacedFeed`]: sends [`FeedGen`] frames at a set rate, in
 //!   small batches every 5 ms written with `writev` straight from the generator's
 //!   buffers, answering pings between batches. The soak and `bench_feed`, where the
 //!   server must cost less than the service it feeds.
