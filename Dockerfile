@@ -31,14 +31,16 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Everything the manifest names: the library and binary, schema.sql (compiled in
-# with include_str!), and tests/, where the manifest's [[test]] and [[example]]
-# targets live (a release build of the binary does not compile them; copying them
-# keeps every path of the manifest valid). fuzz/ is a workspace of its own, not
-# named by the manifest, and there is no benches/: neither is needed.
+# with include_str!), benches/ (the manifest declares each bench, for
+# harness = false, and Cargo wants their files) and testkit/ (a workspace member,
+# whose manifest Cargo reads; a release build of the binary does not compile it).
+# tests/ and examples/ are found by looking, not named, and fuzz/ is a workspace of
+# its own: none of them is needed.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY schema.sql ./schema.sql
-COPY tests ./tests
+COPY benches ./benches
+COPY testkit ./testkit
 RUN cargo build --release --locked
 
 # --- runtime -----------------------------------------------------------------

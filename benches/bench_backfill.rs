@@ -5,14 +5,11 @@
 //! leaves, 1 to 40 names, a third of them precertificates), encoded by the test
 //! kit's fake log. Target: at least 20,000 entries/s per core.
 
-#[allow(dead_code)]
-#[path = "../tests/it/support/ctlog.rs"]
-mod kit;
-
 use base64::Engine;
 use certwatch::ctlog::LogKind;
 use certwatch::ctlog::entry::{self, LogSource};
 use certwatch::ctlog::tiles::DataTile;
+use certwatch_testkit::ctlog as kit;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

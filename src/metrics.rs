@@ -437,7 +437,10 @@ impl Metrics {
     /// numbered from 1 as the logs name targets (never by URL). `index` is below
     /// `config::MAX_WEBHOOK_TARGETS`, so the label values are bounded.
     pub fn webhook_queue(&self, index: usize) -> IntGauge {
-        assert!(index < crate::config::MAX_WEBHOOK_TARGETS, "target index {index}");
+        assert!(
+            index < crate::config::MAX_WEBHOOK_TARGETS,
+            "target index {index}"
+        );
         self.queue_depth
             .with_label_values(&[format!("webhook #{}", index + 1).as_str()])
     }

@@ -3,4 +3,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| certwatch_fuzz::certstream(data));
+fuzz_target!(|data: &[u8]| certwatch_testkit::fuzz::certstream(data));

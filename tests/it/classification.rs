@@ -2,7 +2,9 @@
 //! serial + validity + names, deduplication in memory and in the database, the
 //! grace period, collisions.
 
-use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::cert;
+use crate::support::service::{self, setup};
+use crate::support::{Cert, Inventory};
 use crate::support::{FakeFeed, FeedCmd};
 use std::time::Duration;
 
@@ -79,7 +81,7 @@ fn a_second_final_cert_claiming_the_same_issuance_alerts_on_its_own() {
     let ours = Cert::new(&["pay.example.com"]);
     db.inventory(&ours);
     let mut twin = ours.clone();
-    twin.fingerprint = service::colon_hex(&service::fake_hex("twin"));
+    twin.fingerprint = cert::colon_hex(&cert::fake_hex("twin"));
     let _svc = service::start(&db, &feed, Some(&hook), &[]);
     assert!(feed.wait_for_client(WAIT));
     send(&feed, &ours);

@@ -1,6 +1,7 @@
 //! Webhook delivery: the payload, its signature, retries and the recorded outcome.
 
-use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::service::{self, setup};
+use crate::support::{Cert, Inventory};
 use crate::support::{ClosingWebhook, FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
 use hmac::{KeyInit, Mac};
 use std::collections::{HashMap, HashSet};

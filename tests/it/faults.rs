@@ -3,7 +3,8 @@
 //! mid-frame or floods, a webhook that refuses connections.
 
 use crate::support::cluster::TestCluster;
-use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::service::{self, setup};
+use crate::support::{Cert, Inventory};
 use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 

@@ -1,7 +1,8 @@
 //! The feed reader against a misbehaving server: malformed frames, closes,
 //! resets, silence, pings.
 
-use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::service::{self, setup};
+use crate::support::{Cert, Inventory};
 use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 

@@ -1,7 +1,8 @@
 //! Every captured and hand-crafted feed sample in `tests/fixtures` parses,
 //! and the fixtures run through the pipeline give one alert per issuance.
 
-use crate::support::service::{self, Inventory};
+use crate::support::Inventory;
+use crate::support::service;
 use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
 use certwatch::certstream::{self, EntryType, Peek};
 use std::time::Duration;

@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 
 // The code each fuzz target runs on one input, shared with `fuzz/`.
-#[path = "../../fuzz/src/lib.rs"]
-mod harness;
+use crate::support::fuzz;
 
 /// Every file under `fuzz/regressions/<target>/` and `fuzz/seeds/<target>/`
 /// but dotfiles (`.gitkeep`), sorted, with its bytes.
@@ -61,10 +60,10 @@ fn replay(target: &str, check: fn(&[u8])) {
 
 #[test]
 fn certstream_inputs_parse_without_panicking() {
-    replay("certstream", harness::certstream);
+    replay("certstream", fuzz::certstream);
 }
 
 #[test]
 fn matcher_inputs_keep_the_invariants() {
-    replay("matcher", harness::matcher);
+    replay("matcher", fuzz::matcher);
 }

@@ -4,7 +4,8 @@
 //! descriptors and shutdown are process matters, so those tests run the binary.
 //! Every loop here is bounded in count and in time.
 
-use crate::support::service::{self, metric_value};
+use crate::support::probe::metric_value;
+use crate::support::service;
 use crate::support::{FakeFeed, TestDb, wait_until};
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -1,6 +1,8 @@
 //! `/healthz` and `/metrics` content, routing and methods.
 
-use crate::support::service::{self, Cert, request};
+use crate::support::Cert;
+use crate::support::probe::{metric_value, request};
+use crate::support::service;
 use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 
@@ -63,7 +65,7 @@ fn metrics_expose_every_series_and_routing_is_strict() {
         "process_resident_memory_bytes",
     ] {
         assert!(
-            service::metric_value(&body, series).is_some(),
+            metric_value(&body, series).is_some(),
             "missing {series} in\n{body}"
         );
     }
@@ -174,7 +176,7 @@ fn metrics_at_start_up_have_every_series_the_readme_documents() {
     let (_, body) = svc.get("/metrics");
     let missing: Vec<&String> = documented
         .iter()
-        .filter(|s| service::metric_value(&body, s).is_none())
+        .filter(|s| metric_value(&body, s).is_none())
         .collect();
     assert!(
         missing.is_empty(),

@@ -3,7 +3,8 @@
 //! names is classified quickly and stored with a capped name list; a text frame
 //! that is not UTF-8 is counted.
 
-use crate::support::service::{self, Cert, setup};
+use crate::support::Cert;
+use crate::support::service::{self, setup};
 use crate::support::{FeedCmd, wait_until};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

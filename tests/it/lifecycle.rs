@@ -1,7 +1,8 @@
 //! Life cycle inside the process: the drain records what is still in its grace
 //! period, retention cleanup, and a failed watch-list refresh keeping the old list.
 
-use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::service::{self, setup};
+use crate::support::{Cert, Inventory};
 use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 

@@ -2,7 +2,8 @@
 //! test), a real WebSocket server and a real HTTP webhook receiver, in-process;
 //! plus process-level tests of the `certwatch` binary.
 
-mod support;
+// The test kit (testkit/), under the name these tests have always used.
+use certwatch_testkit as support;
 
 mod classification;
 mod ctlog;
@@ -18,6 +19,7 @@ mod lifecycle;
 mod process;
 mod redelivery;
 mod schema;
+mod testkit;
 mod tidy;
 mod tls_feed;
 mod webhook_hygiene;

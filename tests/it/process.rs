@@ -125,7 +125,7 @@ fn sigterm_drains_and_exits_zero_and_healthcheck_follows_the_service() {
 
 #[test]
 fn sigterm_under_load_records_everything_and_exits_zero_in_bounded_time() {
-    use crate::support::service::{Cert, Inventory};
+    use crate::support::{Cert, Inventory};
     use crate::support::{FakeWebhook, FeedCmd};
     let db = TestDb::new();
     db.watch(&["example.com"]);
@@ -427,7 +427,7 @@ fn an_empty_watch_list_and_inventory_are_warned_about() {
 /// each POST's URL, tungstenite the feed's request line), no secret is logged.
 #[test]
 fn no_secret_in_the_log_even_at_trace() {
-    use crate::support::service::Cert;
+    use crate::support::Cert;
     use crate::support::{FakeWebhook, FeedCmd};
     let db = TestDb::new();
     db.watch(&["example.com"]);
@@ -484,7 +484,7 @@ fn no_secret_in_the_log_even_at_trace() {
 /// delivers them.
 #[test]
 fn sigkill_during_the_grace_period_loses_no_sighting() {
-    use crate::support::service::{Cert, Inventory};
+    use crate::support::{Cert, Inventory};
     use crate::support::{FakeWebhook, FeedCmd};
     let db = TestDb::new();
     db.watch(&["example.com"]);
@@ -540,7 +540,7 @@ fn sigkill_during_the_grace_period_loses_no_sighting() {
 /// process.
 #[test]
 fn sighup_reloads_the_watch_list_without_stopping() {
-    use crate::support::service::Cert;
+    use crate::support::Cert;
     use crate::support::{FakeWebhook, FeedCmd};
     let db = TestDb::new();
     db.watch(&["example.com"]);

@@ -2,7 +2,8 @@
 //! redelivery sweep through a receiver outage, two replicas on one database,
 //! the resolved follow-up.
 
-use crate::support::service::{self, Cert, Inventory, setup};
+use crate::support::service::{self, setup};
+use crate::support::{Cert, Inventory};
 use crate::support::{FakeFeed, FakeWebhook, FeedCmd, Received, TestDb, wait_until};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,22 +1,33 @@
 //! Code hygiene that a reviewer would otherwise check by hand: every source file
 //! says what it owns in a `//!` doc.
 
-/// Every `.rs` file under `src/`, module directories (`src/ctlog/`) included.
-fn source_files() -> Vec<std::path::PathBuf> {
+/// Every `.rs` file under the repository's folders `dirs`, module directories
+/// (`src/ctlog/`) included.
+fn rust_files(dirs: &[&str]) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    collect_files(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
+    for dir in dirs {
+        collect_files(&root.join(dir), &mut files);
+    }
     files.retain(|p| p.extension().is_some_and(|e| e == "rs"));
+    files
+}
+
+/// Every `.rs` file under `src/`.
+fn source_files() -> Vec<std::path::PathBuf> {
+    let files = rust_files(&["src"]);
     assert!(files.len() > 10, "found only {files:?}");
     files
 }
 
+/// The library and binary, the test kit, the tests, the demos, the benchmarks and
+/// the fuzz targets: every `.rs` file of the repository.
 #[test]
 fn every_source_file_starts_with_a_module_doc() {
+    let files = rust_files(&["src", "testkit", "tests", "examples", "benches", "fuzz"]);
+    assert!(files.len() > 40, "found only {files:?}");
     let mut missing = Vec::new();
-    for path in source_files() {
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         if !text.starts_with("//!") {
             missing.push(path.display().to_string());
@@ -49,7 +60,7 @@ fn nothing_reads_outside_the_repository() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     for dir in [
-        "src", "tests", "examples", "benches", ".ci", "fuzz", "deploy",
+        "src", "testkit", "tests", "examples", "benches", ".ci", "fuzz", "deploy",
     ] {
         collect_files(&root.join(dir), &mut files);
     }

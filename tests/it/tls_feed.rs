@@ -1,7 +1,8 @@
 //! The feed over `wss://`: rustls on both ends, a private CA trusted through
 //! `CERTSTREAM_CA_FILE`, and a certificate nobody vouches for refused.
 
-use crate::support::service::{self, Cert};
+use crate::support::Cert;
+use crate::support::service;
 use crate::support::{FakeWebhook, TestDb, wait_until};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::TcpListener;

@@ -1,7 +1,8 @@
 //! Webhook hygiene and trust: redirects, Retry-After, 410, both signature
 //! schemes with key rotation, the ctwatch body, the SSRF guard.
 
-use crate::support::service::{self, Cert, setup};
+use crate::support::Cert;
+use crate::support::service::{self, setup};
 use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, standard_webhooks, wait_until};
 use base64::Engine;
 use hmac::{KeyInit, Mac};
@@ -251,7 +252,7 @@ fn a_410_is_logged_and_the_alert_stays_owed() {
     assert!(wait_until(WAIT, || hook.count() == 3));
     assert!(wait_until(WAIT, || last_error(&db).contains("webhook #1")
         && last_error(&db).ends_with("HTTP 410")));
-    assert!(!crate::support::service::Inventory::alerts(&db)[0].delivered);
+    assert!(!crate::support::Inventory::alerts(&db)[0].delivered);
 }
 
 #[test]

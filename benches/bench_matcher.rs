@@ -1,7 +1,7 @@
 //! Matcher micro-benchmark: the cost of matching one certificate name against
 //! watch lists of 1,000 to 1,000,000 entries, and the cost of building the index.
 //!
-//! `cargo run --release --example bench_matcher` (optional: `BENCH_NAMES=2000000`).
+//! `cargo bench --bench bench_matcher` (optional: `BENCH_NAMES=2000000`).
 //! The target: the cost per name stays within 20 % from 1,000 to 1,000,000
 //! entries (hash lookups per label, never a scan).
 

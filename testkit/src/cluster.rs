@@ -148,7 +148,7 @@ impl TestCluster {
     pub fn prepare(&self, watch: &[&str]) {
         let mut client = postgres::Client::connect(&self.dsn(), postgres::NoTls).unwrap();
         client
-            .batch_execute(include_str!("../../../schema.sql"))
+            .batch_execute(include_str!("../../schema.sql"))
             .unwrap();
         for fqdn in watch {
             client

@@ -1,9 +1,9 @@
 //! What each fuzz target does with one input, and the invariants it asserts.
 //!
-//! Shared by the libFuzzer targets in `fuzz_targets/` and by the ordinary test
-//! `tests/it/fuzz_regressions.rs`, which includes this file as a module and runs
-//! it on every committed seed and regression input, so CI replays exactly what
-//! the fuzzer ran. Uses only certwatch's public API. A panic is a finding.
+//! Shared by the libFuzzer targets in `fuzz/fuzz_targets/` and by the ordinary test
+//! `tests/it/fuzz_regressions.rs`, which runs it on every committed seed and
+//! regression input, so CI replays exactly what the fuzzer ran. Uses only
+//! certwatch's public API. A panic is a finding.
 
 use certwatch::alert::issuance_key;
 use certwatch::certstream::{self, Peek};

@@ -8,7 +8,8 @@
 //! 1. a throwaway database `certwatch_soak_<pid>` with a watch list of 1,000
 //!    entries (`w0.example.com` ...) and the inventory rows that make every other
 //!    matching certificate `info` (the rest become `suspicious`);
-//! 2. a paced WebSocket feed of ~9 KB messages (`tests/load`), one in 1,000
+//! 2. a paced WebSocket feed of ~9 KB messages (the test kit's `FeedGen` and
+//!    `PacedFeed`), one in 1,000
 //!    naming a host under a watched entry with a fresh serial, so alerts flow;
 //!    a webhook receiver that answers 200;
 //! 3. certwatch with `WATCH_REFRESH_INTERVAL_S=1` and `SUSPICIOUS_GRACE_S=1`,
@@ -36,9 +37,6 @@
 //! `SOAK_REFRESH_S` (certwatch `WATCH_REFRESH_INTERVAL_S`, default 1) and
 //! `SOAK_CHURN=0` (no watch-list changes), `SOAK_MATCH_EVERY=0` (no alerts).
 
-#[path = "load/mod.rs"]
-mod load;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -48,7 +46,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use load::{FeedGen, FeedGenConfig, PacedFeed, ThrowawayDb, WebhookSink};
+use certwatch_testkit::db::pg_err;
+use certwatch_testkit::probe::{metric_value, scrape};
+use certwatch_testkit::service::wait_service;
+use certwatch_testkit::{
+    FeedGen, FeedGenConfig, PacedFeed, TestDb, WebhookSink, feedgen, proc, wait_until,
+};
 
 const WATCH_ENTRIES: u64 = 1000;
 /// Entries `w0..w<STABLE>` never change; matches are made under them. The rest
@@ -160,21 +163,14 @@ struct CpuSnapshot {
 /// The verdict line, or why the soak could not run.
 fn run() -> Result<String, String> {
     let s = Settings::from_env()?;
-    let rss_at_launch = load::rss_kib();
+    let rss_at_launch = proc::rss_kib();
 
     // 1. Database: watch list and the inventory of the `info` matches.
-    let db = ThrowawayDb::create("soak")?;
-    let mut client = db.connect()?;
-    client
-        .execute(
-            "INSERT INTO public.intent_current (fqdn)
-             SELECT 'w' || g || '.example.com' FROM generate_series(0, $1::bigint - 1) g",
-            &[&(WATCH_ENTRIES as i64)],
-        )
-        .map_err(|e| format!("seeding the watch list: {}", load::pg_err(&e)))?;
+    let db = TestDb::create("soak")?;
+    feedgen::watch_generated(&db, WATCH_ENTRIES)?;
 
     // 2. The generator (its pool counted before and after) and the feed.
-    let rss_before_pool = load::rss_kib();
+    let rss_before_pool = proc::rss_kib();
     let generated = Instant::now();
     let generator = FeedGen::new(FeedGenConfig {
         pool_size: s.pool,
@@ -184,13 +180,13 @@ fn run() -> Result<String, String> {
             .collect(),
         ..FeedGenConfig::default()
     });
-    let rss_after_pool = load::rss_kib();
+    let rss_after_pool = proc::rss_kib();
     let expected_matches = (s.rate * (s.seconds + 60))
         .checked_div(s.match_every)
         .map_or(0, |n| n + 100);
     // Freed at once: the inventory certificates are not part of the soak's memory.
     let known = generator.known_certs(expected_matches);
-    seed_inventory(&mut client, &known)?;
+    feedgen::inventory(&db, &known, "soak")?;
     let known_rows = known.len();
     drop(known);
     println!(
@@ -242,45 +238,19 @@ fn run() -> Result<String, String> {
 
     let result = soak(&s, &db, &feed, &webhook, addr, pool_kib, rss_at_launch);
     trigger.trigger();
-    let stopped = load::wait_service(service, Duration::from_secs(40));
+    let stopped = wait_service(service, Duration::from_secs(40));
     drop(feed);
     drop(webhook);
-    drop(client);
     drop(db);
     let verdict = result?;
     stopped?;
     Ok(verdict)
 }
 
-/// Inventory rows for the `known` matching certificates (one statement).
-fn seed_inventory(client: &mut postgres::Client, known: &[load::MatchCert]) -> Result<(), String> {
-    let fps: Vec<String> = known.iter().map(|c| c.fingerprint_sha1.clone()).collect();
-    let serials: Vec<String> = known
-        .iter()
-        .map(|c| c.serial.to_ascii_lowercase())
-        .collect();
-    let sans: Vec<String> = known
-        .iter()
-        .map(|c| serde_json::Value::from(c.names.clone()).to_string())
-        .collect();
-    let nbs: Vec<i64> = known.iter().map(|c| c.not_before).collect();
-    let nas: Vec<i64> = known.iter().map(|c| c.not_after).collect();
-    client
-        .execute(
-            "INSERT INTO public.certs (fingerprint_sha1, serial, sans, not_before, not_after, source, added_at)
-             SELECT fp, serial, sans::jsonb, nb, na, 'soak', extract(epoch FROM now())::bigint
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
-                    AS t(fp, serial, sans, nb, na)",
-            &[&fps, &serials, &sans, &nbs, &nas],
-        )
-        .map_err(|e| format!("seeding the inventory: {}", load::pg_err(&e)))?;
-    Ok(())
-}
-
 /// The soak proper; returns the verdict line.
 fn soak(
     s: &Settings,
-    db: &ThrowawayDb,
+    db: &TestDb,
     feed: &PacedFeed,
     webhook: &WebhookSink,
     addr: SocketAddr,
@@ -288,11 +258,11 @@ fn soak(
     rss_at_launch: u64,
 ) -> Result<String, String> {
     // Connected, and the whole watch list loaded.
-    let ready = load::wait_until(Duration::from_secs(20), || {
+    let ready = wait_until(Duration::from_secs(20), || {
         feed.connections() >= 1
-            && load::scrape(addr)
+            && scrape(addr)
                 .ok()
-                .and_then(|m| load::metric(&m, "certwatch_watch_entries"))
+                .and_then(|m| metric_value(&m, "certwatch_watch_entries"))
                 == Some(WATCH_ENTRIES as f64)
     });
     if !ready {
@@ -300,8 +270,8 @@ fn soak(
     }
 
     let churn = s.churn.then(|| Churn::start(db)).transpose()?;
-    let mut pg = db.connect()?;
-    let rss_idle = load::rss_kib();
+    let mut pg = db.try_client()?;
+    let rss_idle = proc::rss_kib();
     println!(
         "RSS at launch {rss_at_launch} KiB, with the service idle {rss_idle} KiB; \
          soaking at {} msg/s for {} s (warm-up {} s)",
@@ -337,7 +307,7 @@ fn soak(
         }
         let due = start + Duration::from_secs(t);
         thread::sleep(due.saturating_duration_since(Instant::now()));
-        let rss = load::rss_kib();
+        let rss = proc::rss_kib();
         samples.push(Sample {
             t: start.elapsed().as_secs_f64(),
             rss,
@@ -347,8 +317,8 @@ fn soak(
             warm_cpu = Some(cpu_snapshot(&mut pg, db.name()));
         }
         if t.is_multiple_of(s.report) || t + sample_s > s.seconds {
-            let m = load::scrape(addr).unwrap_or_default();
-            let v = |series: &str| load::metric(&m, series).unwrap_or(-1.0);
+            let m = scrape(addr).unwrap_or_default();
+            let v = |series: &str| metric_value(&m, series).unwrap_or(-1.0);
             println!(
                 "{:>5}s {:>9} {:>9} {:>7} {:>7} {:>5} {:>5} {:>8} {:>9} {:>5} {:>5}",
                 t,
@@ -375,25 +345,25 @@ fn soak(
     let sent = feed.sent();
     let matches_sent = feed.matches();
     let processed = |m: &str| {
-        load::metric(
+        metric_value(
             m,
             r#"certwatch_ct_messages_total{type="certificate_update"}"#,
         )
         .unwrap_or(0.0) as u64
     };
     let alerts_of = |m: &str| {
-        (load::metric(m, r#"certwatch_alerts_total{severity="info"}"#).unwrap_or(0.0)
-            + load::metric(m, r#"certwatch_alerts_total{severity="suspicious"}"#).unwrap_or(0.0))
+        (metric_value(m, r#"certwatch_alerts_total{severity="info"}"#).unwrap_or(0.0)
+            + metric_value(m, r#"certwatch_alerts_total{severity="suspicious"}"#).unwrap_or(0.0))
             as u64
     };
-    load::wait_until(Duration::from_secs(15), || {
-        load::scrape(addr).is_ok_and(|m| processed(&m) >= sent)
+    wait_until(Duration::from_secs(15), || {
+        scrape(addr).is_ok_and(|m| processed(&m) >= sent)
     });
-    load::wait_until(Duration::from_secs(15), || {
-        load::scrape(addr)
+    wait_until(Duration::from_secs(15), || {
+        scrape(addr)
             .is_ok_and(|m| alerts_of(&m) >= matches_sent && webhook.received() >= alerts_of(&m))
     });
-    let m = load::scrape(addr)?;
+    let m = scrape(addr)?;
     let churn_stats = churn.map_or((0, 0), Churn::stop);
     let refreshes = pg
         .query_one(
@@ -404,7 +374,7 @@ fn soak(
         .map(|r| r.get::<_, i64>(0))
         .unwrap_or(-1);
 
-    let v = |series: &str| load::metric(&m, series).unwrap_or(-1.0);
+    let v = |series: &str| metric_value(&m, series).unwrap_or(-1.0);
     let processed = processed(&m);
     let dropped = v("certwatch_ct_messages_dropped_total") as i64;
     let parse_errors = v("certwatch_ct_parse_errors_total") as i64;
@@ -458,7 +428,7 @@ fn soak(
          peak (VmHWM) {} KiB; growth {growth:+.2} %; slope {slope:+.1} KiB/min over {} samples \
          (fitted growth {fitted_growth:+.2} %)",
         s.warmup,
-        load::peak_rss_kib(),
+        proc::peak_rss_kib(),
         after.len()
     );
     println!(
@@ -564,22 +534,16 @@ fn cpu_snapshot(pg: &mut postgres::Client, dbname: &str) -> CpuSnapshot {
     ) {
         for row in rows {
             let pid: i32 = row.get(0);
-            if let Some(ticks) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = &s[s.rfind(')')? + 2..];
-                    let f: Vec<&str> = rest.split_whitespace().collect();
-                    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-                })
-            {
+            let ticks = proc::process_cpu_ticks_of(&pid.to_string());
+            if ticks > 0 {
                 postgres.insert(pid as u32, ticks);
             }
         }
     }
     CpuSnapshot {
         at: Instant::now(),
-        process: load::process_cpu_ticks(),
-        threads: load::thread_cpu_ticks(),
+        process: proc::process_cpu_ticks(),
+        threads: proc::thread_cpu_ticks(),
         postgres,
     }
 }
@@ -588,7 +552,7 @@ fn cpu_snapshot(pg: &mut postgres::Client, dbname: &str) -> CpuSnapshot {
 /// name (`worker-N` together), and the soak database's Postgres backends.
 fn print_cpu(a: &CpuSnapshot, b: &CpuSnapshot) {
     let secs = b.at.duration_since(a.at).as_secs_f64().max(0.001);
-    let pct = |ticks: u64| ticks as f64 / load::USER_HZ as f64 / secs * 100.0;
+    let pct = |ticks: u64| ticks as f64 / proc::USER_HZ as f64 / secs * 100.0;
     let mut groups: HashMap<String, u64> = HashMap::new();
     for (tid, (name, ticks)) in &b.threads {
         let before = a.threads.get(tid).map_or(0, |(_, t)| *t);
@@ -631,8 +595,8 @@ struct Churn {
 }
 
 impl Churn {
-    fn start(db: &ThrowawayDb) -> Result<Churn, String> {
-        let mut client = db.connect()?;
+    fn start(db: &TestDb) -> Result<Churn, String> {
+        let mut client = db.try_client()?;
         let stop = Arc::new(AtomicBool::new(false));
         let changes = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(AtomicU64::new(0));
@@ -666,7 +630,7 @@ impl Churn {
                             }
                             Err(e) => {
                                 failures.fetch_add(1, Ordering::Relaxed);
-                                log::warn!("watch-list churn failed: {}", load::pg_err(&e));
+                                log::warn!("watch-list churn failed: {}", pg_err(&e));
                             }
                         }
                     }

@@ -1,4 +1,4 @@
-//! Throughput benchmark: `cargo run --release --example bench_feed`.
+//! Throughput benchmark: `cargo bench --bench bench_feed`.
 //!
 //! Builds the release binary, creates a throwaway database with a watch list of
 //! `BENCH_ENTRIES` entries (default 100,000), generates a realistic full-stream
@@ -22,10 +22,8 @@
 //!
 //! Each target of the performance issue is printed with PASS or FAIL.
 
-#[path = "load/mod.rs"]
-mod load;
-
-use load::{FeedGen, FeedGenConfig, PacedFeed, ThrowawayDb, WebhookSink};
+use certwatch_testkit::probe::{metric_value, scrape};
+use certwatch_testkit::{FeedGen, FeedGenConfig, PacedFeed, TestDb, WebhookSink, feedgen, proc};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -42,7 +40,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 /// Builds (if needed) and locates the stripped release binary. It has a target
 /// directory of its own: built alone, the binary's dependencies have other
-/// features than when built with this example, and sharing `target/` would
+/// features than when built with this bench, and sharing `target/` would
 /// rebuild them on every run.
 fn release_binary() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -133,8 +131,8 @@ impl Service {
     }
 
     fn metric(&self, series: &str) -> f64 {
-        let text = load::scrape(self.addr).unwrap_or_default();
-        load::metric(&text, series).unwrap_or(0.0)
+        let text = scrape(self.addr).unwrap_or_default();
+        metric_value(&text, series).unwrap_or(0.0)
     }
 
     fn processed(&self) -> f64 {
@@ -156,23 +154,23 @@ impl Service {
 
     /// A `kB` field of the process's `/proc/<pid>/status`, e.g. `VmRSS`.
     fn proc_status_kib(&self, field: &str) -> u64 {
-        load::proc_status_kib_of(&self.pid(), field)
+        proc::proc_status_kib_of(&self.pid(), field)
     }
 
     /// utime + stime of each thread of the process by thread name (worker-N
     /// summed as `worker`), in seconds.
     fn thread_cpu_seconds(&self) -> std::collections::BTreeMap<String, f64> {
         let mut by_name = std::collections::BTreeMap::new();
-        for (name, ticks) in load::thread_cpu_ticks_of(&self.pid()).into_values() {
+        for (name, ticks) in proc::thread_cpu_ticks_of(&self.pid()).into_values() {
             let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
-            *by_name.entry(name.to_string()).or_insert(0.0) += ticks as f64 / load::USER_HZ as f64;
+            *by_name.entry(name.to_string()).or_insert(0.0) += ticks as f64 / proc::USER_HZ as f64;
         }
         by_name
     }
 
     /// utime + stime of the process, in seconds.
     fn cpu_seconds(&self) -> f64 {
-        load::process_cpu_ticks_of(&self.pid()) as f64 / load::USER_HZ as f64
+        proc::process_cpu_ticks_of(&self.pid()) as f64 / proc::USER_HZ as f64
     }
 
     fn stop(mut self) {
@@ -190,31 +188,6 @@ impl Service {
     }
 }
 
-fn watch_list(db: &ThrowawayDb, entries: u64) {
-    db.connect()
-        .unwrap()
-        .execute(
-            "INSERT INTO public.intent_current (fqdn)
-             SELECT 'w' || g || '.example.com' FROM generate_series(0, $1::bigint - 1) g",
-            &[&(entries as i64)],
-        )
-        .expect("watch list");
-}
-
-fn inventory(db: &ThrowawayDb, feed_gen: &FeedGen, matches: u64) {
-    let mut client = db.connect().unwrap();
-    for cert in feed_gen.known_certs(matches) {
-        let sans = serde_json::to_string(&cert.names).unwrap();
-        client
-            .execute(
-                "INSERT INTO public.certs (fingerprint_sha1, serial, sans, not_before, not_after, source, added_at)
-                 VALUES ($1, $2, $3::text::jsonb, $4, $5, 'bench', 0) ON CONFLICT DO NOTHING",
-                &[&cert.fingerprint_sha1, &cert.serial, &sans, &cert.not_before, &cert.not_after],
-            )
-            .unwrap();
-    }
-}
-
 fn generator(entries: u64) -> FeedGen {
     FeedGen::new(FeedGenConfig {
         watched: (0..entries).map(|k| format!("w{k}.example.com")).collect(),
@@ -224,12 +197,12 @@ fn generator(entries: u64) -> FeedGen {
 
 /// CPU seconds of the bench's threads named `name` so far.
 fn own_threads_cpu(name: &str) -> f64 {
-    load::thread_cpu_ticks()
+    proc::thread_cpu_ticks()
         .values()
         .filter(|(thread, _)| thread == name)
         .map(|(_, ticks)| *ticks)
         .sum::<u64>() as f64
-        / load::USER_HZ as f64
+        / proc::USER_HZ as f64
 }
 
 /// The ceiling: one thread (`reference`) that reads frames from a feed of its
@@ -398,15 +371,15 @@ fn main() {
     );
 
     // 1. certwatch flat out against the ceiling, then paced.
-    let db = ThrowawayDb::create("bench").expect("database");
-    watch_list(&db, entries);
+    let db = TestDb::create("bench").expect("database");
+    feedgen::watch_generated(&db, entries).expect("watch list");
     let feed_gen = generator(entries);
     println!(
         "feed: {} frames pooled, {} bytes per message on average",
         feed_gen.pool_len(),
         feed_gen.mean_frame_bytes()
     );
-    inventory(&db, &feed_gen, 100_000);
+    feedgen::inventory(&db, &feed_gen.known_certs(100_000), "bench").expect("inventory");
     let feed = PacedFeed::start(feed_gen, 0).expect("feed");
     let sink = WebhookSink::start().expect("webhook sink");
     // Flat out with the default refresh interval (a production setting); the
@@ -550,8 +523,8 @@ fn main() {
     drop(db);
 
     // 4. Idle with 10,000 entries.
-    let small = ThrowawayDb::create("bench_idle").expect("database");
-    watch_list(&small, 10_000);
+    let small = TestDb::create("bench_idle").expect("database");
+    feedgen::watch_generated(&small, 10_000).expect("watch list");
     let idle_feed = PacedFeed::start(generator(10_000), 0).expect("feed");
     let (idle, _) = Service::start(&bin, small.dsn(), &idle_feed.url(), &sink.url(), None);
     std::thread::sleep(Duration::from_secs(5));
@@ -601,5 +574,5 @@ fn main() {
         verdict(ready <= Duration::from_millis(100)),
         ready.as_secs_f64() * 1000.0
     );
-    println!("  (matcher cost per name by list size: cargo run --release --example bench_matcher)");
+    println!("  (matcher cost per name by list size: cargo bench --bench bench_matcher)");
 }

@@ -309,7 +309,7 @@ fn u24_vec(data: &[u8]) -> Vec<u8> {
 /// The certificates of `tests/fixtures/certstream_go_full.jsonl` (full stream,
 /// RFC 6962 lines only) as log entries, with the feed line each came from.
 pub fn fixture_entries() -> Vec<(FakeEntry, String)> {
-    let text = include_str!("../../fixtures/certstream_go_full.jsonl");
+    let text = include_str!("../../tests/fixtures/certstream_go_full.jsonl");
     let mut out = Vec::new();
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("fixture json");
