@@ -8,7 +8,6 @@
 
 use crate::classify::{Classifier, Next, Unrecorded};
 use crate::metrics::{Metrics, Queue};
-use crate::store::StoreError;
 use crate::threads::DelayQueue;
 use crossbeam_channel::{Receiver, select};
 use std::collections::VecDeque;
@@ -60,7 +59,9 @@ impl HeldAlerts {
 
     /// Writes held alerts while the database takes them; returns how many
     /// remain. An alert the database rejects (rather than one it cannot take for
-    /// now) is logged and dropped, so it never blocks the alerts behind it.
+    /// now: a data exception or integrity violation, `StoreError::rejects_the_row`)
+    /// is logged and dropped, so it never blocks the alerts behind it; any other
+    /// error (database down, privileges revoked) keeps every alert for later.
     pub fn flush(&self, cls: &Classifier) -> usize {
         loop {
             let Some(item) = self.lock().pop_front() else {
@@ -69,7 +70,7 @@ impl HeldAlerts {
             match cls.write_held(&item) {
                 Ok(true) => log::info!("held alert {} written to public.alerts", item.delivery_id),
                 Ok(false) => log::info!("held alert {} was already recorded", item.delivery_id),
-                Err(StoreError::Db(e)) if e.as_db_error().is_some() => {
+                Err(e) if e.rejects_the_row() => {
                     cls.metrics.alerts_unrecorded_overflow.inc();
                     log::error!(
                         "ALERT NOT RECORDED: the database refused held alert {} for {:?} ({e}); \

@@ -145,6 +145,21 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// Whether the server refused this row itself (SQLSTATE class 22, data
+    /// exception: an invalid byte sequence, a value out of range; or class 23,
+    /// integrity violation), so that writing it again can never work; not a
+    /// database that is down, busy or refusing the role, which a retry outlives.
+    pub fn rejects_the_row(&self) -> bool {
+        match self {
+            StoreError::Db(e) => e
+                .as_db_error()
+                .is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23")),
+            _ => false,
+        }
+    }
+}
+
 /// Why a connection to the database failed, in the words an operator acts on.
 /// Built from the server's error or the socket's; never holds the DSN or password.
 #[derive(Clone, Debug, PartialEq, Eq)]

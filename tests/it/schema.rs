@@ -108,3 +108,26 @@ fn connection_failures_are_named_by_their_cause() {
         "{refused}"
     );
 }
+
+/// A row the server refuses for its data is told apart from a database that is
+/// down or refusing the role: only the first is dropped from the held alerts
+/// (so it never blocks the rest), the second keeps them all for later.
+#[test]
+fn a_row_the_server_refuses_is_told_apart_from_an_unavailable_database() {
+    use certwatch::store::StoreError;
+    let db = crate::support::TestDb::new();
+    let mut client = db.client();
+    let mut refused = |sql: &str, text: &str| match client.query(sql, &[&text]) {
+        Ok(_) => panic!("{sql} succeeded"),
+        Err(e) => StoreError::Db(e).rejects_the_row(),
+    };
+    assert!(refused("SELECT $1::text", "a\0b"), "NUL: data exception");
+    assert!(
+        refused("SELECT to_timestamp($1::text::float8)", "1e15"),
+        "out of range: data exception"
+    );
+    assert!(
+        !refused("SELECT count(*) FROM no_such_table WHERE $1 = ''", ""),
+        "not the row's fault"
+    );
+}
