@@ -15,6 +15,7 @@
 use crate::alert::{Event, Severity};
 use crate::config::MAX_WEBHOOK_TARGETS;
 use crate::metrics::{DbOp, Metrics, Queue, WebhookResult};
+use crate::outbound;
 use crate::payload::Signer;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -28,8 +29,6 @@ use std::time::{Duration, Instant};
 
 /// Attempts per target before an event is left to the redelivery sweep.
 pub const ATTEMPTS: u32 = 3;
-/// The longest `Retry-After` honoured.
-pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 /// How long delivery may go on once shutdown has begun, on every target thread
 /// together; what is left stays undelivered in `public.alerts`.
 pub const DRAIN_BUDGET: Duration = Duration::from_secs(10);
@@ -366,26 +365,6 @@ pub fn targets(d: Deliverer) -> (Fanout, Vec<TargetThread>) {
     (fanout, threads)
 }
 
-/// The agent every POST goes through: no redirects (a 3xx is a failure), a
-/// whole-request timeout, status codes as values. With the SSRF guard on, no
-/// proxy from the environment is used, since a proxy would resolve the target
-/// out of the guard's sight.
-pub fn agent_config(timeout: Duration, deny_private: bool) -> ureq::config::Config {
-    let builder = ureq::Agent::config_builder();
-    let builder = if deny_private {
-        builder.proxy(None)
-    } else {
-        builder
-    };
-    builder
-        .timeout_global(Some(timeout))
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .http_status_as_error(false)
-        .user_agent(concat!("certwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
 /// A target thread: runs until every producer has dropped its `Fanout`, then
 /// gives each event still waiting for a retry one last attempt, within
 /// `DRAIN_BUDGET` of the shutdown.
@@ -608,8 +587,8 @@ impl TargetThread {
                         .headers()
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after)
-                        .map(|d| d.min(RETRY_AFTER_CAP))
+                        .and_then(outbound::parse_retry_after)
+                        .map(|d| d.min(outbound::RETRY_AFTER_CAP))
                 } else {
                     None
                 };
@@ -697,49 +676,6 @@ fn drain(response: &mut ureq::http::Response<ureq::Body>) {
     let _ = std::io::copy(&mut reader, &mut std::io::sink());
 }
 
-/// `Retry-After` as delay seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = httpdate_to_unix(value)?;
-    Some(Duration::from_secs(
-        u64::try_from(when - unix_now()).unwrap_or(0),
-    ))
-}
-
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to unix seconds.
-fn httpdate_to_unix(value: &str) -> Option<i64> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)? as i64
-        + 1;
-    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, s] = hms.as_slice() else {
-        return None;
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + m * 60 + s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -749,20 +685,6 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_secs(1));
         assert_eq!(backoff(2), Duration::from_secs(4));
         assert_eq!(backoff(3), Duration::from_secs(16));
-    }
-
-    #[test]
-    fn retry_after_in_both_spellings() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(
-            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]

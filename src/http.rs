@@ -242,11 +242,7 @@ fn header(name: &str, value: &str) -> Header {
 
 /// `certwatch healthcheck`: true when `url` answers 200 with `"ok": true`.
 pub fn healthcheck(url: &str) -> Result<(), String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(3)))
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let agent = crate::outbound::plain_agent(crate::outbound::USER_AGENT, Duration::from_secs(3));
     let mut response = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
     let status = response.status().as_u16();
     let body = response

@@ -20,6 +20,7 @@
 //! - `http`: `/healthz`, `/metrics` with tiny_http on a private socket, the healthcheck client (`http-0`, `http-1`)
 //! - `http_guard`: the public API port, bounded in connections, bytes and time (`http-guard`)
 //! - `logging`: the process logger; keeps secrets out of dependencies' records
+//! - `outbound`: the ureq agents (webhooks, CT logs) and Retry-After
 //! - `metrics`, `threads`, `shutdown`: shared plumbing
 
 pub mod alert;
@@ -36,6 +37,7 @@ pub mod http_guard;
 pub mod logging;
 pub mod matcher;
 pub mod metrics;
+pub mod outbound;
 pub mod payload;
 pub mod pipeline;
 pub mod shutdown;

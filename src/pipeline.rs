@@ -16,11 +16,12 @@ use crate::config::Config;
 use crate::deliver::{self, Deliverer, Target};
 use crate::feed::{self, Feed};
 use crate::grace::{self, HeldAlerts, Pending};
-use crate::guard::{self, GuardedResolver};
+use crate::guard;
 use crate::http::{self, Http, Upstream};
 use crate::http_guard::{self, Guard};
 use crate::matcher::WatchList;
 use crate::metrics::Metrics;
+use crate::outbound;
 use crate::payload::{Payload, Signer};
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
@@ -168,12 +169,7 @@ pub fn start_with_lookup(
         }
     }
     let agent = (!config.webhook_urls.is_empty()).then(|| {
-        let agent_config =
-            deliver::agent_config(config.webhook_timeout, config.webhook_deny_private);
-        guard::agent(
-            agent_config,
-            GuardedResolver::new(config.webhook_deny_private, lookup),
-        )
+        outbound::webhook_agent(config.webhook_timeout, config.webhook_deny_private, lookup)
     });
     let listener = http_guard::bind(config.api_host, config.api_port).map_err(Error::Bind)?;
     let http_addr = listener

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// The longest `Retry-After` honoured; a log asking for more is asked again then.
-pub const RETRY_AFTER_CAP: Duration = crate::deliver::RETRY_AFTER_CAP;
+pub const RETRY_AFTER_CAP: Duration = crate::outbound::RETRY_AFTER_CAP;
 
 /// Largest operator contact string put in the User-Agent.
 const MAX_CONTACT_LEN: usize = 200;
@@ -164,7 +164,7 @@ impl LogClient {
                 "log url has a query or fragment",
             ));
         }
-        let mut user_agent = concat!("certwatch/", env!("CARGO_PKG_VERSION")).to_string();
+        let mut user_agent = crate::outbound::USER_AGENT.to_string();
         if let Some(contact) = config
             .contact
             .as_deref()
@@ -180,14 +180,7 @@ impl LogClient {
             }
             user_agent.push_str(&format!(" (+{contact})"));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(config.timeout))
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .http_status_as_error(false)
-            .user_agent(user_agent)
-            .build()
-            .into();
+        let agent = crate::outbound::plain_agent(&user_agent, config.timeout);
         Ok(LogClient {
             agent,
             base: base.to_string(),
@@ -314,7 +307,7 @@ impl LogClient {
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
-                .and_then(crate::deliver::parse_retry_after)
+                .and_then(crate::outbound::parse_retry_after)
                 .unwrap_or(DEFAULT_RETRY_AFTER)
                 .min(RETRY_AFTER_CAP);
             self.blocked_until = Some((Instant::now() + retry_after, status));

@@ -1,0 +1,113 @@
+//! Outbound HTTP: the one place the ureq agents certwatch sends requests with are
+//! configured (webhook deliveries behind the SSRF guard, CT log fetches), and
+//! the `Retry-After` header both honour. Pure construction and parsing; the
+//! agents run on the threads that use them (`deliver-N`, `backfill`).
+//!
+//! Every agent: certwatch's User-Agent, a whole-request timeout, no redirects
+//! followed (a 3xx is an answer like any other), status codes returned as
+//! values rather than errors.
+
+use crate::guard::{self, GuardedResolver};
+use crate::threads::unix_now;
+use std::time::Duration;
+
+/// `certwatch/<version>`, sent with every request.
+pub const USER_AGENT: &str = concat!("certwatch/", env!("CARGO_PKG_VERSION"));
+
+/// The longest `Retry-After` honoured.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
+
+/// The settings every agent shares, with `user_agent` and `timeout`.
+fn base_config(user_agent: &str, timeout: Duration, proxies: bool) -> ureq::config::Config {
+    let builder = ureq::Agent::config_builder();
+    let builder = if proxies {
+        builder
+    } else {
+        builder.proxy(None)
+    };
+    builder
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .http_status_as_error(false)
+        .user_agent(user_agent)
+        .build()
+}
+
+/// The agent webhook deliveries use: names resolved through the SSRF guard
+/// (which, with `deny_private`, only hands out vetted addresses; environment
+/// proxies are then not used, since a proxy resolves targets itself).
+pub fn webhook_agent(timeout: Duration, deny_private: bool, lookup: guard::Lookup) -> ureq::Agent {
+    guard::agent(
+        base_config(USER_AGENT, timeout, !deny_private),
+        GuardedResolver::new(deny_private, lookup),
+    )
+}
+
+/// An agent without the SSRF guard, with `user_agent`: for a CT log (certwatch's
+/// User-Agent plus the operator's contact when set), or the healthcheck client.
+pub fn plain_agent(user_agent: &str, timeout: Duration) -> ureq::Agent {
+    base_config(user_agent, timeout, true).into()
+}
+
+/// `Retry-After` as delay seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate_to_unix(value)?;
+    Some(Duration::from_secs(
+        u64::try_from(when - unix_now()).unwrap_or(0),
+    ))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) to unix seconds.
+fn httpdate_to_unix(value: &str) -> Option<i64> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as i64
+        + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_both_spellings() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(
+            httpdate_to_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
