@@ -289,7 +289,7 @@ fn is_tick(e: &std::io::Error) -> bool {
 /// certificates of `ca_file` (PEM); `None` when no file is given.
 pub fn tls_config(
     ca_file: Option<&std::path::Path>,
-) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+) -> Result<Option<Arc<rustls::ClientConfig>>, CaFileError> {
     use rustls::pki_types::pem::PemObject;
     let Some(path) = ca_file else { return Ok(None) };
     let mut roots = rustls::RootCertStore {
@@ -297,29 +297,55 @@ pub fn tls_config(
     };
     let mut added = 0;
     for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("CERTSTREAM_CA_FILE {}: {e}", path.display()))?
+        .map_err(|e| CaFileError::new(path, e.to_string()))?
     {
-        let cert = cert.map_err(|e| format!("CERTSTREAM_CA_FILE {}: {e}", path.display()))?;
+        let cert = cert.map_err(|e| CaFileError::new(path, e.to_string()))?;
         roots
             .add(cert)
-            .map_err(|e| format!("CERTSTREAM_CA_FILE {}: {e}", path.display()))?;
+            .map_err(|e| CaFileError::new(path, e.to_string()))?;
         added += 1;
     }
     if added == 0 {
-        return Err(format!(
-            "CERTSTREAM_CA_FILE {}: no PEM certificate in it",
-            path.display()
-        ));
+        return Err(CaFileError::new(path, "no PEM certificate in it".into()));
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(|e| CaFileError::new(path, e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth();
     Ok(Some(Arc::new(config)))
 }
+
+/// `CERTSTREAM_CA_FILE` could not be used: the file and what is wrong with it.
+#[derive(Debug)]
+pub struct CaFileError {
+    pub path: std::path::PathBuf,
+    pub problem: String,
+}
+
+impl CaFileError {
+    fn new(path: &std::path::Path, problem: String) -> CaFileError {
+        CaFileError {
+            path: path.to_path_buf(),
+            problem,
+        }
+    }
+}
+
+impl fmt::Display for CaFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CERTSTREAM_CA_FILE {}: {}",
+            self.path.display(),
+            self.problem
+        )
+    }
+}
+
+impl std::error::Error for CaFileError {}
 
 /// Opens the TCP connection with a timeout, then the TLS and WebSocket handshakes.
 fn connect(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Socket, FeedError> {

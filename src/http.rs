@@ -64,10 +64,10 @@ pub struct Upstream {
 impl Upstream {
     /// Creates the private directory and starts the first tiny_http; failure is a
     /// start-up error.
-    pub fn new() -> Result<Upstream, String> {
+    pub fn new() -> Result<Upstream, UpstreamError> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let base = std::env::temp_dir();
-        let mut last_error = String::new();
+        let mut last_dir = base.clone();
         for _ in 0..16 {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let dir = base.join(format!("certwatch-{}-{n}", std::process::id()));
@@ -89,19 +89,22 @@ impl Upstream {
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    last_error = format!("{} exists", dir.display());
+                    last_dir = dir;
                 }
                 Err(e) => {
-                    return Err(format!(
-                        "cannot create the API's private socket directory {} (TMPDIR): {e}",
-                        dir.display()
-                    ));
+                    return Err(UpstreamError {
+                        what: "cannot create the directory",
+                        path: dir,
+                        source: e,
+                    });
                 }
             }
         }
-        Err(format!(
-            "cannot create the API's private socket directory: {last_error}"
-        ))
+        Err(UpstreamError {
+            what: "cannot create the directory",
+            path: last_dir,
+            source: std::io::ErrorKind::AlreadyExists.into(),
+        })
     }
 
     /// The tiny_http server in service.
@@ -120,7 +123,7 @@ impl Upstream {
 
     /// Binds a fresh socket and swaps a fresh tiny_http in. The old one is dropped
     /// (its socket removed) when the last serving thread lets go of it.
-    pub fn restart(&self) -> Result<(), String> {
+    pub fn restart(&self) -> Result<(), UpstreamError> {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let backend = bind_backend(&self.dir, generation)?;
         self.current.store(Arc::new(backend));
@@ -135,14 +138,42 @@ impl Drop for Upstream {
     }
 }
 
-fn bind_backend(dir: &Path, generation: u64) -> Result<Backend, String> {
+fn bind_backend(dir: &Path, generation: u64) -> Result<Backend, UpstreamError> {
     let path = dir.join(format!("http-{generation}.sock"));
-    let listener = UnixListener::bind(&path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    let server = Server::from_listener(listener, None)
-        .map_err(|e| format!("cannot start tiny_http on {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(&path).map_err(|e| UpstreamError {
+        what: "cannot listen on",
+        path: path.clone(),
+        source: e,
+    })?;
+    let server = Server::from_listener(listener, None).map_err(|e| UpstreamError {
+        what: "cannot start tiny_http on",
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     Ok(Backend { path, server })
 }
+
+/// Why the private socket tiny_http listens on could not be set up.
+#[derive(Debug)]
+pub struct UpstreamError {
+    what: &'static str,
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} (the API's private socket, under TMPDIR): {}",
+            self.what,
+            self.path.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for UpstreamError {}
 
 /// The `/healthz` document. The first three keys are fixed by the spec.
 #[derive(Serialize)]
@@ -240,17 +271,18 @@ fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
-/// `certwatch healthcheck`: true when `url` answers 200 with `"ok": true`.
-pub fn healthcheck(url: &str) -> Result<(), String> {
+/// `certwatch healthcheck`: `Ok` when `url` answers 200 with `"ok": true`.
+pub fn healthcheck(url: &str) -> Result<(), HealthcheckError> {
     let agent = crate::outbound::plain_agent(crate::outbound::USER_AGENT, Duration::from_secs(3));
-    let mut response = agent.get(url).call().map_err(|e| format!("{url}: {e}"))?;
+    let unreachable = |e: ureq::Error| HealthcheckError::Unreachable(e.to_string());
+    let mut response = agent.get(url).call().map_err(unreachable)?;
     let status = response.status().as_u16();
     let body = response
         .body_mut()
         .with_config()
         .limit(64 * 1024)
         .read_to_string()
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(unreachable)?;
     let ok = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("ok").and_then(serde_json::Value::as_bool))
@@ -258,9 +290,32 @@ pub fn healthcheck(url: &str) -> Result<(), String> {
     if status == 200 && ok {
         Ok(())
     } else {
-        Err(format!("{url}: HTTP {status} {}", body.trim()))
+        Err(HealthcheckError::NotOk {
+            status,
+            body: body.trim().chars().take(512).collect(),
+        })
     }
 }
+
+/// Why `certwatch healthcheck` failed.
+#[derive(Debug)]
+pub enum HealthcheckError {
+    /// No answer (nothing listens, a timeout, a broken response).
+    Unreachable(String),
+    /// An answer other than 200 with `"ok": true`.
+    NotOk { status: u16, body: String },
+}
+
+impl std::fmt::Display for HealthcheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HealthcheckError::Unreachable(e) => write!(f, "no answer: {e}"),
+            HealthcheckError::NotOk { status, body } => write!(f, "HTTP {status} {body}"),
+        }
+    }
+}
+
+impl std::error::Error for HealthcheckError {}
 
 #[cfg(test)]
 mod tests {

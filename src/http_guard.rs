@@ -74,13 +74,32 @@ pub struct Guard {
     pub max_connections: usize,
 }
 
+/// The API port could not be bound.
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot listen on {} (API_HOST:API_PORT): {}",
+            self.addr, self.source
+        )
+    }
+}
+
+impl std::error::Error for BindError {}
+
 /// Binds the public port (non-blocking, with a `BACKLOG` of connections not yet
 /// accepted); failure is a start-up error.
-pub fn bind(host: IpAddr, port: u16) -> Result<TcpListener, String> {
+pub fn bind(host: IpAddr, port: u16) -> Result<TcpListener, BindError> {
     let addr = SocketAddr::new(host, port);
     let listener = TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|e| format!("cannot listen on {addr} (API_HOST:API_PORT): {e}"))?;
+        .map_err(|source| BindError { addr, source })?;
     // std listens with a backlog of 128; listening again only changes it (Linux
     // caps it at net.core.somaxconn). A failure leaves 128, which works.
     // SAFETY: listen on a descriptor this listener owns.

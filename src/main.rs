@@ -136,7 +136,7 @@ fn healthcheck() -> ExitCode {
     match certwatch::http::healthcheck(&url) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("certwatch healthcheck: {e}");
+            eprintln!("certwatch healthcheck: {url}: {e}");
             ExitCode::from(1)
         }
     }

@@ -53,18 +53,21 @@ const DB_RETRY_MAX: Duration = Duration::from_secs(30);
 /// Why the service could not start.
 #[derive(Debug)]
 pub enum Error {
-    /// The HTTP port could not be bound.
-    Bind(String),
-    /// The database schema is missing and could not be applied.
-    Schema(StoreError),
+    /// The API port could not be bound.
+    Bind(http_guard::BindError),
+    /// The private socket tiny_http serves on could not be set up.
+    Upstream(crate::http::UpstreamError),
+    /// A thread could not be started (the task limit, most likely).
+    Spawn(std::io::Error),
+    /// The database could not be prepared: the schema is missing and could not
+    /// be applied, or the DSN does not parse.
+    Database(StoreError),
     /// The feed's TLS settings could not be built (`CERTSTREAM_CA_FILE`).
-    Tls(String),
-    /// A webhook target is refused by `WEBHOOK_DENY_PRIVATE` (or its URL is
-    /// unusable): the configuration can never work.
-    Guard(String),
-    /// A webhook target's host could not be resolved for the `WEBHOOK_DENY_PRIVATE`
-    /// check: a later start may succeed.
-    Unresolved(String),
+    Tls(feed::CaFileError),
+    /// A webhook target failed the `WEBHOOK_DENY_PRIVATE` check: refused or
+    /// unusable (the configuration can never work), or its host not resolved (a
+    /// later start may succeed).
+    Target(guard::TargetError),
 }
 
 impl Error {
@@ -72,8 +75,8 @@ impl Error {
     /// restart will not help), 1 for a runtime failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Guard(_) => 2,
-            Error::Bind(_) | Error::Schema(_) | Error::Tls(_) | Error::Unresolved(_) => 1,
+            Error::Target(e) if !e.transient => 2,
+            _ => 1,
         }
     }
 }
@@ -81,9 +84,12 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Bind(e) => f.write_str(e),
-            Error::Schema(e) => write!(f, "{e}"),
-            Error::Tls(e) | Error::Guard(e) | Error::Unresolved(e) => f.write_str(e),
+            Error::Bind(e) => write!(f, "{e}"),
+            Error::Upstream(e) => write!(f, "{e}"),
+            Error::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+            Error::Database(e) => write!(f, "{e}"),
+            Error::Tls(e) => write!(f, "{e}"),
+            Error::Target(e) => write!(f, "{e}"),
         }
     }
 }
@@ -159,23 +165,20 @@ pub fn start_with_lookup(
     let tls = feed::tls_config(config.certstream_ca_file.as_deref()).map_err(Error::Tls)?;
     if config.webhook_deny_private {
         for url in &config.webhook_urls {
-            guard::check_target(url.expose(), &lookup).map_err(|e| {
-                if e.transient {
-                    Error::Unresolved(e.message)
-                } else {
-                    Error::Guard(e.message)
-                }
-            })?;
+            guard::check_target(url.expose(), &lookup).map_err(Error::Target)?;
         }
     }
     let agent = (!config.webhook_urls.is_empty()).then(|| {
         outbound::webhook_agent(config.webhook_timeout, config.webhook_deny_private, lookup)
     });
     let listener = http_guard::bind(config.api_host, config.api_port).map_err(Error::Bind)?;
-    let http_addr = listener
-        .local_addr()
-        .map_err(|e| Error::Bind(format!("listener has no address: {e}")))?;
-    let upstream = Arc::new(Upstream::new().map_err(Error::Bind)?);
+    let http_addr = listener.local_addr().map_err(|source| {
+        Error::Bind(http_guard::BindError {
+            addr: std::net::SocketAddr::new(config.api_host, config.api_port),
+            source,
+        })
+    })?;
+    let upstream = Arc::new(Upstream::new().map_err(Error::Upstream)?);
     log::info!(
         "certwatch {} listening on http://{http_addr}",
         env!("CARGO_PKG_VERSION")
@@ -183,7 +186,7 @@ pub fn start_with_lookup(
     let main = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || pipeline(config, shutdown, (listener, upstream), tls, agent))
-        .map_err(|e| Error::Bind(format!("cannot spawn the pipeline thread: {e}")))?;
+        .map_err(Error::Spawn)?;
     Ok(Service { http_addr, main })
 }
 
@@ -198,7 +201,6 @@ fn pipeline(
     let health = Arc::new(Health::default());
     // Frames are bounded by the budget; a batch holds at least one, so the
     // channel never fills before the budget does.
-    let (frames_tx, frames_rx) = crossbeam_channel::bounded::<Batch>(FRAME_QUEUE);
     let budget = Arc::new(QueueBudget::new(FRAME_QUEUE, FRAME_QUEUE_BYTES));
     let http_stage = {
         let http = Arc::new(Http {
@@ -219,7 +221,78 @@ fn pipeline(
         };
         HttpStage::start(http, guard, &health)
     };
+    warn_about_settings(&config);
 
+    let pool_size = u32::try_from(config.workers + 4).unwrap_or(64);
+    let store = match Store::new(config.postgres_dsn.expose(), pool_size) {
+        Ok(store) => store,
+        Err(e) => {
+            http_stage.stop(Instant::now());
+            return Err(Error::Database(e));
+        }
+    };
+    let watch = Arc::new(ArcSwap::from_pointee(WatchList::default()));
+    let inventory = Arc::new(ArcSwapOption::empty());
+    let mut refresher = WatchRefresher::new(
+        store.clone(),
+        watch.clone(),
+        metrics.clone(),
+        health.clone(),
+        inventory.clone(),
+    );
+    match wait_for_the_database(&store, &mut refresher, &metrics, &health, &shutdown) {
+        Ok(true) => {}
+        Ok(false) => {
+            http_stage.stop(Instant::now());
+            return Ok(());
+        }
+        Err(e) => {
+            http_stage.stop(Instant::now());
+            return Err(Error::Database(e));
+        }
+    }
+    let stages = spawn_stages(Parts {
+        config,
+        shutdown: shutdown.clone(),
+        metrics,
+        health: health.clone(),
+        store,
+        watch,
+        inventory,
+        refresher,
+        tls,
+        agent,
+        budget,
+    });
+    drain(stages, &shutdown, &health);
+    http_stage.stop(Instant::now());
+    log::info!("certwatch stopped");
+    Ok(())
+}
+
+/// What the stages are built from once the database is ready.
+struct Parts {
+    config: Config,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    store: Store,
+    watch: Arc<ArcSwap<WatchList>>,
+    inventory: Arc<ArcSwapOption<crate::alert::InventorySnapshot>>,
+    refresher: WatchRefresher,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    agent: Option<ureq::Agent>,
+    budget: Arc<QueueBudget>,
+}
+
+/// The pipeline's threads once started, and the channel each reports its end on.
+struct Stages {
+    threads: Vec<JoinHandle<()>>,
+    done: crossbeam_channel::Receiver<String>,
+}
+
+/// Settings that work but deserve a word at start-up.
+fn warn_about_settings(config: &Config) {
     if config.certstream_url.contains("/domains-only") {
         log::warn!(
             "CERTSTREAM_URL points at a domains-only stream: its messages carry no fingerprint or serial, \
@@ -240,18 +313,18 @@ fn pipeline(
             );
         }
     }
+}
 
-    let pool_size = u32::try_from(config.workers + 4).unwrap_or(64);
-    let store = Store::new(config.postgres_dsn.expose(), pool_size).map_err(Error::Schema)?;
-    let watch = Arc::new(ArcSwap::from_pointee(WatchList::default()));
-    let inventory = Arc::new(ArcSwapOption::empty());
-    let mut refresher = WatchRefresher::new(
-        store.clone(),
-        watch.clone(),
-        metrics.clone(),
-        health.clone(),
-        inventory.clone(),
-    );
+/// Retries (1 s doubling to 30 s) until the database answers, has the schema and
+/// gave the watch list: `Ok(true)`; `Ok(false)` when shutdown came first; `Err`
+/// when the schema cannot be applied (a retry would not help).
+fn wait_for_the_database(
+    store: &Store,
+    refresher: &mut WatchRefresher,
+    metrics: &Metrics,
+    health: &Health,
+    shutdown: &Shutdown,
+) -> Result<bool, StoreError> {
     let mut delay = Duration::from_secs(1);
     let mut last_error = String::new();
     loop {
@@ -263,12 +336,9 @@ fn pipeline(
             Ok(entries) => {
                 health.db_reachable.store(true, Ordering::SeqCst);
                 log::info!("database ready; watching {entries} entries");
-                break;
+                return Ok(true);
             }
-            Err(StoreError::Schema(e)) => {
-                http_stage.stop(Instant::now());
-                return Err(Error::Schema(StoreError::Schema(e)));
-            }
+            Err(e @ (StoreError::Schema(_) | StoreError::InvalidDsn)) => return Err(e),
             Err(e) => {
                 metrics.db_error(crate::metrics::DbOp::Connect);
                 health.db_reachable.store(false, Ordering::SeqCst);
@@ -282,14 +352,31 @@ fn pipeline(
                 }
                 last_error = message;
                 if shutdown.sleep(delay) {
-                    http_stage.stop(Instant::now());
-                    return Ok(());
+                    return Ok(false);
                 }
                 delay = (delay * 2).min(DB_RETRY_MAX);
             }
         }
     }
+}
 
+/// Spawns every stage, upstream last: delivery targets, grace, workers, timer,
+/// then the feed. Sightings left pending by the last process go to grace first.
+fn spawn_stages(p: Parts) -> Stages {
+    let Parts {
+        config,
+        shutdown,
+        metrics,
+        health,
+        store,
+        watch,
+        inventory,
+        refresher,
+        tls,
+        agent,
+        budget,
+    } = p;
+    let (frames_tx, frames_rx) = crossbeam_channel::bounded::<Batch>(FRAME_QUEUE);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
     let mut stages: Vec<JoinHandle<()>> = Vec::new();
     let (pending_tx, pending_rx) = crossbeam_channel::bounded::<Pending>(PENDING_QUEUE);
@@ -397,7 +484,19 @@ fn pipeline(
         feed::run_feed(feed, frames_tx)
     }));
     drop(done_tx);
+    Stages {
+        threads: stages,
+        done: done_rx,
+    }
+}
 
+/// Waits for shutdown, then for the stages to finish their work, at most
+/// `DRAIN_TIMEOUT`; what is still running then is named and abandoned.
+fn drain(stages: Stages, shutdown: &Shutdown, health: &Health) {
+    let Stages {
+        threads: stages,
+        done: done_rx,
+    } = stages;
     let _ = shutdown.channel().recv();
     health.draining.store(true, Ordering::SeqCst);
     log::info!("draining: finishing queued work and deliveries");
@@ -424,9 +523,6 @@ fn pipeline(
             let _ = stage.join();
         }
     }
-    http_stage.stop(Instant::now());
-    log::info!("certwatch stopped");
-    Ok(())
 }
 
 /// The http threads: the guard on the public port and the tiny_http serving

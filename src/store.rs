@@ -128,6 +128,9 @@ pub enum StoreError {
     Db(postgres::Error),
     /// The schema is missing and could not be applied.
     Schema(String),
+    /// `POSTGRES_DSN` does not parse (config validates it first, so only a
+    /// caller that skips `Config` meets this).
+    InvalidDsn,
 }
 
 impl fmt::Display for StoreError {
@@ -139,6 +142,7 @@ impl fmt::Display for StoreError {
             }
             StoreError::Db(e) => write!(f, "database error: {e}"),
             StoreError::Schema(e) => write!(f, "schema: {e}"),
+            StoreError::InvalidDsn => f.write_str("POSTGRES_DSN does not parse"),
         }
     }
 }
@@ -325,9 +329,7 @@ impl Store {
     /// Builds the pool without connecting: the first query connects. The DSN is
     /// validated by `Config`; `sslmode=require` encrypts with rustls.
     pub fn new(dsn: &str, max_connections: u32) -> Result<Store, StoreError> {
-        let mut config: postgres::Config = dsn
-            .parse()
-            .map_err(|_| StoreError::Schema("invalid POSTGRES_DSN".into()))?;
+        let mut config: postgres::Config = dsn.parse().map_err(|_| StoreError::InvalidDsn)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
