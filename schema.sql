@@ -53,6 +53,7 @@ ALTER TABLE public.alerts
     ADD COLUMN IF NOT EXISTS subject_key_id text,
     ADD COLUMN IF NOT EXISTS issuer_dn text,
     ADD COLUMN IF NOT EXISTS subject_cn text,
+    ADD COLUMN IF NOT EXISTS lease_owner text,
     ADD COLUMN IF NOT EXISTS not_before timestamptz,
     ADD COLUMN IF NOT EXISTS not_after timestamptz,
     ADD COLUMN IF NOT EXISTS lifetime_days double precision,

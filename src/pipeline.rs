@@ -199,6 +199,7 @@ fn pipeline(
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
+    let instance = instance_name(listener.local_addr().ok());
     // Frames are bounded by the budget; a batch holds at least one, so the
     // channel never fills before the budget does.
     let budget = Arc::new(QueueBudget::new(FRAME_QUEUE, FRAME_QUEUE_BYTES));
@@ -225,7 +226,7 @@ fn pipeline(
 
     let pool_size = u32::try_from(config.workers + 4).unwrap_or(64);
     let store = match Store::new(config.postgres_dsn.expose(), pool_size) {
-        Ok(store) => store,
+        Ok(store) => store.with_instance(&instance),
         Err(e) => {
             http_stage.stop(Instant::now());
             return Err(Error::Database(e));
@@ -250,6 +251,13 @@ fn pipeline(
             http_stage.stop(Instant::now());
             return Err(Error::Database(e));
         }
+    }
+    match store.reclaim_own_leases() {
+        Ok(0) => {}
+        Ok(n) => {
+            log::info!("{n} alerts this instance was delivering when it stopped are due again now")
+        }
+        Err(e) => log::warn!("delivery leases not reclaimed (they end on their own): {e}"),
     }
     let stages = spawn_stages(Parts {
         config,
@@ -289,6 +297,24 @@ struct Parts {
 struct Stages {
     threads: Vec<JoinHandle<()>>,
     done: crossbeam_channel::Receiver<String>,
+}
+
+/// This instance's name in delivery leases: the host name and the API port,
+/// the same across restarts of one deployment, different for two replicas on
+/// one host (they cannot share a port).
+fn instance_name(api: Option<SocketAddr>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let host = if host.is_empty() {
+        "localhost".into()
+    } else {
+        host
+    };
+    match api {
+        Some(addr) => format!("{host}:{}", addr.port()),
+        None => host,
+    }
 }
 
 /// Settings that work but deserve a word at start-up.

@@ -116,6 +116,8 @@ pub struct Store {
     last_failure: Arc<Mutex<Option<ConnectCause>>>,
     /// Unix milliseconds until which the database counts as down.
     down_until_ms: Arc<AtomicU64>,
+    /// This instance's name (`lease_owner` of the rows it leases for delivery).
+    instance: Arc<str>,
 }
 
 /// Every way a database call fails.
@@ -359,6 +361,31 @@ impl Store {
             pool,
             last_failure,
             down_until_ms: Arc::new(AtomicU64::new(0)),
+            instance: Arc::from(""),
+        })
+    }
+
+    /// Names this instance in the delivery leases it takes, so that it can take
+    /// back its own leases after a restart (`reclaim_own_leases`).
+    pub fn with_instance(mut self, instance: &str) -> Store {
+        self.instance = Arc::from(instance);
+        self
+    }
+
+    /// Makes the undelivered rows this instance had leased (a delivery in flight
+    /// when it stopped, however it stopped) due now instead of when their lease
+    /// ends; returns how many. Another replica's leases are left alone.
+    pub fn reclaim_own_leases(&self) -> Result<u64, StoreError> {
+        if self.instance.is_empty() {
+            return Ok(0);
+        }
+        let instance: &str = &self.instance;
+        self.run(|conn| {
+            conn.execute(
+                "UPDATE public.alerts SET next_attempt_at = now()
+                  WHERE NOT delivered AND lease_owner = $1 AND next_attempt_at > now()",
+                &[&instance],
+            )
         })
     }
 
@@ -584,6 +611,7 @@ impl Store {
         let lifetime = lifetime_days(c.not_before, c.not_after);
         let seen_at = seen_at(s) as f64;
         let body = std::str::from_utf8(row.body).unwrap_or("{}");
+        let instance: &str = &self.instance;
         let rows = self.run(|conn| {
             conn.query(
                 "INSERT INTO public.alerts (
@@ -591,11 +619,11 @@ impl Store {
                  fingerprint_sha1, matched_entries, matched_sans, all_sans, issuer_o, issuer_cn,
                  not_before, not_after, lifetime_days, source_log, source_url, cert_link,
                  cert_index, serial, update_type, seen_at, payload, event, next_attempt_at,
-                 issuer_key_id, subject_key_id, issuer_dn, subject_cn)
+                 issuer_key_id, subject_key_id, issuer_dn, subject_cn, lease_owner)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
                      to_timestamp($12), to_timestamp($13), $14, $15, $16, $17,
                      $18, $19, $20, to_timestamp($21), $22::text::jsonb, 'match',
-                     now() + make_interval(secs => $23), $24, $25, $26, $27)
+                     now() + make_interval(secs => $23), $24, $25, $26, $27, $28)
              ON CONFLICT (issuance_key, collision_fingerprint) DO NOTHING
              RETURNING id",
                 &[
@@ -626,6 +654,7 @@ impl Store {
                     &c.subject_key_id,
                     &c.issuer_dn,
                     &c.subject_cn,
+                    &instance,
                 ],
             )
         })?;
@@ -717,10 +746,12 @@ impl Store {
         max_age: Duration,
         batch: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
+        let instance: &str = &self.instance;
         let rows = self.run(|conn| {
             conn.query(
             "UPDATE public.alerts a
-                SET next_attempt_at = now() + make_interval(secs => $1), redeliveries = a.redeliveries + 1
+                SET next_attempt_at = now() + make_interval(secs => $1), redeliveries = a.redeliveries + 1,
+                    lease_owner = $4
                FROM (SELECT id FROM public.alerts
                       WHERE NOT delivered AND payload IS NOT NULL AND delivery_id IS NOT NULL
                         AND created_at > now() - make_interval(secs => $2)
@@ -730,7 +761,7 @@ impl Store {
                       FOR UPDATE SKIP LOCKED) due
               WHERE a.id = due.id
           RETURNING a.delivery_id, a.event, a.payload::text, a.delivered_targets, a.severity",
-            &[&lease.as_secs_f64(), &max_age.as_secs_f64(), &batch],
+            &[&lease.as_secs_f64(), &max_age.as_secs_f64(), &batch, &instance],
             )
         })?;
         Ok(rows
@@ -881,7 +912,8 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at',
                                         'event', 'delivered_targets', 'redeliveries', 'resolved_at',
-                                        'issuer_key_id', 'subject_key_id', 'issuer_dn', 'subject_cn')) = 12
+                                        'issuer_key_id', 'subject_key_id', 'issuer_dn', 'subject_cn',
+                                        'lease_owner')) = 13
             AND (SELECT data_type FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name = 'seen_at') = 'timestamp with time zone'",

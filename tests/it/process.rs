@@ -634,3 +634,54 @@ fn a_target_that_can_never_work_exits_two_with_one_line() {
     );
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
+
+/// An alert whose delivery was in flight when the process was SIGKILLed is sent
+/// again within seconds of the restart, not when its five-minute lease ends: the
+/// restarted instance takes back its own leases.
+#[test]
+fn a_restarted_instance_reclaims_its_own_delivery_leases() {
+    use crate::support::{Cert, FakeWebhook, FeedCmd, Inventory};
+    let db = TestDb::new();
+    db.watch(&["example.com"]);
+    let feed = FakeFeed::start();
+    let hook = FakeWebhook::start();
+    let port = free_port().to_string();
+    let spawn = || {
+        certwatch()
+            .env("POSTGRES_DSN", db.dsn())
+            .env("CERTSTREAM_URL", feed.url())
+            .env("WEBHOOK_URL", hook.url())
+            .env("API_PORT", &port)
+            .env("SUSPICIOUS_GRACE_S", "0")
+            .env("WEBHOOK_TIMEOUT_S", "30")
+            .env("REDELIVERY_INTERVAL_S", "1")
+            .env("LOG_LEVEL", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    hook.hang(true);
+    let mut first = spawn();
+    assert!(feed.wait_for_client(Duration::from_secs(15)));
+    feed.send(FeedCmd::Text(Cert::new(&["inflight.example.com"]).frame()));
+    assert!(wait_until(Duration::from_secs(10), || db.alerts().len() == 1));
+    assert!(
+        wait_until(Duration::from_secs(10), || hook.count() >= 1),
+        "in flight"
+    );
+    first.kill().unwrap(); // SIGKILL while the receiver holds the request
+    first.wait().unwrap();
+    hook.hang(false);
+    let started = std::time::Instant::now();
+    let mut second = spawn();
+    assert!(
+        wait_until(Duration::from_secs(30), || db.alerts()[0].delivered),
+        "redelivered after the restart"
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    let _ = second.wait();
+}
