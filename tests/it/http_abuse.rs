@@ -14,23 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// `certwatch` with only PATH from the environment (as in `process.rs`).
+/// `certwatch` with only PATH from the environment; stdout discarded.
 fn certwatch() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwatch"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+    let mut cmd = crate::process::certwatch();
+    cmd.stdout(Stdio::null());
     cmd
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::process::free_port;
 
 /// The binary serving on a free loopback port; killed on drop if still running.
 struct Binary {

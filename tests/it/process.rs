@@ -5,7 +5,8 @@ use crate::support::{FakeFeed, TestDb, wait_until};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn certwatch() -> Command {
+/// The binary with only PATH from the environment and no standard input.
+pub(crate) fn certwatch() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwatch"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -13,12 +14,25 @@ fn certwatch() -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (at the time of asking).
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The binary serving `db` from `feed` on API port `port`, logging warnings
+/// and worse to nowhere; tests add their own settings.
+fn serving(db: &TestDb, feed: &FakeFeed, port: &str) -> Command {
+    let mut cmd = certwatch();
+    cmd.env("POSTGRES_DSN", db.dsn())
+        .env("CERTSTREAM_URL", feed.url())
+        .env("API_PORT", port)
+        .env("LOG_LEVEL", "warn")
+        .stderr(Stdio::null());
+    cmd
 }
 
 #[test]
@@ -96,14 +110,7 @@ fn sigterm_drains_and_exits_zero_and_healthcheck_follows_the_service() {
             .code()
     };
     assert_eq!(healthcheck(), Some(1), "nothing listens yet");
-    let mut child = certwatch()
-        .env("POSTGRES_DSN", db.dsn())
-        .env("CERTSTREAM_URL", feed.url())
-        .env("API_PORT", &port)
-        .env("LOG_LEVEL", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serving(&db, &feed, &port).spawn().unwrap();
     assert!(
         wait_until(Duration::from_secs(15), || healthcheck() == Some(0)),
         "healthcheck never passed"
@@ -133,14 +140,9 @@ fn sigterm_under_load_records_everything_and_exits_zero_in_bounded_time() {
     let hook = FakeWebhook::start();
     hook.script(&[500; 50]);
     let port = free_port().to_string();
-    let mut child = certwatch()
-        .env("POSTGRES_DSN", db.dsn())
-        .env("CERTSTREAM_URL", feed.url())
+    let mut child = serving(&db, &feed, &port)
         .env("WEBHOOK_URL", hook.url())
-        .env("API_PORT", &port)
         .env("SUSPICIOUS_GRACE_S", "600")
-        .env("LOG_LEVEL", "warn")
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     assert!(feed.wait_for_client(Duration::from_secs(15)));
@@ -491,14 +493,9 @@ fn sigkill_during_the_grace_period_loses_no_sighting() {
     let feed = FakeFeed::start();
     let hook = FakeWebhook::start();
     let spawn = || {
-        certwatch()
-            .env("POSTGRES_DSN", db.dsn())
-            .env("CERTSTREAM_URL", feed.url())
+        serving(&db, &feed, &free_port().to_string())
             .env("WEBHOOK_URL", hook.url())
-            .env("API_PORT", free_port().to_string())
             .env("SUSPICIOUS_GRACE_S", "4")
-            .env("LOG_LEVEL", "warn")
-            .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };
@@ -546,15 +543,10 @@ fn sighup_reloads_the_watch_list_without_stopping() {
     db.watch(&["example.com"]);
     let feed = FakeFeed::start();
     let hook = FakeWebhook::start();
-    let mut child = certwatch()
-        .env("POSTGRES_DSN", db.dsn())
-        .env("CERTSTREAM_URL", feed.url())
+    let mut child = serving(&db, &feed, &free_port().to_string())
         .env("WEBHOOK_URL", hook.url())
-        .env("API_PORT", free_port().to_string())
         .env("SUSPICIOUS_GRACE_S", "0")
         .env("WATCH_REFRESH_INTERVAL_S", "3600")
-        .env("LOG_LEVEL", "warn")
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     assert!(feed.wait_for_client(Duration::from_secs(15)));
@@ -647,16 +639,11 @@ fn a_restarted_instance_reclaims_its_own_delivery_leases() {
     let hook = FakeWebhook::start();
     let port = free_port().to_string();
     let spawn = || {
-        certwatch()
-            .env("POSTGRES_DSN", db.dsn())
-            .env("CERTSTREAM_URL", feed.url())
+        serving(&db, &feed, &port)
             .env("WEBHOOK_URL", hook.url())
-            .env("API_PORT", &port)
             .env("SUSPICIOUS_GRACE_S", "0")
             .env("WEBHOOK_TIMEOUT_S", "30")
             .env("REDELIVERY_INTERVAL_S", "1")
-            .env("LOG_LEVEL", "warn")
-            .stderr(Stdio::null())
             .spawn()
             .unwrap()
     };
