@@ -125,7 +125,13 @@ fn documented_series() -> Vec<String> {
             .collect()
     };
     let mut series = Vec::new();
-    for line in readme.lines() {
+    // The metrics table is in "HTTP endpoints"; other tables (Database) name
+    // certwatch_ tables, not metrics.
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("HTTP endpoints"))
+        .expect("the README's HTTP endpoints section");
+    for line in section.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         if cells.len() < 6 {
             continue;
