@@ -226,8 +226,9 @@ impl Reference {
                 // Ends when the feed goes away at the end of the bench.
                 while let Ok(message) = ws.read() {
                     if let tungstenite::Message::Text(text) = message {
-                        if let Ok(certwatch::certstream::Peek::Certificate { all_domains }) =
-                            certwatch::certstream::peek(&text)
+                        if let Ok(certwatch::certstream::Peek::Certificate {
+                            all_domains, ..
+                        }) = certwatch::certstream::peek(&text)
                         {
                             names += all_domains.len();
                         }

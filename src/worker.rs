@@ -179,7 +179,7 @@ fn handle_frame(
         }
     };
     let kind = peeked.kind();
-    if let Peek::Certificate { all_domains } = peeked {
+    if let Peek::Certificate { all_domains, .. } = peeked {
         match_names(cls, state, text, &all_domains, (pending, held), now);
     }
     Some(kind)
@@ -319,7 +319,7 @@ mod tests {
         );
         let mut state = state();
         let started = Instant::now();
-        let Peek::Certificate { all_domains } = certstream::peek(&frame).unwrap() else {
+        let Peek::Certificate { all_domains, .. } = certstream::peek(&frame).unwrap() else {
             panic!("not a certificate");
         };
         let matched = matched_names(&watch, &all_domains, &mut state).expect("a match");
