@@ -346,19 +346,24 @@ fn pipeline(
             grace::run_grace(cls, pending_rx, held)
         }));
     }
+    // ---- coverage and backfill (issue 13): the log list and gap tracker the
+    // workers record into, and the `backfill` thread. ----
+    let coverage = Arc::new(worker::Coverage::new(Default::default()));
+    // ---- end of coverage and backfill ----
     for n in 0..config.workers {
-        let (cls, rx, pending, held, budget) = (
+        let (cls, rx, pending, held, budget, coverage) = (
             classifier.clone(),
             frames_rx.clone(),
             pending_tx.clone(),
             held.clone(),
             budget.clone(),
+            coverage.clone(),
         );
         stages.push(spawn_stage(
             &format!("worker-{n}"),
             &health,
             &done_tx,
-            move || worker::run_worker(cls, rx, pending, held, budget),
+            move || worker::run_worker(cls, rx, pending, held, budget, coverage),
         ));
     }
     resume_pending(&store, &pending_tx);
