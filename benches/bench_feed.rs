@@ -89,6 +89,7 @@ impl Service {
         }
         let child = command
             .env("POSTGRES_DSN", dsn)
+            .env("CT_LOG_LIST", "off")
             .env("CERTSTREAM_URL", feed)
             .env("WEBHOOK_URL", webhook)
             .env("API_PORT", port.to_string())

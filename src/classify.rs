@@ -12,8 +12,9 @@
 //! is delivered anyway and handed back to be held (`Next::Held`).
 
 use crate::alert::{
-    self, DetectedVia, Event, Identity, InventoryCheck, InventorySnapshot, SeenCert, SeenCerts, Severity,
-    Sighting, Verdict, collision_id, issuance_key, legacy_issuance_key, same_issuer, verdict,
+    self, DetectedVia, Event, Identity, InventoryCheck, InventorySnapshot, SeenCert, SeenCerts,
+    Severity, Sighting, Verdict, collision_id, issuance_key, legacy_issuance_key, same_issuer,
+    verdict,
 };
 use crate::certstream::Certificate;
 use crate::deliver::{Accepted, Delivery, Fanout};

@@ -349,6 +349,25 @@ fn pipeline(
     // ---- coverage and backfill (issue 13): the log list and gap tracker the
     // workers record into, and the `backfill` thread. ----
     let coverage = Arc::new(worker::Coverage::new(Default::default()));
+    {
+        let b = crate::backfill::Backfill {
+            cls: classifier.clone(),
+            pending: pending_tx.clone(),
+            held: held.clone(),
+            coverage: coverage.clone(),
+            list_source: config.ct_log_list.clone(),
+            max_gap: config.backfill_max_gap,
+            client: crate::ctlog::client::ClientConfig {
+                contact: config.ct_contact.clone(),
+                ..Default::default()
+            },
+            feed_holes: config.ct_feed_holes,
+            shutdown: shutdown.clone(),
+        };
+        stages.push(spawn_stage("backfill", &health, &done_tx, move || {
+            crate::backfill::run_backfill(b)
+        }));
+    }
     // ---- end of coverage and backfill ----
     for n in 0..config.workers {
         let (cls, rx, pending, held, budget, coverage) = (

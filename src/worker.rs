@@ -296,13 +296,7 @@ fn handle_frame(
 
 /// Records that the feed delivered entry `index` of the log at `url`, or counts a
 /// URL the list does not name (logged once; never fetched).
-fn record_position(
-    state: &mut WorkerState,
-    list: &LogList,
-    url: &str,
-    index: u64,
-    at: Instant,
-) {
+fn record_position(state: &mut WorkerState, list: &LogList, url: &str, index: u64, at: Instant) {
     match list.lookup(url) {
         Some(log) => state.recorder.observe(log.id, index, at),
         None => {
@@ -512,7 +506,11 @@ mod tests {
         let stats = coverage.gaps.lock().stats_for(log.id).expect("tracked");
         assert_eq!(stats.seen, 2);
         assert_eq!(stats.open_entries, 1);
-        assert_eq!(coverage.gaps.lock().len(), 1, "the unknown log is not tracked");
+        assert_eq!(
+            coverage.gaps.lock().len(),
+            1,
+            "the unknown log is not tracked"
+        );
     }
 
     #[test]
