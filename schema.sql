@@ -74,7 +74,10 @@ ALTER TABLE public.alerts
     ADD COLUMN IF NOT EXISTS last_error text,
     ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz,
     ADD COLUMN IF NOT EXISTS created_at timestamptz NOT NULL DEFAULT now(),
-    ADD COLUMN IF NOT EXISTS delivered_at timestamptz;
+    ADD COLUMN IF NOT EXISTS delivered_at timestamptz,
+    -- How the certificate was found: 'feed', or 'backfill' (read from the CT log
+    -- after the feed skipped its entry). A certwatch extension.
+    ADD COLUMN IF NOT EXISTS detected_via text NOT NULL DEFAULT 'feed';
 
 -- Upgrade of the predecessor's rows: its seen_at was unix seconds (bigint) and its
 -- lists were jsonb. Convert the time in place and copy the lists into the typed

@@ -89,6 +89,7 @@ impl Service {
         }
         let child = command
             .env("POSTGRES_DSN", dsn)
+            .env("CT_LOG_LIST", "off")
             .env("CERTSTREAM_URL", feed)
             .env("WEBHOOK_URL", webhook)
             .env("API_PORT", port.to_string())
@@ -226,8 +227,9 @@ impl Reference {
                 // Ends when the feed goes away at the end of the bench.
                 while let Ok(message) = ws.read() {
                     if let tungstenite::Message::Text(text) = message {
-                        if let Ok(certwatch::certstream::Peek::Certificate { all_domains }) =
-                            certwatch::certstream::peek(&text)
+                        if let Ok(certwatch::certstream::Peek::Certificate {
+                            all_domains, ..
+                        }) = certwatch::certstream::peek(&text)
                         {
                             names += all_domains.len();
                         }

@@ -108,6 +108,7 @@ fn run() -> Result<(), String> {
     // 3. The real service, in-process.
     let vars: HashMap<&str, String> = HashMap::from([
         ("POSTGRES_DSN", db.dsn().to_string()),
+        ("CT_LOG_LIST", "off".to_string()),
         ("CERTSTREAM_URL", feed.url()),
         ("WEBHOOK_URL", webhook.url()),
         ("WEBHOOK_SECRET", WEBHOOK_SECRET.to_string()),

@@ -214,6 +214,7 @@ fn run() -> Result<String, String> {
     // 3. The service.
     let mut vars: HashMap<&str, String> = HashMap::from([
         ("POSTGRES_DSN", db.dsn().to_string()),
+        ("CT_LOG_LIST", "off".to_string()),
         ("CERTSTREAM_URL", feed.url()),
         ("WEBHOOK_URL", webhook.url()),
         ("WATCH_REFRESH_INTERVAL_S", s.refresh_s.to_string()),

@@ -29,6 +29,27 @@ impl Severity {
     }
 }
 
+/// How a certificate was found: on the certstream feed, or by the `backfill` thread
+/// reading a log entry the feed did not deliver (a certwatch extension of both
+/// webhook bodies, `detected_via`, and the `alerts.detected_via` column).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectedVia {
+    #[default]
+    Feed,
+    Backfill,
+}
+
+impl DetectedVia {
+    /// As stored and sent: `feed` or `backfill`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectedVia::Feed => "feed",
+            DetectedVia::Backfill => "backfill",
+        }
+    }
+}
+
 /// A matched certificate on its way to becoming an alert.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Sighting {
@@ -48,6 +69,9 @@ pub struct Sighting {
     pub received_at_ms: i64,
     /// What the inventory answer came from.
     pub inventory: InventoryCheck,
+    /// How the certificate was found (older pending rows: `feed`).
+    #[serde(default)]
+    pub detected_via: DetectedVia,
 }
 
 /// Where the inventory answer for an alert came from.
@@ -812,6 +836,7 @@ mod tests {
             received_at: 0,
             received_at_ms: 0,
             inventory: InventoryCheck::Database,
+            detected_via: DetectedVia::Feed,
         };
         let first = s.delivery_id();
         assert_eq!(first, s.delivery_id());

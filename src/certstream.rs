@@ -100,9 +100,13 @@ impl MessageKind {
 /// What a frame is, read cheaply.
 #[derive(Debug, PartialEq)]
 pub enum Peek<'a> {
-    /// A `certificate_update` with its leaf's names (possibly empty).
+    /// A `certificate_update` with its leaf's names (possibly empty), and where the
+    /// server says it read it: `source.url` and `cert_index` (`None` when absent or
+    /// not a string / an unsigned 64-bit integer; never an error).
     Certificate {
         all_domains: Vec<Cow<'a, str>>,
+        source_url: Option<Cow<'a, str>>,
+        cert_index: Option<u64>,
     },
     /// A `dns_entries` message (domains-only stream): names without identity.
     DnsEntries {
@@ -143,20 +147,25 @@ impl From<serde_json::Error> for ParseError {
     }
 }
 
-/// Reads the message type and, for certificates, the leaf's `all_domains`.
+/// Reads the message type and, for certificates, the leaf's `all_domains`, the
+/// `source.url` and the `cert_index` (the log position the gap tracking needs).
 ///
 /// A repeated key does not make the frame unreadable: the last `message_type`
 /// counts, and the names of every `data`, `leaf_cert` and `all_domains` are
-/// read, in frame order, so a watched name is never lost to a duplicate.
+/// read, in frame order, so a watched name is never lost to a duplicate. Of a
+/// repeated `source.url` or `cert_index` the last readable one counts (as in
+/// `parse_matched`); an unreadable one is `None`, never an error.
 pub fn peek(frame: &str) -> Result<Peek<'_>, ParseError> {
     let envelope: PeekEnvelope<'_> = serde_json::from_str(frame)?;
     let Some(message_type) = envelope.message_type else {
         return Err(ParseError("no message_type".into()));
     };
     match (message_type.as_ref(), envelope.data) {
-        ("certificate_update", Some(PeekData::Leaf(all_domains))) => {
-            Ok(Peek::Certificate { all_domains })
-        }
+        ("certificate_update", Some(PeekData::Leaf(cert))) => Ok(Peek::Certificate {
+            all_domains: cert.names,
+            source_url: cert.source_url,
+            cert_index: cert.cert_index,
+        }),
         ("certificate_update", _) => Err(ParseError("certificate_update without data".into())),
         ("dns_entries", Some(PeekData::Names(count))) => Ok(Peek::DnsEntries { count }),
         ("dns_entries", _) => Err(ParseError("dns_entries without a list".into())),
@@ -230,6 +239,9 @@ enum PeekKey {
     Data,
     LeafCert,
     AllDomains,
+    Source,
+    Url,
+    CertIndex,
     Other,
 }
 
@@ -250,6 +262,9 @@ impl<'de> Deserialize<'de> for PeekKey {
                     "data" => PeekKey::Data,
                     "leaf_cert" => PeekKey::LeafCert,
                     "all_domains" => PeekKey::AllDomains,
+                    "source" => PeekKey::Source,
+                    "url" => PeekKey::Url,
+                    "cert_index" => PeekKey::CertIndex,
                     _ => PeekKey::Other,
                 })
             }
@@ -293,11 +308,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekEnvelope<'a> {
                             };
                             // A repeated `data` adds its names to the first one's.
                             envelope.data = match (envelope.data.take(), data) {
-                                (Some(PeekData::Leaf(mut names)), PeekData::Leaf(more)) => {
-                                    names.extend(more);
-                                    Some(PeekData::Leaf(names))
+                                (Some(PeekData::Leaf(mut cert)), PeekData::Leaf(more)) => {
+                                    cert.names.extend(more.names);
+                                    cert.source_url = more.source_url.or(cert.source_url);
+                                    cert.cert_index = more.cert_index.or(cert.cert_index);
+                                    Some(PeekData::Leaf(cert))
                                 }
-                                (Some(PeekData::Leaf(names)), _) => Some(PeekData::Leaf(names)),
+                                (Some(PeekData::Leaf(cert)), _) => Some(PeekData::Leaf(cert)),
                                 (_, data) => Some(data),
                             };
                         }
@@ -314,10 +331,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekEnvelope<'a> {
     }
 }
 
-/// `data` as the hot path needs it: a certificate's leaf names, a domains list's
-/// length, or nothing.
+/// `data` as the hot path needs it: a certificate's leaf names and log position, a
+/// domains list's length, or nothing.
 enum PeekData<'a> {
-    Leaf(Vec<Cow<'a, str>>),
+    Leaf(PeekCert<'a>),
     Names(usize),
     Other,
 }
@@ -334,21 +351,38 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekData<'a> {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut names = Vec::new();
+                let mut cert = PeekCert {
+                    names: Vec::new(),
+                    source_url: None,
+                    cert_index: None,
+                };
                 while let Some(key) = map.next_key::<PeekKey>()? {
-                    if let PeekKey::LeafCert = key {
-                        if let Some(leaf) = map.next_value::<Option<PeekLeaf<'a>>>()? {
-                            if names.is_empty() {
-                                names = leaf.0;
-                            } else {
-                                names.extend(leaf.0);
+                    match key {
+                        PeekKey::LeafCert => {
+                            if let Some(leaf) = map.next_value::<Option<PeekLeaf<'a>>>()? {
+                                if cert.names.is_empty() {
+                                    cert.names = leaf.0;
+                                } else {
+                                    cert.names.extend(leaf.0);
+                                }
                             }
                         }
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
+                        PeekKey::CertIndex => {
+                            if let Some(index) = raw_u64(map.next_value::<&'a RawValue>()?) {
+                                cert.cert_index = Some(index);
+                            }
+                        }
+                        PeekKey::Source => {
+                            if let Some(url) = raw_source_url(map.next_value::<&'a RawValue>()?) {
+                                cert.source_url = Some(url);
+                            }
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
                     }
                 }
-                Ok(PeekData::Leaf(names))
+                Ok(PeekData::Leaf(cert))
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -385,6 +419,77 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekData<'a> {
         }
 
         deserializer.deserialize_any(DataVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A certificate message's `data` as `peek` reads it.
+struct PeekCert<'a> {
+    names: Vec<Cow<'a, str>>,
+    source_url: Option<Cow<'a, str>>,
+    cert_index: Option<u64>,
+}
+
+/// `cert_index` read from its raw JSON text: an unsigned 64-bit integer, or
+/// `None` for anything else (read as raw text so that no value, not even a number
+/// out of range, makes the frame unreadable).
+fn raw_u64(raw: &RawValue) -> Option<u64> {
+    raw.get().parse().ok()
+}
+
+/// A string read from its raw JSON text (borrowed when it has no escapes), or
+/// `None` for any other value.
+fn raw_text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    if !text.contains('\\') {
+        // A valid JSON string without escapes: its bytes between the quotes.
+        return text.get(1..text.len() - 1).map(Cow::Borrowed);
+    }
+    serde_json::from_str::<Text<'_>>(text).ok().map(|t| t.0)
+}
+
+/// `data.source` as `peek` reads it: its `url` (the last string one), or `None`
+/// when it is absent, not a string, or `source` is not an object.
+fn raw_source_url(raw: &RawValue) -> Option<Cow<'_, str>> {
+    if !raw.get().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<PeekSource<'_>>(raw.get())
+        .ok()
+        .and_then(|s| s.0)
+}
+
+struct PeekSource<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for PeekSource<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SourceVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for SourceVisitor<'a> {
+            type Value = PeekSource<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut url = None;
+                while let Some(key) = map.next_key::<PeekKey>()? {
+                    if let PeekKey::Url = key {
+                        if let Some(u) = raw_text(map.next_value::<&'a RawValue>()?) {
+                            url = Some(u);
+                        }
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(PeekSource(url))
+            }
+        }
+
+        deserializer.deserialize_map(SourceVisitor(std::marker::PhantomData))
     }
 }
 
@@ -1247,7 +1352,9 @@ mod tests {
         assert_eq!(
             peek(go).unwrap(),
             Peek::Certificate {
-                all_domains: vec!["a.example".into(), "B.example.".into()]
+                all_domains: vec!["a.example".into(), "B.example.".into()],
+                source_url: None,
+                cert_index: None,
             }
         );
         let heartbeat = r#"{"message_type": "heartbeat", "timestamp": 1795353248.829172}"#;
@@ -1263,23 +1370,82 @@ mod tests {
         assert_eq!(
             peek(null_names).unwrap(),
             Peek::Certificate {
-                all_domains: vec![]
+                all_domains: vec![],
+                source_url: None,
+                cert_index: None,
             }
         );
         let no_leaf = r#"{"message_type":"certificate_update","data":{"leaf_cert":null}}"#;
         assert_eq!(
             peek(no_leaf).unwrap(),
             Peek::Certificate {
-                all_domains: vec![]
+                all_domains: vec![],
+                source_url: None,
+                cert_index: None,
             }
         );
         let escaped = r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["b\u00fccher.example"]}}}"#;
         assert_eq!(
             peek(escaped).unwrap(),
             Peek::Certificate {
-                all_domains: vec!["bücher.example".into()]
+                all_domains: vec!["bücher.example".into()],
+                source_url: None,
+                cert_index: None,
             }
         );
+    }
+
+    #[test]
+    fn peek_reads_the_log_position_leniently() {
+        let position = |frame: &str| match peek(frame).unwrap() {
+            Peek::Certificate {
+                source_url,
+                cert_index,
+                ..
+            } => (source_url.map(|u| u.into_owned()), cert_index),
+            other => panic!("{other:?}"),
+        };
+        let frame = |data: &str| {
+            format!(
+                r#"{{"message_type":"certificate_update","data":{{"leaf_cert":{{"all_domains":["a.example"]}},{data}}}}}"#
+            )
+        };
+        let url = || Some("https://ct.example/log".to_string());
+        for (data, want) in [
+            (
+                r#""cert_index":5,"source":{"name":"n","url":"https://ct.example/log","timestamp":1.5}"#,
+                (url(), Some(5)),
+            ),
+            (
+                r#""source":{"url":"https://ct.example/log"},"cert_index":18446744073709551615"#,
+                (url(), Some(u64::MAX)),
+            ),
+            (r#""cert_index":-1"#, (None, None)),
+            (r#""cert_index":"5""#, (None, None)),
+            (r#""cert_index":1e400"#, (None, None)),
+            (r#""cert_index":18446744073709551616"#, (None, None)),
+            (r#""cert_index":[5],"source":[1]"#, (None, None)),
+            (r#""cert_index":{"a":5},"source":"x""#, (None, None)),
+            (r#""cert_index":5,"cert_index":6"#, (None, Some(6))),
+            (r#""cert_index":5,"cert_index":null"#, (None, Some(5))),
+            (r#""source":{"url":7}"#, (None, None)),
+            (r#""source":{"url":1e400,"timestamp":1e400}"#, (None, None)),
+            (r#""source":1e400"#, (None, None)),
+            (r#""source":{"url":{"x":1}},"source":null"#, (None, None)),
+            (
+                r#""source":{"url":"https://a/x","url":"https://ct.example/log"}"#,
+                (url(), None),
+            ),
+            (
+                r#""source":{"url":"https:\/\/ct.example\/log"}"#,
+                (url(), None),
+            ),
+        ] {
+            assert_eq!(position(&frame(data)), want, "{data}");
+        }
+        // A second `data` object adds its names; its position, when readable, counts.
+        let two = r#"{"message_type":"certificate_update","data":{"cert_index":1,"leaf_cert":{"all_domains":["a.example"]}},"data":{"cert_index":2,"source":{"url":"https://ct.example/log"}}}"#;
+        assert_eq!(position(two), (url(), Some(2)));
     }
 
     #[test]
@@ -1716,7 +1882,7 @@ mod tests {
             r#","seen""#,
             r#","leaf_cert":{"all_domains":["evil.example.net"]},"seen""#,
         );
-        let Peek::Certificate { all_domains } = peek(&two_leaves).unwrap() else {
+        let Peek::Certificate { all_domains, .. } = peek(&two_leaves).unwrap() else {
             panic!("not a certificate");
         };
         assert_eq!(
@@ -1733,7 +1899,9 @@ mod tests {
             assert_eq!(
                 peek(frame).unwrap(),
                 Peek::Certificate {
-                    all_domains: vec!["a.example".into(), "b.example".into()]
+                    all_domains: vec!["a.example".into(), "b.example".into()],
+                    source_url: None,
+                    cert_index: None,
                 },
                 "{frame}"
             );

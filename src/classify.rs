@@ -12,8 +12,9 @@
 //! is delivered anyway and handed back to be held (`Next::Held`).
 
 use crate::alert::{
-    self, Event, Identity, InventoryCheck, InventorySnapshot, SeenCert, SeenCerts, Severity,
-    Sighting, Verdict, collision_id, issuance_key, legacy_issuance_key, same_issuer, verdict,
+    self, DetectedVia, Event, Identity, InventoryCheck, InventorySnapshot, SeenCert, SeenCerts,
+    Severity, Sighting, Verdict, collision_id, issuance_key, legacy_issuance_key, same_issuer,
+    verdict,
 };
 use crate::certstream::Certificate;
 use crate::deliver::{Accepted, Delivery, Fanout};
@@ -126,12 +127,13 @@ pub enum Next {
 
 impl Classifier {
     /// A certificate whose names matched `matched_entries` (sorted) through
-    /// `matched_sans`: issuance key, dedupe, inventory, then record or wait.
+    /// `matched_sans`: issuance key, dedupe, inventory, then record or wait. `via`
+    /// says how it was found; the same issuance found both ways is one alert.
     pub fn consider(
         &self,
         cert: Certificate,
-        matched_entries: Vec<String>,
-        matched_sans: Vec<String>,
+        (matched_entries, matched_sans): (Vec<String>, Vec<String>),
+        via: DetectedVia,
         now: i64,
     ) -> Next {
         let issuance_key = issuance_key(&cert);
@@ -161,6 +163,7 @@ impl Classifier {
             received_at: now,
             received_at_ms: crate::threads::unix_now_ms(),
             inventory: InventoryCheck::Database,
+            detected_via: via,
         };
         let mut sighting = sighting;
         match self.in_inventory(&mut sighting) {
@@ -254,6 +257,12 @@ impl Classifier {
             match self.store.insert_alert(&row) {
                 Ok(Some(_)) => {
                     self.health.db_reachable.store(true, Ordering::Relaxed);
+                    if let Some(logged_ms) = sighting.cert.source_timestamp_ms {
+                        let latency = (crate::threads::unix_now_ms() - logged_ms).max(0);
+                        self.metrics
+                            .detection_latency(sighting.detected_via)
+                            .observe(latency as f64 / 1000.0);
+                    }
                     self.announce(&sighting, severity, &delivery_id);
                     self.dispatch(Delivery::new(
                         delivery_id,

@@ -48,7 +48,31 @@ pub struct Config {
     pub feed_ping_interval: Duration,
     /// Matcher/classifier worker threads.
     pub workers: usize,
+    /// Where the trusted CT log list is read (`CT_LOG_LIST`): an `http(s)://` URL,
+    /// a file path, or `None` (`off`: coverage and backfill off).
+    pub ct_log_list: Option<String>,
+    /// Entries fetched per gap at most (`BACKFILL_MAX_GAP`); the rest is abandoned.
+    pub backfill_max_gap: u64,
+    /// Operator contact appended to the CT requests' User-Agent (`CT_CONTACT`).
+    pub ct_contact: Option<String>,
+    /// What to do with the gaps of a log whose feed leaves holes by design.
+    pub ct_feed_holes: FeedHoles,
 }
+
+/// `CT_FEED_HOLES`: the gaps of a log that looks *dense* (a certstream server that
+/// drops cross-log duplicates, so its sequences have holes by design).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedHoles {
+    /// Fetch them like any gap.
+    Fetch,
+    /// Fetch them in whole 256-entry stretches (one tile or page each).
+    Coalesce,
+    /// Do not fetch: count them as abandoned (the default).
+    Count,
+}
+
+/// Chrome's v3 log list, the default `CT_LOG_LIST`.
+pub const DEFAULT_CT_LOG_LIST: &str = "https://www.gstatic.com/ct/log_list/v3/log_list.json";
 
 /// The webhook body format (SPEC §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,6 +268,46 @@ impl Config {
             ));
         }
         let (api_host, api_port) = api_address(&env)?;
+        let ct_log_list = match env.get("CT_LOG_LIST") {
+            None => Some(DEFAULT_CT_LOG_LIST.to_string()),
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            Some(v) if v.contains("://") => {
+                check_url("CT_LOG_LIST", &v, &["http", "https"])?;
+                Some(v)
+            }
+            Some(v) => Some(v),
+        };
+        let backfill_max_gap = match env.get("BACKFILL_MAX_GAP") {
+            None => 10_000,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
+                _ => {
+                    return Err(invalid(
+                        "BACKFILL_MAX_GAP",
+                        &raw,
+                        "a whole number from 1 to 1000000",
+                    ));
+                }
+            },
+        };
+        let ct_contact = env.get("CT_CONTACT");
+        if let Some(c) = &ct_contact
+            && (c.len() > 200 || !c.bytes().all(|b| (0x20..0x7f).contains(&b)))
+        {
+            return Err(invalid(
+                "CT_CONTACT",
+                c,
+                "printable ASCII of at most 200 bytes (an e-mail or URL)",
+            ));
+        }
+        let ct_feed_holes = match env.get("CT_FEED_HOLES").as_deref() {
+            None | Some("count") => FeedHoles::Count,
+            Some("fetch") => FeedHoles::Fetch,
+            Some("coalesce") => FeedHoles::Coalesce,
+            Some(other) => {
+                return Err(invalid("CT_FEED_HOLES", other, "fetch, coalesce or count"));
+            }
+        };
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Config {
             postgres_dsn,
@@ -279,6 +343,10 @@ impl Config {
                     _ => return Err(invalid("WORKERS", &raw, "a whole number from 1 to 256")),
                 },
             },
+            ct_log_list,
+            backfill_max_gap,
+            ct_contact,
+            ct_feed_holes,
         })
     }
 

@@ -187,6 +187,18 @@ struct Healthz {
     watch_list_loaded: bool,
     draining: bool,
     dead_threads: Vec<String>,
+    coverage: Coverage,
+}
+
+/// The coverage summary of `/healthz`.
+#[derive(Serialize)]
+struct Coverage {
+    /// A trusted log list is loaded (gap tracking and backfill on).
+    enabled: bool,
+    /// Listed logs the feed delivered entries of.
+    logs_seen: usize,
+    /// Missing entries not yet settled or fetched.
+    open_gap_entries: i64,
 }
 
 /// A serving thread (`http-0`, `http-1`): takes requests from tiny_http until
@@ -256,6 +268,11 @@ fn healthz(http: &Http) -> Response<std::io::Cursor<Vec<u8>>> {
         watch_list_loaded: h.watch_loaded.load(Ordering::Relaxed),
         draining: h.draining.load(Ordering::Relaxed),
         dead_threads,
+        coverage: Coverage {
+            enabled: h.coverage.load(Ordering::Relaxed),
+            logs_seen: h.logs_seen.load(Ordering::Relaxed),
+            open_gap_entries: h.open_gap_entries.load(Ordering::Relaxed),
+        },
     };
     let json = serde_json::to_string(&body).expect("healthz serialises") + "\n";
     text(if ok { 200 } else { 503 }, &json, "application/json")

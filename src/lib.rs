@@ -24,6 +24,7 @@
 //! - `metrics`, `threads`, `shutdown`: shared plumbing
 
 pub mod alert;
+pub mod backfill;
 pub mod certstream;
 pub mod classify;
 pub mod config;

@@ -161,6 +161,42 @@ pub struct Metrics {
     pub http_connections: IntGauge,
     /// tiny_http servers started again after the previous one stopped accepting.
     pub http_restarts: IntCounter,
+    /// Certificate messages naming a log that is not in the trusted list.
+    pub ct_unknown_log_messages: IntCounter,
+    /// 1 while a trusted log list is loaded (coverage and backfill on).
+    pub ct_coverage_enabled: IntGauge,
+    /// Distinct entries the feed delivered, by `log` (logs of the list only).
+    pub ct_log_entries_seen: IntCounterVec,
+    /// Entries the feed did not deliver within the settle time, by `log`.
+    pub ct_log_gap_entries: IntCounterVec,
+    /// Backfilled entries by `log` and `outcome` (`BackfillOutcome`).
+    pub ct_backfill_entries: IntCounterVec,
+    /// Now minus the CT timestamp of the newest entry read, by `log`.
+    pub ct_log_lag_seconds: IntGaugeVec,
+    /// CT entry timestamp to alert recorded, by `detected_via` (`DetectedVia`).
+    detection_latency: prometheus::HistogramVec,
+}
+
+label_enum! {
+    /// `outcome` of `certwatch_ct_backfill_entries_total`.
+    BackfillOutcome {
+        /// Read from the log and matched against the watch list.
+        Fetched => "fetched",
+        /// Over `BACKFILL_MAX_GAP`, or of a log left out: logged, never read.
+        Abandoned => "abandoned",
+        /// The log could not be read or the entry did not decode.
+        Failed => "failed",
+    }
+}
+
+impl Label for crate::alert::DetectedVia {
+    const ALL: &'static [crate::alert::DetectedVia] = &[
+        crate::alert::DetectedVia::Feed,
+        crate::alert::DetectedVia::Backfill,
+    ];
+    fn as_str(self) -> &'static str {
+        crate::alert::DetectedVia::as_str(self)
+    }
 }
 
 label_enum! {
@@ -322,8 +358,68 @@ impl Default for Metrics {
                 "tiny_http servers started again after the previous one stopped accepting",
             )
             .expect("valid metric"),
+            ct_unknown_log_messages: IntCounter::new(
+                "certwatch_ct_unknown_log_messages_total",
+                "Certificate messages naming a log that is not in the trusted log list",
+            )
+            .expect("valid metric"),
+            ct_coverage_enabled: IntGauge::new(
+                "certwatch_ct_coverage_enabled",
+                "1 while a trusted CT log list is loaded (gap tracking and backfill on)",
+            )
+            .expect("valid metric"),
+            ct_log_entries_seen: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_ct_log_entries_seen_total",
+                    "Distinct entries of each listed log the feed delivered",
+                ),
+                &["log"],
+            )
+            .expect("valid metric"),
+            ct_log_gap_entries: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_ct_log_gap_entries_total",
+                    "Entries of each listed log the feed did not deliver within the settle time",
+                ),
+                &["log"],
+            )
+            .expect("valid metric"),
+            ct_backfill_entries: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_ct_backfill_entries_total",
+                    "Gap entries by log and outcome (fetched, abandoned, failed)",
+                ),
+                &["log", "outcome"],
+            )
+            .expect("valid metric"),
+            ct_log_lag_seconds: IntGaugeVec::new(
+                Opts::new(
+                    "certwatch_ct_log_lag_seconds",
+                    "Now minus the CT timestamp of the newest entry of each listed log read",
+                ),
+                &["log"],
+            )
+            .expect("valid metric"),
+            detection_latency: prometheus::HistogramVec::new(
+                HistogramOpts::new(
+                    "certwatch_detection_latency_seconds",
+                    "CT entry timestamp to alert recorded, by how the certificate was found",
+                )
+                .buckets(vec![
+                    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+                ]),
+                &["detected_via"],
+            )
+            .expect("valid metric"),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(m.ct_unknown_log_messages.clone()),
+            Box::new(m.ct_coverage_enabled.clone()),
+            Box::new(m.ct_log_entries_seen.clone()),
+            Box::new(m.ct_log_gap_entries.clone()),
+            Box::new(m.ct_backfill_entries.clone()),
+            Box::new(m.ct_log_lag_seconds.clone()),
+            Box::new(m.detection_latency.clone()),
             Box::new(m.ct_messages.clone()),
             Box::new(m.ct_messages_dropped.clone()),
             Box::new(m.ct_parse_errors.clone()),
@@ -367,7 +463,33 @@ impl Default for Metrics {
         preregister::<DbOp, _>(&m.db_errors);
         preregister::<Queue, _>(&m.queue_depth);
         preregister::<HttpReject, _>(&m.http_rejected);
+        preregister::<crate::alert::DetectedVia, _>(&m.detection_latency);
         m
+    }
+}
+
+impl Metrics {
+    /// The detection-latency histogram of one `detected_via`.
+    pub fn detection_latency(&self, via: crate::alert::DetectedVia) -> Histogram {
+        self.detection_latency.with_label_values(&[via.as_str()])
+    }
+
+    /// Creates the per-log series of a listed log at 0 (label `log` is its URL).
+    pub fn register_log(&self, log: &str) {
+        self.ct_log_entries_seen.with_label_values(&[log]);
+        self.ct_log_gap_entries.with_label_values(&[log]);
+        self.ct_log_lag_seconds.with_label_values(&[log]);
+        for outcome in BackfillOutcome::ALL {
+            self.ct_backfill_entries
+                .with_label_values(&[log, outcome.as_str()]);
+        }
+    }
+
+    /// Backfilled entries of `log` with this outcome.
+    pub fn backfill(&self, log: &str, outcome: BackfillOutcome, n: u64) {
+        self.ct_backfill_entries
+            .with_label_values(&[log, outcome.as_str()])
+            .inc_by(n);
     }
 }
 

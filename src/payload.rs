@@ -56,6 +56,9 @@ struct CertwatchBody<'a> {
     /// (classified against the last inventory snapshot) or `not_checked`.
     #[serde(skip_serializing_if = "Option::is_none")]
     inventory: Option<&'a str>,
+    /// certwatch extension: `feed`, or `backfill` (read from the CT log after the
+    /// feed skipped its entry).
+    detected_via: &'a str,
 }
 
 /// The CT Watch body (SPEC §6), plus `severity`, a certwatch extension that a
@@ -70,6 +73,8 @@ struct CtwatchBody<'a> {
     /// certwatch extension, as in the certwatch body.
     #[serde(skip_serializing_if = "Option::is_none")]
     inventory: Option<&'a str>,
+    /// certwatch extension, as in the certwatch body.
+    detected_via: &'a str,
 }
 
 #[derive(Serialize)]
@@ -124,6 +129,7 @@ fn certwatch(s: &Sighting, severity: Severity) -> CertwatchBody<'_> {
         update_type: c.entry_type.update_type(),
         seen_at: alert::seen_at(s),
         inventory: s.inventory.body_field(),
+        detected_via: s.detected_via.as_str(),
     }
 }
 
@@ -163,6 +169,7 @@ fn ctwatch(s: &Sighting, severity: Severity) -> CtwatchBody<'_> {
         },
         severity: severity.as_str(),
         inventory: s.inventory.body_field(),
+        detected_via: s.detected_via.as_str(),
     }
 }
 

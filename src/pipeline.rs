@@ -455,19 +455,43 @@ fn spawn_stages(p: Parts) -> Stages {
             grace::run_grace(cls, pending_rx, held)
         }));
     }
+    // ---- coverage and backfill (issue 13): the log list and gap tracker the
+    // workers record into, and the `backfill` thread. ----
+    let coverage = Arc::new(worker::Coverage::new(Default::default()));
+    {
+        let b = crate::backfill::Backfill {
+            cls: classifier.clone(),
+            pending: pending_tx.clone(),
+            held: held.clone(),
+            coverage: coverage.clone(),
+            list_source: config.ct_log_list.clone(),
+            max_gap: config.backfill_max_gap,
+            client: crate::ctlog::client::ClientConfig {
+                contact: config.ct_contact.clone(),
+                ..Default::default()
+            },
+            feed_holes: config.ct_feed_holes,
+            shutdown: shutdown.clone(),
+        };
+        stages.push(spawn_stage("backfill", &health, &done_tx, move || {
+            crate::backfill::run_backfill(b)
+        }));
+    }
+    // ---- end of coverage and backfill ----
     for n in 0..config.workers {
-        let (cls, rx, pending, held, budget) = (
+        let (cls, rx, pending, held, budget, coverage) = (
             classifier.clone(),
             frames_rx.clone(),
             pending_tx.clone(),
             held.clone(),
             budget.clone(),
+            coverage.clone(),
         );
         stages.push(spawn_stage(
             &format!("worker-{n}"),
             &health,
             &done_tx,
-            move || worker::run_worker(cls, rx, pending, held, budget),
+            move || worker::run_worker(cls, rx, pending, held, budget, coverage),
         ));
     }
     resume_pending(&store, &pending_tx);

@@ -619,11 +619,11 @@ impl Store {
                  fingerprint_sha1, matched_entries, matched_sans, all_sans, issuer_o, issuer_cn,
                  not_before, not_after, lifetime_days, source_log, source_url, cert_link,
                  cert_index, serial, update_type, seen_at, payload, event, next_attempt_at,
-                 issuer_key_id, subject_key_id, issuer_dn, subject_cn, lease_owner)
+                 issuer_key_id, subject_key_id, issuer_dn, subject_cn, lease_owner, detected_via)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
                      to_timestamp($12), to_timestamp($13), $14, $15, $16, $17,
                      $18, $19, $20, to_timestamp($21), $22::text::jsonb, 'match',
-                     now() + make_interval(secs => $23), $24, $25, $26, $27, $28)
+                     now() + make_interval(secs => $23), $24, $25, $26, $27, $28, $29)
              ON CONFLICT (issuance_key, collision_fingerprint) DO NOTHING
              RETURNING id",
                 &[
@@ -655,6 +655,7 @@ impl Store {
                     &c.issuer_dn,
                     &c.subject_cn,
                     &instance,
+                    &s.detected_via.as_str(),
                 ],
             )
         })?;
@@ -913,7 +914,7 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
                     AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at',
                                         'event', 'delivered_targets', 'redeliveries', 'resolved_at',
                                         'issuer_key_id', 'subject_key_id', 'issuer_dn', 'subject_cn',
-                                        'lease_owner')) = 13
+                                        'lease_owner', 'detected_via')) = 14
             AND (SELECT data_type FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name = 'seen_at') = 'timestamp with time zone'",

@@ -29,6 +29,12 @@ pub struct Health {
     /// Set once the watch list has been loaded at least once.
     pub watch_loaded: AtomicBool,
     pub draining: AtomicBool,
+    /// A trusted CT log list is loaded: gap tracking and backfill are on.
+    pub coverage: AtomicBool,
+    /// Listed logs the feed delivered entries of.
+    pub logs_seen: AtomicUsize,
+    /// Entries of listed logs missing and not yet settled, or waiting for backfill.
+    pub open_gap_entries: AtomicI64,
 }
 
 impl Health {

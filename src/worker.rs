@@ -7,18 +7,83 @@
 //!
 //! Owns the feed → workers channel's message (`Batch` of `Frame`s) and the
 //! `QueueBudget` that bounds it in frames and bytes.
+//!
+//! Coverage: each certificate message's `source.url` is looked up in the trusted log
+//! list (`Coverage::logs`, shared with the `backfill` thread) and its `cert_index`
+//! recorded in the worker's own `gaps::Recorder`, flushed once per batch (so before
+//! the worker blocks on an empty queue). A URL not in the list is only counted
+//! (`certwatch_ct_unknown_log_messages_total`) and logged once: it never causes a
+//! request. The name matching (`matched_names`, `match_lists`) and the hand-over of
+//! a classified certificate (`hand_over`) are shared with the `backfill` thread.
 
+use crate::alert::DetectedVia;
 use crate::certstream::{self, Leniency, MessageKind, Peek};
 use crate::classify::{Classifier, Next};
+use crate::ctlog::gaps::{self, Recorder, SharedGaps};
+use crate::ctlog::loglist::LogList;
 use crate::grace::{HeldAlerts, Pending};
 use crate::matcher::{EntryId, WatchList};
 use crate::threads::unix_now;
+use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Receiver, Sender};
 use prometheus::IntCounter;
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Distinct unknown log URLs logged (process-wide); past it they are only counted.
+pub const UNKNOWN_LOGS_LOGGED: usize = 256;
+/// Observations a worker buffers between flushes (a batch holds at most 32 frames).
+const RECORDER_CAPACITY: usize = 64;
+
+/// What the workers share with the `backfill` thread for coverage.
+pub struct Coverage {
+    /// The trusted log list; `None` while none is loaded (coverage and backfill off:
+    /// nothing is recorded, counted or fetched).
+    pub logs: ArcSwapOption<LogList>,
+    /// Every listed log's sequence as the feed delivered it.
+    pub gaps: Arc<SharedGaps>,
+    /// Unknown log URLs logged so far (at most `UNKNOWN_LOGS_LOGGED`).
+    unknown_logged: Mutex<HashSet<Box<str>>>,
+}
+
+impl Coverage {
+    /// No list yet; a tracker with these settings.
+    pub fn new(settings: gaps::Settings) -> Coverage {
+        Coverage {
+            logs: ArcSwapOption::empty(),
+            gaps: Arc::new(SharedGaps::new(settings)),
+            unknown_logged: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Logs a feed URL that names no listed log, once per URL (bounded).
+    fn log_unknown(&self, url: &str) {
+        let mut logged = self
+            .unknown_logged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if logged.contains(url) {
+            return;
+        }
+        if logged.len() >= UNKNOWN_LOGS_LOGGED {
+            return;
+        }
+        logged.insert(url.into());
+        let shown: String = url.chars().take(200).collect();
+        if logged.len() == UNKNOWN_LOGS_LOGGED {
+            log::warn!(
+                "the feed names a log that is not in the trusted log list: {shown:?} (never fetched; \
+                 {UNKNOWN_LOGS_LOGGED} such URLs logged, further ones only counted)"
+            );
+        } else {
+            log::warn!(
+                "the feed names a log that is not in the trusted log list: {shown:?} (never fetched; counted in certwatch_ct_unknown_log_messages_total)"
+            );
+        }
+    }
+}
 
 /// One raw feed frame, as the reader received it.
 pub enum Frame {
@@ -89,12 +154,32 @@ impl QueueBudget {
     }
 }
 
+/// Reusable buffers of the name matching (`matched_names`, `match_lists`).
+#[derive(Default)]
+pub struct MatchScratch {
+    ids: Vec<EntryId>,
+    name_ids: Vec<EntryId>,
+}
+
 /// Per-worker cached metric handles and reusable buffers.
 struct WorkerState {
     /// By `MessageKind::index`.
     by_kind: Vec<IntCounter>,
-    ids: Vec<EntryId>,
-    name_ids: Vec<EntryId>,
+    scratch: MatchScratch,
+    recorder: Recorder,
+    /// Unknown-log messages in this batch.
+    unknown: u64,
+    /// Unknown URLs this worker already handed to `Coverage::log_unknown`
+    /// (cleared when full), so it does not lock for every such message.
+    unknown_seen: HashSet<Box<str>>,
+    coverage: Arc<Coverage>,
+}
+
+/// The log position of one batch's frames: the list as loaded for the batch and the
+/// batch's time.
+struct Position<'a> {
+    logs: Option<&'a LogList>,
+    at: Instant,
 }
 
 /// A worker: runs until the feed drops its sender and the queue is drained.
@@ -104,16 +189,25 @@ pub fn run_worker(
     pending: Sender<Pending>,
     held: Arc<HeldAlerts>,
     budget: Arc<QueueBudget>,
+    coverage: Arc<Coverage>,
 ) {
     let mut state = WorkerState {
         by_kind: MessageKind::ALL
             .iter()
             .map(|k| cls.metrics.ct_message(*k))
             .collect(),
-        ids: Vec::new(),
-        name_ids: Vec::new(),
+        scratch: MatchScratch::default(),
+        recorder: Recorder::new(coverage.gaps.clone(), RECORDER_CAPACITY),
+        unknown: 0,
+        unknown_seen: HashSet::new(),
+        coverage: coverage.clone(),
     };
     for batch in batches {
+        let logs = coverage.logs.load();
+        let position = Position {
+            logs: logs.as_deref(),
+            at: Instant::now(),
+        };
         let bytes = batch.iter().map(Frame::len).sum();
         let _release = ReleaseOnDrop(&budget, batch.len(), bytes);
         // Counted locally and published once per batch, so the workers do not
@@ -133,10 +227,16 @@ pub fn run_worker(
                     }
                 },
             };
-            match handle_frame(&cls, &mut state, text, (&pending, &held), now) {
+            match handle_frame(&cls, &mut state, text, (&pending, &held), &position, now) {
                 Some(kind) => by_kind[kind.index()] += 1,
                 None => parse_errors += 1,
             }
+        }
+        // Once per batch, and so before the next `recv` can block.
+        state.recorder.flush();
+        if state.unknown > 0 {
+            cls.metrics.ct_unknown_log_messages.inc_by(state.unknown);
+            state.unknown = 0;
         }
         for (counter, n) in state.by_kind.iter().zip(by_kind) {
             if n > 0 {
@@ -169,6 +269,7 @@ fn handle_frame(
     state: &mut WorkerState,
     text: &str,
     (pending, held): (&Sender<Pending>, &HeldAlerts),
+    position: &Position<'_>,
     now: i64,
 ) -> Option<MessageKind> {
     let peeked = match certstream::peek(text) {
@@ -179,10 +280,36 @@ fn handle_frame(
         }
     };
     let kind = peeked.kind();
-    if let Peek::Certificate { all_domains } = peeked {
+    if let Peek::Certificate {
+        all_domains,
+        source_url,
+        cert_index,
+    } = peeked
+    {
+        if let (Some(list), Some(url), Some(index)) = (position.logs, &source_url, cert_index) {
+            record_position(state, list, url, index, position.at);
+        }
         match_names(cls, state, text, &all_domains, (pending, held), now);
     }
     Some(kind)
+}
+
+/// Records that the feed delivered entry `index` of the log at `url`, or counts a
+/// URL the list does not name (logged once; never fetched).
+fn record_position(state: &mut WorkerState, list: &LogList, url: &str, index: u64, at: Instant) {
+    match list.lookup(url) {
+        Some(log) => state.recorder.observe(log.id, index, at),
+        None => {
+            state.unknown += 1;
+            if !state.unknown_seen.contains(url) {
+                if state.unknown_seen.len() >= UNKNOWN_LOGS_LOGGED {
+                    state.unknown_seen.clear();
+                }
+                state.unknown_seen.insert(url.into());
+                state.coverage.log_unknown(url);
+            }
+        }
+    }
 }
 
 /// Matches a certificate's names and, for a match, parses it in full and hands
@@ -198,7 +325,7 @@ fn match_names(
     now: i64,
 ) {
     let watch = cls.watch.load();
-    let Some(matched) = matched_names(&watch, all_domains, state) else {
+    let Some(matched) = matched_names(&watch, all_domains, &mut state.scratch) else {
         return;
     };
     let (cert, lenient) = certstream::parse_matched(text, &matched.sans);
@@ -219,7 +346,36 @@ fn match_names(
             log::debug!("{what}");
         }
     }
-    let mut matched_entries: Vec<String> = state
+    let lists = match_lists(&watch, &matched, &state.scratch);
+    let next = cls.consider(cert, lists, DetectedVia::Feed, now);
+    hand_over(cls, next, pending, held);
+}
+
+/// What the caller of `Classifier::consider` does with its answer: nothing, hold
+/// the alert the database could not take, or send the sighting to the `grace`
+/// thread to wait out its grace period. Shared by the workers and `backfill`.
+pub fn hand_over(cls: &Classifier, next: Next, pending: &Sender<Pending>, held: &HeldAlerts) {
+    match next {
+        Next::Done => {}
+        Next::Held(item) => held.push(item, &cls.metrics),
+        Next::Wait(sighting) => {
+            let due = Instant::now() + cls.grace;
+            if pending.send(Pending { due, sighting }).is_err() {
+                log::error!("grace thread is gone; a sighting could not wait out its grace period");
+            }
+        }
+    }
+}
+
+/// The watch entries matched (sorted, capped) and the names that matched (in
+/// order, capped), as `Classifier::consider` takes them, after `matched_names`
+/// left the entry ids in `scratch`.
+pub fn match_lists(
+    watch: &WatchList,
+    matched: &Matched<'_>,
+    scratch: &MatchScratch,
+) -> (Vec<String>, Vec<String>) {
+    let mut matched_entries: Vec<String> = scratch
         .ids
         .iter()
         .map(|id| watch.entry(*id).to_string())
@@ -232,45 +388,38 @@ fn match_names(
         .take(certstream::MAX_NAMES)
         .map(|n| certstream::replace_nul(n).into_owned())
         .collect();
-    match cls.consider(cert, matched_entries, matched_sans, now) {
-        Next::Done => {}
-        Next::Held(item) => held.push(item, &cls.metrics),
-        Next::Wait(sighting) => {
-            let due = Instant::now() + cls.grace;
-            if pending.send(Pending { due, sighting }).is_err() {
-                log::error!("grace thread is gone; a sighting could not wait out its grace period");
-            }
-        }
-    }
+    (matched_entries, matched_sans)
 }
 
 /// The names of a certificate that matched the watch list.
-struct Matched<'n> {
+pub struct Matched<'n> {
     /// Distinct, in feed order.
-    sans: Vec<&'n str>,
+    pub sans: Vec<&'n str>,
 }
 
 /// Matches every name against the watch list; leaves the distinct ids of the
-/// entries matched in `state.ids` (sorted). `None` when nothing matched.
-fn matched_names<'n>(
+/// entries matched in `scratch` (sorted). `None` when nothing matched. The one
+/// matching rule of the feed (`worker-N`) and of backfill.
+pub fn matched_names<'n, S: AsRef<str>>(
     watch: &WatchList,
-    all_domains: &'n [std::borrow::Cow<'_, str>],
-    state: &mut WorkerState,
+    all_domains: &'n [S],
+    scratch: &mut MatchScratch,
 ) -> Option<Matched<'n>> {
-    state.ids.clear();
+    scratch.ids.clear();
     let mut sans: Vec<&'n str> = Vec::new();
     for name in all_domains {
-        state.name_ids.clear();
-        if watch.matches(name, &mut state.name_ids) {
+        let name = name.as_ref();
+        scratch.name_ids.clear();
+        if watch.matches(name, &mut scratch.name_ids) {
             sans.push(name);
-            state.ids.extend_from_slice(&state.name_ids);
+            scratch.ids.extend_from_slice(&scratch.name_ids);
         }
     }
-    if state.ids.is_empty() {
+    if scratch.ids.is_empty() {
         return None;
     }
-    state.ids.sort_unstable();
-    state.ids.dedup();
+    scratch.ids.sort_unstable();
+    scratch.ids.dedup();
     if sans.len() > 1 {
         let mut seen = HashSet::with_capacity(sans.len());
         sans.retain(|n| seen.insert(*n));
@@ -297,12 +446,8 @@ mod tests {
         assert!(!budget.try_reserve(1), "100 bytes are taken");
     }
 
-    fn state() -> WorkerState {
-        WorkerState {
-            by_kind: Vec::new(),
-            ids: Vec::new(),
-            name_ids: Vec::new(),
-        }
+    fn state() -> MatchScratch {
+        MatchScratch::default()
     }
 
     /// Issue 12 item 5: a frame with 120,000 names, one of them watched, is
@@ -319,7 +464,7 @@ mod tests {
         );
         let mut state = state();
         let started = Instant::now();
-        let Peek::Certificate { all_domains } = certstream::peek(&frame).unwrap() else {
+        let Peek::Certificate { all_domains, .. } = certstream::peek(&frame).unwrap() else {
             panic!("not a certificate");
         };
         let matched = matched_names(&watch, &all_domains, &mut state).expect("a match");
@@ -332,6 +477,40 @@ mod tests {
         assert!(lenient.contains(Leniency::NamesCapped));
         assert_eq!(cert.all_domains.len(), certstream::MAX_NAMES);
         assert!(cert.all_domains.iter().any(|n| n == "www.watched.example"));
+    }
+
+    #[test]
+    fn listed_logs_positions_are_recorded_and_unknown_urls_only_counted() {
+        let list = LogList::parse(include_bytes!("../tests/fixtures/loglist_v3_sample.json"))
+            .expect("sample list");
+        let log = &list.logs()[0];
+        let coverage = Arc::new(Coverage::new(gaps::Settings::default()));
+        let mut state = WorkerState {
+            by_kind: Vec::new(),
+            scratch: MatchScratch::default(),
+            recorder: Recorder::new(coverage.gaps.clone(), RECORDER_CAPACITY),
+            unknown: 0,
+            unknown_seen: HashSet::new(),
+            coverage: coverage.clone(),
+        };
+        let at = Instant::now();
+        let url = log.fetch_base().trim_end_matches('/');
+        record_position(&mut state, &list, url, 10, at);
+        record_position(&mut state, &list, url, 12, at);
+        for _ in 0..3 {
+            record_position(&mut state, &list, "https://evil.example/log", 1, at);
+        }
+        state.recorder.flush();
+        assert_eq!(state.unknown, 3);
+        assert_eq!(coverage.unknown_logged.lock().unwrap().len(), 1);
+        let stats = coverage.gaps.lock().stats_for(log.id).expect("tracked");
+        assert_eq!(stats.seen, 2);
+        assert_eq!(stats.open_entries, 1);
+        assert_eq!(
+            coverage.gaps.lock().len(),
+            1,
+            "the unknown log is not tracked"
+        );
     }
 
     #[test]

@@ -451,6 +451,27 @@ impl FakeCtLog {
             .sum()
     }
 
+    /// A v3 log list naming this log only (RFC 6962 `url`, or a tiled log's
+    /// `monitoring_url` and `submission_url`), with a made-up key and its log id.
+    pub fn log_list(&self, tiled: bool) -> String {
+        let key = format!("fake key of the log on port {}", self.port).into_bytes();
+        let log_id = B64.encode(Sha256::digest(&key));
+        let key = B64.encode(&key);
+        let url = format!("{}/", self.url());
+        let log = if tiled {
+            serde_json::json!({"description": "FakeCtLog tiled", "log_id": log_id, "key": key,
+                "monitoring_url": url, "submission_url": url, "mmd": 60})
+        } else {
+            serde_json::json!({"description": "FakeCtLog", "log_id": log_id, "key": key,
+                "url": url, "mmd": 86400})
+        };
+        let array = if tiled { "tiled_logs" } else { "logs" };
+        serde_json::json!({"version": "1.0", "operators": [
+            {"name": "Test", "email": ["ct@example.test"], array: [log]}
+        ]})
+        .to_string()
+    }
+
     /// Every User-Agent seen, in order.
     pub fn user_agents(&self) -> Vec<String> {
         self.state().user_agents.clone()

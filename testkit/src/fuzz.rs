@@ -25,7 +25,7 @@ pub fn certstream(data: &[u8]) {
         return;
     };
     let kind = peek.kind();
-    let Peek::Certificate { all_domains } = peek else {
+    let Peek::Certificate { all_domains, .. } = peek else {
         return;
     };
     assert_eq!(kind, certstream::MessageKind::CertificateUpdate);

@@ -76,6 +76,8 @@ pub fn config(
         ("WORKERS", "2".to_string()),
         ("SUSPICIOUS_GRACE_S", "1".to_string()),
         ("WATCH_REFRESH_INTERVAL_S", "3600".to_string()),
+        // Never the internet: a test that wants coverage names a file or a FakeCtLog.
+        ("CT_LOG_LIST", "off".to_string()),
     ] {
         env.insert(k.to_string(), v);
     }

@@ -57,6 +57,8 @@ fn the_payload_has_the_seed_fields_and_a_signature_over_the_exact_body() {
         "serial",
         "update_type",
         "seen_at",
+        // certwatch extension (issue 13)
+        "detected_via",
     ];
     let mut sorted_keys = keys.clone();
     sorted_keys.sort();

@@ -37,7 +37,7 @@ fn every_fixture_line_parses() {
                     assert!(name.contains("domains"), "{at}");
                     assert!(count <= 40, "{at}");
                 }
-                Peek::Certificate { all_domains } => {
+                Peek::Certificate { all_domains, .. } => {
                     assert!(!name.contains("domains"), "{at}");
                     let cert =
                         certstream::parse_certificate(line).unwrap_or_else(|e| panic!("{at}: {e}"));

@@ -5,6 +5,7 @@
 // The test kit (testkit/), under the name these tests have always used.
 use certwatch_testkit as support;
 
+mod backfill;
 mod classification;
 mod ctlog;
 mod delivery;

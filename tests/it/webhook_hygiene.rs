@@ -323,6 +323,7 @@ fn the_ctwatch_body_field_by_field() {
             "serial": cert.serial.trim_start_matches('0'),
         },
         "severity": "suspicious",
+        "detected_via": "feed",
     });
     assert_eq!(body, expected);
 }

@@ -1,0 +1,66 @@
+//! `cargo bench --bench bench_peek`: what `certstream::peek` costs per frame on the
+//! workers' hot path, in ns, on one thread: generated full-stream frames (about
+//! 9 KB, `FeedGen`) and the feed fixtures of each certstream server. Best of five
+//! runs of each set, so a busy neighbour shows as spread, not as a slower peek.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use certwatch_testkit::{FeedGen, FeedGenConfig};
+
+const FRAMES: usize = 2_000;
+const LOOPS: usize = 20;
+const RUNS: usize = 5;
+
+fn time_per_frame(frames: &[String]) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        for _ in 0..LOOPS {
+            for frame in frames {
+                let _ = black_box(certwatch::certstream::peek(black_box(frame)));
+            }
+        }
+        let ns = started.elapsed().as_nanos() as f64 / (LOOPS * frames.len()) as f64;
+        best = best.min(ns);
+    }
+    best
+}
+
+fn main() {
+    let mut generator = FeedGen::new(FeedGenConfig::default());
+    let generated: Vec<String> = (0..FRAMES)
+        .map(|_| generator.next_frame().0.as_str().to_string())
+        .collect();
+    let bytes: usize = generated.iter().map(String::len).sum();
+    println!(
+        "generated full stream ({} B a frame): {:.0} ns per peek",
+        bytes / generated.len(),
+        time_per_frame(&generated)
+    );
+    for (name, text) in [
+        (
+            "go full",
+            include_str!("../tests/fixtures/certstream_go_full.jsonl"),
+        ),
+        (
+            "go lite",
+            include_str!("../tests/fixtures/certstream_go_lite.jsonl"),
+        ),
+        (
+            "elixir full",
+            include_str!("../tests/fixtures/certstream_elixir_full.jsonl"),
+        ),
+        (
+            "rust full",
+            include_str!("../tests/fixtures/certstream_rust_full.jsonl"),
+        ),
+    ] {
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        println!(
+            "fixture {name} ({} frames): {:.0} ns per peek",
+            lines.len(),
+            time_per_frame(&lines)
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! Coverage and backfill end to end (issue 13): the real pipeline with a fake
+//! certstream feed whose messages name a `FakeCtLog` (real HTTP) through a trusted
+//! log list file, a real Postgres database and a fake webhook receiver.
+
+use crate::support::ctlog::{FakeCtLog, FakeEntry, fixture_entries};
+use crate::support::feed::FeedCmd;
+use crate::support::service::{self, Running};
+use crate::support::wait::wait_until;
+use crate::support::{FakeFeed, FakeWebhook, TestDb};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Long enough for a hole to settle (5 s), the backfill tick (1 s), the grace
+/// period (1 s) and delivery.
+const WAIT: Duration = Duration::from_secs(30);
+/// The fixture entry watched (`tiny.example.com`, serial 0F: no other entry
+/// shares its issuance).
+const WATCHED: &str = "tiny.example.com";
+
+/// The fixture certificates as log entries, and their feed lines rewritten to name
+/// `log_url` and their index in the log.
+fn entries_and_lines(log_url: &str) -> (Vec<FakeEntry>, Vec<String>) {
+    let mut entries = Vec::new();
+    let mut lines = Vec::new();
+    for (i, (entry, line)) in fixture_entries().into_iter().enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(&line).expect("fixture json");
+        v["data"]["source"]["url"] = log_url.into();
+        v["data"]["cert_index"] = (i as u64).into();
+        entries.push(entry);
+        lines.push(v.to_string());
+    }
+    (entries, lines)
+}
+
+fn watched_index(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .position(|l| l.contains(&format!("\"{WATCHED}\"")))
+        .expect("the watched fixture")
+}
+
+/// A log list file naming `log` (in the test's temporary directory).
+fn list_file(log: &FakeCtLog, tiled: bool, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("certwatch-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, log.log_list(tiled)).expect("list file");
+    path
+}
+
+fn start(db: &TestDb, feed: &FakeFeed, hook: &FakeWebhook, list: &std::path::Path) -> Running {
+    let list = list.to_str().expect("utf-8 path").to_string();
+    let svc = service::start(db, feed, Some(hook), &[("CT_LOG_LIST", &list)]);
+    assert!(feed.wait_for_client(Duration::from_secs(10)));
+    assert!(
+        wait_until(Duration::from_secs(10), || svc
+            .metric("certwatch_ct_coverage_enabled")
+            == 1.0),
+        "the log list was not loaded"
+    );
+    svc
+}
+
+/// The deliveries for the watched certificate within `within`: (delivery id, body).
+fn deliveries(hook: &FakeWebhook, within: Duration) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + within;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        let Some(rx) = hook.recv(left) else { break };
+        let body = rx.json();
+        if body.to_string().contains(WATCHED) {
+            out.push((
+                rx.header("X-CT-Delivery").unwrap_or_default().to_string(),
+                body,
+            ));
+        }
+    }
+    out
+}
+
+/// Runs the feed with or without the watched entry; returns the watched
+/// certificate's deliveries and the log's get-entries request count.
+fn run(skip_watched: bool, name: &str) -> (Vec<(String, serde_json::Value)>, usize) {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (entries, _) = entries_and_lines("");
+    let log = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&log.url());
+    let list = list_file(&log, false, name);
+    let svc = start(&db, &feed, &hook, &list);
+    let skip = watched_index(&lines);
+    for (i, line) in lines.iter().enumerate() {
+        if skip_watched && i == skip {
+            continue;
+        }
+        feed.send(FeedCmd::Text(line.clone()));
+    }
+    let got = deliveries(
+        &hook,
+        Duration::from_secs(if skip_watched { 20 } else { 8 }),
+    );
+    let hits = log.hits("ct/v1/get-entries");
+    drop(svc);
+    (got, hits)
+}
+
+#[test]
+fn an_entry_the_feed_skipped_is_alerted_by_backfill_once_with_the_feeds_delivery_id() {
+    let (by_feed, feed_hits) = run(false, "feed");
+    assert_eq!(by_feed.len(), 1, "{by_feed:?}");
+    assert_eq!(by_feed[0].1["detected_via"], "feed");
+    assert_eq!(feed_hits, 0, "nothing was missing, nothing fetched");
+
+    let (by_backfill, hits) = run(true, "skip");
+    assert_eq!(by_backfill.len(), 1, "one alert: {by_backfill:?}");
+    assert_eq!(by_backfill[0].1["detected_via"], "backfill");
+    assert!(hits >= 1, "the gap was fetched");
+    assert_eq!(
+        by_backfill[0].0, by_feed[0].0,
+        "the same delivery id as the feed would have given"
+    );
+}
+
+#[test]
+fn an_issuance_found_by_backfill_and_then_on_the_feed_is_one_alert() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (entries, _) = entries_and_lines("");
+    let log = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&log.url());
+    let svc = start(&db, &feed, &hook, &list_file(&log, false, "dup"));
+    let watched = watched_index(&lines);
+    feed.send(FeedCmd::Text(lines[watched - 1].clone()));
+    feed.send(FeedCmd::Text(lines[watched + 1].clone()));
+    let first = deliveries(&hook, Duration::from_secs(20));
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].1["detected_via"], "backfill");
+    // The feed delivers it late after all: the same issuance, no second alert.
+    feed.send(FeedCmd::Text(lines[watched].clone()));
+    let again = deliveries(&hook, Duration::from_secs(4));
+    assert!(again.is_empty(), "{again:?}");
+    drop(svc);
+}
+
+#[test]
+fn a_feed_naming_a_log_not_in_the_list_causes_no_request() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (entries, _) = entries_and_lines("");
+    let listed = FakeCtLog::start(entries.clone());
+    let unlisted = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&unlisted.url());
+    let svc = start(&db, &feed, &hook, &list_file(&listed, false, "unknown"));
+    for (i, line) in lines.iter().enumerate() {
+        if i % 2 == 0 {
+            feed.send(FeedCmd::Text(line.clone()));
+        }
+    }
+    assert!(wait_until(Duration::from_secs(10), || svc
+        .metric("certwatch_ct_unknown_log_messages_total")
+        as usize
+        == lines.len().div_ceil(2)));
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        unlisted.hits(""),
+        0,
+        "never fetched from a log not in the list"
+    );
+    assert_eq!(listed.hits(""), 0);
+}
+
+#[test]
+fn a_gap_over_the_cap_is_abandoned_counted_and_the_rest_fetched() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (entries, _) = entries_and_lines("");
+    let log = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&log.url());
+    let list = list_file(&log, false, "cap");
+    let list = list.to_str().unwrap().to_string();
+    let svc = service::start(
+        &db,
+        &feed,
+        Some(&hook),
+        &[("CT_LOG_LIST", &list), ("BACKFILL_MAX_GAP", "3")],
+    );
+    assert!(feed.wait_for_client(Duration::from_secs(10)));
+    assert!(wait_until(Duration::from_secs(10), || svc
+        .metric("certwatch_ct_coverage_enabled")
+        == 1.0));
+    feed.send(FeedCmd::Text(lines[0].clone()));
+    feed.send(FeedCmd::Text(lines[lines.len() - 1].clone()));
+    let label = log.url();
+    let abandoned =
+        format!("certwatch_ct_backfill_entries_total{{log=\"{label}\",outcome=\"abandoned\"}}");
+    let fetched =
+        format!("certwatch_ct_backfill_entries_total{{log=\"{label}\",outcome=\"fetched\"}}");
+    let missing = (lines.len() - 2) as f64;
+    assert!(
+        wait_until(WAIT, || svc.metric(&abandoned) == missing - 3.0
+            && svc.metric(&fetched) == 3.0),
+        "{} abandoned, {} fetched",
+        svc.metric(&abandoned),
+        svc.metric(&fetched)
+    );
+}
+
+#[test]
+fn a_rate_limited_log_is_asked_again_after_retry_after() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (entries, _) = entries_and_lines("");
+    let log = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&log.url());
+    let svc = start(&db, &feed, &hook, &list_file(&log, false, "429"));
+    log.throttle_next(1, 429, Some("3"));
+    let watched = watched_index(&lines);
+    feed.send(FeedCmd::Text(lines[watched - 1].clone()));
+    feed.send(FeedCmd::Text(lines[watched + 1].clone()));
+    let got = deliveries(&hook, Duration::from_secs(25));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["detected_via"], "backfill");
+    let agents = log.user_agents();
+    assert!(agents.len() >= 2, "{agents:?}");
+    assert!(
+        agents.iter().all(|a| a.starts_with("certwatch/")),
+        "{agents:?}"
+    );
+    drop(svc);
+}
+
+#[test]
+fn a_tiled_log_is_backfilled_from_data_tiles_including_the_partial_one() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (entries, _) = entries_and_lines("");
+    let log = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&log.url());
+    let svc = start(&db, &feed, &hook, &list_file(&log, true, "tiled"));
+    let watched = watched_index(&lines);
+    feed.send(FeedCmd::Text(lines[watched - 1].clone()));
+    feed.send(FeedCmd::Text(lines[watched + 1].clone()));
+    let got = deliveries(&hook, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["detected_via"], "backfill");
+    assert!(log.hits("tile/data/") >= 1, "read from a data tile");
+    assert!(log.hits("checkpoint") >= 1);
+    drop(svc);
+}
