@@ -455,8 +455,8 @@ fn spawn_stages(p: Parts) -> Stages {
             grace::run_grace(cls, pending_rx, held)
         }));
     }
-    // ---- coverage and backfill (issue 13): the log list and gap tracker the
-    // workers record into, and the `backfill` thread. ----
+    // Coverage: the log list and gap tracker the workers record into, and the
+    // `backfill` thread that fetches what the feed skipped.
     let coverage = Arc::new(worker::Coverage::new(Default::default()));
     {
         let b = crate::backfill::Backfill {
@@ -477,7 +477,6 @@ fn spawn_stages(p: Parts) -> Stages {
             crate::backfill::run_backfill(b)
         }));
     }
-    // ---- end of coverage and backfill ----
     for n in 0..config.workers {
         let (cls, rx, pending, held, budget, coverage) = (
             classifier.clone(),
