@@ -154,7 +154,7 @@ impl Classifier {
                 collision_id(&cert)
             }
         };
-        let sighting = Sighting {
+        let mut sighting = Sighting {
             cert,
             matched_entries,
             matched_sans,
@@ -165,7 +165,6 @@ impl Classifier {
             inventory: InventoryCheck::Database,
             detected_via: via,
         };
-        let mut sighting = sighting;
         match self.in_inventory(&mut sighting) {
             Some(true) => self.record(sighting, Severity::Info),
             _ if self.grace.is_zero() => self.record(sighting, Severity::Suspicious),

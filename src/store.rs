@@ -394,15 +394,19 @@ impl Store {
         let now = now_ms();
         if now < self.down_until_ms.load(Ordering::Relaxed) {
             // A recent attempt failed: not retried until the breaker closes.
-            let cause = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
-            return Err(StoreError::Unavailable(cause.clone()));
+            return Err(self.unavailable());
         }
         self.pool.get().map_err(|_| {
             self.down_until_ms
                 .store(now_ms() + BREAKER.as_millis() as u64, Ordering::Relaxed);
-            let cause = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
-            StoreError::Unavailable(cause.clone())
+            self.unavailable()
         })
+    }
+
+    /// `Unavailable` with the last connection attempt's cause.
+    fn unavailable(&self) -> StoreError {
+        let cause = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        StoreError::Unavailable(cause.clone())
     }
 
     /// Runs `call` on a pooled connection. A connection found closed (the

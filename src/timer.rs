@@ -92,13 +92,19 @@ impl WatchRefresher {
             started.elapsed()
         );
         self.tell_the_operator(count);
+        // The inventory snapshot follows the watch list (and warns while empty).
+        if let Err(e) = self.refresh_inventory() {
+            self.metrics.db_error(DbOp::WatchRefresh);
+            log::warn!("inventory snapshot not refreshed (the last one stays in use): {e}");
+        }
         Ok(count)
     }
 }
 
 impl WatchRefresher {
-    /// What an operator should know after a refresh: an empty watch list or
-    /// inventory (WARN, every refresh while it lasts), a changed entry count (INFO).
+    /// What an operator should know after a refresh: an empty watch list (WARN,
+    /// every refresh while it lasts), a changed entry count (INFO). An empty
+    /// inventory is warned about by `refresh_inventory`.
     fn tell_the_operator(&mut self, count: usize) {
         if self.last_count.is_some_and(|last| last != count) && count > 0 {
             log::info!("watch list now has {count} entries");
@@ -109,10 +115,6 @@ impl WatchRefresher {
                 "the watch list is empty: nothing can match; add domains to public.intent_current \
                  (README, \"First watch entry\")"
             );
-        }
-        if let Err(e) = self.refresh_inventory() {
-            self.metrics.db_error(DbOp::WatchRefresh);
-            log::warn!("inventory snapshot not refreshed (the last one stays in use): {e}");
         }
     }
 
@@ -193,12 +195,12 @@ impl Sweep {
                 .store
                 .inventory_candidates(fingerprint, serial)
                 .map(|rows| alert::in_inventory(&id, &rows))
-                .and_then(|ours| match ours {
-                    true => {
-                        let body = payload::resolved_body(&candidate.payload);
-                        self.store.mark_resolved(candidate.id, &body, observer)
+                .and_then(|ours| {
+                    if !ours {
+                        return Ok(false);
                     }
-                    false => Ok(false),
+                    let body = payload::resolved_body(&candidate.payload);
+                    self.store.mark_resolved(candidate.id, &body, observer)
                 });
             match resolved {
                 Ok(true) => {

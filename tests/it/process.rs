@@ -25,6 +25,16 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// Waits up to `limit` for `child` to exit (killing it if it does not); whether
+/// it exited by itself, and its output.
+fn exit_within(mut child: std::process::Child, limit: Duration) -> (bool, std::process::Output) {
+    let exited = wait_until(limit, || child.try_wait().unwrap().is_some());
+    if !exited {
+        child.kill().unwrap();
+    }
+    (exited, child.wait_with_output().unwrap())
+}
+
 /// The binary serving `db` from `feed` on API port `port`, logging warnings
 /// and worse to nowhere; tests add their own settings.
 fn serving(db: &TestDb, feed: &FakeFeed, port: &str) -> Command {
@@ -68,7 +78,7 @@ fn a_whsec_secret_the_standard_webhooks_libraries_cannot_decode_stops_start_up()
         ("WEBHOOK_SECRET", "whsec_not base64 at all!"),
         ("WEBHOOK_SECRET_PREVIOUS", "whsec_c2VjcmV0="),
     ] {
-        let mut child = certwatch()
+        let child = certwatch()
             .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
             .env("WEBHOOK_SECRET", "whsec_c2VjcmV0LWtleQ==")
             .env("API_PORT", "0")
@@ -78,13 +88,7 @@ fn a_whsec_secret_the_standard_webhooks_libraries_cannot_decode_stops_start_up()
             .spawn()
             .unwrap();
         // Accepted, it would start and retry the unreachable database forever.
-        let exited = wait_until(Duration::from_secs(5), || {
-            child.try_wait().unwrap().is_some()
-        });
-        if !exited {
-            child.kill().unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
+        let (exited, out) = exit_within(child, Duration::from_secs(5));
         assert!(exited, "{var}={value} was accepted");
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -578,7 +582,7 @@ fn sighup_reloads_the_watch_list_without_stopping() {
 #[test]
 fn a_target_that_can_never_work_exits_two_with_one_line() {
     // Loopback refused by WEBHOOK_DENY_PRIVATE: no restart can fix that.
-    let mut child = certwatch()
+    let child = certwatch()
         .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
         .env("API_PORT", "0")
         .env(
@@ -590,13 +594,7 @@ fn a_target_that_can_never_work_exits_two_with_one_line() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let exited = wait_until(Duration::from_secs(5), || {
-        child.try_wait().unwrap().is_some()
-    });
-    if !exited {
-        child.kill().unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let (exited, out) = exit_within(child, Duration::from_secs(5));
     assert!(exited, "a refused target was accepted");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");

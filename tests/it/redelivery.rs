@@ -143,8 +143,18 @@ fn two_replicas_on_one_database_alert_and_deliver_once() {
     );
 }
 
-#[test]
-fn a_late_inventory_row_sends_a_resolved_follow_up() {
+/// A service (grace 0, sweep every second) that alerted `cert` as suspicious and
+/// delivered it: the database, the feed, the receiver, the service and that
+/// delivery.
+fn a_delivered_suspicious_alert(
+    cert: &Cert,
+) -> (
+    crate::support::TestDb,
+    crate::support::FakeFeed,
+    crate::support::FakeWebhook,
+    service::Running,
+    crate::support::Received,
+) {
     let (db, feed, hook) = setup(&["example.com"]);
     let svc = service::start(
         &db,
@@ -153,14 +163,20 @@ fn a_late_inventory_row_sends_a_resolved_follow_up() {
         &[("SUSPICIOUS_GRACE_S", "0"), ("REDELIVERY_INTERVAL_S", "1")],
     );
     assert!(feed.wait_for_client(WAIT));
-    let cert = Cert::new(&["late.example.com"]);
-    feed.send(FeedCmd::Text(cert.precert().frame()));
+    feed.send(FeedCmd::Text(cert.frame()));
     let first = hook.recv(WAIT).expect("the suspicious alert");
     assert_eq!(first.json()["severity"], "suspicious");
     assert!(wait_until(WAIT, || db
         .alerts()
         .first()
         .is_some_and(|r| r.delivered)));
+    (db, feed, hook, svc, first)
+}
+
+#[test]
+fn a_late_inventory_row_sends_a_resolved_follow_up() {
+    let cert = Cert::new(&["late.example.com"]);
+    let (db, _feed, hook, svc, first) = a_delivered_suspicious_alert(&cert.precert());
     hook.expect_none(Duration::from_secs(2));
     // Triage: the suspicious alert needs a human, and says so in one row.
     let open = |db: &crate::support::TestDb| {
@@ -211,23 +227,9 @@ fn a_late_inventory_row_sends_a_resolved_follow_up() {
 /// so it is also ours when a suspicious alert for it is reconciled later.
 #[test]
 fn reconciliation_follows_the_classification_rule_for_a_cn_only_difference() {
-    let (db, feed, hook) = setup(&["example.com"]);
-    let svc = service::start(
-        &db,
-        &feed,
-        Some(&hook),
-        &[("SUSPICIOUS_GRACE_S", "0"), ("REDELIVERY_INTERVAL_S", "1")],
-    );
-    assert!(feed.wait_for_client(WAIT));
     // The subject CN is the first name; the inventory lists only the SAN.
     let cert = Cert::new(&["cn.example.com", "san.example.com"]).precert();
-    feed.send(FeedCmd::Text(cert.frame()));
-    let first = hook.recv(WAIT).expect("the suspicious alert");
-    assert_eq!(first.json()["severity"], "suspicious");
-    assert!(wait_until(WAIT, || db
-        .alerts()
-        .first()
-        .is_some_and(|r| r.delivered)));
+    let (db, _feed, hook, svc, _first) = a_delivered_suspicious_alert(&cert);
     let mut inventoried = cert.clone();
     inventoried.names = vec!["san.example.com".into()];
     db.inventory(&inventoried);
