@@ -188,3 +188,40 @@ CREATE TABLE IF NOT EXISTS public.certwatch_pending (
 );
 
 COMMENT ON TABLE public.certwatch_pending IS 'certwatch: matches waiting out their grace period';
+
+-- Coverage (CT_LOG_LIST): the last log list read successfully, per source, so a
+-- restart without network still knows which logs to trust and fetch from.
+CREATE TABLE IF NOT EXISTS public.certwatch_log_list (
+    source text PRIMARY KEY,
+    body bytea NOT NULL,
+    fetched_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE public.certwatch_log_list IS 'certwatch: the last good CT log list';
+
+-- Per CT log, the index below which every entry was seen on the feed, fetched by
+-- backfill, or logged and counted as abandoned: where a restart resumes. Shared by
+-- replicas (the highest position wins), written every 10 s and at shutdown.
+CREATE TABLE IF NOT EXISTS public.certwatch_log_positions (
+    log_id text PRIMARY KEY,
+    log_url text NOT NULL,
+    position bigint NOT NULL CHECK (position >= 0),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE public.certwatch_log_positions IS 'certwatch: where each CT log resumes after a restart';
+
+-- Ranges of CT logs a replica is fetching (backfill): another replica skips a range
+-- claimed and not expired, or done. Rows older than a day are deleted.
+CREATE TABLE IF NOT EXISTS public.certwatch_backfill_claims (
+    log_id text NOT NULL,
+    start_index bigint NOT NULL,
+    end_index bigint NOT NULL CHECK (end_index > start_index),
+    owner text NOT NULL,
+    claimed_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    done boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (log_id, start_index, owner)
+);
+
+COMMENT ON TABLE public.certwatch_backfill_claims IS 'certwatch: CT log ranges being fetched, per replica';

@@ -33,12 +33,14 @@ use crate::ctlog::tiles;
 use crate::grace::{HeldAlerts, Pending};
 use crate::metrics::BackfillOutcome;
 use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
 use crate::threads::unix_now;
 use crate::worker::{self, Coverage, MatchScratch};
 use crossbeam_channel::Sender;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Default `BACKFILL_MAX_GAP`: entries fetched per gap at most (10,000 entries are
@@ -52,6 +54,12 @@ pub const LIST_REFRESH: Duration = Duration::from_secs(24 * 3600);
 pub const RETRY_GAPS: usize = 1024;
 /// Attempts at a gap that fails for another reason than a rate limit.
 pub const MAX_ATTEMPTS: u32 = 5;
+/// How often per-log positions are written to Postgres (and once more when the
+/// workers are done at shutdown).
+pub const SAVE_POSITIONS: Duration = Duration::from_secs(10);
+/// How long a range claimed for fetching is this instance's; past it (the instance
+/// died) another replica may take it.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(600);
 /// Entries asked per `get-entries` request (the log may return fewer).
 const PAGE: u64 = 256;
 /// A dense log's gaps are coalesced over this many seen entries (one tile).
@@ -88,9 +96,12 @@ struct Work {
     attempts: u32,
     /// Not before this time (rate limited, or not yet published).
     not_before: Instant,
+    /// The start of this instance's claim on the range in Postgres, if it holds one.
+    claim: Option<u64>,
 }
 
 /// The `backfill` thread's state.
+#[derive(Default)]
 struct State {
     clients: HashMap<LogId, LogClient>,
     retry: VecDeque<Work>,
@@ -99,10 +110,32 @@ struct State {
     published: HashMap<LogId, (u64, u64)>,
     /// Logs already warned about as dense.
     dense_warned: HashSet<LogId>,
+    /// Whether the stored positions were given to the gap tracker: until then no
+    /// position is written (it would overwrite where the last run stopped).
+    seeded: bool,
+    /// Entries read, unreadable and matched so far (what `certwatch backfill` reports).
+    tally: Tally,
+    /// Why the last range given up on was not fetched.
+    gave_up: Option<String>,
 }
 
-/// Reads the log list from a file or an `http(s)://` URL (bounded in size).
-pub fn read_list(source: &str) -> Result<LogList, String> {
+/// What a manual backfill (`run_once`) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Entries read from the log and matched against the watch list.
+    pub fetched: u64,
+    /// Entries read that did not decode.
+    pub undecodable: u64,
+    /// Entries that matched the watch list (each classified and, unless known
+    /// already, alerted).
+    pub matched: u64,
+    /// Entries over `BACKFILL_MAX_GAP`, not read.
+    pub abandoned: u64,
+}
+
+/// Reads the log list from a file or an `http(s)://` URL (bounded in size): the
+/// list and the bytes it was parsed from.
+pub fn read_list(source: &str) -> Result<(LogList, Vec<u8>), String> {
     let bytes = if source.starts_with("http://") || source.starts_with("https://") {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(30)))
@@ -126,7 +159,52 @@ pub fn read_list(source: &str) -> Result<LogList, String> {
             .map_err(|e| format!("cannot read the log list file {source}: {e}"))?;
         bytes
     };
-    LogList::parse(&bytes).map_err(|e| format!("the log list does not parse: {e}"))
+    let list = LogList::parse(&bytes).map_err(|e| format!("the log list does not parse: {e}"))?;
+    Ok((list, bytes))
+}
+
+/// The key of a list source in `public.certwatch_log_list`: a file path as is, a
+/// URL without credentials, query or fragment.
+fn list_key(source: &str) -> String {
+    if source.contains("://") {
+        crate::config::redact_url(source, true)
+    } else {
+        source.to_string()
+    }
+}
+
+/// Reads the list from its source and keeps a copy in Postgres; when the source
+/// cannot be read, falls back to the copy kept by an earlier read (said in the
+/// log, with its date). The error says why neither gave a list.
+pub fn read_list_or_kept(store: &Store, source: &str) -> Result<LogList, String> {
+    let key = list_key(source);
+    let read_error = match read_list(source) {
+        Ok((list, bytes)) => {
+            if let Err(e) = store.save_log_list(&key, &bytes) {
+                log::warn!(
+                    "the CT log list is not kept in the database ({e}): a restart that cannot \
+                     read CT_LOG_LIST would start without one"
+                );
+            }
+            return Ok(list);
+        }
+        Err(e) => e,
+    };
+    match store.load_log_list(&key) {
+        Ok(Some((bytes, when))) => match LogList::parse(&bytes) {
+            Ok(list) => {
+                log::warn!("{read_error}; using the copy read on {when}, kept in the database");
+                Ok(list)
+            }
+            Err(e) => Err(format!(
+                "{read_error}; the copy kept in the database does not parse either: {e}"
+            )),
+        },
+        Ok(None) => Err(format!("{read_error}; no copy kept in the database")),
+        Err(e) => Err(format!(
+            "{read_error}; the copy kept in the database cannot be read: {e}"
+        )),
+    }
 }
 
 /// The metrics label of a log: its fetch URL without the trailing slash.
@@ -152,13 +230,19 @@ fn install(b: &Backfill, list: LogList) {
         .store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Loads the list; on failure keeps the one in use (if any) and says so.
-fn load_list(b: &Backfill) {
+/// Loads the list (or the copy kept in Postgres); on failure keeps the one in use
+/// (if any) and says so.
+fn load_list(b: &Backfill, state: &mut State) {
     let Some(source) = &b.list_source else {
         return;
     };
-    match read_list(source) {
-        Ok(list) => install(b, list),
+    match read_list_or_kept(&b.cls.store, source) {
+        Ok(list) => {
+            if !state.seeded {
+                state.seeded = seed_positions(b, &list);
+            }
+            install(b, list);
+        }
         Err(e) if b.coverage.logs.load().is_some() => {
             log::warn!("{e}; keeping the log list in use");
         }
@@ -176,26 +260,107 @@ pub fn run_backfill(b: Backfill) {
         let _ = b.shutdown.channel().recv();
         return;
     };
-    load_list(&b);
+    let mut state = State::default();
+    load_list(&b, &mut state);
     let mut list_read = Instant::now();
-    let mut state = State {
-        clients: HashMap::new(),
-        retry: VecDeque::new(),
-        scratch: MatchScratch::default(),
-        published: HashMap::new(),
-        dense_warned: HashSet::new(),
-    };
+    let mut positions_saved = Instant::now();
     while !b.shutdown.sleep(TICK) {
         let list_due = list_read.elapsed() >= LIST_REFRESH;
         if list_due || b.coverage.logs.load().is_none() && list_read.elapsed() >= TICK * 60 {
-            load_list(&b);
+            load_list(&b, &mut state);
             list_read = Instant::now();
         }
         let Some(list) = b.coverage.logs.load_full() else {
             continue;
         };
+        if !state.seeded {
+            state.seeded = seed_positions(&b, &list);
+        }
         tick(&b, &list, &mut state);
+        publish_backlog(&b.coverage, &state);
+        if positions_saved.elapsed() >= SAVE_POSITIONS {
+            positions_saved = Instant::now();
+            if let Err(e) = save_positions(&b.cls.store, &b.coverage) {
+                log::debug!("CT log positions not saved (next try in 10 s): {e}");
+            }
+        }
     }
+    // What is still queued stays below the saved positions: the next run fetches it.
+    publish_backlog(&b.coverage, &state);
+}
+
+/// Gives the gap tracker the positions stored by earlier runs (and replicas), so
+/// the first index the feed now delivers opens a gap from there; returns whether
+/// that is done (false: the database did not answer, try again).
+fn seed_positions(b: &Backfill, list: &LogList) -> bool {
+    let stored = match b.cls.store.load_positions() {
+        Ok(stored) => stored,
+        Err(e) => {
+            log::warn!("stored CT log positions not read yet ({e}); a restart gap waits for them");
+            return false;
+        }
+    };
+    let now = Instant::now();
+    let mut tracker = b.coverage.gaps.lock();
+    let mut seeded = 0;
+    for (id, position) in stored {
+        if let Some(log) = LogId::from_base64(&id).and_then(|id| list.get(&id))
+            && tracker.seed(log.id, position, now)
+        {
+            seeded += 1;
+        }
+    }
+    drop(tracker);
+    b.coverage.seeded.store(true, Ordering::SeqCst);
+    if seeded > 0 {
+        log::info!(
+            "resuming {seeded} CT logs from their stored positions: what the feed delivered \
+             meanwhile is fetched from the logs (at most BACKFILL_MAX_GAP={} entries each)",
+            b.max_gap
+        );
+    }
+    true
+}
+
+/// Shares, per log, the lowest index still queued for fetching, so a saved position
+/// never passes an entry not fetched yet.
+fn publish_backlog(coverage: &Coverage, state: &State) {
+    let mut floors: HashMap<LogId, u64> = HashMap::new();
+    for work in &state.retry {
+        let floor = floors.entry(work.gap.log).or_insert(work.gap.start);
+        *floor = (*floor).min(work.gap.start);
+    }
+    *coverage.backlog.lock().unwrap_or_else(|e| e.into_inner()) = floors;
+}
+
+/// Writes every tracked log's position: the index below which each entry was seen
+/// on the feed, fetched, or logged and counted as abandoned. Called every
+/// `SAVE_POSITIONS` by the `backfill` thread and once by the pipeline's drain when
+/// the workers are done; returns how many logs were saved. Nothing is written
+/// before the stored positions were read back (a restart's gap would be lost).
+pub fn save_positions(store: &Store, coverage: &Coverage) -> Result<usize, StoreError> {
+    if !coverage.seeded.load(Ordering::SeqCst) {
+        return Ok(0);
+    }
+    let Some(list) = coverage.logs.load_full() else {
+        return Ok(0);
+    };
+    let positions = coverage.gaps.lock().positions();
+    let backlog = coverage
+        .backlog
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let rows: Vec<(String, String, u64)> = positions
+        .into_iter()
+        .filter_map(|(id, position)| {
+            let log = list.get(&id)?;
+            let position = backlog.get(&id).map_or(position, |f| position.min(*f));
+            Some((id.to_base64(), log_label(log).to_string(), position))
+        })
+        .collect();
+    store.save_positions(&rows)?;
+    Ok(rows.len())
 }
 
 /// One second's work: publish statistics, apply the dense-feed policy, take the
@@ -276,16 +441,9 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
             continue;
         }
         let gap = cap(b, log, gap);
-        enqueue(
-            b,
-            log,
-            state,
-            Work {
-                gap,
-                attempts: 0,
-                not_before: now,
-            },
-        );
+        for work in claim(b, log, gap, now) {
+            enqueue(b, log, state, work);
+        }
     }
     // Work through what is due; one pass over the queue per tick.
     for _ in 0..state.retry.len() {
@@ -302,9 +460,77 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
         let Some(log) = list.get(&work.gap.log) else {
             continue;
         };
-        if let Some(rest) = fetch_gap(b, log, state, work) {
-            enqueue(b, log, state, rest);
+        let claim = work.claim;
+        match fetch_gap(b, log, state, work) {
+            Some(rest) => enqueue(b, log, state, rest),
+            None => finish(b, log, claim),
         }
+    }
+}
+
+/// Claims a gap in Postgres so another replica on the database does not fetch it
+/// too: the parts left to this instance, as work (what another replica claimed or
+/// finished is counted as `other_replica`). When the database does not answer, the
+/// whole gap is fetched unclaimed: coverage comes before saving a replica's work.
+fn claim(b: &Backfill, log: &Log, gap: Gap, now: Instant) -> Vec<Work> {
+    let work = |start: u64, end: u64, claim: Option<u64>| Work {
+        gap: Gap {
+            log: gap.log,
+            start,
+            end,
+        },
+        attempts: 0,
+        not_before: now,
+        claim,
+    };
+    let id = log.id.to_base64();
+    match b
+        .cls
+        .store
+        .claim_range(&id, gap.start, gap.end, CLAIM_LEASE)
+    {
+        Ok(parts) => {
+            let mine: u64 = parts.iter().map(|(s, e)| e - s).sum();
+            if mine < gap.len() {
+                log::info!(
+                    "CT log {}: {} of entries {}..{} are fetched by another replica",
+                    log_label(log),
+                    gap.len() - mine,
+                    gap.start,
+                    gap.end
+                );
+                b.cls.metrics.backfill(
+                    log_label(log),
+                    BackfillOutcome::OtherReplica,
+                    gap.len() - mine,
+                );
+            }
+            parts
+                .into_iter()
+                .map(|(start, end)| work(start, end, Some(start)))
+                .collect()
+        }
+        Err(e) => {
+            log::debug!(
+                "CT log {}: entries {}..{} fetched without a claim: {e}",
+                log_label(log),
+                gap.start,
+                gap.end
+            );
+            vec![work(gap.start, gap.end, None)]
+        }
+    }
+}
+
+/// A claimed range is finished (fetched, or failed for good): other replicas skip it.
+fn finish(b: &Backfill, log: &Log, claim: Option<u64>) {
+    if let Some(start) = claim
+        && let Err(e) = b.cls.store.finish_claim(&log.id.to_base64(), start)
+    {
+        log::debug!(
+            "CT log {}: claim at {start} not marked done: {e}",
+            log_label(log)
+        );
     }
 }
 
@@ -345,6 +571,7 @@ fn enqueue(b: &Backfill, log: &Log, state: &mut State, work: Work) {
         b.cls
             .metrics
             .backfill(log_label(log), BackfillOutcome::Failed, work.gap.len());
+        finish(b, log, work.claim);
         return;
     }
     state.retry.push_back(work);
@@ -397,7 +624,7 @@ fn fetch_gap(b: &Backfill, log: &Log, state: &mut State, mut work: Work) -> Opti
                 newest_ms = newest_ms.max(Some(ms as u64));
             }
         }
-        consider_all(b, &label, certs, &mut state.scratch);
+        consider_all(b, &label, certs, &mut state.scratch, &mut state.tally);
         r
     };
     if let Some(ms) = newest_ms {
@@ -414,7 +641,7 @@ fn fetch_gap(b: &Backfill, log: &Log, state: &mut State, mut work: Work) -> Opti
             // Not yet published (beyond the tree size): later.
             work.not_before = Instant::now() + Duration::from_secs(10);
             work.attempts += 1;
-            retry_or_fail(b, &label, work, "not published yet")
+            retry_or_fail(b, &label, state, work, "not published yet")
         }
         Err(ClientError::RateLimited { retry_after, .. }) => {
             work.not_before = Instant::now() + retry_after;
@@ -423,12 +650,18 @@ fn fetch_gap(b: &Backfill, log: &Log, state: &mut State, mut work: Work) -> Opti
         Err(e) => {
             work.attempts += 1;
             work.not_before = Instant::now() + Duration::from_secs(5u64 << work.attempts.min(6));
-            retry_or_fail(b, &label, work, &e.to_string())
+            retry_or_fail(b, &label, state, work, &e.to_string())
         }
     }
 }
 
-fn retry_or_fail(b: &Backfill, label: &str, work: Work, why: &str) -> Option<Work> {
+fn retry_or_fail(
+    b: &Backfill,
+    label: &str,
+    state: &mut State,
+    work: Work,
+    why: &str,
+) -> Option<Work> {
     if work.attempts < MAX_ATTEMPTS {
         log::debug!(
             "CT log {label}: entries {}..{} retried later: {why}",
@@ -437,11 +670,12 @@ fn retry_or_fail(b: &Backfill, label: &str, work: Work, why: &str) -> Option<Wor
         );
         return Some(work);
     }
-    log::warn!(
+    let what = format!(
         "CT log {label}: entries {}..{} not fetched after {MAX_ATTEMPTS} attempts: {why}",
-        work.gap.start,
-        work.gap.end
+        work.gap.start, work.gap.end
     );
+    log::warn!("{what}");
+    state.gave_up = Some(what);
     b.cls
         .metrics
         .backfill(label, BackfillOutcome::Failed, work.gap.len());
@@ -509,6 +743,7 @@ fn consider_all(
     label: &str,
     certs: Vec<(u64, EntryResult)>,
     scratch: &mut MatchScratch,
+    tally: &mut Tally,
 ) {
     let (mut fetched, mut failed) = (0u64, 0u64);
     let watch = b.cls.watch.load();
@@ -525,6 +760,7 @@ fn consider_all(
         let Some(matched) = worker::matched_names(&watch, &cert.all_domains, scratch) else {
             continue;
         };
+        tally.matched += 1;
         let lists = worker::match_lists(&watch, &matched, scratch);
         drop(matched);
         log::info!(
@@ -536,6 +772,7 @@ fn consider_all(
             .consider(cert, lists, DetectedVia::Backfill, unix_now());
         worker::hand_over(&b.cls, next, &b.pending, &b.held);
     }
+    (tally.fetched, tally.undecodable) = (tally.fetched + fetched, tally.undecodable + failed);
     b.cls
         .metrics
         .backfill(label, BackfillOutcome::Fetched, fetched);
@@ -546,54 +783,80 @@ fn consider_all(
     }
 }
 
-/// Runs one manual request through the same path (`certwatch backfill`): returns
-/// the entries read, or why it could not.
-pub fn run_once(b: &Backfill, request: &Request) -> Result<u64, String> {
+/// Runs one manual request (`certwatch backfill`) through the same path as the
+/// `backfill` thread, on the caller's thread: the list (or its kept copy), the
+/// range capped at `BACKFILL_MAX_GAP`, fetched with the same retries; returns what
+/// it read, or why it could not read it all.
+pub fn run_once(b: &Backfill, request: &Request) -> Result<Tally, OnceError> {
     let Some(source) = &b.list_source else {
-        return Err("CT_LOG_LIST=off: no trusted log list".into());
-    };
-    let list = read_list(source)?;
-    let Some(log) = list.lookup(&request.log_url) else {
-        return Err(format!(
-            "{} is not a log of the trusted list; nothing fetched",
-            request.log_url
+        return Err(OnceError::Refused(
+            "CT_LOG_LIST=off: there is no trusted log list to take the log from".into(),
         ));
     };
     if request.to < request.from {
-        return Err("--to is below --from".into());
+        return Err(OnceError::Refused(format!(
+            "--to {} is below --from {}",
+            request.to, request.from
+        )));
     }
+    let list = read_list_or_kept(&b.cls.store, source).map_err(OnceError::Failed)?;
+    let Some(log) = list.lookup(&request.log_url) else {
+        return Err(OnceError::Refused(format!(
+            "{:?} is not a log of the trusted list (CT_LOG_LIST); nothing fetched",
+            request.log_url.chars().take(200).collect::<String>()
+        )));
+    };
     install(b, list.clone());
     let log = list.get(&log.id).expect("looked up");
-    let gap = cap(
-        b,
-        log,
-        Gap {
-            log: log.id,
-            start: request.from,
-            end: request.to.saturating_add(1),
-        },
-    );
-    let total = gap.len();
-    let mut state = State {
-        clients: HashMap::new(),
-        retry: VecDeque::new(),
-        scratch: MatchScratch::default(),
-        published: HashMap::new(),
-        dense_warned: HashSet::new(),
+    let wanted = Gap {
+        log: log.id,
+        start: request.from,
+        end: request.to.saturating_add(1),
     };
+    let gap = cap(b, log, wanted);
+    let mut state = State::default();
+    state.tally.abandoned = wanted.len() - gap.len();
     let mut work = Work {
         gap,
         attempts: 0,
         not_before: Instant::now(),
+        claim: None,
     };
     loop {
         let wait = work.not_before.saturating_duration_since(Instant::now());
         if b.shutdown.sleep(wait) {
-            return Err("interrupted".into());
+            return Err(OnceError::Failed(format!(
+                "interrupted; entries {}..{} not fetched",
+                work.gap.start, work.gap.end
+            )));
         }
         match fetch_gap(b, log, &mut state, work) {
-            None => return Ok(total),
+            None => break,
             Some(rest) => work = rest,
+        }
+    }
+    match state.gave_up {
+        Some(why) => Err(OnceError::Failed(format!(
+            "{why} ({} entries read before)",
+            state.tally.fetched
+        ))),
+        None => Ok(state.tally),
+    }
+}
+
+/// Why a manual backfill did not read its whole range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnceError {
+    /// The request cannot work (no list, a log not in it, an empty range): exit 2.
+    Refused(String),
+    /// The log or the list could not be read: exit 1.
+    Failed(String),
+}
+
+impl std::fmt::Display for OnceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OnceError::Refused(why) | OnceError::Failed(why) => f.write_str(why),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The `certwatch` binary: the command line (`certwatch [serve]`, `healthcheck`,
-//! `version`, `help`), the logger and the exit codes. `certwatch healthcheck` asks
+//! `backfill`, `version`, `help`), the logger and the exit codes. `certwatch healthcheck` asks
 //! the running service's `/healthz` (for Docker's HEALTHCHECK) and exits 0 when it
 //! answers ok, 1 otherwise. Runs on the main thread.
 
@@ -23,6 +23,9 @@ inventory (public.certs) does not know.
 Usage:
   certwatch [serve]        run the service (the default)
   certwatch healthcheck    ask the running service's /healthz; exit 0 when ok, 1 otherwise
+  certwatch backfill --log URL --from N --to M
+                           read entries N to M (inclusive) of a log of CT_LOG_LIST once,
+                           alert what matches like the service, and exit (0: all read)
   certwatch version        print the version (also -V, --version)
   certwatch help           print this help (also -h, --help)
 
@@ -43,6 +46,7 @@ Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage."
 enum Command {
     Serve,
     Healthcheck,
+    Backfill(certwatch::backfill::Request),
     Version,
     Help,
 }
@@ -57,6 +61,8 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let command = match command {
         "serve" => Command::Serve,
         "healthcheck" => Command::Healthcheck,
+        "backfill" if wants_help(rest) => return Ok(Command::Help),
+        "backfill" => return parse_backfill(rest),
         "version" | "-V" | "--version" => Command::Version,
         "help" | "-h" | "--help" => Command::Help,
         other => return Err(format!("unknown command {}", quoted(other))),
@@ -68,6 +74,47 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         None => Ok(command),
         Some(extra) => Err(format!("unexpected argument {}", quoted(extra))),
     }
+}
+
+/// `backfill --log URL --from N --to M` (each also as `--flag=value`).
+fn parse_backfill(args: &[String]) -> Result<Command, String> {
+    let (mut log, mut from, mut to) = (None, None, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let slot = match flag {
+            "--log" => &mut log,
+            "--from" => &mut from,
+            "--to" => &mut to,
+            other => return Err(format!("backfill: unexpected argument {}", quoted(other))),
+        };
+        let value = match inline.or_else(|| args.next().cloned()) {
+            Some(value) => value,
+            None => return Err(format!("backfill: {flag} needs a value")),
+        };
+        if slot.replace(value).is_some() {
+            return Err(format!("backfill: {flag} given twice"));
+        }
+    }
+    let index = |flag: &str, value: Option<String>| -> Result<u64, String> {
+        let value = value.ok_or_else(|| format!("backfill: {flag} is required"))?;
+        value
+            .parse::<u64>()
+            .map_err(|_| format!("backfill: {flag} {} is not an entry index", quoted(&value)))
+    };
+    let log_url = log.ok_or("backfill: --log is required")?;
+    let (from, to) = (index("--from", from)?, index("--to", to)?);
+    if to < from {
+        return Err(format!("backfill: --to {to} is below --from {from}"));
+    }
+    Ok(Command::Backfill(certwatch::backfill::Request {
+        log_url,
+        from,
+        to,
+    }))
 }
 
 /// An argument as typed, control characters escaped, at most 64 characters.
@@ -84,6 +131,7 @@ fn main() -> ExitCode {
     match parse_args(&args) {
         Ok(Command::Serve) => serve(),
         Ok(Command::Healthcheck) => healthcheck(),
+        Ok(Command::Backfill(request)) => backfill(request),
         Ok(Command::Version) => {
             println!("certwatch {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -93,7 +141,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(complaint) => {
-            eprintln!("certwatch: {complaint}\nusage: certwatch [serve|healthcheck|version|help]");
+            eprintln!(
+                "certwatch: {complaint}\nusage: certwatch [serve|healthcheck|version|help], \
+                 certwatch backfill --log URL --from N --to M"
+            );
             ExitCode::from(2)
         }
     }
@@ -120,6 +171,39 @@ fn serve() -> ExitCode {
         // refuses) exits 2, like a bad variable: systemd does not restart it.
         Err(e) => {
             log::error!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `certwatch backfill`: one range of one log, through the service's path; a
+/// line on stdout says what was read.
+fn backfill(request: certwatch::backfill::Request) -> ExitCode {
+    let config = match certwatch::Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("certwatch: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    certwatch::logging::init(config.log_level, config.log_secrets());
+    let (trigger, shutdown) = certwatch::shutdown::channel();
+    if let Err(e) = trigger.on_signals() {
+        eprintln!("certwatch: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    let range = format!("entries {}..={}", request.from, request.to);
+    match certwatch::pipeline::backfill_once(config, request, shutdown) {
+        Ok(t) => {
+            println!(
+                "certwatch backfill: {range}: {} read, {} matched the watch list, {} did not decode, \
+                 {} left over BACKFILL_MAX_GAP",
+                t.fetched, t.matched, t.undecodable, t.abandoned
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("backfill: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -163,6 +247,37 @@ mod tests {
         }
         assert_eq!(parse(&["healthcheck", "--help"]), Ok(Command::Help));
         assert_eq!(parse(&["serve", "-h"]), Ok(Command::Help));
+        assert_eq!(parse(&["backfill", "--help"]), Ok(Command::Help));
+        let want = Command::Backfill(certwatch::backfill::Request {
+            log_url: "https://ct.example/log/".into(),
+            from: 5,
+            to: 9,
+        });
+        assert_eq!(
+            parse(&[
+                "backfill",
+                "--log",
+                "https://ct.example/log/",
+                "--from",
+                "5",
+                "--to",
+                "9"
+            ]),
+            Ok(want)
+        );
+        assert_eq!(
+            parse(&[
+                "backfill",
+                "--to=9",
+                "--from=5",
+                "--log=https://ct.example/log/"
+            ]),
+            Ok(Command::Backfill(certwatch::backfill::Request {
+                log_url: "https://ct.example/log/".into(),
+                from: 5,
+                to: 9,
+            }))
+        );
     }
 
     #[test]
@@ -179,6 +294,21 @@ mod tests {
         );
         assert!(parse(&["version", "x"]).is_err());
         assert!(parse(&["serve", "--port", "1"]).is_err());
+        for bad in [
+            &["backfill"][..],
+            &["backfill", "--log", "x", "--from", "1"],
+            &["backfill", "--log", "x", "--from", "2", "--to", "1"],
+            &["backfill", "--log", "x", "--from", "-1", "--to", "1"],
+            &[
+                "backfill", "--log", "x", "--from", "1", "--to", "2", "--log", "y",
+            ],
+            &["backfill", "--log", "x", "--from", "1", "--to"],
+            &[
+                "backfill", "--log", "x", "--from", "1", "--to", "2", "extra",
+            ],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
         let long = "x".repeat(500);
         assert!(parse(&[&long]).unwrap_err().len() < 120);
     }

@@ -186,6 +186,8 @@ label_enum! {
         Abandoned => "abandoned",
         /// The log could not be read or the entry did not decode.
         Failed => "failed",
+        /// Claimed or already fetched by another replica on the same database.
+        OtherReplica => "other_replica",
     }
 }
 

@@ -11,6 +11,7 @@
 //! with the last `Fanout` gone the target threads make their last attempts within
 //! the drain budget; http stops last. No stage keeps a stray sender.
 
+use crate::backfill;
 use crate::classify::{Classifier, Dedupe};
 use crate::config::Config;
 use crate::deliver::{self, Deliverer, Target};
@@ -163,14 +164,7 @@ pub fn start_with_lookup(
     // install in the same process (tests) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = feed::tls_config(config.certstream_ca_file.as_deref()).map_err(Error::Tls)?;
-    if config.webhook_deny_private {
-        for url in &config.webhook_urls {
-            guard::check_target(url.expose(), &lookup).map_err(Error::Target)?;
-        }
-    }
-    let agent = (!config.webhook_urls.is_empty()).then(|| {
-        outbound::webhook_agent(config.webhook_timeout, config.webhook_deny_private, lookup)
-    });
+    let agent = webhook_agent(&config, lookup)?;
     let listener = http_guard::bind(config.api_host, config.api_port).map_err(Error::Bind)?;
     let http_addr = listener.local_addr().map_err(|source| {
         Error::Bind(http_guard::BindError {
@@ -188,6 +182,133 @@ pub fn start_with_lookup(
         .spawn(move || pipeline(config, shutdown, (listener, upstream), tls, agent))
         .map_err(Error::Spawn)?;
     Ok(Service { http_addr, main })
+}
+
+/// The webhook agent (`None` without targets), once every target passed the
+/// `WEBHOOK_DENY_PRIVATE` check.
+fn webhook_agent(config: &Config, lookup: guard::Lookup) -> Result<Option<ureq::Agent>, Error> {
+    if config.webhook_deny_private {
+        for url in &config.webhook_urls {
+            guard::check_target(url.expose(), &lookup).map_err(Error::Target)?;
+        }
+    }
+    Ok((!config.webhook_urls.is_empty()).then(|| {
+        outbound::webhook_agent(config.webhook_timeout, config.webhook_deny_private, lookup)
+    }))
+}
+
+/// Why `certwatch backfill` stopped short.
+#[derive(Debug)]
+pub enum CommandError {
+    /// It could not start (the database, a webhook target).
+    Setup(Error),
+    /// The range was refused or not read in full.
+    Once(backfill::OnceError),
+}
+
+impl CommandError {
+    /// The process exit code: 2 for a request or configuration that cannot work,
+    /// 1 for a runtime failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Setup(e) => e.exit_code(),
+            CommandError::Once(backfill::OnceError::Refused(_)) => 2,
+            CommandError::Once(backfill::OnceError::Failed(_)) => 1,
+        }
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Setup(e) => e.fmt(f),
+            CommandError::Once(e) => e.fmt(f),
+        }
+    }
+}
+
+/// `certwatch backfill --log URL --from N --to M`: reads one range of a trusted
+/// log, on the calling thread, through the service's own match → classify → alert
+/// path (`backfill::run_once`), waits out the grace period of what matched, lets
+/// the `grace` and delivery target threads finish, and returns what it read. No
+/// feed, workers, timer or HTTP port: it runs beside the service. An issuance the
+/// service (or an earlier run) alerted already is not alerted again.
+pub fn backfill_once(
+    config: Config,
+    request: backfill::Request,
+    shutdown: Shutdown,
+) -> Result<backfill::Tally, CommandError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let agent = webhook_agent(&config, guard::system_lookup()).map_err(CommandError::Setup)?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let store = Store::new(config.postgres_dsn.expose(), 4)
+        .map_err(|e| CommandError::Setup(Error::Database(e)))?
+        .with_instance(&format!("{}:backfill", instance_name(None)));
+    let watch = Arc::new(ArcSwap::from_pointee(WatchList::default()));
+    let inventory = Arc::new(ArcSwapOption::empty());
+    let mut refresher = WatchRefresher::new(
+        store.clone(),
+        watch.clone(),
+        metrics.clone(),
+        health.clone(),
+        inventory.clone(),
+    );
+    match wait_for_the_database(&store, &mut refresher, &metrics, &health, &shutdown) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(CommandError::Once(backfill::OnceError::Failed(
+                "interrupted while waiting for the database".into(),
+            )));
+        }
+        Err(e) => return Err(CommandError::Setup(Error::Database(e))),
+    }
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
+    let mut threads = Vec::new();
+    let parts = spawn_classification(
+        &config,
+        (&shutdown, &metrics, &health, &store),
+        (inventory, watch),
+        agent,
+        (&mut threads, &done_tx),
+    );
+    drop(done_tx);
+    let b = backfill::Backfill {
+        cls: parts.classifier.clone(),
+        pending: parts.pending_tx.clone(),
+        held: parts.held.clone(),
+        coverage: Arc::new(worker::Coverage::new(Default::default())),
+        list_source: config.ct_log_list.clone(),
+        max_gap: config.backfill_max_gap,
+        client: crate::ctlog::client::ClientConfig {
+            contact: config.ct_contact.clone(),
+            ..Default::default()
+        },
+        feed_holes: config.ct_feed_holes,
+        shutdown: shutdown.clone(),
+    };
+    let result = backfill::run_once(&b, &request);
+    if result.as_ref().is_ok_and(|t| t.matched > 0) {
+        // As on the service: what the inventory does not know yet waits out its
+        // grace period (the `grace` thread settles the rest when it ends).
+        shutdown.sleep(config.suspicious_grace + Duration::from_millis(500));
+    }
+    // The grace thread ends with the last sender, then the targets with the
+    // last fan-out (the classifier's): their last attempts, within the budget.
+    drop((b, parts));
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let mut running = threads.len();
+    while running > 0 && done_rx.recv_deadline(deadline).is_ok() {
+        running -= 1;
+    }
+    if running > 0 {
+        log::error!(
+            "abandoning {running} threads still delivering after {}s; the service's \
+             redelivery sweep sends what is left",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+    result.map_err(CommandError::Once)
 }
 
 fn pipeline(
@@ -293,10 +414,13 @@ struct Parts {
     budget: Arc<QueueBudget>,
 }
 
-/// The pipeline's threads once started, and the channel each reports its end on.
+/// The pipeline's threads once started, and the channel each reports its end on;
+/// what the drain saves once they are done (the per-log coverage positions).
 struct Stages {
     threads: Vec<JoinHandle<()>>,
     done: crossbeam_channel::Receiver<String>,
+    store: Store,
+    coverage: Arc<worker::Coverage>,
 }
 
 /// This instance's name in delivery leases: the host name and the API port,
@@ -405,56 +529,19 @@ fn spawn_stages(p: Parts) -> Stages {
     let (frames_tx, frames_rx) = crossbeam_channel::bounded::<Batch>(FRAME_QUEUE);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
     let mut stages: Vec<JoinHandle<()>> = Vec::new();
-    let (pending_tx, pending_rx) = crossbeam_channel::bounded::<Pending>(PENDING_QUEUE);
-    let targets: Vec<Target> = config
-        .webhook_urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| Target::new(i, url.expose()))
-        .collect();
-    let deliver_tx = (!targets.is_empty()).then(|| {
-        let (fanout, threads) = deliver::targets(Deliverer {
-            targets: targets.clone(),
-            signer: config.webhook_secret.clone().map(|current| Signer {
-                current,
-                previous: config.webhook_secret_previous.clone(),
-            }),
-            agent: agent.clone().expect("an agent exists when targets do"),
-            store: store.clone(),
-            metrics: metrics.clone(),
-            shutdown: shutdown.clone(),
-            timeout: config.webhook_timeout,
-            redelivery_interval: config.redelivery_interval,
-        });
-        for thread in threads {
-            let name = thread.name.clone();
-            stages.push(spawn_stage(&name, &health, &done_tx, move || {
-                deliver::run_target(thread)
-            }));
-        }
-        fanout
-    });
-    let classifier = Arc::new(Classifier {
-        inventory,
-        watch: watch.clone(),
-        dedupe: Dedupe::default(),
-        store: store.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        grace: config.suspicious_grace,
-        payload: Payload {
-            format: config.webhook_format,
-        },
-        deliver: deliver_tx.clone(),
-        target_keys: targets.iter().map(|t| t.key.clone()).collect(),
-    });
-    let held = Arc::new(HeldAlerts::default());
-    {
-        let (cls, held) = (classifier.clone(), held.clone());
-        stages.push(spawn_stage("grace", &health, &done_tx, move || {
-            grace::run_grace(cls, pending_rx, held)
-        }));
-    }
+    let Classification {
+        classifier,
+        pending_tx,
+        held,
+        deliver_tx,
+        targets,
+    } = spawn_classification(
+        &config,
+        (&shutdown, &metrics, &health, &store),
+        (inventory, watch.clone()),
+        agent,
+        (&mut stages, &done_tx),
+    );
     // Coverage: the log list and gap tracker the workers record into, and the
     // `backfill` thread that fetches what the feed skipped.
     let coverage = Arc::new(worker::Coverage::new(Default::default()));
@@ -536,6 +623,90 @@ fn spawn_stages(p: Parts) -> Stages {
     Stages {
         threads: stages,
         done: done_rx,
+        store,
+        coverage,
+    }
+}
+
+/// What classifies and records a matched certificate, shared by the workers and
+/// `backfill`: the classifier, the grace channel, the held alerts, the delivery
+/// fan-out and its targets.
+struct Classification {
+    classifier: Arc<Classifier>,
+    pending_tx: crossbeam_channel::Sender<Pending>,
+    held: Arc<HeldAlerts>,
+    deliver_tx: Option<deliver::Fanout>,
+    targets: Vec<Target>,
+}
+
+/// Spawns the delivery target threads and the `grace` thread, and builds the
+/// classifier they serve (the service and `certwatch backfill` both use them).
+fn spawn_classification(
+    config: &Config,
+    (shutdown, metrics, health, store): (&Shutdown, &Arc<Metrics>, &Arc<Health>, &Store),
+    (inventory, watch): (
+        Arc<ArcSwapOption<crate::alert::InventorySnapshot>>,
+        Arc<ArcSwap<WatchList>>,
+    ),
+    agent: Option<ureq::Agent>,
+    (stages, done_tx): (&mut Vec<JoinHandle<()>>, &crossbeam_channel::Sender<String>),
+) -> Classification {
+    let (pending_tx, pending_rx) = crossbeam_channel::bounded::<Pending>(PENDING_QUEUE);
+    let targets: Vec<Target> = config
+        .webhook_urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| Target::new(i, url.expose()))
+        .collect();
+    let deliver_tx = (!targets.is_empty()).then(|| {
+        let (fanout, threads) = deliver::targets(Deliverer {
+            targets: targets.clone(),
+            signer: config.webhook_secret.clone().map(|current| Signer {
+                current,
+                previous: config.webhook_secret_previous.clone(),
+            }),
+            agent: agent.clone().expect("an agent exists when targets do"),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            timeout: config.webhook_timeout,
+            redelivery_interval: config.redelivery_interval,
+        });
+        for thread in threads {
+            let name = thread.name.clone();
+            stages.push(spawn_stage(&name, health, done_tx, move || {
+                deliver::run_target(thread)
+            }));
+        }
+        fanout
+    });
+    let classifier = Arc::new(Classifier {
+        inventory,
+        watch: watch.clone(),
+        dedupe: Dedupe::default(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        grace: config.suspicious_grace,
+        payload: Payload {
+            format: config.webhook_format,
+        },
+        deliver: deliver_tx.clone(),
+        target_keys: targets.iter().map(|t| t.key.clone()).collect(),
+    });
+    let held = Arc::new(HeldAlerts::default());
+    {
+        let (cls, held) = (classifier.clone(), held.clone());
+        stages.push(spawn_stage("grace", health, done_tx, move || {
+            grace::run_grace(cls, pending_rx, held)
+        }));
+    }
+    Classification {
+        classifier,
+        pending_tx,
+        held,
+        deliver_tx,
+        targets,
     }
 }
 
@@ -545,6 +716,8 @@ fn drain(stages: Stages, shutdown: &Shutdown, health: &Health) {
     let Stages {
         threads: stages,
         done: done_rx,
+        store,
+        coverage,
     } = stages;
     let _ = shutdown.channel().recv();
     health.draining.store(true, Ordering::SeqCst);
@@ -571,6 +744,15 @@ fn drain(stages: Stages, shutdown: &Shutdown, health: &Health) {
         for stage in stages {
             let _ = stage.join();
         }
+    }
+    // After the workers: every entry they took from the feed is in the positions.
+    match crate::backfill::save_positions(&store, &coverage) {
+        Ok(0) => {}
+        Ok(n) => log::info!("shutdown: the positions of {n} CT logs are saved"),
+        Err(e) => log::warn!(
+            "shutdown: CT log positions not saved ({e}); the next start fetches again what \
+             the last 10 s saw"
+        ),
     }
 }
 

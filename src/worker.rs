@@ -20,15 +20,15 @@ use crate::alert::DetectedVia;
 use crate::certstream::{self, Leniency, MessageKind, Peek};
 use crate::classify::{Classifier, Next};
 use crate::ctlog::gaps::{self, Recorder, SharedGaps};
-use crate::ctlog::loglist::LogList;
+use crate::ctlog::loglist::{LogId, LogList};
 use crate::grace::{HeldAlerts, Pending};
 use crate::matcher::{EntryId, WatchList};
 use crate::threads::unix_now;
 use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Receiver, Sender};
 use prometheus::IntCounter;
-use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -46,6 +46,12 @@ pub struct Coverage {
     pub gaps: Arc<SharedGaps>,
     /// Unknown log URLs logged so far (at most `UNKNOWN_LOGS_LOGGED`).
     unknown_logged: Mutex<HashSet<Box<str>>>,
+    /// Per log, the lowest index the `backfill` thread still has to fetch: a saved
+    /// position never passes it.
+    pub backlog: Mutex<HashMap<LogId, u64>>,
+    /// Whether the positions stored by an earlier run were read back: until then
+    /// none is saved.
+    pub seeded: AtomicBool,
 }
 
 impl Coverage {
@@ -55,6 +61,8 @@ impl Coverage {
             logs: ArcSwapOption::empty(),
             gaps: Arc::new(SharedGaps::new(settings)),
             unknown_logged: Mutex::new(HashSet::new()),
+            backlog: Mutex::new(HashMap::new()),
+            seeded: AtomicBool::new(false),
         }
     }
 

@@ -253,3 +253,117 @@ fn a_tiled_log_is_backfilled_from_data_tiles_including_the_partial_one() {
     assert!(log.hits("checkpoint") >= 1);
     drop(svc);
 }
+
+/// The series of `log`'s entries seen on the feed.
+fn seen_series(log: &FakeCtLog) -> String {
+    format!(
+        "certwatch_ct_log_entries_seen_total{{log=\"{}\"}}",
+        log.url()
+    )
+}
+
+/// The stored position of every log: (log URL, position).
+fn stored_positions(db: &TestDb) -> Vec<(String, i64)> {
+    db.client()
+        .query(
+            "SELECT log_url, position FROM public.certwatch_log_positions",
+            &[],
+        )
+        .expect("positions")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn a_restart_is_backfilled_from_the_stored_position_even_when_the_list_cannot_be_read() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (entries, _) = entries_and_lines("");
+    let log = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&log.url());
+    let list = list_file(&log, false, "restart");
+    let watched = watched_index(&lines);
+    assert!(watched >= 2, "the watched entry has entries before it");
+
+    // First run: the feed delivers everything before `watched - 1`, then the
+    // service stops (its drain saves the position).
+    let svc = start(&db, &feed, &hook, &list);
+    for line in &lines[..watched - 1] {
+        feed.send(FeedCmd::Text(line.clone()));
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || svc.metric(&seen_series(&log))
+            == (watched - 1) as f64),
+        "seen {}",
+        svc.metric(&seen_series(&log))
+    );
+    drop(svc);
+    assert_eq!(
+        stored_positions(&db),
+        vec![(log.url(), (watched - 1) as i64)],
+        "the drain saved where the feed was"
+    );
+    assert_eq!(log.hits(""), 0, "nothing was missing in the first run");
+
+    // Meanwhile `watched - 1` and `watched` were logged. The list file is gone:
+    // the copy kept in Postgres is used.
+    std::fs::remove_file(&list).expect("remove the list file");
+    let feed = FakeFeed::start();
+    let svc = start(&db, &feed, &hook, &list);
+    feed.send(FeedCmd::Text(lines[watched + 1].clone()));
+    let got = deliveries(&hook, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["detected_via"], "backfill");
+    let fetched = format!(
+        "certwatch_ct_backfill_entries_total{{log=\"{}\",outcome=\"fetched\"}}",
+        log.url()
+    );
+    assert_eq!(svc.metric(&fetched), 2.0, "exactly the two entries missed");
+    drop(svc);
+    assert_eq!(
+        stored_positions(&db),
+        vec![(log.url(), (watched + 2) as i64)]
+    );
+}
+
+#[test]
+fn two_replicas_on_one_database_fetch_a_gap_once_and_alert_once() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let hook = FakeWebhook::start();
+    let (entries, _) = entries_and_lines("");
+    let log = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&log.url());
+    let list = list_file(&log, false, "replicas");
+    let (feed_a, feed_b) = (FakeFeed::start(), FakeFeed::start());
+    let a = start(&db, &feed_a, &hook, &list);
+    let b = start(&db, &feed_b, &hook, &list);
+    let watched = watched_index(&lines);
+    // Both feeds skip the watched entry at the same moment.
+    for feed in [&feed_a, &feed_b] {
+        feed.send(FeedCmd::Text(lines[watched - 1].clone()));
+        feed.send(FeedCmd::Text(lines[watched + 1].clone()));
+    }
+    let got = deliveries(&hook, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "one alert: {got:?}");
+    let series = |outcome: &str| {
+        format!(
+            "certwatch_ct_backfill_entries_total{{log=\"{}\",outcome=\"{outcome}\"}}",
+            log.url()
+        )
+    };
+    let (fetched, other) = (series("fetched"), series("other_replica"));
+    assert_eq!(
+        a.metric(&fetched) + b.metric(&fetched),
+        1.0,
+        "fetched by one replica only"
+    );
+    assert_eq!(
+        a.metric(&other) + b.metric(&other),
+        1.0,
+        "the other skipped it"
+    );
+    assert_eq!(log.hits("ct/v1/get-entries"), 1);
+}

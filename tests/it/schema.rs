@@ -1,6 +1,7 @@
 //! schema.sql: idempotent, and upgrades the predecessor's `public.alerts` in place.
 
 use crate::support::TestDb;
+use std::time::Duration;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -130,4 +131,47 @@ fn a_row_the_server_refuses_is_told_apart_from_an_unavailable_database() {
         !refused("SELECT count(*) FROM no_such_table WHERE $1 = ''", ""),
         "not the row's fault"
     );
+}
+
+#[test]
+fn backfill_claims_leave_out_what_another_replica_holds_or_finished() {
+    let db = TestDb::new();
+    let store = |name: &str| {
+        let s = certwatch::store::Store::new(db.dsn(), 2)
+            .expect("store")
+            .with_instance(name);
+        s.ensure_schema().expect("schema");
+        s
+    };
+    let (a, b) = (store("a:1"), store("b:1"));
+    let lease = Duration::from_secs(600);
+    assert_eq!(a.claim_range("log", 0, 100, lease).unwrap(), vec![(0, 100)]);
+    // B wants an overlapping range: only the part A does not hold.
+    assert_eq!(
+        b.claim_range("log", 50, 150, lease).unwrap(),
+        vec![(100, 150)]
+    );
+    assert_eq!(
+        b.claim_range("other", 50, 150, lease).unwrap(),
+        vec![(50, 150)]
+    );
+    // A finished: still left out for B; A itself may claim its range again.
+    a.finish_claim("log", 0).unwrap();
+    assert_eq!(b.claim_range("log", 0, 40, lease).unwrap(), vec![]);
+    assert_eq!(a.claim_range("log", 0, 40, lease).unwrap(), vec![(0, 40)]);
+    // A claim whose lease ran out (its replica died) is taken over.
+    assert_eq!(
+        a.claim_range("log", 200, 300, Duration::ZERO).unwrap(),
+        vec![(200, 300)]
+    );
+    assert_eq!(
+        b.claim_range("log", 150, 320, lease).unwrap(),
+        vec![(150, 320)]
+    );
+    // Positions only move forward.
+    a.save_positions(&[("id".into(), "https://ct.example/log".into(), 500)])
+        .unwrap();
+    b.save_positions(&[("id".into(), "https://ct.example/log".into(), 400)])
+        .unwrap();
+    assert_eq!(a.load_positions().unwrap(), vec![("id".to_string(), 500)]);
 }
