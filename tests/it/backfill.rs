@@ -367,3 +367,58 @@ fn two_replicas_on_one_database_fetch_a_gap_once_and_alert_once() {
     );
     assert_eq!(log.hits("ct/v1/get-entries"), 1);
 }
+
+#[test]
+fn certwatch_backfill_reads_a_range_once_alerts_what_matches_and_exits() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let hook = FakeWebhook::start();
+    let (entries, _) = entries_and_lines("");
+    let total = entries.len();
+    let log = FakeCtLog::start(entries.clone());
+    let list = list_file(&log, false, "command");
+    let run = |log_url: &str, to: usize| {
+        crate::process::certwatch()
+            .env("POSTGRES_DSN", db.dsn())
+            .env("CT_LOG_LIST", &list)
+            .env("WEBHOOK_URL", hook.url())
+            .env("SUSPICIOUS_GRACE_S", "1")
+            .env("LOG_LEVEL", "warn")
+            .args(["backfill", "--log", log_url, "--from", "0", "--to"])
+            .arg(to.to_string())
+            .output()
+            .expect("certwatch runs")
+    };
+    let out = run(&log.url(), total - 1);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{out:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{total} read, 1 matched")),
+        "{stdout}"
+    );
+    // Delivered before the command exited.
+    let got = deliveries(&hook, Duration::from_secs(1));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["detected_via"], "backfill");
+    let pages = log.hits("ct/v1/get-entries");
+    assert_eq!(pages, total.div_ceil(32), "pages of the log's batch size");
+
+    // Again: read again, alerted once only.
+    let out = run(&log.url(), total - 1);
+    assert!(out.status.success(), "{out:?}");
+    assert!(deliveries(&hook, Duration::from_secs(2)).is_empty());
+
+    // A log the list does not name: refused (exit 2), never asked.
+    let other = FakeCtLog::start(entries);
+    let out = run(&other.url(), 3);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a log of the trusted list"),
+        "{out:?}"
+    );
+    assert_eq!(other.hits(""), 0);
+}
