@@ -70,6 +70,7 @@ impl Service {
         feed: &str,
         webhook: &str,
         refresh: Option<&str>,
+        log_list: &str,
     ) -> (Service, Duration) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -89,7 +90,7 @@ impl Service {
         }
         let child = command
             .env("POSTGRES_DSN", dsn)
-            .env("CT_LOG_LIST", "off")
+            .env("CT_LOG_LIST", log_list)
             .env("CERTSTREAM_URL", feed)
             .env("WEBHOOK_URL", webhook)
             .env("API_PORT", port.to_string())
@@ -143,6 +144,15 @@ impl Service {
     fn alerts(&self) -> f64 {
         self.metric(r#"certwatch_alerts_total{severity="info"}"#)
             + self.metric(r#"certwatch_alerts_total{severity="suspicious"}"#)
+    }
+
+    /// The sum of every series of a metric family (e.g. over its `log` labels).
+    fn metric_sum(&self, family: &str) -> f64 {
+        let text = scrape(self.addr).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
     }
 
     fn dropped(&self) -> f64 {
@@ -376,6 +386,19 @@ fn main() {
     let db = TestDb::create("bench").expect("database");
     feedgen::watch_generated(&db, entries).expect("watch list");
     let feed_gen = generator(entries);
+    // Coverage on (the default in production): a log list naming the generated
+    // feed's logs, so every message's log is looked up and its index tracked.
+    // `BENCH_COVERAGE=off` measures without.
+    let log_list = match std::env::var("BENCH_COVERAGE").as_deref() {
+        Ok("off") => "off".to_string(),
+        _ => {
+            let path =
+                std::env::temp_dir().join(format!("certwatch-bench-{}.json", std::process::id()));
+            std::fs::write(&path, feed_gen.log_list()).expect("log list file");
+            path.to_str().expect("utf-8 temp path").to_string()
+        }
+    };
+    println!("coverage: CT_LOG_LIST={log_list}");
     println!(
         "feed: {} frames pooled, {} bytes per message on average",
         feed_gen.pool_len(),
@@ -393,6 +416,7 @@ fn main() {
         &feed.url(),
         &sink.url(),
         flat_refresh.as_deref(),
+        &log_list,
     );
     service.wait_loaded(&feed, 1, entries);
     let idle_loaded_kib = service.proc_status_kib("VmRSS");
@@ -472,6 +496,12 @@ fn main() {
         })
         .collect();
     println!("certwatch CPU us/msg by thread: {}", by_thread.join(", "));
+    println!(
+        "coverage: {} entries seen in listed logs, {} gap entries, {} unknown-log messages",
+        service.metric_sum("certwatch_ct_log_entries_seen_total"),
+        service.metric_sum("certwatch_ct_log_gap_entries_total"),
+        service.metric("certwatch_ct_unknown_log_messages_total")
+    );
     let flat_out_peak_kib = service.proc_status_kib("VmHWM");
     let alerts_flat_out = service.alerts();
     service.stop();
@@ -483,6 +513,7 @@ fn main() {
         &feed.url(),
         &sink.url(),
         Some(&paced_refresh),
+        &log_list,
     );
     service.wait_loaded(&feed, 2, entries);
     let mut paced = Vec::new();
@@ -528,7 +559,14 @@ fn main() {
     let small = TestDb::create("bench_idle").expect("database");
     feedgen::watch_generated(&small, 10_000).expect("watch list");
     let idle_feed = PacedFeed::start(generator(10_000), 0).expect("feed");
-    let (idle, _) = Service::start(&bin, small.dsn(), &idle_feed.url(), &sink.url(), None);
+    let (idle, _) = Service::start(
+        &bin,
+        small.dsn(),
+        &idle_feed.url(),
+        &sink.url(),
+        None,
+        &log_list,
+    );
     std::thread::sleep(Duration::from_secs(5));
     let idle_kib = idle.proc_status_kib("VmRSS");
     idle.stop();

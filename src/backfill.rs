@@ -18,8 +18,15 @@
 //! honoured through its `Retry-After`. Only logs of the list are ever fetched: a
 //! gap is only ever opened for a log the list names.
 //!
-//! Owns the message it would receive (`Request`, a manual range: the
-//! `certwatch backfill` command runs `run_once` with one).
+//! Coverage state in Postgres: each list read is kept (`public.certwatch_log_list`)
+//! and used when the source cannot be read; per-log positions are read back at start
+//! into the gap tracker (a restart is backfilled from there) and saved every
+//! `SAVE_POSITIONS` (never past a gap still queued; the pipeline saves once more
+//! after its drain); each gap is claimed (`public.certwatch_backfill_claims`) before
+//! it is fetched, so two replicas on one database do not fetch it twice.
+//!
+//! Owns `Request`, a manual range: the `certwatch backfill` command runs `run_once`
+//! with one on the main thread.
 
 use crate::alert::DetectedVia;
 use crate::classify::Classifier;

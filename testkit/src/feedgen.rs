@@ -243,27 +243,27 @@ impl FeedGen {
         let logs = vec![
             ct_log(
                 "Google 'Argon2026h1' log",
-                "https://ct.googleapis.com/logs/us1/argon2026h1/",
+                "https://ct.googleapis.invalid/logs/us1/argon2026h1/",
             ),
             ct_log(
                 "Google 'Xenon2026h1' log",
-                "https://ct.googleapis.com/logs/eu1/xenon2026h1/",
+                "https://ct.googleapis.invalid/logs/eu1/xenon2026h1/",
             ),
             ct_log(
                 "Cloudflare 'Nimbus2026'",
-                "https://ct.cloudflare.com/logs/nimbus2026/",
+                "https://ct.cloudflare.invalid/logs/nimbus2026/",
             ),
             ct_log(
                 "Let's Encrypt 'Oak2026h1'",
-                "https://oak.ct.letsencrypt.org/2026h1/",
+                "https://oak.ct.letsencrypt.invalid/2026h1/",
             ),
             ct_log(
                 "Sectigo 'Elephant2026h1'",
-                "https://elephant2026h1.ct.sectigo.com/",
+                "https://elephant2026h1.ct.sectigo.invalid/",
             ),
             ct_log(
                 "DigiCert 'Wyvern2026h1'",
-                "https://wyvern.ct.digicert.com/2026h1/",
+                "https://wyvern.ct.digicert.invalid/2026h1/",
             ),
         ];
         let mut feed = FeedGen {
@@ -350,6 +350,30 @@ impl FeedGen {
             .collect()
     }
 
+    /// A v3 log list (the `CT_LOG_LIST` schema) naming the logs the messages come
+    /// from, so a service reading this feed tracks their positions. Their hosts are
+    /// under `.invalid` (RFC 2606): a gap is never fetched from a real log.
+    pub fn log_list(&self) -> String {
+        let logs: Vec<Value> = self
+            .logs
+            .iter()
+            .map(|log| {
+                let key = format!("made-up key of {}", log.url).into_bytes();
+                json!({
+                    "description": log.name,
+                    "log_id": b64(&sha2::Sha256::digest(&key)),
+                    "key": b64(&key),
+                    "url": log.url,
+                    "mmd": 86400,
+                })
+            })
+            .collect();
+        json!({"version": "feedgen", "operators": [
+            {"name": "FeedGen", "email": ["ct@example.test"], "logs": logs}
+        ]})
+        .to_string()
+    }
+
     pub fn config(&self) -> &FeedGenConfig {
         &self.cfg
     }
@@ -419,8 +443,9 @@ impl FeedGen {
         let log_n = self.rng.below(self.logs.len() as u64) as usize;
         let ski = colon_hex(&self.rng.bytes(20));
         let log = &mut self.logs[log_n];
-        log.index += 1 + self.rng.below(50);
+        // Each log's entries in order, as a feed that drops nothing delivers them.
         let cert_index = log.index;
+        log.index += 1;
         let sha1_fp = colon_hex(&sha1(&spec.der));
         let sha256_fp = colon_hex(&sha2::Sha256::digest(&spec.der));
         let cn = spec.names[0].clone();
