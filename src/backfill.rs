@@ -67,6 +67,10 @@ pub const SAVE_POSITIONS: Duration = Duration::from_secs(10);
 /// How long a range claimed for fetching is this instance's; past it (the instance
 /// died) another replica may take it.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(600);
+/// How far past a log's tree size a feed's index may be (the feed's server may
+/// have read a newer tree head than the one certwatch gets) before it is taken as
+/// an index the log never had.
+const BEYOND_SLACK: u64 = 100_000;
 /// Entries asked per `get-entries` request (the log may return fewer).
 const PAGE: u64 = 256;
 /// A dense log's gaps are coalesced over this many seen entries (one tile).
@@ -447,6 +451,9 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
             );
             continue;
         }
+        if gap.len() > b.max_gap && beyond_the_log(b, log, state, &gap) {
+            continue;
+        }
         let gap = cap(b, log, gap);
         for work in claim(b, log, gap, now) {
             enqueue(b, log, state, work);
@@ -584,6 +591,68 @@ fn enqueue(b: &Backfill, log: &Log, state: &mut State, work: Work) {
     state.retry.push_back(work);
 }
 
+/// The log's client, made on first use.
+fn client_for<'s>(
+    b: &Backfill,
+    log: &Log,
+    state: &'s mut State,
+) -> Result<&'s mut LogClient, ClientError> {
+    let kind = if log.is_tiled() {
+        LogKind::Tiled
+    } else {
+        LogKind::Rfc6962
+    };
+    match state.clients.entry(log.id) {
+        std::collections::hash_map::Entry::Occupied(slot) => Ok(slot.into_mut()),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            Ok(slot.insert(LogClient::new(log.fetch_base(), kind, &b.client)?))
+        }
+    }
+}
+
+/// A gap over the cap may come from a feed naming an index the log never had (a
+/// broken or hostile certstream server): taken as is, it would move the log's
+/// position far ahead and every real entry after it would look old. Such a gap is
+/// checked against the log's tree size; when it reaches more than `BEYOND_SLACK`
+/// entries past it, it is dropped, the log's position goes back to the gap's start
+/// (in the tracker and in Postgres) and `true` is returned. When the tree size
+/// cannot be read, the gap is taken as is.
+fn beyond_the_log(b: &Backfill, log: &Log, state: &mut State, gap: &Gap) -> bool {
+    let tree_size = match client_for(b, log, state).and_then(|client| match client.kind() {
+        LogKind::Rfc6962 => client.get_sth().map(|sth| sth.tree_size),
+        LogKind::Tiled => client.checkpoint().map(|c| c.tree_size),
+    }) {
+        Ok(size) => size,
+        Err(e) => {
+            log::debug!("CT log {}: tree size not read: {e}", log_label(log));
+            return false;
+        }
+    };
+    if gap.end <= tree_size.saturating_add(BEYOND_SLACK) {
+        return false;
+    }
+    log::warn!(
+        "the feed named entry {} of CT log {}, whose tree holds {tree_size} entries: \
+         ignored (a broken or hostile certstream server); the log's position goes back to {}",
+        gap.end - 1,
+        log_label(log),
+        gap.start
+    );
+    {
+        let mut tracker = b.coverage.gaps.lock();
+        tracker.forget(log.id);
+        tracker.seed(log.id, gap.start, Instant::now());
+    }
+    if let Err(e) = b
+        .cls
+        .store
+        .reset_position(&log.id.to_base64(), log_label(log), gap.start)
+    {
+        log::warn!("CT log {}: stored position not reset: {e}", log_label(log));
+    }
+    true
+}
+
 /// Fetches as much of a gap as the log gives now; returns what is left to try
 /// again, if anything.
 fn fetch_gap(b: &Backfill, log: &Log, state: &mut State, mut work: Work) -> Option<Work> {
@@ -593,23 +662,16 @@ fn fetch_gap(b: &Backfill, log: &Log, state: &mut State, mut work: Work) -> Opti
     } else {
         LogKind::Rfc6962
     };
-    if let std::collections::hash_map::Entry::Vacant(slot) = state.clients.entry(log.id) {
-        match LogClient::new(log.fetch_base(), kind, &b.client) {
-            Ok(client) => {
-                slot.insert(client);
-            }
-            Err(e) => {
-                log::warn!(
-                    "CT log {label}: {e}; entries {}..{} not fetched",
-                    work.gap.start,
-                    work.gap.end
-                );
-                b.cls
-                    .metrics
-                    .backfill(&label, BackfillOutcome::Failed, work.gap.len());
-                return None;
-            }
-        }
+    if let Err(e) = client_for(b, log, state) {
+        log::warn!(
+            "CT log {label}: {e}; entries {}..{} not fetched",
+            work.gap.start,
+            work.gap.end
+        );
+        b.cls
+            .metrics
+            .backfill(&label, BackfillOutcome::Failed, work.gap.len());
+        return None;
     }
     let source = LogSource {
         url: log.fetch_base(),

@@ -949,6 +949,21 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a log's stored position, also backwards: after a feed named an index
+    /// beyond the log's tree.
+    pub fn reset_position(&self, log_id: &str, url: &str, position: u64) -> Result<(), StoreError> {
+        self.run(|conn| {
+            conn.execute(
+                "INSERT INTO public.certwatch_log_positions (log_id, log_url, position)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (log_id) DO UPDATE
+                    SET position = EXCLUDED.position, log_url = EXCLUDED.log_url, updated_at = now()",
+                &[&log_id, &url, &to_i64(position)],
+            )
+        })?;
+        Ok(())
+    }
+
     /// Every stored position: (log id in base64, position).
     pub fn load_positions(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows = self.run(|conn| {

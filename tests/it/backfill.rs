@@ -422,3 +422,48 @@ fn certwatch_backfill_reads_a_range_once_alerts_what_matches_and_exits() {
     );
     assert_eq!(other.hits(""), 0);
 }
+
+#[test]
+fn an_index_beyond_the_logs_tree_does_not_blind_the_log() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (entries, _) = entries_and_lines("");
+    let log = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&log.url());
+    let svc = start(&db, &feed, &hook, &list_file(&log, false, "beyond"));
+    let watched = watched_index(&lines);
+    feed.send(FeedCmd::Text(lines[0].clone()));
+    // A broken (or hostile) server names an index the log never had.
+    let mut bogus: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    bogus["data"]["cert_index"] = 50_000_000u64.into();
+    feed.send(FeedCmd::Text(bogus.to_string()));
+    let gap_entries = format!(
+        "certwatch_ct_log_gap_entries_total{{log=\"{}\"}}",
+        log.url()
+    );
+    assert!(wait_until(WAIT, || svc.metric(&gap_entries) > 0.0));
+    assert!(
+        wait_until(Duration::from_secs(5), || log.hits("ct/v1/get-sth") >= 1),
+        "the tree size was asked"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // The real sequence goes on, without the watched entry: still tracked, so the
+    // skipped entry is fetched and alerted.
+    for line in &lines[2..] {
+        if !line.contains(&format!("\"{WATCHED}\"")) {
+            feed.send(FeedCmd::Text(line.clone()));
+        }
+    }
+    let got = deliveries(&hook, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1["detected_via"], "backfill");
+    let abandoned = format!(
+        "certwatch_ct_backfill_entries_total{{log=\"{}\",outcome=\"abandoned\"}}",
+        log.url()
+    );
+    assert_eq!(svc.metric(&abandoned), 0.0, "nothing counted as abandoned");
+    drop(svc);
+    let stored = stored_positions(&db);
+    assert_eq!(stored, vec![(log.url(), lines.len() as i64)], "{watched}");
+}
