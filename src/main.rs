@@ -150,20 +150,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve() -> ExitCode {
-    let config = match certwatch::Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("certwatch: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// The configuration from the environment, the logger, the signal handlers: what
+/// `serve` and `backfill` start from, or the exit code when one of them fails.
+fn configured() -> Result<(certwatch::Config, certwatch::shutdown::Shutdown), ExitCode> {
+    let config = certwatch::Config::from_env().map_err(|e| {
+        eprintln!("certwatch: {e}");
+        ExitCode::from(2)
+    })?;
     certwatch::logging::init(config.log_level, config.log_secrets());
     let (trigger, shutdown) = certwatch::shutdown::channel();
-    if let Err(e) = trigger.on_signals() {
+    trigger.on_signals().map_err(|e| {
         eprintln!("certwatch: cannot install signal handlers: {e}");
-        return ExitCode::from(1);
-    }
+        ExitCode::from(1)
+    })?;
+    Ok((config, shutdown))
+}
+
+fn serve() -> ExitCode {
+    let (config, shutdown) = match configured() {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
     match certwatch::run(config, shutdown) {
         Ok(()) => ExitCode::SUCCESS,
         // The logger writes to stderr: one line, not a second copy by eprintln.
@@ -179,19 +186,10 @@ fn serve() -> ExitCode {
 /// `certwatch backfill`: one range of one log, through the service's path; a
 /// line on stdout says what was read.
 fn backfill(request: certwatch::backfill::Request) -> ExitCode {
-    let config = match certwatch::Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("certwatch: {e}");
-            return ExitCode::from(2);
-        }
+    let (config, shutdown) = match configured() {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    certwatch::logging::init(config.log_level, config.log_secrets());
-    let (trigger, shutdown) = certwatch::shutdown::channel();
-    if let Err(e) = trigger.on_signals() {
-        eprintln!("certwatch: cannot install signal handlers: {e}");
-        return ExitCode::from(1);
-    }
     let range = format!("entries {}..={}", request.from, request.to);
     match certwatch::pipeline::backfill_once(config, request, shutdown) {
         Ok(t) => {

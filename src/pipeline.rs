@@ -245,24 +245,17 @@ pub fn backfill_once(
     let store = Store::new(config.postgres_dsn.expose(), 4)
         .map_err(|e| CommandError::Setup(Error::Database(e)))?
         .with_instance(&format!("{}:backfill", instance_name(None)));
-    let watch = Arc::new(ArcSwap::from_pointee(WatchList::default()));
-    let inventory = Arc::new(ArcSwapOption::empty());
-    let mut refresher = WatchRefresher::new(
-        store.clone(),
-        watch.clone(),
-        metrics.clone(),
-        health.clone(),
-        inventory.clone(),
-    );
-    match wait_for_the_database(&store, &mut refresher, &metrics, &health, &shutdown) {
-        Ok(true) => {}
-        Ok(false) => {
+    let Loaded {
+        watch, inventory, ..
+    } = match load(&store, &metrics, &health, &shutdown) {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => {
             return Err(CommandError::Once(backfill::OnceError::Failed(
                 "interrupted while waiting for the database".into(),
             )));
         }
         Err(e) => return Err(CommandError::Setup(Error::Database(e))),
-    }
+    };
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
     let mut threads = Vec::new();
     let parts = spawn_classification(
@@ -273,20 +266,12 @@ pub fn backfill_once(
         (&mut threads, &done_tx),
     );
     drop(done_tx);
-    let b = backfill::Backfill {
-        cls: parts.classifier.clone(),
-        pending: parts.pending_tx.clone(),
-        held: parts.held.clone(),
-        coverage: Arc::new(worker::Coverage::new(Default::default())),
-        list_source: config.ct_log_list.clone(),
-        max_gap: config.backfill_max_gap,
-        client: crate::ctlog::client::ClientConfig {
-            contact: config.ct_contact.clone(),
-            ..Default::default()
-        },
-        feed_holes: config.ct_feed_holes,
-        shutdown: shutdown.clone(),
-    };
+    let b = backfill_of(
+        &config,
+        &parts,
+        Arc::new(worker::Coverage::new(Default::default())),
+        &shutdown,
+    );
     let result = backfill::run_once(&b, &request);
     if result.as_ref().is_ok_and(|t| t.matched > 0) {
         // As on the service: what the inventory does not know yet waits out its
@@ -353,18 +338,13 @@ fn pipeline(
             return Err(Error::Database(e));
         }
     };
-    let watch = Arc::new(ArcSwap::from_pointee(WatchList::default()));
-    let inventory = Arc::new(ArcSwapOption::empty());
-    let mut refresher = WatchRefresher::new(
-        store.clone(),
-        watch.clone(),
-        metrics.clone(),
-        health.clone(),
-        inventory.clone(),
-    );
-    match wait_for_the_database(&store, &mut refresher, &metrics, &health, &shutdown) {
-        Ok(true) => {}
-        Ok(false) => {
+    let Loaded {
+        watch,
+        inventory,
+        refresher,
+    } = match load(&store, &metrics, &health, &shutdown) {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => {
             http_stage.stop(Instant::now());
             return Ok(());
         }
@@ -372,7 +352,7 @@ fn pipeline(
             http_stage.stop(Instant::now());
             return Err(Error::Database(e));
         }
-    }
+    };
     match store.reclaim_own_leases() {
         Ok(0) => {}
         Ok(n) => {
@@ -397,6 +377,38 @@ fn pipeline(
     http_stage.stop(Instant::now());
     log::info!("certwatch stopped");
     Ok(())
+}
+
+/// The watch list, the inventory snapshot and their refresher, loaded.
+struct Loaded {
+    watch: Arc<ArcSwap<WatchList>>,
+    inventory: Arc<ArcSwapOption<crate::alert::InventorySnapshot>>,
+    refresher: WatchRefresher,
+}
+
+/// Waits for the database (`wait_for_the_database`) and loads the watch list and
+/// the inventory snapshot; `None` when shutdown came first.
+fn load(
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+    shutdown: &Shutdown,
+) -> Result<Option<Loaded>, StoreError> {
+    let watch = Arc::new(ArcSwap::from_pointee(WatchList::default()));
+    let inventory = Arc::new(ArcSwapOption::empty());
+    let mut refresher = WatchRefresher::new(
+        store.clone(),
+        watch.clone(),
+        metrics.clone(),
+        health.clone(),
+        inventory.clone(),
+    );
+    let ready = wait_for_the_database(store, &mut refresher, metrics, health, shutdown)?;
+    Ok(ready.then_some(Loaded {
+        watch,
+        inventory,
+        refresher,
+    }))
 }
 
 /// What the stages are built from once the database is ready.
@@ -529,13 +541,7 @@ fn spawn_stages(p: Parts) -> Stages {
     let (frames_tx, frames_rx) = crossbeam_channel::bounded::<Batch>(FRAME_QUEUE);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
     let mut stages: Vec<JoinHandle<()>> = Vec::new();
-    let Classification {
-        classifier,
-        pending_tx,
-        held,
-        deliver_tx,
-        targets,
-    } = spawn_classification(
+    let parts = spawn_classification(
         &config,
         (&shutdown, &metrics, &health, &store),
         (inventory, watch.clone()),
@@ -546,24 +552,18 @@ fn spawn_stages(p: Parts) -> Stages {
     // `backfill` thread that fetches what the feed skipped.
     let coverage = Arc::new(worker::Coverage::new(Default::default()));
     {
-        let b = crate::backfill::Backfill {
-            cls: classifier.clone(),
-            pending: pending_tx.clone(),
-            held: held.clone(),
-            coverage: coverage.clone(),
-            list_source: config.ct_log_list.clone(),
-            max_gap: config.backfill_max_gap,
-            client: crate::ctlog::client::ClientConfig {
-                contact: config.ct_contact.clone(),
-                ..Default::default()
-            },
-            feed_holes: config.ct_feed_holes,
-            shutdown: shutdown.clone(),
-        };
+        let b = backfill_of(&config, &parts, coverage.clone(), &shutdown);
         stages.push(spawn_stage("backfill", &health, &done_tx, move || {
             crate::backfill::run_backfill(b)
         }));
     }
+    let Classification {
+        classifier,
+        pending_tx,
+        held,
+        deliver_tx,
+        targets,
+    } = parts;
     for n in 0..config.workers {
         let (cls, rx, pending, held, budget, coverage) = (
             classifier.clone(),
@@ -707,6 +707,29 @@ fn spawn_classification(
         held,
         deliver_tx,
         targets,
+    }
+}
+
+/// What the `backfill` thread (or the `certwatch backfill` command) works with.
+fn backfill_of(
+    config: &Config,
+    parts: &Classification,
+    coverage: Arc<worker::Coverage>,
+    shutdown: &Shutdown,
+) -> backfill::Backfill {
+    backfill::Backfill {
+        cls: parts.classifier.clone(),
+        pending: parts.pending_tx.clone(),
+        held: parts.held.clone(),
+        coverage,
+        list_source: config.ct_log_list.clone(),
+        max_gap: config.backfill_max_gap,
+        client: crate::ctlog::client::ClientConfig {
+            contact: config.ct_contact.clone(),
+            ..Default::default()
+        },
+        feed_holes: config.ct_feed_holes,
+        shutdown: shutdown.clone(),
     }
 }
 

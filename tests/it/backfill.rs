@@ -32,6 +32,31 @@ fn entries_and_lines(log_url: &str) -> (Vec<FakeEntry>, Vec<String>) {
     (entries, lines)
 }
 
+/// A database watching `WATCHED`, a fake feed and webhook receiver, a fake log
+/// of the fixture certificates and their feed lines naming it.
+struct Setup {
+    db: TestDb,
+    feed: FakeFeed,
+    hook: FakeWebhook,
+    log: FakeCtLog,
+    lines: Vec<String>,
+}
+
+fn setup() -> Setup {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let (entries, _) = entries_and_lines("");
+    let log = FakeCtLog::start(entries);
+    let (_, lines) = entries_and_lines(&log.url());
+    Setup {
+        db,
+        feed: FakeFeed::start(),
+        hook: FakeWebhook::start(),
+        log,
+        lines,
+    }
+}
+
 fn watched_index(lines: &[String]) -> usize {
     lines
         .iter()
@@ -81,12 +106,13 @@ fn deliveries(hook: &FakeWebhook, within: Duration) -> Vec<(String, serde_json::
 /// Runs the feed with or without the watched entry; returns the watched
 /// certificate's deliveries and the log's get-entries request count.
 fn run(skip_watched: bool, name: &str) -> (Vec<(String, serde_json::Value)>, usize) {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let (entries, _) = entries_and_lines("");
-    let log = FakeCtLog::start(entries);
-    let (_, lines) = entries_and_lines(&log.url());
+    let Setup {
+        db,
+        feed,
+        hook,
+        log,
+        lines,
+    } = setup();
     let list = list_file(&log, false, name);
     let svc = start(&db, &feed, &hook, &list);
     let skip = watched_index(&lines);
@@ -124,12 +150,13 @@ fn an_entry_the_feed_skipped_is_alerted_by_backfill_once_with_the_feeds_delivery
 
 #[test]
 fn an_issuance_found_by_backfill_and_then_on_the_feed_is_one_alert() {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let (entries, _) = entries_and_lines("");
-    let log = FakeCtLog::start(entries);
-    let (_, lines) = entries_and_lines(&log.url());
+    let Setup {
+        db,
+        feed,
+        hook,
+        log,
+        lines,
+    } = setup();
     let svc = start(&db, &feed, &hook, &list_file(&log, false, "dup"));
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[watched - 1].clone()));
@@ -174,12 +201,13 @@ fn a_feed_naming_a_log_not_in_the_list_causes_no_request() {
 
 #[test]
 fn a_gap_over_the_cap_is_abandoned_counted_and_the_rest_fetched() {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let (entries, _) = entries_and_lines("");
-    let log = FakeCtLog::start(entries);
-    let (_, lines) = entries_and_lines(&log.url());
+    let Setup {
+        db,
+        feed,
+        hook,
+        log,
+        lines,
+    } = setup();
     let list = list_file(&log, false, "cap");
     let list = list.to_str().unwrap().to_string();
     let svc = service::start(
@@ -211,12 +239,13 @@ fn a_gap_over_the_cap_is_abandoned_counted_and_the_rest_fetched() {
 
 #[test]
 fn a_rate_limited_log_is_asked_again_after_retry_after() {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let (entries, _) = entries_and_lines("");
-    let log = FakeCtLog::start(entries);
-    let (_, lines) = entries_and_lines(&log.url());
+    let Setup {
+        db,
+        feed,
+        hook,
+        log,
+        lines,
+    } = setup();
     let svc = start(&db, &feed, &hook, &list_file(&log, false, "429"));
     log.throttle_next(1, 429, Some("3"));
     let watched = watched_index(&lines);
@@ -236,12 +265,13 @@ fn a_rate_limited_log_is_asked_again_after_retry_after() {
 
 #[test]
 fn a_tiled_log_is_backfilled_from_data_tiles_including_the_partial_one() {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let (entries, _) = entries_and_lines("");
-    let log = FakeCtLog::start(entries);
-    let (_, lines) = entries_and_lines(&log.url());
+    let Setup {
+        db,
+        feed,
+        hook,
+        log,
+        lines,
+    } = setup();
     let svc = start(&db, &feed, &hook, &list_file(&log, true, "tiled"));
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[watched - 1].clone()));
@@ -277,12 +307,13 @@ fn stored_positions(db: &TestDb) -> Vec<(String, i64)> {
 
 #[test]
 fn a_restart_is_backfilled_from_the_stored_position_even_when_the_list_cannot_be_read() {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let (entries, _) = entries_and_lines("");
-    let log = FakeCtLog::start(entries);
-    let (_, lines) = entries_and_lines(&log.url());
+    let Setup {
+        db,
+        feed,
+        hook,
+        log,
+        lines,
+    } = setup();
     let list = list_file(&log, false, "restart");
     let watched = watched_index(&lines);
     assert!(watched >= 2, "the watched entry has entries before it");
@@ -425,12 +456,13 @@ fn certwatch_backfill_reads_a_range_once_alerts_what_matches_and_exits() {
 
 #[test]
 fn an_index_beyond_the_logs_tree_does_not_blind_the_log() {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let (entries, _) = entries_and_lines("");
-    let log = FakeCtLog::start(entries);
-    let (_, lines) = entries_and_lines(&log.url());
+    let Setup {
+        db,
+        feed,
+        hook,
+        log,
+        lines,
+    } = setup();
     let svc = start(&db, &feed, &hook, &list_file(&log, false, "beyond"));
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[0].clone()));
