@@ -522,11 +522,12 @@ fn consider_all(
             }
         };
         fetched += 1;
-        let Some(matched) = worker::matched_names(&watch, &cert.all_domains, scratch) else {
+        let Some(matched) = worker::matched_names(&watch, cert.names(), scratch) else {
             continue;
         };
         let lists = worker::match_lists(&watch, &matched, scratch);
         drop(matched);
+        let cert = cert.into_certificate(&lists.1);
         log::info!(
             "backfill: CT log {label} entry {index} matches {:?}",
             lists.1.iter().take(3).collect::<Vec<_>>()

@@ -40,6 +40,7 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 /// `not_after` of a certificate without a well-defined expiry (99991231235959Z),
@@ -302,6 +303,97 @@ pub fn replace_nul(s: &str) -> Cow<'_, str> {
         Cow::Owned(s.replace('\0', "\u{FFFD}"))
     } else {
         Cow::Borrowed(s)
+    }
+}
+
+/// A certificate's name lists as certwatch stores them (`Certificate::all_domains`,
+/// `names`, `names_digest`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NameLists {
+    pub all_domains: Vec<String>,
+    pub names: Vec<String>,
+    pub names_digest: Option<String>,
+}
+
+/// The stored name lists from a certificate's names as a feed server sends them
+/// (every occurrence, in order): `all_domains` (NUL replaced, exact duplicates
+/// removed, at most `MAX_NAMES`: the matched names first, then the others in feed
+/// order, kept in feed order), `names` (its normalised set) and, when names were
+/// dropped, the digest of the whole normalised set. Linear but for the sort:
+/// hash-based de-duplication. The one rule for names read from the feed
+/// (`parse_matched`) and from a log entry (`ctlog::entry`), so both give the same
+/// lists, and the same issuance key, for one certificate.
+pub fn name_lists(feed: Vec<Cow<'_, str>>, matched: &[&str], lenient: &mut Lenient) -> NameLists {
+    let cleaned: Vec<Cow<'_, str>> = feed
+        .into_iter()
+        .map(|n| match replace_nul(&n) {
+            Cow::Borrowed(_) => n,
+            Cow::Owned(clean) => {
+                lenient.insert(Leniency::Nul);
+                Cow::Owned(clean)
+            }
+        })
+        .collect();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(cleaned.len());
+    let unique: Vec<&str> = cleaned
+        .iter()
+        .map(|n| n.as_ref())
+        .filter(|n| seen.insert(n))
+        .collect();
+    let normalised_set = |list: &[&str]| {
+        let mut names: Vec<String> = list.iter().map(|n| normalize_name(n)).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    };
+    if unique.len() <= MAX_NAMES {
+        let names = normalised_set(&unique);
+        return NameLists {
+            all_domains: unique.into_iter().map(str::to_string).collect(),
+            names,
+            names_digest: None,
+        };
+    }
+    lenient.insert(Leniency::NamesCapped);
+    let everything = normalised_set(&unique);
+    let digest = {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for name in &everything {
+            hasher.update(name.as_bytes());
+            hasher.update(b"\n");
+        }
+        hex_lower(&hasher.finalize())
+    };
+    drop(everything);
+    let matched: HashSet<Cow<'_, str>> = matched.iter().map(|m| replace_nul(m)).collect();
+    let mut keep = vec![false; unique.len()];
+    let mut kept = 0;
+    for (i, name) in unique.iter().enumerate() {
+        if kept < MAX_NAMES && matched.contains(*name) {
+            keep[i] = true;
+            kept += 1;
+        }
+    }
+    for k in keep.iter_mut() {
+        if kept >= MAX_NAMES {
+            break;
+        }
+        if !*k {
+            *k = true;
+            kept += 1;
+        }
+    }
+    let all: Vec<&str> = unique
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(name, k)| k.then_some(name))
+        .collect();
+    let names = normalised_set(&all);
+    NameLists {
+        all_domains: all.into_iter().map(str::to_string).collect(),
+        names,
+        names_digest: Some(digest),
     }
 }
 
