@@ -27,7 +27,7 @@ use crate::config::FeedHoles;
 use crate::ctlog::LogKind;
 use crate::ctlog::client::{ClientConfig, ClientError, LogClient};
 use crate::ctlog::entry::{self, EntryResult, LogSource};
-use crate::ctlog::gaps::Gap;
+use crate::ctlog::gaps::{self, Gap};
 use crate::ctlog::loglist::{Log, LogId, LogList, MAX_LIST_BYTES};
 use crate::ctlog::tiles;
 use crate::grace::{HeldAlerts, Pending};
@@ -225,6 +225,11 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
     health
         .open_gap_entries
         .store(open as i64, std::sync::atomic::Ordering::Relaxed);
+    let (now_ms, flowing) = (
+        crate::threads::unix_now_ms(),
+        gaps::feed_flowing(&stats, now),
+    );
+    let mut lagging = 0;
     let mut dense: HashSet<LogId> = HashSet::new();
     for s in &stats {
         let Some(log) = list.get(&s.log) else {
@@ -240,6 +245,10 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
             .with_label_values(&[label])
             .inc_by(s.gap_entries.saturating_sub(*gap_entries));
         (*seen, *gap_entries) = (s.seen.max(*seen), s.gap_entries.max(*gap_entries));
+        if let Some(lag) = s.lag_seconds(now_ms) {
+            m.ct_log_lag_seconds.with_label_values(&[label]).set(lag);
+        }
+        lagging += usize::from(s.lagging(now, now_ms, flowing));
         if s.dense {
             dense.insert(s.log);
             if state.dense_warned.insert(s.log) {
@@ -259,6 +268,9 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
             }
         }
     }
+    health
+        .logs_lagging
+        .store(lagging, std::sync::atomic::Ordering::Relaxed);
     for gap in due {
         let Some(log) = list.get(&gap.log) else {
             continue;
@@ -401,12 +413,8 @@ fn fetch_gap(b: &Backfill, log: &Log, state: &mut State, mut work: Work) -> Opti
         r
     };
     if let Some(ms) = newest_ms {
-        let lag = (crate::threads::unix_now_ms() - ms as i64).max(0) / 1000;
-        b.cls
-            .metrics
-            .ct_log_lag_seconds
-            .with_label_values(&[&label])
-            .set(lag);
+        // Published with the feed's own by the next tick (`certwatch_ct_log_lag_seconds`).
+        b.coverage.gaps.lock().note_timestamp(log.id, ms as i64);
     }
     match result {
         Ok(()) if work.gap.is_empty() => None,

@@ -1,9 +1,11 @@
 //! Per-log coverage of the certstream feed: which `cert_index` values of each CT log
 //! the workers saw, which holes below the highest one are still open, and which holes
-//! stayed open past a settle time and became [`Gap`]s for backfill. Pure: plain data
-//! and a mutex, no I/O. The `worker-N` threads record every certificate frame through
-//! their own [`Recorder`] (a buffer, flushed into the [`SharedGaps`] once per batch);
-//! the caller's backfill thread takes the due gaps, the statistics and the positions.
+//! stayed open past a settle time and became [`Gap`]s for backfill, and how fresh each
+//! log is (the newest CT timestamp read, when the feed was last heard from it). Pure:
+//! plain data and a mutex, no I/O. The `worker-N` threads record every certificate
+//! frame through their own [`Recorder`] (a buffer, flushed into the [`SharedGaps`] once
+//! per batch); the caller's backfill thread takes the due gaps, the statistics and the
+//! positions.
 //!
 //! # Model
 //!
@@ -70,6 +72,14 @@
 //! holes that dense nearly every tile or `get-entries` page is needed anyway) or
 //! `count` (do not fetch: coverage of that log is reported as unproven, the gaps are
 //! only counted), with one warning per log when the flag turns on.
+//!
+//! # Freshness
+//!
+//! Each log also keeps the newest CT timestamp read from it (the feed's, recorded with
+//! the index by [`Recorder::observe_timestamped`], and backfill's,
+//! [`GapTracker::note_timestamp`]) and when the feed last delivered one of its entries:
+//! [`LogStats::lag_seconds`] and [`LogStats::lagging`] (behind by more than
+//! [`LAGGING_AFTER`], or silent that long while the feed delivers other logs).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
@@ -82,6 +92,11 @@ use super::loglist::{FxHasher, LogId};
 /// How few gaps in a density window still count as one incident (an outage, a
 /// reconnect) rather than a pattern: a log is `dense` only with at least this many.
 pub const DENSE_MIN_GAPS: u64 = 10;
+
+/// How far behind (newest CT timestamp read) or how long silent (no entry from the
+/// feed while it delivers other logs) a log may be before it counts as lagging
+/// (`/healthz` `coverage.logs_lagging`): 10 minutes.
+pub const LAGGING_AFTER: Duration = Duration::from_secs(600);
 
 /// Tuning of a [`GapTracker`].
 #[derive(Clone, Debug)]
@@ -195,6 +210,45 @@ pub struct LogStats {
     pub window_gaps: u64,
     /// Whether the density marks a feed that leaves holes by design.
     pub dense: bool,
+    /// The newest CT timestamp (milliseconds since the epoch) of the log's entries
+    /// read, from the feed or by backfill; `None` while no entry read carried one.
+    pub newest_timestamp_ms: Option<i64>,
+    /// When the feed last delivered an entry of the log (any observation, stale or
+    /// not); `None` when it never did (a seeded log).
+    pub last_seen: Option<Instant>,
+}
+
+impl LogStats {
+    /// Seconds from the newest CT timestamp read to `now_ms` (never negative), when
+    /// one is known.
+    pub fn lag_seconds(&self, now_ms: i64) -> Option<i64> {
+        self.newest_timestamp_ms
+            .map(|newest| now_ms.saturating_sub(newest).max(0) / 1000)
+    }
+
+    /// Whether the log counts as lagging at `now` (`now_ms` the same moment on the
+    /// wall clock): its newest CT timestamp is more than [`LAGGING_AFTER`] old, or the
+    /// feed has delivered none of its entries for that long while `feed_flowing`
+    /// (some log had an entry within that time; see [`feed_flowing`]).
+    pub fn lagging(&self, now: Instant, now_ms: i64, feed_flowing: bool) -> bool {
+        let behind = self
+            .lag_seconds(now_ms)
+            .is_some_and(|lag| lag > LAGGING_AFTER.as_secs() as i64);
+        let silent = feed_flowing
+            && self
+                .last_seen
+                .is_some_and(|at| now.saturating_duration_since(at) > LAGGING_AFTER);
+        behind || silent
+    }
+}
+
+/// Whether the feed delivered an entry of any of these logs within [`LAGGING_AFTER`]
+/// of `now`.
+pub fn feed_flowing(stats: &[LogStats], now: Instant) -> bool {
+    stats.iter().any(|s| {
+        s.last_seen
+            .is_some_and(|at| now.saturating_duration_since(at) <= LAGGING_AFTER)
+    })
 }
 
 /// Every tracked log's sequence: frontier, open holes, counters. Single-threaded;
@@ -225,6 +279,8 @@ struct Track {
     merged_holes: u64,
     merged_entries: u64,
     density: Density,
+    newest_timestamp_ms: Option<i64>,
+    last_seen: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -284,11 +340,24 @@ impl GapTracker {
     /// Records that the feed delivered entry `index` of `log` at `now`. The hot path:
     /// one hash lookup and, in order, one comparison.
     pub fn observe(&mut self, log: LogId, index: u64, now: Instant) -> Observed {
+        self.observe_timestamped(log, index, None, now)
+    }
+
+    /// [`observe`](GapTracker::observe), with the entry's CT timestamp (milliseconds)
+    /// when the feed gave one: the log's newest is kept.
+    pub fn observe_timestamped(
+        &mut self,
+        log: LogId,
+        index: u64,
+        timestamp_ms: Option<i64>,
+        now: Instant,
+    ) -> Observed {
         let slot = match self.slots.get(&log) {
             Some(&slot) => slot,
             None => match self.add(log, index, false) {
                 Some(_) => {
                     let track = self.tracks.last_mut().expect("just added");
+                    track.heard(timestamp_ms, now);
                     track.next = index.saturating_add(1);
                     track.highest = Some(index);
                     track.seen += 1;
@@ -299,7 +368,18 @@ impl GapTracker {
                 None => return Observed::Untracked,
             },
         };
-        self.tracks[slot].observe(index, now, &self.settings)
+        let track = &mut self.tracks[slot];
+        track.heard(timestamp_ms, now);
+        track.observe(index, now, &self.settings)
+    }
+
+    /// Records a CT timestamp (milliseconds) of an entry of `log` read some other way
+    /// (backfill): the log's newest is kept. Does nothing for an untracked log.
+    pub fn note_timestamp(&mut self, log: LogId, timestamp_ms: i64) {
+        if let Some(&slot) = self.slots.get(&log) {
+            let track = &mut self.tracks[slot];
+            track.newest_timestamp_ms = track.newest_timestamp_ms.max(Some(timestamp_ms));
+        }
     }
 
     /// Sets where `log` resumes: everything below `next` was seen or reported by an
@@ -427,6 +507,8 @@ impl GapTracker {
             merged_holes: 0,
             merged_entries: 0,
             density: Density::default(),
+            newest_timestamp_ms: None,
+            last_seen: None,
         });
         self.slots.insert(log, slot);
         Some(slot)
@@ -434,6 +516,14 @@ impl GapTracker {
 }
 
 impl Track {
+    /// The feed delivered an entry of this log at `now`, with this CT timestamp.
+    fn heard(&mut self, timestamp_ms: Option<i64>, now: Instant) {
+        self.last_seen = Some(now);
+        if timestamp_ms > self.newest_timestamp_ms {
+            self.newest_timestamp_ms = timestamp_ms;
+        }
+    }
+
     fn observe(&mut self, index: u64, now: Instant, settings: &Settings) -> Observed {
         let outcome = if index == self.next && index != u64::MAX {
             self.next += 1;
@@ -564,6 +654,8 @@ impl Track {
             dense: full_window
                 && window_gaps >= DENSE_MIN_GAPS
                 && hole_density > settings.dense_threshold,
+            newest_timestamp_ms: self.newest_timestamp_ms,
+            last_seen: self.last_seen,
         }
     }
 }
@@ -616,7 +708,7 @@ impl SharedGaps {
 #[derive(Debug)]
 pub struct Recorder {
     shared: Arc<SharedGaps>,
-    buffer: Vec<(LogId, u64)>,
+    buffer: Vec<(LogId, u64, Option<i64>)>,
     capacity: usize,
     now: Option<Instant>,
 }
@@ -636,7 +728,19 @@ impl Recorder {
     /// Buffers one observation; flushes when the buffer is full. `now` is the time of
     /// the worker's batch: the flush applies the latest one to all it holds.
     pub fn observe(&mut self, log: LogId, index: u64, now: Instant) {
-        self.buffer.push((log, index));
+        self.observe_timestamped(log, index, None, now);
+    }
+
+    /// [`observe`](Recorder::observe), with the entry's CT timestamp (milliseconds)
+    /// when the feed gave one.
+    pub fn observe_timestamped(
+        &mut self,
+        log: LogId,
+        index: u64,
+        timestamp_ms: Option<i64>,
+        now: Instant,
+    ) {
+        self.buffer.push((log, index, timestamp_ms));
         self.now = Some(now);
         if self.buffer.len() >= self.capacity {
             self.flush();
@@ -652,8 +756,8 @@ impl Recorder {
             return;
         }
         let mut tracker = self.shared.lock();
-        for (log, index) in self.buffer.drain(..) {
-            tracker.observe(log, index, now);
+        for (log, index, timestamp_ms) in self.buffer.drain(..) {
+            tracker.observe_timestamped(log, index, timestamp_ms, now);
         }
     }
 
@@ -1107,6 +1211,57 @@ mod tests {
         let young = density_after(500, |i| i % 3 == 1);
         assert!(young.hole_density > 0.3);
         assert!(!young.dense);
+    }
+
+    #[test]
+    fn freshness_is_the_newest_ct_timestamp_and_the_last_entry_heard() {
+        let start = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut tracker = GapTracker::new(settings());
+        tracker.observe_timestamped(id(A), 1, Some(5_000_000), start);
+        // Out of order, untimed, stale: the newest is kept.
+        tracker.observe_timestamped(id(A), 3, Some(4_000_000), start);
+        tracker.observe_timestamped(id(A), 2, None, start);
+        tracker.observe_timestamped(id(A), 2, Some(1), start + minute);
+        tracker.observe(id(B), 1, start);
+        tracker.note_timestamp(id(B), 3_000_000);
+        tracker.note_timestamp(id(B), 2_000_000);
+        tracker.note_timestamp(id(C), 9_000_000);
+        assert!(tracker.seed(id(C), 0, start));
+        let a = tracker.stats_for(id(A)).unwrap();
+        let b = tracker.stats_for(id(B)).unwrap();
+        let c = tracker.stats_for(id(C)).unwrap();
+        assert_eq!(a.newest_timestamp_ms, Some(5_000_000));
+        assert_eq!(
+            a.last_seen,
+            Some(start + minute),
+            "a stale entry is still heard"
+        );
+        assert_eq!(b.newest_timestamp_ms, Some(3_000_000));
+        assert_eq!(b.last_seen, Some(start));
+        assert_eq!((c.newest_timestamp_ms, c.last_seen), (None, None));
+        assert_eq!(a.lag_seconds(5_061_999), Some(61));
+        assert_eq!(a.lag_seconds(4_000_000), Some(0), "never negative");
+        assert_eq!(c.lag_seconds(5_000_000), None);
+
+        let lag = LAGGING_AFTER.as_secs() as i64 * 1000;
+        // Behind: the newest CT timestamp is over LAGGING_AFTER old, flowing or not.
+        assert!(!a.lagging(start, 5_000_000 + lag, true));
+        assert!(a.lagging(start, 5_000_000 + lag + 1000, false));
+        // Silent: nothing heard for LAGGING_AFTER while another log flows.
+        let later = start + minute + LAGGING_AFTER + Duration::from_secs(1);
+        assert!(
+            !a.lagging(later, 5_000_000, false),
+            "the feed is down: no silence to blame on a log"
+        );
+        assert!(a.lagging(later, 5_000_000, true));
+        assert!(!a.lagging(start + LAGGING_AFTER, 5_000_000, true));
+        assert!(!c.lagging(later, 0, true), "never heard: nothing known");
+
+        let stats = tracker.stats();
+        assert!(feed_flowing(&stats, start + minute + LAGGING_AFTER));
+        assert!(!feed_flowing(&stats, later));
+        assert!(!feed_flowing(&[c], start));
     }
 
     /// A 64-bit SplitMix generator: deterministic, no dependency.

@@ -17,6 +17,7 @@ mod http_abuse;
 mod http_endpoints;
 mod lenient;
 mod lifecycle;
+mod log_lag;
 mod process;
 mod redelivery;
 mod schema;
