@@ -271,6 +271,10 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
     health
         .logs_lagging
         .store(lagging, std::sync::atomic::Ordering::Relaxed);
+    let due = match b.feed_holes {
+        FeedHoles::Coalesce => gaps::coalesce(due, COALESCE, |log| dense.contains(log)),
+        _ => due,
+    };
     for gap in due {
         let Some(log) = list.get(&gap.log) else {
             continue;

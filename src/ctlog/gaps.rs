@@ -62,16 +62,17 @@
 //! from a first one in the last 15 minutes, so every log's sequence on that server has
 //! holes on purpose, typically a large fraction of its entries. The tracker measures
 //! each log's *hole density*: the fraction of entries reported missing among the last
-//! [`Settings::density_window`] to twice that many indices accounted for. A log whose
-//! density exceeds [`Settings::dense_threshold`] over a full window, in at least
-//! [`DENSE_MIN_GAPS`] separate gaps, is flagged `dense` in its [`LogStats`]. That
-//! pattern, on every log at once, is the dedup of such a server (one outage makes one
-//! large gap, not many). What to do is the caller's policy; the proposed one is a
-//! setting `CT_DENSE_FEED` = `fetch` (default: keep proving coverage, but fetch whole
-//! stretches: [`GapTracker::set_coalesce`] with a tile's 256 entries, because with
-//! holes that dense nearly every tile or `get-entries` page is needed anyway) or
-//! `count` (do not fetch: coverage of that log is reported as unproven, the gaps are
-//! only counted), with one warning per log when the flag turns on.
+//! [`Settings::density_window`] to twice that many indices accounted for (fewer at
+//! first). A log whose density exceeds [`Settings::dense_threshold`], in at least
+//! [`DENSE_MIN_GAPS`] separate gaps within those windows, is flagged `dense` in its
+//! [`LogStats`]. That pattern, on every log at once, is the dedup of such a server (one
+//! outage makes one large gap, not many). The flag does not wait for a full window:
+//! until it is raised every gap is fetched one by one, and a full window of such a
+//! server is thousands of gaps per log, so the flag goes up at the tenth gap instead,
+//! which bounds what is fetched before the policy applies to about [`DENSE_MIN_GAPS`]
+//! requests per log. What to do with a dense log's gaps is the caller's policy
+//! (`CT_FEED_HOLES`: count them, fetch them in whole stretches with [`coalesce`], or
+//! fetch them one by one), with one warning per log when the flag turns on.
 //!
 //! # Freshness
 //!
@@ -249,6 +250,28 @@ pub fn feed_flowing(stats: &[LogStats], now: Instant) -> bool {
         s.last_seen
             .is_some_and(|at| now.saturating_duration_since(at) <= LAGGING_AFTER)
     })
+}
+
+/// `due` (as [`GapTracker::take_due`] gives them: each log's gaps together, lowest
+/// first) with the gaps of each log for which `merge` says so joined when at most
+/// `within` entries apart: a dense log's many small holes fetched as whole stretches
+/// (`CT_FEED_HOLES=coalesce`), from the very tick it turns dense.
+pub fn coalesce(due: Vec<Gap>, within: u64, merge: impl Fn(&LogId) -> bool) -> Vec<Gap> {
+    let mut out: Vec<Gap> = Vec::with_capacity(due.len());
+    for gap in due {
+        match out.last_mut() {
+            Some(last)
+                if last.log == gap.log
+                    && gap.start >= last.end
+                    && gap.start - last.end <= within
+                    && merge(&gap.log) =>
+            {
+                last.end = gap.end;
+            }
+            _ => out.push(gap),
+        }
+    }
+    out
 }
 
 /// Every tracked log's sequence: frontier, open holes, counters. Single-threaded;
@@ -636,7 +659,6 @@ impl Track {
     fn stats(&self, settings: &Settings) -> LogStats {
         let window_gaps = self.density.gaps[0] + self.density.gaps[1];
         let hole_density = self.density.fraction();
-        let full_window = self.density.seen[1] + self.density.missing[1] > 0;
         LogStats {
             log: self.id,
             seen: self.seen,
@@ -651,9 +673,7 @@ impl Track {
             open_entries: self.holes.iter().map(|h| h.end - h.start).sum(),
             hole_density,
             window_gaps,
-            dense: full_window
-                && window_gaps >= DENSE_MIN_GAPS
-                && hole_density > settings.dense_threshold,
+            dense: window_gaps >= DENSE_MIN_GAPS && hole_density > settings.dense_threshold,
             newest_timestamp_ms: self.newest_timestamp_ms,
             last_seen: self.last_seen,
         }
@@ -1207,10 +1227,15 @@ mod tests {
         assert!(outage.hole_density > 0.3, "{outage:?}");
         assert!(!outage.dense);
 
-        // Not dense before a whole window has been seen.
-        let young = density_after(500, |i| i % 3 == 1);
-        assert!(young.hole_density > 0.3);
-        assert!(!young.dense);
+        // Dense from the tenth gap on, well before a whole window has been seen:
+        // until then every gap is fetched one by one.
+        let nine = density_after(36, |i| i % 4 == 1);
+        assert_eq!(nine.window_gaps, 9);
+        assert!(nine.hole_density > 0.2, "{nine:?}");
+        assert!(!nine.dense, "nine gaps are no pattern yet");
+        let ten = density_after(40, |i| i % 4 == 1);
+        assert_eq!(ten.window_gaps, DENSE_MIN_GAPS);
+        assert!(ten.dense, "{ten:?}");
     }
 
     #[test]
@@ -1262,6 +1287,38 @@ mod tests {
         assert!(feed_flowing(&stats, start + minute + LAGGING_AFTER));
         assert!(!feed_flowing(&stats, later));
         assert!(!feed_flowing(&[c], start));
+    }
+
+    #[test]
+    fn coalescing_due_gaps_joins_only_the_chosen_logs_within_reach() {
+        let gap = |log: u8, start: u64, end: u64| Gap {
+            log: id(log),
+            start,
+            end,
+        };
+        let due = vec![
+            gap(A, 1, 2),
+            gap(A, 5, 7),
+            gap(A, 263, 264),
+            gap(A, 521, 530),
+            gap(B, 530, 531),
+            gap(B, 533, 534),
+            gap(C, 1, 2),
+            gap(C, 3, 4),
+        ];
+        let merged = coalesce(due.clone(), 256, |log| *log != id(C));
+        assert_eq!(
+            merged,
+            vec![
+                gap(A, 1, 264),
+                gap(A, 521, 530),
+                gap(B, 530, 534),
+                gap(C, 1, 2),
+                gap(C, 3, 4),
+            ]
+        );
+        assert_eq!(coalesce(due.clone(), 256, |_| false), due);
+        assert_eq!(coalesce(Vec::new(), 256, |_| true), Vec::new());
     }
 
     /// A 64-bit SplitMix generator: deterministic, no dependency.

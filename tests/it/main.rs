@@ -11,6 +11,7 @@ mod ctlog;
 mod delivery;
 mod faults;
 mod feed_faults;
+mod feed_holes;
 mod fixtures;
 mod fuzz_regressions;
 mod http_abuse;
