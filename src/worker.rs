@@ -309,14 +309,14 @@ fn record_position(
     list: &LogList,
     url: &str,
     (index, timestamp_ms): (u64, Option<i64>),
-    at: &Position<'_>,
+    batch: &Position<'_>,
 ) {
     match list.lookup(url) {
         Some(log) => {
-            let believed = timestamp_ms.filter(|ms| *ms <= at.at_ms + TIMESTAMP_AHEAD_MS);
+            let believed = timestamp_ms.filter(|ms| *ms <= batch.at_ms + TIMESTAMP_AHEAD_MS);
             state
                 .recorder
-                .observe_timestamped(log.id, index, believed, at.at)
+                .observe_timestamped(log.id, index, believed, batch.at)
         }
         None => {
             state.unknown += 1;

@@ -22,9 +22,10 @@
 use super::LogKind;
 use super::rfc6962::{self, DecodeError, LogEntry, SignedEntry};
 use super::tiles::{self, DataTile};
-use crate::certstream::hex_lower;
-use crate::certstream::{Certificate, Lenient, NameLists, name_lists, normalize_key_id};
-use crate::certstream::{MAX_NAMES, normalize_serial};
+use crate::certstream::{
+    Certificate, Lenient, MAX_NAMES, NameLists, hex_lower, name_lists, normalize_key_id,
+    normalize_serial,
+};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
