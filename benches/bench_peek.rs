@@ -1,7 +1,8 @@
 //! `cargo bench --bench bench_peek`: what `certstream::peek` costs per frame on the
 //! workers' hot path, in ns, on one thread: generated full-stream frames (about
-//! 9 KB, `FeedGen`) and the feed fixtures of each certstream server. Best of five
-//! runs of each set, so a busy neighbour shows as spread, not as a slower peek.
+//! 9 KB, `FeedGen`), the same frames as a lite stream sends them (no `as_der`, no
+//! `chain`), and the feed fixtures of each certstream server. Best of five runs of
+//! each set, so a busy neighbour shows as spread, not as a slower peek.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -38,6 +39,13 @@ fn main() {
         bytes / generated.len(),
         time_per_frame(&generated)
     );
+    let lite: Vec<String> = generated.iter().map(|frame| lite_of(frame)).collect();
+    let bytes: usize = lite.iter().map(String::len).sum();
+    println!(
+        "generated lite stream ({} B a frame): {:.0} ns per peek",
+        bytes / lite.len(),
+        time_per_frame(&lite)
+    );
     for (name, text) in [
         (
             "go full",
@@ -55,6 +63,10 @@ fn main() {
             "rust full",
             include_str!("../tests/fixtures/certstream_rust_full.jsonl"),
         ),
+        (
+            "rust lite",
+            include_str!("../tests/fixtures/certstream_rust_lite.jsonl"),
+        ),
     ] {
         let lines: Vec<String> = text.lines().map(str::to_string).collect();
         println!(
@@ -63,4 +75,20 @@ fn main() {
             time_per_frame(&lines)
         );
     }
+}
+
+/// A full-stream frame as certstream-server-go's lite stream sends it: the leaf
+/// without `as_der`, no `chain`.
+fn lite_of(frame: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(frame).expect("generated json");
+    if let Some(data) = v.get_mut("data").and_then(serde_json::Value::as_object_mut) {
+        data.remove("chain");
+        if let Some(leaf) = data
+            .get_mut("leaf_cert")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            leaf.remove("as_der");
+        }
+    }
+    v.to_string()
 }

@@ -34,7 +34,7 @@ use crate::config::FeedHoles;
 use crate::ctlog::LogKind;
 use crate::ctlog::client::{ClientConfig, ClientError, LogClient};
 use crate::ctlog::entry::{self, EntryResult, LogSource};
-use crate::ctlog::gaps::Gap;
+use crate::ctlog::gaps::{self, Gap};
 use crate::ctlog::loglist::{Log, LogId, LogList, MAX_LIST_BYTES};
 use crate::ctlog::tiles;
 use crate::grace::{HeldAlerts, Pending};
@@ -128,6 +128,56 @@ struct State {
     tally: Tally,
     /// Why the last range given up on was not fetched.
     gave_up: Option<String>,
+    /// Whether certwatch's own worker queue dropped feed frames lately.
+    own_drops: OwnDrops,
+}
+
+/// How long after certwatch's own worker queue last dropped feed frames the holes
+/// of a dense log may be its own.
+const OWN_DROPS_HOLD: Duration = Duration::from_secs(120);
+
+/// Whether certwatch itself dropped feed frames lately (its workers fell behind;
+/// `certwatch_ct_messages_dropped_total` grew): those holes look like a server
+/// that leaves holes by design, but they are certwatch's to fill.
+#[derive(Default)]
+struct OwnDrops {
+    dropped: u64,
+    until: Option<Instant>,
+}
+
+impl OwnDrops {
+    /// Takes the drop counter's value at `now`; returns whether drops are recent
+    /// (within `OWN_DROPS_HOLD`) and whether they just began.
+    fn observe(&mut self, dropped: u64, now: Instant) -> (bool, bool) {
+        let mut began = false;
+        if dropped > self.dropped {
+            began = self.until.is_none_or(|until| until <= now);
+            self.dropped = dropped;
+            self.until = Some(now + OWN_DROPS_HOLD);
+        }
+        (self.until.is_some_and(|until| now < until), began)
+    }
+}
+
+/// `CT_FEED_HOLES` as it applies now: `count` acts as `coalesce` while certwatch's
+/// own queue drops frames, so what it dropped itself is fetched (in 256-entry
+/// stretches) rather than counted.
+fn feed_holes_now(b: &Backfill, state: &mut State, now: Instant) -> FeedHoles {
+    let (recent, began) = state
+        .own_drops
+        .observe(b.cls.metrics.ct_messages_dropped.get(), now);
+    if b.feed_holes != FeedHoles::Count || !recent {
+        return b.feed_holes;
+    }
+    if began {
+        log::warn!(
+            "certwatch dropped feed frames (its workers fell behind): for the next {} s the \
+             gaps of dense logs are fetched in 256-entry stretches, not counted \
+             (CT_FEED_HOLES=count applies again after)",
+            OWN_DROPS_HOLD.as_secs()
+        );
+    }
+    FeedHoles::Coalesce
 }
 
 /// What a manual backfill (`run_once`) did.
@@ -378,11 +428,13 @@ pub fn save_positions(store: &Store, coverage: &Coverage) -> Result<usize, Store
 /// due gaps, fetch what is due.
 fn tick(b: &Backfill, list: &LogList, state: &mut State) {
     let now = Instant::now();
+    let holes = feed_holes_now(b, state, now);
     let (due, stats) = {
         let mut tracker = b.coverage.gaps.lock();
         let due = tracker.take_due(now);
         let stats = tracker.stats();
         for s in &stats {
+            // By the setting, not `holes`: a tracker's coalescing stays once set.
             if s.dense
                 && b.feed_holes == FeedHoles::Coalesce
                 && !state.dense_warned.contains(&s.log)
@@ -401,6 +453,11 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
     health
         .open_gap_entries
         .store(open as i64, std::sync::atomic::Ordering::Relaxed);
+    let (now_ms, flowing) = (
+        crate::threads::unix_now_ms(),
+        gaps::feed_flowing(&stats, now),
+    );
+    let mut lagging = 0;
     let mut dense: HashSet<LogId> = HashSet::new();
     for s in &stats {
         let Some(log) = list.get(&s.log) else {
@@ -416,6 +473,10 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
             .with_label_values(&[label])
             .inc_by(s.gap_entries.saturating_sub(*gap_entries));
         (*seen, *gap_entries) = (s.seen.max(*seen), s.gap_entries.max(*gap_entries));
+        if let Some(lag) = s.lag_seconds(now_ms) {
+            m.ct_log_lag_seconds.with_label_values(&[label]).set(lag);
+        }
+        lagging += usize::from(s.lagging(now, now_ms, flowing));
         if s.dense {
             dense.insert(s.log);
             if state.dense_warned.insert(s.log) {
@@ -435,11 +496,18 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
             }
         }
     }
+    health
+        .logs_lagging
+        .store(lagging, std::sync::atomic::Ordering::Relaxed);
+    let due = match holes {
+        FeedHoles::Coalesce => gaps::coalesce(due, COALESCE, |log| dense.contains(log)),
+        _ => due,
+    };
     for gap in due {
         let Some(log) = list.get(&gap.log) else {
             continue;
         };
-        if b.feed_holes == FeedHoles::Count && dense.contains(&gap.log) {
+        if holes == FeedHoles::Count && dense.contains(&gap.log) {
             b.cls
                 .metrics
                 .backfill(log_label(log), BackfillOutcome::Abandoned, gap.len());
@@ -697,12 +765,8 @@ fn fetch_gap(b: &Backfill, log: &Log, state: &mut State, mut work: Work) -> Opti
         r
     };
     if let Some(ms) = newest_ms {
-        let lag = (crate::threads::unix_now_ms() - ms as i64).max(0) / 1000;
-        b.cls
-            .metrics
-            .ct_log_lag_seconds
-            .with_label_values(&[&label])
-            .set(lag);
+        // Published with the feed's own by the next tick (`certwatch_ct_log_lag_seconds`).
+        b.coverage.gaps.lock().note_timestamp(log.id, ms as i64);
     }
     match result {
         Ok(()) if work.gap.is_empty() => None,
@@ -826,12 +890,13 @@ fn consider_all(
             }
         };
         fetched += 1;
-        let Some(matched) = worker::matched_names(&watch, &cert.all_domains, scratch) else {
+        let Some(matched) = worker::matched_names(&watch, cert.names(), scratch) else {
             continue;
         };
         tally.matched += 1;
         let lists = worker::match_lists(&watch, &matched, scratch);
         drop(matched);
+        let cert = cert.into_certificate(&lists.1);
         log::info!(
             "backfill: CT log {label} entry {index} matches {:?}",
             lists.1.iter().take(3).collect::<Vec<_>>()
@@ -927,5 +992,24 @@ impl std::fmt::Display for OnceError {
         match self {
             OnceError::Refused(why) | OnceError::Failed(why) => f.write_str(why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_drops_are_recent_for_the_hold_after_the_counter_last_grew() {
+        let t0 = Instant::now();
+        let mut drops = OwnDrops::default();
+        assert_eq!(drops.observe(0, t0), (false, false), "no drop yet");
+        assert_eq!(drops.observe(5, t0), (true, true), "drops begin");
+        let later = t0 + OWN_DROPS_HOLD / 2;
+        assert_eq!(drops.observe(5, later), (true, false), "still recent");
+        assert_eq!(drops.observe(9, later), (true, false), "more, same episode");
+        let after = later + OWN_DROPS_HOLD;
+        assert_eq!(drops.observe(9, after), (false, false), "the hold is over");
+        assert_eq!(drops.observe(10, after), (true, true), "a new episode");
     }
 }

@@ -199,6 +199,9 @@ struct Coverage {
     logs_seen: usize,
     /// Missing entries not yet settled or fetched.
     open_gap_entries: i64,
+    /// Listed logs more than 10 minutes behind, or silent that long while the feed
+    /// delivers others.
+    logs_lagging: usize,
 }
 
 /// A serving thread (`http-0`, `http-1`): takes requests from tiny_http until
@@ -272,6 +275,7 @@ fn healthz(http: &Http) -> Response<std::io::Cursor<Vec<u8>>> {
             enabled: h.coverage.load(Ordering::Relaxed),
             logs_seen: h.logs_seen.load(Ordering::Relaxed),
             open_gap_entries: h.open_gap_entries.load(Ordering::Relaxed),
+            logs_lagging: h.logs_lagging.load(Ordering::Relaxed),
         },
     };
     let json = serde_json::to_string(&body).expect("healthz serialises") + "\n";

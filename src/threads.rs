@@ -35,6 +35,9 @@ pub struct Health {
     pub logs_seen: AtomicUsize,
     /// Entries of listed logs missing and not yet settled, or waiting for backfill.
     pub open_gap_entries: AtomicI64,
+    /// Listed logs behind by more than `gaps::LAGGING_AFTER`, or silent that long
+    /// while the feed delivers others (`gaps::LogStats::lagging`).
+    pub logs_lagging: AtomicUsize,
 }
 
 impl Health {

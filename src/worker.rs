@@ -11,7 +11,9 @@
 //! Coverage: each certificate message's `source.url` is looked up in the trusted log
 //! list (`Coverage::logs`, shared with the `backfill` thread) and its `cert_index`
 //! recorded in the worker's own `gaps::Recorder`, flushed once per batch (so before
-//! the worker blocks on an empty queue). A URL not in the list is only counted
+//! the worker blocks on an empty queue), with the entry's CT timestamp where the
+//! server gives one (the log's newest is kept: its lag; one further ahead of this
+//! host's clock than `TIMESTAMP_AHEAD_MS` is not believed). A URL not in the list is only counted
 //! (`certwatch_ct_unknown_log_messages_total`) and logged once: it never causes a
 //! request. The name matching (`matched_names`, `match_lists`) and the hand-over of
 //! a classified certificate (`hand_over`) are shared with the `backfill` thread.
@@ -36,6 +38,9 @@ use std::time::Instant;
 pub const UNKNOWN_LOGS_LOGGED: usize = 256;
 /// Observations a worker buffers between flushes (a batch holds at most 32 frames).
 const RECORDER_CAPACITY: usize = 64;
+/// A CT timestamp further ahead of this host's clock than this (5 minutes) is not
+/// recorded: a broken or hostile value would otherwise hide its log's lag for good.
+pub const TIMESTAMP_AHEAD_MS: i64 = 5 * 60 * 1000;
 
 /// What the workers share with the `backfill` thread for coverage.
 pub struct Coverage {
@@ -184,10 +189,11 @@ struct WorkerState {
 }
 
 /// The log position of one batch's frames: the list as loaded for the batch and the
-/// batch's time.
+/// batch's time (monotonic, and on the wall clock in milliseconds).
 struct Position<'a> {
     logs: Option<&'a LogList>,
     at: Instant,
+    at_ms: i64,
 }
 
 /// A worker: runs until the feed drops its sender and the queue is drained.
@@ -215,6 +221,7 @@ pub fn run_worker(
         let position = Position {
             logs: logs.as_deref(),
             at: Instant::now(),
+            at_ms: crate::threads::unix_now_ms(),
         };
         let bytes = batch.iter().map(Frame::len).sum();
         let _release = ReleaseOnDrop(&budget, batch.len(), bytes);
@@ -292,21 +299,33 @@ fn handle_frame(
         all_domains,
         source_url,
         cert_index,
+        timestamp_ms,
     } = peeked
     {
         if let (Some(list), Some(url), Some(index)) = (position.logs, &source_url, cert_index) {
-            record_position(state, list, url, index, position.at);
+            record_position(state, list, url, (index, timestamp_ms), position);
         }
         match_names(cls, state, text, &all_domains, (pending, held), now);
     }
     Some(kind)
 }
 
-/// Records that the feed delivered entry `index` of the log at `url`, or counts a
-/// URL the list does not name (logged once; never fetched).
-fn record_position(state: &mut WorkerState, list: &LogList, url: &str, index: u64, at: Instant) {
+/// Records that the feed delivered entry `index` (CT timestamp `timestamp_ms`) of the
+/// log at `url`, or counts a URL the list does not name (logged once; never fetched).
+fn record_position(
+    state: &mut WorkerState,
+    list: &LogList,
+    url: &str,
+    (index, timestamp_ms): (u64, Option<i64>),
+    batch: &Position<'_>,
+) {
     match list.lookup(url) {
-        Some(log) => state.recorder.observe(log.id, index, at),
+        Some(log) => {
+            let believed = timestamp_ms.filter(|ms| *ms <= batch.at_ms + TIMESTAMP_AHEAD_MS);
+            state
+                .recorder
+                .observe_timestamped(log.id, index, believed, batch.at)
+        }
         None => {
             state.unknown += 1;
             if !state.unknown_seen.contains(url) {
@@ -501,19 +520,34 @@ mod tests {
             unknown_seen: HashSet::new(),
             coverage: coverage.clone(),
         };
-        let at = Instant::now();
+        let at = Position {
+            logs: Some(&list),
+            at: Instant::now(),
+            at_ms: 1_800_000_000_000,
+        };
         let url = log.fetch_base().trim_end_matches('/');
-        record_position(&mut state, &list, url, 10, at);
-        record_position(&mut state, &list, url, 12, at);
+        record_position(&mut state, &list, url, (10, Some(1_799_999_000_000)), &at);
+        record_position(&mut state, &list, url, (12, None), &at);
+        // Further ahead of the clock than TIMESTAMP_AHEAD_MS: not believed.
+        let ahead = at.at_ms + TIMESTAMP_AHEAD_MS + 1;
+        record_position(&mut state, &list, url, (13, Some(ahead)), &at);
         for _ in 0..3 {
-            record_position(&mut state, &list, "https://evil.example/log", 1, at);
+            record_position(
+                &mut state,
+                &list,
+                "https://evil.example/log",
+                (1, None),
+                &at,
+            );
         }
         state.recorder.flush();
         assert_eq!(state.unknown, 3);
         assert_eq!(coverage.unknown_logged.lock().unwrap().len(), 1);
         let stats = coverage.gaps.lock().stats_for(log.id).expect("tracked");
-        assert_eq!(stats.seen, 2);
+        assert_eq!(stats.seen, 3);
         assert_eq!(stats.open_entries, 1);
+        assert_eq!(stats.newest_timestamp_ms, Some(1_799_999_000_000));
+        assert_eq!(stats.last_seen, Some(at.at));
         assert_eq!(
             coverage.gaps.lock().len(),
             1,

@@ -1,9 +1,10 @@
 //! certstream messages: serde types for what the feed servers send, and the two
 //! parse steps the workers run. Pure, no I/O; called on the worker threads.
 //!
-//! `peek` is the hot path: it reads only the message type and the leaf's
-//! `all_domains`, borrowing from the frame and skipping everything else (the
-//! names of every occurrence of a repeated `data`, `leaf_cert` or `all_domains`).
+//! `peek` is the hot path: it reads only the message type, the leaf's
+//! `all_domains` (the names of every occurrence of a repeated `data`, `leaf_cert`
+//! or `all_domains`), the log position and the log's timestamp of the entry,
+//! borrowing from the frame and skipping everything else.
 //! Only a certificate whose names match the watch list goes through
 //! `parse_matched`, which reads the fields classification and alerts need into
 //! an owned `Certificate`. Every spelling listed in `certstream-format.md` is
@@ -40,6 +41,7 @@
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 /// `not_after` of a certificate without a well-defined expiry (99991231235959Z),
@@ -98,13 +100,17 @@ impl MessageKind {
 /// What a frame is, read cheaply.
 #[derive(Debug, PartialEq)]
 pub enum Peek<'a> {
-    /// A `certificate_update` with its leaf's names (possibly empty), and where the
+    /// A `certificate_update` with its leaf's names (possibly empty), where the
     /// server says it read it: `source.url` and `cert_index` (`None` when absent or
-    /// not a string / an unsigned 64-bit integer; never an error).
+    /// not a string / an unsigned 64-bit integer; never an error), and the log's
+    /// own timestamp of the entry in milliseconds, where the server gives one
+    /// (`source.timestamp` or `submission_timestamp`; `None` when absent or not a
+    /// positive time up to `NO_EXPIRATION`; never invented from `seen`).
     Certificate {
         all_domains: Vec<Cow<'a, str>>,
         source_url: Option<Cow<'a, str>>,
         cert_index: Option<u64>,
+        timestamp_ms: Option<i64>,
     },
     /// A `dns_entries` message (domains-only stream): names without identity.
     DnsEntries {
@@ -305,6 +311,97 @@ pub fn replace_nul(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// A certificate's name lists as certwatch stores them (`Certificate::all_domains`,
+/// `names`, `names_digest`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NameLists {
+    pub all_domains: Vec<String>,
+    pub names: Vec<String>,
+    pub names_digest: Option<String>,
+}
+
+/// The stored name lists from a certificate's names as a feed server sends them
+/// (every occurrence, in order): `all_domains` (NUL replaced, exact duplicates
+/// removed, at most `MAX_NAMES`: the matched names first, then the others in feed
+/// order, kept in feed order), `names` (its normalised set) and, when names were
+/// dropped, the digest of the whole normalised set. Linear but for the sort:
+/// hash-based de-duplication. The one rule for names read from the feed
+/// (`parse_matched`) and from a log entry (`ctlog::entry`), so both give the same
+/// lists, and the same issuance key, for one certificate.
+pub fn name_lists(feed: Vec<Cow<'_, str>>, matched: &[&str], lenient: &mut Lenient) -> NameLists {
+    let cleaned: Vec<Cow<'_, str>> = feed
+        .into_iter()
+        .map(|n| match replace_nul(&n) {
+            Cow::Borrowed(_) => n,
+            Cow::Owned(clean) => {
+                lenient.insert(Leniency::Nul);
+                Cow::Owned(clean)
+            }
+        })
+        .collect();
+    let mut seen: HashSet<&str> = HashSet::with_capacity(cleaned.len());
+    let unique: Vec<&str> = cleaned
+        .iter()
+        .map(|n| n.as_ref())
+        .filter(|n| seen.insert(n))
+        .collect();
+    let normalised_set = |list: &[&str]| {
+        let mut names: Vec<String> = list.iter().map(|n| normalize_name(n)).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    };
+    if unique.len() <= MAX_NAMES {
+        let names = normalised_set(&unique);
+        return NameLists {
+            all_domains: unique.into_iter().map(str::to_string).collect(),
+            names,
+            names_digest: None,
+        };
+    }
+    lenient.insert(Leniency::NamesCapped);
+    let everything = normalised_set(&unique);
+    let digest = {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for name in &everything {
+            hasher.update(name.as_bytes());
+            hasher.update(b"\n");
+        }
+        hex_lower(&hasher.finalize())
+    };
+    drop(everything);
+    let matched: HashSet<Cow<'_, str>> = matched.iter().map(|m| replace_nul(m)).collect();
+    let mut keep = vec![false; unique.len()];
+    let mut kept = 0;
+    for (i, name) in unique.iter().enumerate() {
+        if kept < MAX_NAMES && matched.contains(*name) {
+            keep[i] = true;
+            kept += 1;
+        }
+    }
+    for k in keep.iter_mut() {
+        if kept >= MAX_NAMES {
+            break;
+        }
+        if !*k {
+            *k = true;
+            kept += 1;
+        }
+    }
+    let all: Vec<&str> = unique
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(name, k)| k.then_some(name))
+        .collect();
+    let names = normalised_set(&all);
+    NameLists {
+        all_domains: all.into_iter().map(str::to_string).collect(),
+        names,
+        names_digest: Some(digest),
+    }
+}
+
 /// Lower-case, one trailing dot removed, surrounding whitespace trimmed.
 pub fn normalize_name(name: &str) -> String {
     let name = name.trim();
@@ -421,6 +518,7 @@ mod tests {
                 all_domains: vec!["a.example".into(), "B.example.".into()],
                 source_url: None,
                 cert_index: None,
+                timestamp_ms: None,
             }
         );
         let heartbeat = r#"{"message_type": "heartbeat", "timestamp": 1795353248.829172}"#;
@@ -439,6 +537,7 @@ mod tests {
                 all_domains: vec![],
                 source_url: None,
                 cert_index: None,
+                timestamp_ms: None,
             }
         );
         let no_leaf = r#"{"message_type":"certificate_update","data":{"leaf_cert":null}}"#;
@@ -448,6 +547,7 @@ mod tests {
                 all_domains: vec![],
                 source_url: None,
                 cert_index: None,
+                timestamp_ms: None,
             }
         );
         let escaped = r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["b\u00fccher.example"]}}}"#;
@@ -457,6 +557,7 @@ mod tests {
                 all_domains: vec!["bücher.example".into()],
                 source_url: None,
                 cert_index: None,
+                timestamp_ms: None,
             }
         );
     }
@@ -512,6 +613,111 @@ mod tests {
         // A second `data` object adds its names; its position, when readable, counts.
         let two = r#"{"message_type":"certificate_update","data":{"cert_index":1,"leaf_cert":{"all_domains":["a.example"]}},"data":{"cert_index":2,"source":{"url":"https://ct.example/log"}}}"#;
         assert_eq!(position(two), (url(), Some(2)));
+    }
+
+    /// Issue 13: the log's own time of the entry, for the per-log lag: the Go
+    /// server's `source.timestamp`, the Rust server's `submission_timestamp`, none
+    /// on the others (never `seen`); a bad value is `None`, never a lost frame.
+    #[test]
+    fn peek_reads_the_ct_timestamp_leniently() {
+        let timestamp = |data: &str| {
+            let frame = format!(
+                r#"{{"message_type":"certificate_update","data":{{"leaf_cert":{{"all_domains":["a.example"]}},{data}}}}}"#
+            );
+            match peek(&frame).unwrap() {
+                Peek::Certificate {
+                    timestamp_ms,
+                    all_domains,
+                    ..
+                } => {
+                    assert_eq!(all_domains, ["a.example"], "{data}");
+                    timestamp_ms
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let go = r#""source":{"name":"n","url":"https://ct.example/log","timestamp":1768478402.074,"type":"rfc6962"},"seen":1768478409.5"#;
+        let rust = r#""seen":1768478409.5,"submission_timestamp":1768478402.074,"source":{"name":"n","url":"https://ct.example/log"}"#;
+        for (data, want) in [
+            (go, Some(1_768_478_402_074)),
+            (rust, Some(1_768_478_402_074)),
+            // Elixir and Python: no timestamp of the log; `seen` is not one.
+            (
+                r#""seen":1768478409.5,"source":{"url":"u","name":"n"}"#,
+                None,
+            ),
+            (
+                r#""source":{"timestamp":1768478402}"#,
+                Some(1_768_478_402_000),
+            ),
+            (
+                r#""source":{"timestamp":"1768478402.5"}"#,
+                Some(1_768_478_402_500),
+            ),
+            // Both: the log's source.timestamp first, as `parse_matched`.
+            (
+                r#""submission_timestamp":5,"source":{"timestamp":7}"#,
+                Some(7_000),
+            ),
+            (
+                r#""submission_timestamp":5,"source":{"timestamp":"x"}"#,
+                Some(5_000),
+            ),
+            // Unreadable values are absent, and the frame is still read.
+            (r#""source":{"timestamp":"x"}"#, None),
+            (r#""source":{"timestamp":-1}"#, None),
+            (r#""source":{"timestamp":0}"#, None),
+            (r#""source":{"timestamp":1e400}"#, None),
+            (r#""source":{"timestamp":253402300800}"#, None),
+            (r#""source":{"timestamp":[1]}"#, None),
+            (r#""source":{"timestamp":{"a":1}}"#, None),
+            (r#""source":{"timestamp":null}"#, None),
+            (r#""source":{"timestamp":"\u0031"}"#, None),
+            (r#""source":{"timestamp":"inf"}"#, None),
+            (r#""source":{"timestamp":"NaN"}"#, None),
+            (r#""submission_timestamp":true"#, None),
+            (r#""submission_timestamp":"""#, None),
+            // Repeated: the last readable one counts.
+            (r#""source":{"timestamp":1,"timestamp":2}"#, Some(2_000)),
+            (r#""source":{"timestamp":1,"timestamp":"x"}"#, Some(1_000)),
+            (
+                r#""source":{"timestamp":1},"source":{"url":"u"}"#,
+                Some(1_000),
+            ),
+        ] {
+            assert_eq!(timestamp(data), want, "{data}");
+        }
+        // The fixtures: Go and Rust give one on every certificate, Elixir none.
+        for (text, every) in [
+            (
+                include_str!("../../tests/fixtures/certstream_go_full.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../tests/fixtures/certstream_go_lite.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../tests/fixtures/certstream_rust_full.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../tests/fixtures/certstream_rust_lite.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../tests/fixtures/certstream_elixir_full.jsonl"),
+                false,
+            ),
+        ] {
+            for line in text.lines() {
+                if let Ok(Peek::Certificate { timestamp_ms, .. }) = peek(line) {
+                    let full = parse_certificate(line).unwrap();
+                    assert_eq!(timestamp_ms, full.source_timestamp_ms, "{line}");
+                    assert_eq!(timestamp_ms.is_some(), every, "{line}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -968,6 +1174,7 @@ mod tests {
                     all_domains: vec!["a.example".into(), "b.example".into()],
                     source_url: None,
                     cert_index: None,
+                    timestamp_ms: None,
                 },
                 "{frame}"
             );

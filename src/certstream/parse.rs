@@ -7,7 +7,6 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 
 /// Reads a `certificate_update` frame in full. Fails only when the frame is not
@@ -36,7 +35,11 @@ pub fn parse_matched(frame: &str, matched: &[&str]) -> (Certificate, Lenient) {
         let mut lenient = Lenient::default();
         lenient.insert(Leniency::Identity);
         let names: Vec<Cow<'_, str>> = matched.iter().map(|n| Cow::Borrowed(*n)).collect();
-        let (all_domains, names, names_digest) = name_lists(names, matched, &mut lenient);
+        let NameLists {
+            all_domains,
+            names,
+            names_digest,
+        } = name_lists(names, matched, &mut lenient);
         let cert = Certificate {
             entry_type: EntryType::X509,
             all_domains,
@@ -110,7 +113,11 @@ fn read_certificate(frame: &str, matched: &[&str]) -> Result<(Certificate, Lenie
             r.flag(Identity);
         }
     }
-    let (all_domains, names, names_digest) = name_lists(feed_names, matched, &mut r.lenient);
+    let NameLists {
+        all_domains,
+        names,
+        names_digest,
+    } = name_lists(feed_names, matched, &mut r.lenient);
 
     let extensions = r.object(Some(leaf), "extensions", Identity);
     let ext = extensions.as_ref();
@@ -244,89 +251,6 @@ fn read_certificate(frame: &str, matched: &[&str]) -> Result<(Certificate, Lenie
         seen,
     };
     Ok((cert, r.lenient))
-}
-
-/// The stored name lists from the feed's names (every occurrence, in order):
-/// `all_domains` (NUL replaced, exact duplicates removed, at most `MAX_NAMES`:
-/// the matched names first, then the others in feed order, kept in feed order),
-/// `names` (its normalised set) and, when names were dropped, the digest of the
-/// whole normalised set. Linear but for the sort: hash-based de-duplication.
-fn name_lists(
-    feed: Vec<Cow<'_, str>>,
-    matched: &[&str],
-    lenient: &mut Lenient,
-) -> (Vec<String>, Vec<String>, Option<String>) {
-    let cleaned: Vec<Cow<'_, str>> = feed
-        .into_iter()
-        .map(|n| match replace_nul(&n) {
-            Cow::Borrowed(_) => n,
-            Cow::Owned(clean) => {
-                lenient.insert(Leniency::Nul);
-                Cow::Owned(clean)
-            }
-        })
-        .collect();
-    let mut seen: HashSet<&str> = HashSet::with_capacity(cleaned.len());
-    let unique: Vec<&str> = cleaned
-        .iter()
-        .map(|n| n.as_ref())
-        .filter(|n| seen.insert(n))
-        .collect();
-    let normalised_set = |list: &[&str]| {
-        let mut names: Vec<String> = list.iter().map(|n| normalize_name(n)).collect();
-        names.sort_unstable();
-        names.dedup();
-        names
-    };
-    if unique.len() <= MAX_NAMES {
-        let names = normalised_set(&unique);
-        return (
-            unique.into_iter().map(str::to_string).collect(),
-            names,
-            None,
-        );
-    }
-    lenient.insert(Leniency::NamesCapped);
-    let everything = normalised_set(&unique);
-    let digest = {
-        use sha2::Digest;
-        let mut hasher = sha2::Sha256::new();
-        for name in &everything {
-            hasher.update(name.as_bytes());
-            hasher.update(b"\n");
-        }
-        hex_lower(&hasher.finalize())
-    };
-    drop(everything);
-    let matched: HashSet<Cow<'_, str>> = matched.iter().map(|m| replace_nul(m)).collect();
-    let mut keep = vec![false; unique.len()];
-    let mut kept = 0;
-    for (i, name) in unique.iter().enumerate() {
-        if kept < MAX_NAMES && matched.contains(*name) {
-            keep[i] = true;
-            kept += 1;
-        }
-    }
-    for k in keep.iter_mut() {
-        if kept >= MAX_NAMES {
-            break;
-        }
-        if !*k {
-            *k = true;
-            kept += 1;
-        }
-    }
-    let all: Vec<&str> = unique
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(name, k)| k.then_some(name))
-        .collect();
-    let names = normalised_set(&all);
-    (
-        all.into_iter().map(str::to_string).collect(),
-        names,
-        Some(digest),
-    )
 }
 
 /// Lower-case hex SHA-256 over `parts`, each followed by a NUL.

@@ -1,6 +1,7 @@
 //! The hot path: `peek` reads a frame's message type and, for a certificate,
-//! the leaf's names and its log position, borrowing from the frame and skipping
-//! everything else. Pure; run on the worker threads for every frame.
+//! the leaf's names, its log position and the log's own timestamp of the entry,
+//! borrowing from the frame and skipping everything else. Pure; run on the worker
+//! threads for every frame.
 
 use super::*;
 use serde::Deserialize;
@@ -10,13 +11,16 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// Reads the message type and, for certificates, the leaf's `all_domains`, the
-/// `source.url` and the `cert_index` (the log position the gap tracking needs).
+/// `source.url` and the `cert_index` (the log position the gap tracking needs),
+/// and the CT timestamp of the entry where the server gives one (the per-log lag):
+/// `source.timestamp` (certstream-server-go 1.9+) or else `submission_timestamp`
+/// (certstream-server-rust), both float seconds, as `parse_matched` reads them.
 ///
 /// A repeated key does not make the frame unreadable: the last `message_type`
 /// counts, and the names of every `data`, `leaf_cert` and `all_domains` are
 /// read, in frame order, so a watched name is never lost to a duplicate. Of a
-/// repeated `source.url` or `cert_index` the last readable one counts (as in
-/// `parse_matched`); an unreadable one is `None`, never an error.
+/// repeated `source.url`, `cert_index` or timestamp the last readable one counts
+/// (as in `parse_matched`); an unreadable one is `None`, never an error.
 pub fn peek(frame: &str) -> Result<Peek<'_>, ParseError> {
     let envelope: PeekEnvelope<'_> = serde_json::from_str(frame)?;
     let Some(message_type) = envelope.message_type else {
@@ -27,6 +31,7 @@ pub fn peek(frame: &str) -> Result<Peek<'_>, ParseError> {
             all_domains: cert.names,
             source_url: cert.source_url,
             cert_index: cert.cert_index,
+            timestamp_ms: cert.source_timestamp_ms.or(cert.submission_timestamp_ms),
         }),
         ("certificate_update", _) => Err(ParseError("certificate_update without data".into())),
         ("dns_entries", Some(PeekData::Names(count))) => Ok(Peek::DnsEntries { count }),
@@ -45,6 +50,8 @@ enum PeekKey {
     Source,
     Url,
     CertIndex,
+    Timestamp,
+    SubmissionTimestamp,
     Other,
 }
 
@@ -68,6 +75,8 @@ impl<'de> Deserialize<'de> for PeekKey {
                     "source" => PeekKey::Source,
                     "url" => PeekKey::Url,
                     "cert_index" => PeekKey::CertIndex,
+                    "timestamp" => PeekKey::Timestamp,
+                    "submission_timestamp" => PeekKey::SubmissionTimestamp,
                     _ => PeekKey::Other,
                 })
             }
@@ -115,6 +124,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekEnvelope<'a> {
                                     cert.names.extend(more.names);
                                     cert.source_url = more.source_url.or(cert.source_url);
                                     cert.cert_index = more.cert_index.or(cert.cert_index);
+                                    cert.source_timestamp_ms =
+                                        more.source_timestamp_ms.or(cert.source_timestamp_ms);
+                                    cert.submission_timestamp_ms = more
+                                        .submission_timestamp_ms
+                                        .or(cert.submission_timestamp_ms);
                                     Some(PeekData::Leaf(cert))
                                 }
                                 (Some(PeekData::Leaf(cert)), _) => Some(PeekData::Leaf(cert)),
@@ -134,8 +148,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekEnvelope<'a> {
     }
 }
 
-/// `data` as the hot path needs it: a certificate's leaf names and log position, a
-/// domains list's length, or nothing.
+/// `data` as the hot path needs it: a certificate's leaf names, log position and
+/// timestamp, a domains list's length, or nothing.
 enum PeekData<'a> {
     Leaf(PeekCert<'a>),
     Names(usize),
@@ -158,6 +172,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekData<'a> {
                     names: Vec::new(),
                     source_url: None,
                     cert_index: None,
+                    source_timestamp_ms: None,
+                    submission_timestamp_ms: None,
                 };
                 while let Some(key) = map.next_key::<PeekKey>()? {
                     match key {
@@ -176,8 +192,17 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekData<'a> {
                             }
                         }
                         PeekKey::Source => {
-                            if let Some(url) = raw_source_url(map.next_value::<&'a RawValue>()?) {
+                            let source = raw_source(map.next_value::<&'a RawValue>()?);
+                            if let Some(url) = source.url {
                                 cert.source_url = Some(url);
+                            }
+                            if let Some(ms) = source.timestamp_ms {
+                                cert.source_timestamp_ms = Some(ms);
+                            }
+                        }
+                        PeekKey::SubmissionTimestamp => {
+                            if let Some(ms) = raw_moment_ms(map.next_value::<&'a RawValue>()?) {
+                                cert.submission_timestamp_ms = Some(ms);
                             }
                         }
                         _ => {
@@ -230,6 +255,10 @@ struct PeekCert<'a> {
     names: Vec<Cow<'a, str>>,
     source_url: Option<Cow<'a, str>>,
     cert_index: Option<u64>,
+    /// `source.timestamp`, in milliseconds.
+    source_timestamp_ms: Option<i64>,
+    /// `submission_timestamp`, in milliseconds.
+    submission_timestamp_ms: Option<i64>,
 }
 
 /// `cert_index` read from its raw JSON text: an unsigned 64-bit integer, or
@@ -253,18 +282,35 @@ fn raw_text(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Text<'_>>(text).ok().map(|t| t.0)
 }
 
-/// `data.source` as `peek` reads it: its `url` (the last string one), or `None`
-/// when it is absent, not a string, or `source` is not an object.
-fn raw_source_url(raw: &RawValue) -> Option<Cow<'_, str>> {
-    if !raw.get().starts_with('{') {
-        return None;
-    }
-    serde_json::from_str::<PeekSource<'_>>(raw.get())
-        .ok()
-        .and_then(|s| s.0)
+/// A moment in seconds read from its raw JSON text (a number, or a string
+/// holding one, as `parse_matched` reads times), in milliseconds: `None` unless it
+/// is finite, positive and at most `NO_EXPIRATION`.
+fn raw_moment_ms(raw: &RawValue) -> Option<i64> {
+    let text = raw.get();
+    let text = match text.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"')?.trim(),
+        None => text,
+    };
+    let seconds: f64 = text.parse().ok()?;
+    (seconds.is_finite() && seconds > 0.0 && seconds <= NO_EXPIRATION as f64)
+        .then(|| (seconds * 1000.0).round() as i64)
 }
 
-struct PeekSource<'a>(Option<Cow<'a, str>>);
+/// `data.source` as `peek` reads it: its `url` (the last string one) and its
+/// `timestamp` (the last readable one, in milliseconds); each `None` when absent
+/// or unreadable, both when `source` is not an object.
+fn raw_source(raw: &RawValue) -> PeekSource<'_> {
+    if !raw.get().starts_with('{') {
+        return PeekSource::default();
+    }
+    serde_json::from_str::<PeekSource<'_>>(raw.get()).unwrap_or_default()
+}
+
+#[derive(Default)]
+struct PeekSource<'a> {
+    url: Option<Cow<'a, str>>,
+    timestamp_ms: Option<i64>,
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for PeekSource<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -278,17 +324,25 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekSource<'a> {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut url = None;
+                let mut source = PeekSource::default();
                 while let Some(key) = map.next_key::<PeekKey>()? {
-                    if let PeekKey::Url = key {
-                        if let Some(u) = raw_text(map.next_value::<&'a RawValue>()?) {
-                            url = Some(u);
+                    match key {
+                        PeekKey::Url => {
+                            if let Some(u) = raw_text(map.next_value::<&'a RawValue>()?) {
+                                source.url = Some(u);
+                            }
                         }
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
+                        PeekKey::Timestamp => {
+                            if let Some(ms) = raw_moment_ms(map.next_value::<&'a RawValue>()?) {
+                                source.timestamp_ms = Some(ms);
+                            }
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
                     }
                 }
-                Ok(PeekSource(url))
+                Ok(source)
             }
         }
 

@@ -10,15 +10,27 @@
 //! certificate's); the fingerprints are of the final certificate's DER, or of the
 //! submitted precertificate's. Only an entry whose certificate (or TBS) does not
 //! parse is an error; a malformed extension leaves its field empty.
+//!
+//! Names go through the feed's own rule (`certstream::name_lists`): NUL replaced,
+//! exact duplicates removed in linear time, at most `MAX_NAMES` kept, the matched
+//! ones first. Which names matched is only known once the caller has matched them,
+//! so an entry converts to a [`Logged`]: the certificate as the feed keeps an
+//! unmatched one, plus every name for matching when there are more than the cap
+//! ([`Logged::names`]); [`Logged::into_certificate`] then keeps the matched ones, as
+//! `certstream::parse_matched` does.
 
 use super::LogKind;
 use super::rfc6962::{self, DecodeError, LogEntry, SignedEntry};
 use super::tiles::{self, DataTile};
-use crate::certstream::hex_lower;
-use crate::certstream::{Certificate, normalize_key_id, normalize_name, normalize_serial};
+use crate::certstream::{
+    Certificate, Lenient, MAX_NAMES, NameLists, hex_lower, name_lists, normalize_key_id,
+    normalize_serial,
+};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
 use x509_parser::certificate::{TbsCertificate, X509Certificate};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
@@ -61,14 +73,74 @@ impl From<DecodeError> for EntryError {
 }
 
 /// One entry's outcome: its certificate, or the error to count.
-pub type EntryResult = Result<Certificate, EntryError>;
+pub type EntryResult = Result<Logged, EntryError>;
 
-/// Converts the entry at log index `index` of `source`.
+/// A converted entry: the certificate a feed server would have sent for it, with its
+/// name lists as certwatch keeps an unmatched one (it derefs to that), and every name
+/// for matching.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    cert: Certificate,
+    /// Every name (as a feed server lists them), kept only when the certificate has
+    /// more than `MAX_NAMES` distinct ones: `cert` keeps `MAX_NAMES` of them, but
+    /// every name is matched, and the matched ones are kept whatever the cap.
+    every_name: Option<Vec<String>>,
+}
+
+impl Logged {
+    /// The names to match against the watch list: all of them.
+    pub fn names(&self) -> &[String] {
+        self.every_name.as_deref().unwrap_or(&self.cert.all_domains)
+    }
+
+    /// The certificate once `matched` (the names that matched, as `names` spells
+    /// them) is known: the lists `certstream::parse_matched` would keep for the same
+    /// names, the matched ones first when there are more than `MAX_NAMES`.
+    pub fn into_certificate<S: AsRef<str>>(self, matched: &[S]) -> Certificate {
+        let Logged {
+            mut cert,
+            every_name,
+        } = self;
+        if let Some(every) = every_name {
+            let matched: Vec<&str> = matched.iter().map(AsRef::as_ref).collect();
+            let names = every.iter().map(|n| Cow::Borrowed(n.as_str())).collect();
+            let lists = name_lists(names, &matched, &mut Lenient::default());
+            (cert.all_domains, cert.names, cert.names_digest) =
+                (lists.all_domains, lists.names, lists.names_digest);
+        }
+        cert
+    }
+
+    /// The certificate when nothing matched.
+    pub fn into_unmatched(self) -> Certificate {
+        self.cert
+    }
+}
+
+impl Deref for Logged {
+    type Target = Certificate;
+
+    fn deref(&self) -> &Certificate {
+        &self.cert
+    }
+}
+
+/// Converts the entry at log index `index` of `source`: the certificate as kept when
+/// nothing matched (see [`to_logged`] for the one to match).
 pub fn to_certificate(
     entry: &LogEntry<'_>,
     index: u64,
     source: &LogSource<'_>,
 ) -> Result<Certificate, EntryError> {
+    to_logged(entry, index, source).map(Logged::into_unmatched)
+}
+
+/// Converts the entry at log index `index` of `source`.
+pub fn to_logged(
+    entry: &LogEntry<'_>,
+    index: u64,
+    source: &LogSource<'_>,
+) -> Result<Logged, EntryError> {
     let parse_error = |e: x509_parser::nom::Err<x509_parser::error::X509Error>| match e {
         x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
             EntryError::Certificate(e)
@@ -121,19 +193,22 @@ pub fn to_certificate(
 
     let subject_cn = joined(tbs.subject(), Attr::CommonName);
     // certstream-server-go: SAN dNSNames in order, then the subject CN unless the
-    // certificate is a CA or the name is already there.
-    let mut all_domains: Vec<String> = Vec::with_capacity(san_names.len() + 1);
-    for name in san_names
+    // certificate is a CA (or the name is already there, which the dedupe of
+    // `name_lists` removes like any other duplicate).
+    let feed_names: Vec<Cow<'_, str>> = san_names
         .into_iter()
         .chain(subject_cn.as_deref().filter(|_| !is_ca))
-    {
-        if !all_domains.iter().any(|n| n == name) {
-            all_domains.push(name.to_string());
-        }
-    }
-    let mut names: Vec<String> = all_domains.iter().map(|n| normalize_name(n)).collect();
-    names.sort();
-    names.dedup();
+        .map(Cow::Borrowed)
+        .collect();
+    let every_name = (feed_names.len() > MAX_NAMES)
+        .then(|| feed_names.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+    let NameLists {
+        all_domains,
+        names,
+        names_digest,
+    } = name_lists(feed_names, &[], &mut Lenient::default());
+    // Only a capped list needs every name kept beside it.
+    let every_name = every_name.filter(|_| names_digest.is_some());
 
     let serial = normalize_serial(&hex_lower(tbs.raw_serial()));
     let cert_link = match source.kind {
@@ -143,11 +218,11 @@ pub fn to_certificate(
         )),
         LogKind::Tiled => None,
     };
-    Ok(Certificate {
+    let cert = Certificate {
         entry_type: entry.entry_type(),
         all_domains,
         names,
-        names_digest: None,
+        names_digest,
         unusable_identity: None,
         subject_cn,
         fingerprint_sha1: fingerprinted.map(|der| hex_lower(&Sha1::digest(der))),
@@ -166,7 +241,8 @@ pub fn to_certificate(
         cert_link,
         cert_index: Some(index),
         seen: None,
-    })
+    };
+    Ok(Logged { cert, every_name })
 }
 
 #[derive(Clone, Copy)]
@@ -237,7 +313,7 @@ pub fn certificates_from_get_entries(
         .zip(start..)
         .map(|(raw, index)| {
             let bytes = raw.decode_base64()?;
-            to_certificate(&bytes.decode()?, index, source)
+            to_logged(&bytes.decode()?, index, source)
         })
         .collect())
 }
@@ -254,7 +330,7 @@ pub fn certificates_from_tile(
     Ok(entries
         .iter()
         .zip(tile.start()..)
-        .map(|(entry, index)| to_certificate(entry, index, source))
+        .map(|(entry, index)| to_logged(entry, index, source))
         .collect())
 }
 

@@ -1,9 +1,11 @@
 //! Per-log coverage of the certstream feed: which `cert_index` values of each CT log
 //! the workers saw, which holes below the highest one are still open, and which holes
-//! stayed open past a settle time and became [`Gap`]s for backfill. Pure: plain data
-//! and a mutex, no I/O. The `worker-N` threads record every certificate frame through
-//! their own [`Recorder`] (a buffer, flushed into the [`SharedGaps`] once per batch);
-//! the caller's backfill thread takes the due gaps, the statistics and the positions.
+//! stayed open past a settle time and became [`Gap`]s for backfill, and how fresh each
+//! log is (the newest CT timestamp read, when the feed was last heard from it). Pure:
+//! plain data and a mutex, no I/O. The `worker-N` threads record every certificate
+//! frame through their own [`Recorder`] (a buffer, flushed into the [`SharedGaps`] once
+//! per batch); the caller's backfill thread takes the due gaps, the statistics and the
+//! positions.
 //!
 //! # Model
 //!
@@ -60,16 +62,25 @@
 //! from a first one in the last 15 minutes, so every log's sequence on that server has
 //! holes on purpose, typically a large fraction of its entries. The tracker measures
 //! each log's *hole density*: the fraction of entries reported missing among the last
-//! [`Settings::density_window`] to twice that many indices accounted for. A log whose
-//! density exceeds [`Settings::dense_threshold`] over a full window, in at least
-//! [`DENSE_MIN_GAPS`] separate gaps, is flagged `dense` in its [`LogStats`]. That
-//! pattern, on every log at once, is the dedup of such a server (one outage makes one
-//! large gap, not many). What to do is the caller's policy; the proposed one is a
-//! setting `CT_DENSE_FEED` = `fetch` (default: keep proving coverage, but fetch whole
-//! stretches: [`GapTracker::set_coalesce`] with a tile's 256 entries, because with
-//! holes that dense nearly every tile or `get-entries` page is needed anyway) or
-//! `count` (do not fetch: coverage of that log is reported as unproven, the gaps are
-//! only counted), with one warning per log when the flag turns on.
+//! [`Settings::density_window`] to twice that many indices accounted for (fewer at
+//! first). A log whose density exceeds [`Settings::dense_threshold`], in at least
+//! [`DENSE_MIN_GAPS`] separate gaps within those windows, is flagged `dense` in its
+//! [`LogStats`]. That pattern, on every log at once, is the dedup of such a server (one
+//! outage makes one large gap, not many). The flag does not wait for a full window:
+//! until it is raised every gap is fetched one by one, and a full window of such a
+//! server is thousands of gaps per log, so the flag goes up at the tenth gap instead,
+//! which bounds what is fetched before the policy applies to about [`DENSE_MIN_GAPS`]
+//! requests per log. What to do with a dense log's gaps is the caller's policy
+//! (`CT_FEED_HOLES`: count them, fetch them in whole stretches with [`coalesce`], or
+//! fetch them one by one), with one warning per log when the flag turns on.
+//!
+//! # Freshness
+//!
+//! Each log also keeps the newest CT timestamp read from it (the feed's, recorded with
+//! the index by [`Recorder::observe_timestamped`], and backfill's,
+//! [`GapTracker::note_timestamp`]) and when the feed last delivered one of its entries:
+//! [`LogStats::lag_seconds`] and [`LogStats::lagging`] (behind by more than
+//! [`LAGGING_AFTER`], or silent that long while the feed delivers other logs).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
@@ -82,6 +93,11 @@ use super::loglist::{FxHasher, LogId};
 /// How few gaps in a density window still count as one incident (an outage, a
 /// reconnect) rather than a pattern: a log is `dense` only with at least this many.
 pub const DENSE_MIN_GAPS: u64 = 10;
+
+/// How far behind (newest CT timestamp read) or how long silent (no entry from the
+/// feed while it delivers other logs) a log may be before it counts as lagging
+/// (`/healthz` `coverage.logs_lagging`): 10 minutes.
+pub const LAGGING_AFTER: Duration = Duration::from_secs(600);
 
 /// Tuning of a [`GapTracker`].
 #[derive(Clone, Debug)]
@@ -218,6 +234,67 @@ pub struct LogStats {
     pub window_gaps: u64,
     /// Whether the density marks a feed that leaves holes by design.
     pub dense: bool,
+    /// The newest CT timestamp (milliseconds since the epoch) of the log's entries
+    /// read, from the feed or by backfill; `None` while no entry read carried one.
+    pub newest_timestamp_ms: Option<i64>,
+    /// When the feed last delivered an entry of the log (any observation, stale or
+    /// not); `None` when it never did (a seeded log).
+    pub last_seen: Option<Instant>,
+}
+
+impl LogStats {
+    /// Seconds from the newest CT timestamp read to `now_ms` (never negative), when
+    /// one is known.
+    pub fn lag_seconds(&self, now_ms: i64) -> Option<i64> {
+        self.newest_timestamp_ms
+            .map(|newest| now_ms.saturating_sub(newest).max(0) / 1000)
+    }
+
+    /// Whether the log counts as lagging at `now` (`now_ms` the same moment on the
+    /// wall clock): its newest CT timestamp is more than [`LAGGING_AFTER`] old, or the
+    /// feed has delivered none of its entries for that long while `feed_flowing`
+    /// (some log had an entry within that time; see [`feed_flowing`]).
+    pub fn lagging(&self, now: Instant, now_ms: i64, feed_flowing: bool) -> bool {
+        let behind = self
+            .lag_seconds(now_ms)
+            .is_some_and(|lag| lag > LAGGING_AFTER.as_secs() as i64);
+        let silent = feed_flowing
+            && self
+                .last_seen
+                .is_some_and(|at| now.saturating_duration_since(at) > LAGGING_AFTER);
+        behind || silent
+    }
+}
+
+/// Whether the feed delivered an entry of any of these logs within [`LAGGING_AFTER`]
+/// of `now`.
+pub fn feed_flowing(stats: &[LogStats], now: Instant) -> bool {
+    stats.iter().any(|s| {
+        s.last_seen
+            .is_some_and(|at| now.saturating_duration_since(at) <= LAGGING_AFTER)
+    })
+}
+
+/// `due` (as [`GapTracker::take_due`] gives them: each log's gaps together, lowest
+/// first) with the gaps of each log for which `merge` says so joined when at most
+/// `within` entries apart: a dense log's many small holes fetched as whole stretches
+/// (`CT_FEED_HOLES=coalesce`), from the very tick it turns dense.
+pub fn coalesce(due: Vec<Gap>, within: u64, merge: impl Fn(&LogId) -> bool) -> Vec<Gap> {
+    let mut out: Vec<Gap> = Vec::with_capacity(due.len());
+    for gap in due {
+        match out.last_mut() {
+            Some(last)
+                if last.log == gap.log
+                    && gap.start >= last.end
+                    && gap.start - last.end <= within
+                    && merge(&gap.log) =>
+            {
+                last.end = gap.end;
+            }
+            _ => out.push(gap),
+        }
+    }
+    out
 }
 
 /// Every tracked log's sequence: frontier, open holes, counters. Single-threaded;
@@ -248,6 +325,8 @@ struct Track {
     merged_holes: u64,
     merged_entries: u64,
     density: Density,
+    newest_timestamp_ms: Option<i64>,
+    last_seen: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -307,11 +386,24 @@ impl GapTracker {
     /// Records that the feed delivered entry `index` of `log` at `now`. The hot path:
     /// one hash lookup and, in order, one comparison.
     pub fn observe(&mut self, log: LogId, index: u64, now: Instant) -> Observed {
+        self.observe_timestamped(log, index, None, now)
+    }
+
+    /// [`observe`](GapTracker::observe), with the entry's CT timestamp (milliseconds)
+    /// when the feed gave one: the log's newest is kept.
+    pub fn observe_timestamped(
+        &mut self,
+        log: LogId,
+        index: u64,
+        timestamp_ms: Option<i64>,
+        now: Instant,
+    ) -> Observed {
         let slot = match self.slots.get(&log) {
             Some(&slot) => slot,
             None => match self.add(log, index, false) {
                 Some(_) => {
                     let track = self.tracks.last_mut().expect("just added");
+                    track.heard(timestamp_ms, now);
                     track.next = index.saturating_add(1);
                     track.highest = Some(index);
                     track.seen += 1;
@@ -322,7 +414,18 @@ impl GapTracker {
                 None => return Observed::Untracked,
             },
         };
-        self.tracks[slot].observe(index, now, &self.settings)
+        let track = &mut self.tracks[slot];
+        track.heard(timestamp_ms, now);
+        track.observe(index, now, &self.settings)
+    }
+
+    /// Records a CT timestamp (milliseconds) of an entry of `log` read some other way
+    /// (backfill): the log's newest is kept. Does nothing for an untracked log.
+    pub fn note_timestamp(&mut self, log: LogId, timestamp_ms: i64) {
+        if let Some(&slot) = self.slots.get(&log) {
+            let track = &mut self.tracks[slot];
+            track.newest_timestamp_ms = track.newest_timestamp_ms.max(Some(timestamp_ms));
+        }
     }
 
     /// Sets where `log` resumes: everything below `next` was seen or reported by an
@@ -450,6 +553,8 @@ impl GapTracker {
             merged_holes: 0,
             merged_entries: 0,
             density: Density::default(),
+            newest_timestamp_ms: None,
+            last_seen: None,
         });
         self.slots.insert(log, slot);
         Some(slot)
@@ -457,6 +562,14 @@ impl GapTracker {
 }
 
 impl Track {
+    /// The feed delivered an entry of this log at `now`, with this CT timestamp.
+    fn heard(&mut self, timestamp_ms: Option<i64>, now: Instant) {
+        self.last_seen = Some(now);
+        if timestamp_ms > self.newest_timestamp_ms {
+            self.newest_timestamp_ms = timestamp_ms;
+        }
+    }
+
     fn observe(&mut self, index: u64, now: Instant, settings: &Settings) -> Observed {
         let outcome = if index == self.next && index != u64::MAX {
             self.next += 1;
@@ -569,7 +682,6 @@ impl Track {
     fn stats(&self, settings: &Settings) -> LogStats {
         let window_gaps = self.density.gaps[0] + self.density.gaps[1];
         let hole_density = self.density.fraction();
-        let full_window = self.density.seen[1] + self.density.missing[1] > 0;
         LogStats {
             log: self.id,
             seen: self.seen,
@@ -584,9 +696,9 @@ impl Track {
             open_entries: self.holes.iter().map(|h| h.end - h.start).sum(),
             hole_density,
             window_gaps,
-            dense: full_window
-                && window_gaps >= DENSE_MIN_GAPS
-                && hole_density > settings.dense_threshold,
+            dense: window_gaps >= DENSE_MIN_GAPS && hole_density > settings.dense_threshold,
+            newest_timestamp_ms: self.newest_timestamp_ms,
+            last_seen: self.last_seen,
         }
     }
 }
@@ -639,7 +751,7 @@ impl SharedGaps {
 #[derive(Debug)]
 pub struct Recorder {
     shared: Arc<SharedGaps>,
-    buffer: Vec<(LogId, u64)>,
+    buffer: Vec<(LogId, u64, Option<i64>)>,
     capacity: usize,
     now: Option<Instant>,
 }
@@ -659,7 +771,19 @@ impl Recorder {
     /// Buffers one observation; flushes when the buffer is full. `now` is the time of
     /// the worker's batch: the flush applies the latest one to all it holds.
     pub fn observe(&mut self, log: LogId, index: u64, now: Instant) {
-        self.buffer.push((log, index));
+        self.observe_timestamped(log, index, None, now);
+    }
+
+    /// [`observe`](Recorder::observe), with the entry's CT timestamp (milliseconds)
+    /// when the feed gave one.
+    pub fn observe_timestamped(
+        &mut self,
+        log: LogId,
+        index: u64,
+        timestamp_ms: Option<i64>,
+        now: Instant,
+    ) {
+        self.buffer.push((log, index, timestamp_ms));
         self.now = Some(now);
         if self.buffer.len() >= self.capacity {
             self.flush();
@@ -675,8 +799,8 @@ impl Recorder {
             return;
         }
         let mut tracker = self.shared.lock();
-        for (log, index) in self.buffer.drain(..) {
-            tracker.observe(log, index, now);
+        for (log, index, timestamp_ms) in self.buffer.drain(..) {
+            tracker.observe_timestamped(log, index, timestamp_ms, now);
         }
     }
 
@@ -1126,10 +1250,98 @@ mod tests {
         assert!(outage.hole_density > 0.3, "{outage:?}");
         assert!(!outage.dense);
 
-        // Not dense before a whole window has been seen.
-        let young = density_after(500, |i| i % 3 == 1);
-        assert!(young.hole_density > 0.3);
-        assert!(!young.dense);
+        // Dense from the tenth gap on, well before a whole window has been seen:
+        // until then every gap is fetched one by one.
+        let nine = density_after(36, |i| i % 4 == 1);
+        assert_eq!(nine.window_gaps, 9);
+        assert!(nine.hole_density > 0.2, "{nine:?}");
+        assert!(!nine.dense, "nine gaps are no pattern yet");
+        let ten = density_after(40, |i| i % 4 == 1);
+        assert_eq!(ten.window_gaps, DENSE_MIN_GAPS);
+        assert!(ten.dense, "{ten:?}");
+    }
+
+    #[test]
+    fn freshness_is_the_newest_ct_timestamp_and_the_last_entry_heard() {
+        let start = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut tracker = GapTracker::new(settings());
+        tracker.observe_timestamped(id(A), 1, Some(5_000_000), start);
+        // Out of order, untimed, stale: the newest is kept.
+        tracker.observe_timestamped(id(A), 3, Some(4_000_000), start);
+        tracker.observe_timestamped(id(A), 2, None, start);
+        tracker.observe_timestamped(id(A), 2, Some(1), start + minute);
+        tracker.observe(id(B), 1, start);
+        tracker.note_timestamp(id(B), 3_000_000);
+        tracker.note_timestamp(id(B), 2_000_000);
+        tracker.note_timestamp(id(C), 9_000_000);
+        assert!(tracker.seed(id(C), 0, start));
+        let a = tracker.stats_for(id(A)).unwrap();
+        let b = tracker.stats_for(id(B)).unwrap();
+        let c = tracker.stats_for(id(C)).unwrap();
+        assert_eq!(a.newest_timestamp_ms, Some(5_000_000));
+        assert_eq!(
+            a.last_seen,
+            Some(start + minute),
+            "a stale entry is still heard"
+        );
+        assert_eq!(b.newest_timestamp_ms, Some(3_000_000));
+        assert_eq!(b.last_seen, Some(start));
+        assert_eq!((c.newest_timestamp_ms, c.last_seen), (None, None));
+        assert_eq!(a.lag_seconds(5_061_999), Some(61));
+        assert_eq!(a.lag_seconds(4_000_000), Some(0), "never negative");
+        assert_eq!(c.lag_seconds(5_000_000), None);
+
+        let lag = LAGGING_AFTER.as_secs() as i64 * 1000;
+        // Behind: the newest CT timestamp is over LAGGING_AFTER old, flowing or not.
+        assert!(!a.lagging(start, 5_000_000 + lag, true));
+        assert!(a.lagging(start, 5_000_000 + lag + 1000, false));
+        // Silent: nothing heard for LAGGING_AFTER while another log flows.
+        let later = start + minute + LAGGING_AFTER + Duration::from_secs(1);
+        assert!(
+            !a.lagging(later, 5_000_000, false),
+            "the feed is down: no silence to blame on a log"
+        );
+        assert!(a.lagging(later, 5_000_000, true));
+        assert!(!a.lagging(start + LAGGING_AFTER, 5_000_000, true));
+        assert!(!c.lagging(later, 0, true), "never heard: nothing known");
+
+        let stats = tracker.stats();
+        assert!(feed_flowing(&stats, start + minute + LAGGING_AFTER));
+        assert!(!feed_flowing(&stats, later));
+        assert!(!feed_flowing(&[c], start));
+    }
+
+    #[test]
+    fn coalescing_due_gaps_joins_only_the_chosen_logs_within_reach() {
+        let gap = |log: u8, start: u64, end: u64| Gap {
+            log: id(log),
+            start,
+            end,
+        };
+        let due = vec![
+            gap(A, 1, 2),
+            gap(A, 5, 7),
+            gap(A, 263, 264),
+            gap(A, 521, 530),
+            gap(B, 530, 531),
+            gap(B, 533, 534),
+            gap(C, 1, 2),
+            gap(C, 3, 4),
+        ];
+        let merged = coalesce(due.clone(), 256, |log| *log != id(C));
+        assert_eq!(
+            merged,
+            vec![
+                gap(A, 1, 264),
+                gap(A, 521, 530),
+                gap(B, 530, 534),
+                gap(C, 1, 2),
+                gap(C, 3, 4),
+            ]
+        );
+        assert_eq!(coalesce(due.clone(), 256, |_| false), due);
+        assert_eq!(coalesce(Vec::new(), 256, |_| true), Vec::new());
     }
 
     #[test]

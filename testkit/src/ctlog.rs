@@ -454,22 +454,22 @@ impl FakeCtLog {
     /// A v3 log list naming this log only (RFC 6962 `url`, or a tiled log's
     /// `monitoring_url` and `submission_url`), with a made-up key and its log id.
     pub fn log_list(&self, tiled: bool) -> String {
+        log_list_of(&[self], tiled)
+    }
+
+    /// This log as an entry of a v3 list's `logs` (or `tiled_logs`).
+    fn list_entry(&self, tiled: bool) -> serde_json::Value {
         let key = format!("fake key of the log on port {}", self.port).into_bytes();
         let log_id = B64.encode(Sha256::digest(&key));
         let key = B64.encode(&key);
         let url = format!("{}/", self.url());
-        let log = if tiled {
+        if tiled {
             serde_json::json!({"description": "FakeCtLog tiled", "log_id": log_id, "key": key,
                 "monitoring_url": url, "submission_url": url, "mmd": 60})
         } else {
             serde_json::json!({"description": "FakeCtLog", "log_id": log_id, "key": key,
                 "url": url, "mmd": 86400})
-        };
-        let array = if tiled { "tiled_logs" } else { "logs" };
-        serde_json::json!({"version": "1.0", "operators": [
-            {"name": "Test", "email": ["ct@example.test"], array: [log]}
-        ]})
-        .to_string()
+        }
     }
 
     /// Every User-Agent seen, in order.
@@ -488,6 +488,26 @@ impl Drop for FakeCtLog {
             eprintln!("FakeCtLog: server thread panicked");
         }
     }
+}
+
+/// A v3 log list naming `logs` (all RFC 6962, or all tiled), one operator.
+pub fn log_list_of(logs: &[&FakeCtLog], tiled: bool) -> String {
+    let entries: Vec<serde_json::Value> = logs.iter().map(|l| l.list_entry(tiled)).collect();
+    let array = if tiled { "tiled_logs" } else { "logs" };
+    serde_json::json!({"version": "1.0", "operators": [
+        {"name": "Test", "email": ["ct@example.test"], array: entries}
+    ]})
+    .to_string()
+}
+
+/// Writes [`log_list_of`] to `<temp dir>/certwatch-it-<pid>/<name>.json` (for
+/// `CT_LOG_LIST`) and returns its path.
+pub fn list_file(name: &str, logs: &[&FakeCtLog], tiled: bool) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("certwatch-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, log_list_of(logs, tiled)).expect("list file");
+    path
 }
 
 fn serve(server: &tiny_http::Server, state: &Mutex<State>, stop: &AtomicBool) {

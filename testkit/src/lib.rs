@@ -11,7 +11,7 @@
 //! | [`db`] | `TestDb`: a throwaway database with `schema.sql`; `Inventory` rows and alert rows |
 //! | [`cluster`] | `TestCluster`: a PostgreSQL cluster of a test's own, to stop and restart |
 //! | [`cert`] | `Cert`: one certificate as a certstream server sends it |
-//! | [`ctlog`] | `FakeCtLog`, `FakeEntry`: a CT log over HTTP (RFC 6962 and static-ct) |
+//! | [`ctlog`] | `FakeCtLog`, `FakeEntry`: a CT log over HTTP (RFC 6962 and static-ct); a log list naming several (`list_file`) |
 //! | [`service`] | `Running`: the real pipeline in-process with a test's environment |
 //! | [`fuzz`] | what each fuzz target (`fuzz/`) does with one input, and the invariants it asserts |
 //! | [`standard_webhooks`] | a Standard Webhooks verifier written from the specification |

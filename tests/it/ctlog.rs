@@ -215,6 +215,91 @@ fn fixture_certificates_match_the_elixir_feed_issuance() {
     assert_eq!(compared, 14);
 }
 
+/// Issue 13: a logged certificate takes the feed's own name rule. 30,000 SANs
+/// (20,000 distinct, every other one repeated, one holding a NUL, the watched one
+/// last) convert in linear time to the lists the feed's parse of the same names
+/// gives: NUL replaced, capped at `MAX_NAMES` with the digest of the whole set;
+/// every name is still matched, and once matched the watched one is kept.
+#[test]
+fn a_logged_certificate_with_20k_names_converts_fast_and_capped_like_the_feed() {
+    const WATCHED: &str = "www.watched.example";
+    let mut names: Vec<String> = Vec::new();
+    for i in 0..19_998 {
+        names.push(format!("n{i}.example"));
+        if i % 2 == 1 {
+            names.push(format!("n{}.example", i / 2));
+        }
+        if i == 10 {
+            names.push("nul\0.example".to_string());
+        }
+    }
+    names.push(WATCHED.to_string());
+    let mut params = rcgen::CertificateParams::new(names.clone()).expect("names");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "n0.example");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let der = params
+        .self_signed(&key)
+        .expect("certificate")
+        .der()
+        .to_vec();
+    let logged_entry = FakeEntry::x509(der, vec![], 1_768_478_402_074);
+    let (leaf, extra) = (logged_entry.leaf_input(), logged_entry.extra_data());
+    let decoded = rfc6962::decode_leaf(&leaf, &extra).expect("leaf decodes");
+
+    let started = Instant::now();
+    let logged = entry::to_logged(&decoded, 3, &RFC_SOURCE).expect("converts");
+    let took = started.elapsed();
+    eprintln!("{} SANs converted in {took:?}", names.len());
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(logged.all_domains.len(), certstream::MAX_NAMES);
+    assert!(logged.names_digest.is_some());
+    assert_eq!(
+        logged.all_domains[..3],
+        ["n0.example", "n1.example", "n2.example"]
+    );
+    assert!(
+        logged
+            .all_domains
+            .contains(&"nul\u{FFFD}.example".to_string())
+    );
+    assert!(logged.all_domains.iter().all(|n| !n.contains('\0')));
+    assert!(!logged.all_domains.iter().any(|n| n == WATCHED));
+    // Every name is there to match, the watched one too.
+    assert_eq!(logged.names().len(), names.len() + 1, "the SANs and the CN");
+    assert!(logged.names().iter().any(|n| n == WATCHED));
+
+    // The feed's parse of the same names (SANs, then the subject CN).
+    let mut feed_names = names.clone();
+    feed_names.push("n0.example".to_string());
+    let frame = format!(
+        r#"{{"message_type":"certificate_update","data":{{"update_type":"X509LogEntry","leaf_cert":{{"all_domains":{}}}}}}}"#,
+        serde_json::to_string(&feed_names).unwrap()
+    );
+    let feed = certstream::parse_certificate(&frame).expect("parses");
+    assert_eq!(logged.all_domains, feed.all_domains);
+    assert_eq!(logged.names, feed.names);
+    assert_eq!(logged.names_digest, feed.names_digest);
+    let (feed_matched, _) = certstream::parse_matched(&frame, &[WATCHED]);
+    let matched = logged.clone().into_certificate(&[WATCHED]);
+    assert_eq!(matched.all_domains, feed_matched.all_domains);
+    assert_eq!(matched.names, feed_matched.names);
+    assert_eq!(matched.names_digest, feed_matched.names_digest);
+    assert_eq!(matched.all_domains.len(), certstream::MAX_NAMES);
+    assert!(matched.all_domains.iter().any(|n| n == WATCHED));
+    assert_eq!(
+        alert::issuance_key(&matched),
+        alert::issuance_key(&logged.clone().into_unmatched()),
+        "the key hashes the whole name set, whatever was kept"
+    );
+    // `to_certificate` is the certificate as kept when nothing matched.
+    assert_eq!(
+        entry::to_certificate(&decoded, 3, &RFC_SOURCE).unwrap(),
+        logged.into_unmatched()
+    );
+}
+
 /// `n` entries cycling through the fixture certificates, entry `i` stamped
 /// `1_700_000_000_000 + i` so order and completeness can be checked.
 fn numbered_entries(n: u64) -> Vec<FakeEntry> {
