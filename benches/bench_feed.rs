@@ -152,7 +152,7 @@ impl Service {
         text.lines()
             .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum()
+            .fold(0.0, |sum, v| sum + v)
     }
 
     fn dropped(&self) -> f64 {
