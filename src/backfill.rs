@@ -490,7 +490,7 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
                         FeedHoles::Fetch => "fetch: every gap is fetched",
                         FeedHoles::Coalesce =>
                             "coalesce: its gaps are fetched in 256-entry stretches",
-                        FeedHoles::Count => "count: its gaps are counted as abandoned, not fetched",
+                        FeedHoles::Count => "count: its gaps are counted as skipped, not fetched",
                     }
                 );
             }
@@ -510,7 +510,7 @@ fn tick(b: &Backfill, list: &LogList, state: &mut State) {
         if holes == FeedHoles::Count && dense.contains(&gap.log) {
             b.cls
                 .metrics
-                .backfill(log_label(log), BackfillOutcome::Abandoned, gap.len());
+                .backfill(log_label(log), BackfillOutcome::Skipped, gap.len());
             log::debug!(
                 "gap {}..{} of dense log {} counted, not fetched (CT_FEED_HOLES=count)",
                 gap.start,

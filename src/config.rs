@@ -67,7 +67,7 @@ pub enum FeedHoles {
     Fetch,
     /// Fetch them in whole 256-entry stretches (one tile or page each).
     Coalesce,
-    /// Do not fetch: count them as abandoned (the default).
+    /// Do not fetch: count them as skipped (the default).
     Count,
 }
 

@@ -186,6 +186,9 @@ label_enum! {
         Abandoned => "abandoned",
         /// The log could not be read or the entry did not decode.
         Failed => "failed",
+        /// Of a dense log under `CT_FEED_HOLES=count`: holes by design, counted,
+        /// not fetched.
+        Skipped => "skipped",
         /// Claimed or already fetched by another replica on the same database.
         OtherReplica => "other_replica",
     }

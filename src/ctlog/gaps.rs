@@ -35,7 +35,9 @@
 //! either seen or reported as a gap: the start of the lowest open hole, else `next`.
 //! Stored and given back through [`GapTracker::seed`] after a restart, the first index
 //! then seen opens a hole from it, so the restart is backfilled too. Without a stored
-//! position the first index seen starts the log's sequence (no gap before it).
+//! position the first index seen starts the log's sequence (no gap before it), or
+//! rather the lowest one seen within the settle time and [`EARLY_REORDER`] entries of
+//! it: the workers' recorders flush in any order.
 //!
 //! # Threads
 //!
@@ -98,6 +100,12 @@ pub const DENSE_MIN_GAPS: u64 = 10;
 /// feed while it delivers other logs) a log may be before it counts as lagging
 /// (`/healthz` `coverage.logs_lagging`): 10 minutes.
 pub const LAGGING_AFTER: Duration = Duration::from_secs(600);
+
+/// How far below the first index seen of an unseeded log an index observed within
+/// the settle time may still begin its sequence: the workers hold at most a queue
+/// of 2,048 frames between them, so the first index recorded is never further
+/// above the lowest one of that moment.
+pub const EARLY_REORDER: u64 = 4096;
 
 /// Tuning of a [`GapTracker`].
 #[derive(Clone, Debug)]
@@ -314,6 +322,9 @@ struct Track {
     next: u64,
     /// Where the tracked sequence begins: the seed, or the first index seen.
     origin: u64,
+    /// When an unseeded sequence was first observed: for a settle time after, an
+    /// index below `origin` moves the origin down (see `Track::observe`).
+    started: Option<Instant>,
     seeded: bool,
     highest: Option<u64>,
     holes: VecDeque<Hole>,
@@ -404,6 +415,7 @@ impl GapTracker {
                 Some(_) => {
                     let track = self.tracks.last_mut().expect("just added");
                     track.heard(timestamp_ms, now);
+                    track.started = Some(now);
                     track.next = index.saturating_add(1);
                     track.highest = Some(index);
                     track.seen += 1;
@@ -542,6 +554,7 @@ impl GapTracker {
             id: log,
             next,
             origin: next,
+            started: None,
             seeded,
             highest: None,
             holes: VecDeque::new(),
@@ -586,7 +599,8 @@ impl Track {
             self.next = index + 1;
             self.highest = Some(index);
             Observed::Jump { missing }
-        } else if self.fill(index, settings.max_holes) {
+        } else if self.fill(index, settings.max_holes) || self.begins_earlier(index, now, settings)
+        {
             Observed::Filled
         } else {
             self.stale += 1;
@@ -596,6 +610,36 @@ impl Track {
         self.density.seen[0] += 1;
         self.density.rotate_if_full(settings.density_window);
         outcome
+    }
+
+    /// Whether `index`, below where an unseeded sequence began, moves its beginning
+    /// down: the workers flush their observations in any order, so the first index
+    /// seen of a log is not always its lowest. Within a settle time of the first
+    /// observation and `EARLY_REORDER` entries of it, the sequence starts at `index`
+    /// and the indices between are a hole opened then (due with the others); later,
+    /// further below, or for a seeded sequence (a stored position), an index below
+    /// the beginning is stale.
+    fn begins_earlier(&mut self, index: u64, now: Instant, settings: &Settings) -> bool {
+        let Some(started) = self.started else {
+            return false;
+        };
+        if self.seeded
+            || index >= self.origin
+            || self.origin - index > EARLY_REORDER
+            || now.saturating_duration_since(started) >= settings.settle
+        {
+            return false;
+        }
+        if index + 1 < self.origin {
+            self.holes.push_front(Hole {
+                start: index + 1,
+                end: self.origin,
+                opened: started,
+            });
+            self.bound(settings.max_holes);
+        }
+        self.origin = index;
+        true
     }
 
     /// Removes `index` from the open hole holding it; false when none does.
@@ -978,6 +1022,23 @@ mod tests {
                 ],
             ),
             (
+                "out of order at the start: the sequence begins at the lowest index of the settle time",
+                settings(),
+                &[
+                    See(A, 20, 0, First),
+                    See(A, 21, 0, Next),
+                    See(A, 14, 1, Filled),
+                    Position(A, Some(15)),
+                    See(A, 12, 2, Filled),
+                    See(A, 19, 3, Filled),
+                    Position(A, Some(13)),
+                    // After the settle time, lower indices are stale again.
+                    See(A, 10, 5000, Stale),
+                    Due(5000, &[(A, 13, 14), (A, 15, 19)]),
+                    Position(A, Some(22)),
+                ],
+            ),
+            (
                 "duplicates are stale",
                 settings(),
                 &[
@@ -997,7 +1058,8 @@ mod tests {
                     See(A, 1_000_002, 0, Jump { missing: 1 }),
                     See(A, 3, 1, Stale),
                     See(A, 0, 1, Stale),
-                    See(A, 999_999, 1, Stale),
+                    // Within EARLY_REORDER of the first index: the sequence begins there.
+                    See(A, 999_999, 1, Filled),
                     Position(A, Some(1_000_001)),
                     Due(6000, &[(A, 1_000_001, 1_000_002)]),
                     See(A, 1_000_003, 7000, Next),
@@ -1186,7 +1248,13 @@ mod tests {
             ..settings()
         });
         for index in [10, 11, 11, 13, 12, 20, 22, 24, 3] {
-            tracker.observe(id(A), index, start);
+            // 3 after the settle time: stale (earlier it would begin the sequence).
+            let at = if index == 3 {
+                start + Duration::from_secs(5)
+            } else {
+                start
+            };
+            tracker.observe(id(A), index, at);
         }
         let open = tracker.stats_for(id(A)).unwrap();
         assert_eq!(open.seen, 7);
@@ -1401,19 +1469,33 @@ mod tests {
     #[derive(Default)]
     struct Model {
         next: Option<u64>,
+        /// The lowest index seen, and when the first was (see `begins_earlier`).
+        origin: u64,
+        started: u64,
         seen: BTreeSet<u64>,
         reported: BTreeSet<u64>,
         opened: BTreeMap<u64, u64>,
     }
 
     impl Model {
-        fn observe(&mut self, index: u64, now: u64) {
+        fn observe(&mut self, index: u64, now: u64, settle: u64) {
+            if self.next.is_none() {
+                (self.origin, self.started) = (index, now);
+            }
             let next = *self.next.get_or_insert(index);
             if index >= next {
                 for missing in next..index {
                     self.opened.insert(missing, now);
                 }
                 self.next = Some(index + 1);
+            } else if index < self.origin
+                && self.origin - index <= EARLY_REORDER
+                && now - self.started < settle
+            {
+                for missing in index + 1..self.origin {
+                    self.opened.insert(missing, self.started);
+                }
+                self.origin = index;
             }
             if !self.reported.contains(&index) {
                 self.opened.remove(&index);
@@ -1494,7 +1576,7 @@ mod tests {
                 };
                 let at = start + Duration::from_millis(now);
                 tracker.observe(id(log as u8), index, at);
-                models[log].observe(index, now);
+                models[log].observe(index, now, SETTLE_MS);
 
                 if step % 7 == 0 {
                     let gaps = tracker.take_due(at);

@@ -4,7 +4,7 @@
 //! real pipeline against two `FakeCtLog`s over real HTTP (one the feed delivers
 //! whole, one with about half its entries missing) and a `FakeFeed`, once per
 //! `CT_FEED_HOLES` policy: `count` (the default: the holed log turns dense, its gaps
-//! are counted as abandoned, a bounded number of requests), `coalesce` (whole
+//! are counted as skipped, a bounded number of requests), `coalesce` (whole
 //! 256-entry stretches: requests bounded by entries / 256, and a watched
 //! certificate in a hole still alerts), `fetch` (every gap fetched).
 
@@ -172,20 +172,20 @@ impl Setup {
 
     /// Waits until every missing entry of the holed log was reported and fetched,
     /// counted or failed, and backfill has gone quiet (no new request or outcome for
-    /// two seconds); returns (fetched, abandoned, failed).
+    /// two seconds); returns (fetched, skipped, failed); nothing is abandoned (no gap is over the cap).
     fn settled(&self) -> (f64, f64, f64) {
         let missing = self.shape.missing_entries() as f64;
         let outcomes = || {
             (
                 self.backfilled("fetched"),
-                self.backfilled("abandoned"),
+                self.backfilled("skipped"),
                 self.backfilled("failed"),
             )
         };
         let done = wait_until(WAIT, || {
-            let (fetched, abandoned, failed) = outcomes();
+            let (fetched, skipped, failed) = outcomes();
             self.metric("certwatch_ct_log_gap_entries_total", &self.holed, "") == missing
-                && fetched + abandoned + failed >= missing
+                && fetched + skipped + failed >= missing
         });
         assert!(
             done,
@@ -193,6 +193,7 @@ impl Setup {
             outcomes(),
             self.metric("certwatch_ct_log_gap_entries_total", &self.holed, "")
         );
+        assert_eq!(self.backfilled("abandoned"), 0.0, "no gap is over the cap");
         let dropped = self.svc.metric("certwatch_ct_messages_dropped_total");
         assert_eq!(dropped, 0.0, "the service dropped feed frames");
         let mut last = (outcomes(), self.holed.hits(""));
@@ -237,7 +238,7 @@ impl Setup {
 }
 
 /// The default, `count`: the holed log turns dense at its tenth gap; its gaps are
-/// counted as abandoned, not fetched. The first few holes arrive alone (at most 8 in
+/// counted as skipped, not fetched. The first few holes arrive alone (at most 8 in
 /// the first 16 entries, fetched one by one while the log is not yet dense);
 /// whatever the pace, the log is asked fewer than `DENSE_MIN_GAPS` times, not once
 /// per hole.
@@ -252,11 +253,11 @@ fn a_deduplicating_feed_is_counted_by_default_with_a_bounded_number_of_requests(
         s.send(chunk, (chunk + 500).min(3000));
         std::thread::sleep(Duration::from_millis(300));
     }
-    let (fetched, abandoned, failed) = s.settled();
+    let (fetched, skipped, failed) = s.settled();
     let missing = s.shape.missing_entries() as f64;
     let requests = s.holed.hits("ct/v1/get-entries");
     eprintln!(
-        "count: {} holes, {missing} missing: {fetched} fetched, {abandoned} abandoned, \
+        "count: {} holes, {missing} missing: {fetched} fetched, {skipped} skipped, \
          {failed} failed, {requests} requests",
         s.shape.holes()
     );
@@ -266,7 +267,7 @@ fn a_deduplicating_feed_is_counted_by_default_with_a_bounded_number_of_requests(
         s.shape.holes()
     );
     assert_eq!(failed, 0.0);
-    assert_eq!(fetched + abandoned, missing);
+    assert_eq!(fetched + skipped, missing);
     // Only gaps taken before the tenth are fetched, one request each.
     let before_dense = DENSE_MIN_GAPS as usize - 1;
     assert!(
@@ -300,15 +301,15 @@ fn a_deduplicating_feed_is_fetched_in_whole_stretches_with_coalesce() {
         256,
     );
     s.send(0, LEN);
-    let (fetched, abandoned, failed) = s.settled();
+    let (fetched, skipped, failed) = s.settled();
     let requests = s.holed.hits("ct/v1/get-entries");
     eprintln!(
         "coalesce: {} holes, {} missing: {fetched} fetched (with the entries between \
-         holes), {abandoned} abandoned, {failed} failed, {requests} requests",
+         holes), {skipped} skipped, {failed} failed, {requests} requests",
         s.shape.holes(),
         s.shape.missing_entries()
     );
-    assert_eq!((abandoned, failed), (0.0, 0.0));
+    assert_eq!((skipped, failed), (0.0, 0.0));
     assert!(fetched >= s.shape.missing_entries() as f64);
     let bound = LEN / 256 + 2 + DENSE_MIN_GAPS as usize;
     assert!(
@@ -327,7 +328,7 @@ fn a_deduplicating_feed_has_every_gap_fetched_with_fetch() {
     const LEN: usize = 160;
     let s = setup("holes-fetch", Some("fetch"), Holed::new(LEN, 90, 19), 32);
     s.send(0, LEN);
-    let (fetched, abandoned, failed) = s.settled();
+    let (fetched, skipped, failed) = s.settled();
     let missing = s.shape.missing_entries() as f64;
     let requests = s.holed.hits("ct/v1/get-entries");
     assert!(
@@ -335,7 +336,7 @@ fn a_deduplicating_feed_has_every_gap_fetched_with_fetch() {
         "dense: {} holes",
         s.shape.holes()
     );
-    assert_eq!((fetched, abandoned, failed), (missing, 0.0, 0.0));
+    assert_eq!((fetched, skipped, failed), (missing, 0.0, 0.0));
     assert_eq!(requests, s.shape.holes(), "one request per gap");
     assert_eq!(s.watched_alerts(Duration::from_secs(10)), ["backfill"]);
     s.assert_the_whole_log_untouched();
