@@ -622,14 +622,18 @@ fn cap(b: &Backfill, log: &Log, mut gap: Gap) -> Gap {
         let kept_end = gap.start + b.max_gap;
         log::warn!(
             "CT log {}: entries {}..{} ({} entries) abandoned, over BACKFILL_MAX_GAP={}; \
-             entries {}..{} are fetched",
+             entries {}..{} are fetched. To read the rest: certwatch backfill --log {} \
+             --from {} --to {}",
             log_label(log),
             kept_end,
             gap.end,
             gap.end - kept_end,
             b.max_gap,
             gap.start,
-            kept_end
+            kept_end,
+            log_label(log),
+            kept_end,
+            gap.end - 1
         );
         b.cls.metrics.backfill(
             log_label(log),
