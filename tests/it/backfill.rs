@@ -316,24 +316,37 @@ fn a_restart_is_backfilled_from_the_stored_position_even_when_the_list_cannot_be
     } = setup();
     let list = list_file(&log, false, "restart");
     let watched = watched_index(&lines);
-    assert!(watched >= 2, "the watched entry has entries before it");
+    assert!(watched >= 4, "the watched entry has entries before it");
+    let stored_at = |position: usize| vec![(log.url(), position as i64)];
 
-    // First run: the feed delivers everything before `watched - 1`, then the
-    // service stops (its drain saves the position).
+    // First run: the feed delivers everything before `watched - 3`; the position is
+    // saved while the service runs (every 10 s: what a SIGKILL would leave).
     let svc = start(&db, &feed, &hook, &list);
-    for line in &lines[..watched - 1] {
-        feed.send(FeedCmd::Text(line.clone()));
-    }
+    let send_until = |end: usize, from: usize| {
+        for line in &lines[from..end] {
+            feed.send(FeedCmd::Text(line.clone()));
+        }
+        assert!(
+            wait_until(Duration::from_secs(10), || svc.metric(&seen_series(&log))
+                == end as f64),
+            "seen {}",
+            svc.metric(&seen_series(&log))
+        );
+    };
+    send_until(watched - 3, 0);
     assert!(
-        wait_until(Duration::from_secs(10), || svc.metric(&seen_series(&log))
-            == (watched - 1) as f64),
-        "seen {}",
-        svc.metric(&seen_series(&log))
+        wait_until(Duration::from_secs(15), || stored_positions(&db)
+            == stored_at(watched - 3)),
+        "saved while running: {:?}",
+        stored_positions(&db)
     );
+    // Two more, and the service stops well before the next periodic save: the
+    // drain saves them.
+    send_until(watched - 1, watched - 3);
     drop(svc);
     assert_eq!(
         stored_positions(&db),
-        vec![(log.url(), (watched - 1) as i64)],
+        stored_at(watched - 1),
         "the drain saved where the feed was"
     );
     assert_eq!(log.hits(""), 0, "nothing was missing in the first run");
