@@ -306,6 +306,21 @@ fn u24_vec(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A minimal certificate message of entry `index` of the log at `url`, for a name
+/// no test watches (`e<index>.unwatched.example`): a feed's word that the entry
+/// exists, nothing to alert.
+pub fn unwatched_frame(url: &str, index: u64) -> serde_json::Value {
+    serde_json::json!({
+        "message_type": "certificate_update",
+        "data": {
+            "update_type": "X509LogEntry",
+            "cert_index": index,
+            "source": {"name": "fake", "url": url},
+            "leaf_cert": {"all_domains": [format!("e{index}.unwatched.example")]},
+        },
+    })
+}
+
 /// The certificates of `tests/fixtures/certstream_go_full.jsonl` (full stream,
 /// RFC 6962 lines only) as log entries, with the feed line each came from.
 pub fn fixture_entries() -> Vec<(FakeEntry, String)> {

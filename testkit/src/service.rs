@@ -36,6 +36,32 @@ pub fn start(
     running(trigger, service)
 }
 
+/// `start` with coverage on: the trusted log list `list` (a file), and `extra`;
+/// returns once the service is connected to `feed` and has loaded the list.
+pub fn start_covered(
+    db: &TestDb,
+    feed: &FakeFeed,
+    webhook: Option<&FakeWebhook>,
+    list: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> Running {
+    let list = list.to_str().expect("a UTF-8 path").to_string();
+    let mut env = vec![("CT_LOG_LIST", list.as_str())];
+    env.extend_from_slice(extra);
+    let svc = start(db, feed, webhook, &env);
+    assert!(
+        feed.wait_for_client(Duration::from_secs(10)),
+        "the service did not connect to the feed"
+    );
+    assert!(
+        crate::wait::wait_until(Duration::from_secs(10), || svc
+            .metric("certwatch_ct_coverage_enabled")
+            == 1.0),
+        "the log list was not loaded"
+    );
+    svc
+}
+
 /// `start` with a fake host-name lookup for the webhook guard.
 pub fn start_with_lookup(
     db: &TestDb,

@@ -74,16 +74,7 @@ fn list_file(log: &FakeCtLog, tiled: bool, name: &str) -> PathBuf {
 }
 
 fn start(db: &TestDb, feed: &FakeFeed, hook: &FakeWebhook, list: &std::path::Path) -> Running {
-    let list = list.to_str().expect("utf-8 path").to_string();
-    let svc = service::start(db, feed, Some(hook), &[("CT_LOG_LIST", &list)]);
-    assert!(feed.wait_for_client(Duration::from_secs(10)));
-    assert!(
-        wait_until(Duration::from_secs(10), || svc
-            .metric("certwatch_ct_coverage_enabled")
-            == 1.0),
-        "the log list was not loaded"
-    );
-    svc
+    service::start_covered(db, feed, Some(hook), list, &[])
 }
 
 /// The deliveries for the watched certificate within `within`: (delivery id, body).
@@ -209,17 +200,7 @@ fn a_gap_over_the_cap_is_abandoned_counted_and_the_rest_fetched() {
         lines,
     } = setup();
     let list = list_file(&log, false, "cap");
-    let list = list.to_str().unwrap().to_string();
-    let svc = service::start(
-        &db,
-        &feed,
-        Some(&hook),
-        &[("CT_LOG_LIST", &list), ("BACKFILL_MAX_GAP", "3")],
-    );
-    assert!(feed.wait_for_client(Duration::from_secs(10)));
-    assert!(wait_until(Duration::from_secs(10), || svc
-        .metric("certwatch_ct_coverage_enabled")
-        == 1.0));
+    let svc = service::start_covered(&db, &feed, Some(&hook), &list, &[("BACKFILL_MAX_GAP", "3")]);
     feed.send(FeedCmd::Text(lines[0].clone()));
     feed.send(FeedCmd::Text(lines[lines.len() - 1].clone()));
     let label = log.url();

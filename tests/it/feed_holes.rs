@@ -81,16 +81,7 @@ impl Holed {
 
 /// A certificate message of the log at `url`, entry `index`, for an unwatched name.
 fn frame(url: &str, index: usize) -> String {
-    serde_json::json!({
-        "message_type": "certificate_update",
-        "data": {
-            "update_type": "X509LogEntry",
-            "cert_index": index,
-            "source": {"name": "fake", "url": url},
-            "leaf_cert": {"all_domains": [format!("e{index}.unwatched.example")]},
-        },
-    })
-    .to_string()
+    ctlog::unwatched_frame(url, index as u64).to_string()
 }
 
 /// What a test runs against: the holed log, the whole one, the feed and the service.
@@ -114,19 +105,8 @@ fn setup(name: &str, policy: Option<&str>, shape: Holed, max_batch: u64) -> Setu
     holed.set_max_batch(max_batch);
     let whole = FakeCtLog::start(Vec::new());
     let list = ctlog::list_file(name, &[&holed, &whole], false);
-    let list = list.to_str().expect("utf-8 path").to_string();
-    let mut env = vec![("CT_LOG_LIST", list.as_str())];
-    if let Some(policy) = policy {
-        env.push(("CT_FEED_HOLES", policy));
-    }
-    let svc = service::start(&db, &feed, Some(&hook), &env);
-    assert!(feed.wait_for_client(Duration::from_secs(10)));
-    assert!(
-        wait_until(Duration::from_secs(10), || svc
-            .metric("certwatch_ct_coverage_enabled")
-            == 1.0),
-        "the log list was not loaded"
-    );
+    let env: Vec<(&str, &str)> = policy.map(|p| ("CT_FEED_HOLES", p)).into_iter().collect();
+    let svc = service::start_covered(&db, &feed, Some(&hook), &list, &env);
     Setup {
         holed,
         whole,

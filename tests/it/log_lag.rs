@@ -22,15 +22,7 @@ fn now() -> f64 {
 /// A certificate message of entry `index` of the log at `url`, with `data` fields
 /// (`source` and the timestamps) of one dialect merged in.
 fn frame(url: &str, index: u64, data: serde_json::Value) -> String {
-    let mut frame = serde_json::json!({
-        "message_type": "certificate_update",
-        "data": {
-            "update_type": "X509LogEntry",
-            "cert_index": index,
-            "source": {"name": "fake", "url": url},
-            "leaf_cert": {"all_domains": [format!("e{index}.unwatched.example")]},
-        },
-    });
+    let mut frame = ctlog::unwatched_frame(url, index);
     for (key, value) in data.as_object().expect("an object") {
         frame["data"][key] = value.clone();
     }
@@ -48,13 +40,7 @@ fn a_log_whose_feed_entries_are_an_hour_old_is_lagging_in_healthz_and_the_metric
         FakeCtLog::start(Vec::new()),
     );
     let list = ctlog::list_file("lag", &[&go, &rust, &elixir], false);
-    let svc = service::start(
-        &db,
-        &feed,
-        None,
-        &[("CT_LOG_LIST", list.to_str().expect("utf-8 path"))],
-    );
-    assert!(feed.wait_for_client(Duration::from_secs(10)));
+    let svc = service::start_covered(&db, &feed, None, &list, &[]);
     let coverage = || {
         let (status, body) = svc.get("/healthz");
         assert_eq!(status, 200, "{body}");
