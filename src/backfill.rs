@@ -130,7 +130,12 @@ struct State {
     gave_up: Option<String>,
     /// Whether certwatch's own worker queue dropped feed frames lately.
     own_drops: OwnDrops,
+    /// Per log, when its rate limiting was last logged.
+    rate_limit_said: HashMap<LogId, Instant>,
 }
+
+/// A log that rate-limits is logged at most this often.
+const RATE_LIMIT_NOTE: Duration = Duration::from_secs(600);
 
 /// How long after certwatch's own worker queue last dropped feed frames the holes
 /// of a dense log may be its own.
@@ -780,8 +785,26 @@ fn fetch_gap(b: &Backfill, log: &Log, state: &mut State, mut work: Work) -> Opti
             work.attempts += 1;
             retry_or_fail(b, &label, state, work, "not published yet")
         }
-        Err(ClientError::RateLimited { retry_after, .. }) => {
-            work.not_before = Instant::now() + retry_after;
+        Err(ClientError::RateLimited {
+            status,
+            retry_after,
+        }) => {
+            let now = Instant::now();
+            let said = state.rate_limit_said.get(&log.id);
+            if said.is_none_or(|at| now.saturating_duration_since(*at) >= RATE_LIMIT_NOTE) {
+                state.rate_limit_said.insert(log.id, now);
+                log::warn!(
+                    "CT log {label} rate-limits certwatch ({status}, Retry-After {} s): its gaps \
+                     wait and are retried without limit{}",
+                    retry_after.as_secs(),
+                    if b.client.contact.is_some() {
+                        ""
+                    } else {
+                        "; CT_CONTACT lets the log's operator reach you"
+                    }
+                );
+            }
+            work.not_before = now + retry_after;
             Some(work)
         }
         Err(e) => {
