@@ -430,12 +430,12 @@ impl State {
         match &mut conn.phase {
             Phase::Head { buf } => loop {
                 let room = MAX_HEAD - buf.len();
-                match conn.stream.read(&mut scratch[..room]) {
-                    Ok(0) => {
+                match Io::of(conn.stream.read(&mut scratch[..room])) {
+                    Io::Moved(0) | Io::Failed => {
                         conn.phase = Phase::Closed;
                         break;
                     }
-                    Ok(n) => {
+                    Io::Moved(n) => {
                         buf.extend_from_slice(&scratch[..n]);
                         if let Some(line) = request_line(buf) {
                             let mut request = Vec::with_capacity(line.len() + 23);
@@ -452,17 +452,17 @@ impl State {
                             break;
                         }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        conn.phase = Phase::Closed;
-                        break;
-                    }
+                    Io::Later => break,
+                    Io::Again => {}
                 }
             },
             Phase::Write { response, sent } => loop {
-                match conn.stream.write(&response[*sent..]) {
-                    Ok(n) => {
+                match Io::of(conn.stream.write(&response[*sent..])) {
+                    Io::Failed => {
+                        conn.phase = Phase::Closed;
+                        break;
+                    }
+                    Io::Moved(n) => {
                         *sent += n;
                         if *sent == response.len() {
                             let _ = conn.stream.shutdown(std::net::Shutdown::Write);
@@ -471,33 +471,25 @@ impl State {
                             break;
                         }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        conn.phase = Phase::Closed;
-                        break;
-                    }
+                    Io::Later => break,
+                    Io::Again => {}
                 }
             },
             Phase::Linger { discarded } => loop {
-                match conn.stream.read(scratch) {
-                    Ok(0) => {
+                match Io::of(conn.stream.read(scratch)) {
+                    Io::Moved(0) | Io::Failed => {
                         conn.phase = Phase::Closed;
                         break;
                     }
-                    Ok(n) => {
+                    Io::Moved(n) => {
                         *discarded += n;
                         if *discarded >= LINGER_BYTES {
                             conn.phase = Phase::Closed;
                             break;
                         }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        conn.phase = Phase::Closed;
-                        break;
-                    }
+                    Io::Later => break,
+                    Io::Again => {}
                 }
             },
             Phase::Queued { .. } | Phase::Upstream { .. } | Phase::Closed => {}
@@ -522,28 +514,28 @@ impl State {
         let mut failed = false;
         let mut done = false;
         if *sent < request.len() {
-            match up.write(&request[*sent..]) {
-                Ok(n) => *sent += n,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-                Err(_) => failed = true,
+            match Io::of(up.write(&request[*sent..])) {
+                Io::Moved(n) => *sent += n,
+                Io::Later | Io::Again => {}
+                Io::Failed => failed = true,
             }
         } else {
             loop {
-                match up.read(scratch) {
-                    Ok(0) => {
+                match Io::of(up.read(scratch)) {
+                    Io::Moved(0) => {
                         done = true;
                         break;
                     }
-                    Ok(n) => {
+                    Io::Moved(n) => {
                         if response.len() + n > MAX_RESPONSE {
                             failed = true;
                             break;
                         }
                         response.extend_from_slice(&scratch[..n]);
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
+                    Io::Later => break,
+                    Io::Again => {}
+                    Io::Failed => {
                         failed = true;
                         break;
                     }
@@ -708,6 +700,29 @@ fn request_line(buf: &[u8]) -> Option<&[u8]> {
 /// One best-effort, non-blocking write of a bodiless status, then the socket closes.
 fn refuse(mut stream: TcpStream, status: &[u8]) {
     refuse_on(&mut stream, status);
+}
+
+/// What one non-blocking read or write came to.
+enum Io {
+    /// Bytes moved (0 on a read: the peer closed its side).
+    Moved(usize),
+    /// Nothing until the socket is ready again (`WouldBlock`).
+    Later,
+    /// Interrupted by a signal: try again at once.
+    Again,
+    /// Any other error: the connection is done for.
+    Failed,
+}
+
+impl Io {
+    fn of(result: std::io::Result<usize>) -> Io {
+        match result {
+            Ok(n) => Io::Moved(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Io::Later,
+            Err(e) if e.kind() == ErrorKind::Interrupted => Io::Again,
+            Err(_) => Io::Failed,
+        }
+    }
 }
 
 fn refuse_on(stream: &mut TcpStream, status: &[u8]) {
