@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use certwatch::ctlog::gaps::{GapTracker, Recorder, Settings, SharedGaps};
 use certwatch::ctlog::loglist::{LogId, LogList};
+use certwatch_testkit::feedgen::XorShift;
 
 const LOGS: usize = 50;
 const FRAMES: usize = 1_000_000;
@@ -27,22 +28,6 @@ const FRAME_TIME: Duration = Duration::from_micros(5);
 /// Frames between two `take_due` calls (about 5 ms of simulated feed).
 const TAKE_EVERY: usize = 1024;
 const RUNS: usize = 3;
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Feed {
@@ -62,7 +47,7 @@ impl Feed {
 }
 
 /// `FRAMES` observations `(log, index)`, logs interleaved at random.
-fn feed(kind: Feed, rng: &mut SplitMix) -> Vec<(u8, u64)> {
+fn feed(kind: Feed, rng: &mut XorShift) -> Vec<(u8, u64)> {
     // Logs are picked at random: leave room above the mean share.
     let per_log = FRAMES / LOGS * 6 / 5;
     let mut sequences: Vec<Vec<u64>> = (0..LOGS)
@@ -245,14 +230,14 @@ fn main() {
     let ids: Vec<LogId> = (0..LOGS)
         .map(|n| {
             let mut id = [0u8; 32];
-            let mut rng = SplitMix(n as u64 + 1);
+            let mut rng = XorShift::new(n as u64 + 1);
             for chunk in id.chunks_mut(8) {
-                chunk.copy_from_slice(&rng.next().to_le_bytes());
+                chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
             }
             LogId(id)
         })
         .collect();
-    let mut rng = SplitMix(42);
+    let mut rng = XorShift::new(42);
     println!(
         "{FRAMES} observations over {LOGS} logs, best of {RUNS}; ns per observation per thread"
     );
