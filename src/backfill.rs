@@ -55,6 +55,8 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_MAX_GAP: u64 = 10_000;
 /// How often due gaps are taken and statistics published.
 pub const TICK: Duration = Duration::from_secs(1);
+/// How long reading the log list from a URL may take.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the log list is read again.
 pub const LIST_REFRESH: Duration = Duration::from_secs(24 * 3600);
 /// Gaps waiting for a retry at most; past it a gap fails (counted, logged).
@@ -121,9 +123,6 @@ struct State {
     published: HashMap<LogId, (u64, u64)>,
     /// Logs already warned about as dense.
     dense_warned: HashSet<LogId>,
-    /// Whether the stored positions were given to the gap tracker: until then no
-    /// position is written (it would overwrite where the last run stopped).
-    seeded: bool,
     /// Entries read, unreadable and matched so far (what `certwatch backfill` reports).
     tally: Tally,
     /// Why the last range given up on was not fetched.
@@ -203,15 +202,17 @@ pub struct Tally {
 /// list and the bytes it was parsed from.
 pub fn read_list(source: &str) -> Result<(LogList, Vec<u8>), String> {
     let bytes = if source.starts_with("http://") || source.starts_with("https://") {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(30)))
-            .user_agent(concat!("certwatch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = crate::outbound::plain_agent(crate::outbound::USER_AGENT, LIST_TIMEOUT);
         let mut response = agent
             .get(source)
             .call()
             .map_err(|e| format!("cannot fetch the log list: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "cannot fetch the log list: HTTP {}",
+                response.status()
+            ));
+        }
         response
             .body_mut()
             .with_config()
@@ -298,15 +299,13 @@ fn install(b: &Backfill, list: LogList) {
 
 /// Loads the list (or the copy kept in Postgres); on failure keeps the one in use
 /// (if any) and says so.
-fn load_list(b: &Backfill, state: &mut State) {
+fn load_list(b: &Backfill) {
     let Some(source) = &b.list_source else {
         return;
     };
     match read_list_or_kept(&b.cls.store, source) {
         Ok(list) => {
-            if !state.seeded {
-                state.seeded = seed_positions(b, &list);
-            }
+            seed_positions(b, &list);
             install(b, list);
         }
         Err(e) if b.coverage.logs.load().is_some() => {
@@ -327,25 +326,23 @@ pub fn run_backfill(b: Backfill) {
         return;
     };
     let mut state = State::default();
-    load_list(&b, &mut state);
+    load_list(&b);
     let mut list_read = Instant::now();
     let mut positions_saved = Instant::now();
     while !b.shutdown.sleep(TICK) {
         let list_due = list_read.elapsed() >= LIST_REFRESH;
         if list_due || b.coverage.logs.load().is_none() && list_read.elapsed() >= TICK * 60 {
-            load_list(&b, &mut state);
+            load_list(&b);
             list_read = Instant::now();
         }
         let Some(list) = b.coverage.logs.load_full() else {
             continue;
         };
-        if !state.seeded {
-            state.seeded = seed_positions(&b, &list);
-        }
+        seed_positions(&b, &list);
         tick(&b, &list, &mut state);
-        publish_backlog(&b.coverage, &state);
         if positions_saved.elapsed() >= SAVE_POSITIONS {
             positions_saved = Instant::now();
+            publish_backlog(&b.coverage, &state);
             if let Err(e) = save_positions(&b.cls.store, &b.coverage) {
                 log::debug!("CT log positions not saved (next try in 10 s): {e}");
             }
@@ -355,15 +352,18 @@ pub fn run_backfill(b: Backfill) {
     publish_backlog(&b.coverage, &state);
 }
 
-/// Gives the gap tracker the positions stored by earlier runs (and replicas), so
-/// the first index the feed now delivers opens a gap from there; returns whether
-/// that is done (false: the database did not answer, try again).
-fn seed_positions(b: &Backfill, list: &LogList) -> bool {
+/// Gives the gap tracker the positions stored by earlier runs (and replicas), once
+/// (`Coverage::seeded`), so the first index the feed now delivers opens a gap from
+/// there; when the database does not answer, the next call tries again.
+fn seed_positions(b: &Backfill, list: &LogList) {
+    if b.coverage.seeded.load(Ordering::SeqCst) {
+        return;
+    }
     let stored = match b.cls.store.load_positions() {
         Ok(stored) => stored,
         Err(e) => {
             log::warn!("stored CT log positions not read yet ({e}); a restart gap waits for them");
-            return false;
+            return;
         }
     };
     let now = Instant::now();
@@ -385,11 +385,11 @@ fn seed_positions(b: &Backfill, list: &LogList) -> bool {
             b.max_gap
         );
     }
-    true
 }
 
 /// Shares, per log, the lowest index still queued for fetching, so a saved position
-/// never passes an entry not fetched yet.
+/// never passes an entry not fetched yet: before each save, and when the thread
+/// ends (for the drain's save).
 fn publish_backlog(coverage: &Coverage, state: &State) {
     let mut floors: HashMap<LogId, u64> = HashMap::new();
     for work in &state.retry {
@@ -674,15 +674,10 @@ fn client_for<'s>(
     log: &Log,
     state: &'s mut State,
 ) -> Result<&'s mut LogClient, ClientError> {
-    let kind = if log.is_tiled() {
-        LogKind::Tiled
-    } else {
-        LogKind::Rfc6962
-    };
     match state.clients.entry(log.id) {
         std::collections::hash_map::Entry::Occupied(slot) => Ok(slot.into_mut()),
         std::collections::hash_map::Entry::Vacant(slot) => {
-            Ok(slot.insert(LogClient::new(log.fetch_base(), kind, &b.client)?))
+            Ok(slot.insert(LogClient::new(log.fetch_base(), log.api(), &b.client)?))
         }
     }
 }
@@ -734,11 +729,7 @@ fn beyond_the_log(b: &Backfill, log: &Log, state: &mut State, gap: &Gap) -> bool
 /// again, if anything.
 fn fetch_gap(b: &Backfill, log: &Log, state: &mut State, mut work: Work) -> Option<Work> {
     let label = log_label(log).to_string();
-    let kind = if log.is_tiled() {
-        LogKind::Tiled
-    } else {
-        LogKind::Rfc6962
-    };
+    let kind = log.api();
     if let Err(e) = client_for(b, log, state) {
         log::warn!(
             "CT log {label}: {e}; entries {}..{} not fetched",

@@ -48,6 +48,12 @@ use std::fmt;
 /// and the latest certificate time kept.
 pub const NO_EXPIRATION: i64 = 253_402_300_799;
 
+/// Whether `seconds` can be a moment a feed server or a log recorded (`seen`, a CT
+/// timestamp): finite, positive, at most `NO_EXPIRATION`.
+pub(crate) fn is_moment(seconds: f64) -> bool {
+    seconds.is_finite() && seconds > 0.0 && seconds <= NO_EXPIRATION as f64
+}
+
 /// The earliest certificate time kept: 0000-01-01T00:00:00Z. X.509 times cannot
 /// go outside `MIN_TIME..=NO_EXPIRATION`, and Postgres stores every time inside.
 pub const MIN_TIME: i64 = -62_167_219_200;

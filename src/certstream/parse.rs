@@ -469,7 +469,7 @@ impl Reader {
     fn moment(&mut self, obj: Option<&Obj<'_>>, key: &str) -> Option<f64> {
         let raw = obj.and_then(|o| self.field(o, key, Leniency::Decoration));
         match got::<Seconds>(raw) {
-            Got::Value(Seconds(t)) if t > 0.0 && t <= NO_EXPIRATION as f64 => Some(t),
+            Got::Value(Seconds(t)) if is_moment(t) => Some(t),
             Got::Absent => None,
             _ => {
                 self.flag(Leniency::Decoration);

@@ -292,8 +292,7 @@ fn raw_moment_ms(raw: &RawValue) -> Option<i64> {
         None => text,
     };
     let seconds: f64 = text.parse().ok()?;
-    (seconds.is_finite() && seconds > 0.0 && seconds <= NO_EXPIRATION as f64)
-        .then(|| (seconds * 1000.0).round() as i64)
+    is_moment(seconds).then(|| (seconds * 1000.0).round() as i64)
 }
 
 /// `data.source` as `peek` reads it: its `url` (the last string one) and its

@@ -435,8 +435,7 @@ impl GapTracker {
     /// (backfill): the log's newest is kept. Does nothing for an untracked log.
     pub fn note_timestamp(&mut self, log: LogId, timestamp_ms: i64) {
         if let Some(&slot) = self.slots.get(&log) {
-            let track = &mut self.tracks[slot];
-            track.newest_timestamp_ms = track.newest_timestamp_ms.max(Some(timestamp_ms));
+            self.tracks[slot].note(Some(timestamp_ms));
         }
     }
 
@@ -578,9 +577,12 @@ impl Track {
     /// The feed delivered an entry of this log at `now`, with this CT timestamp.
     fn heard(&mut self, timestamp_ms: Option<i64>, now: Instant) {
         self.last_seen = Some(now);
-        if timestamp_ms > self.newest_timestamp_ms {
-            self.newest_timestamp_ms = timestamp_ms;
-        }
+        self.note(timestamp_ms);
+    }
+
+    /// Keeps `timestamp_ms` if it is the log's newest.
+    fn note(&mut self, timestamp_ms: Option<i64>) {
+        self.newest_timestamp_ms = self.newest_timestamp_ms.max(timestamp_ms);
     }
 
     fn observe(&mut self, index: u64, now: Instant, settings: &Settings) -> Observed {

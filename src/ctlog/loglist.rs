@@ -179,9 +179,12 @@ impl Log {
         std::iter::once(first).chain(second)
     }
 
-    /// Whether the log serves the static-ct-api.
-    pub fn is_tiled(&self) -> bool {
-        matches!(self.kind, LogKind::Tiled { .. })
+    /// The read API the log serves (RFC 6962, or static-ct-api tiles).
+    pub fn api(&self) -> super::LogKind {
+        match self.kind {
+            LogKind::Rfc6962 { .. } => super::LogKind::Rfc6962,
+            LogKind::Tiled { .. } => super::LogKind::Tiled,
+        }
     }
 }
 
@@ -918,7 +921,7 @@ mod tests {
             })
         );
         let willow = &list.logs()[3];
-        assert!(willow.is_tiled());
+        assert_eq!(willow.api(), crate::ctlog::LogKind::Tiled);
         assert_eq!(willow.operator, "Let's Encrypt");
         assert_eq!(
             willow.fetch_base(),
