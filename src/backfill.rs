@@ -202,7 +202,7 @@ pub struct Tally {
 /// list and the bytes it was parsed from.
 pub fn read_list(source: &str) -> Result<(LogList, Vec<u8>), String> {
     let bytes = if source.starts_with("http://") || source.starts_with("https://") {
-        let agent = crate::outbound::plain_agent(crate::outbound::USER_AGENT, LIST_TIMEOUT);
+        let agent = crate::outbound::list_agent(LIST_TIMEOUT);
         let mut response = agent
             .get(source)
             .call()

@@ -1,11 +1,11 @@
 //! Outbound HTTP: the one place the ureq agents certwatch sends requests with are
-//! configured (webhook deliveries behind the SSRF guard, CT log fetches), and
-//! the `Retry-After` header both honour. Pure construction and parsing; the
-//! agents run on the threads that use them (`deliver-N`, `backfill`).
+//! configured (webhook deliveries behind the SSRF guard, CT log fetches, the log
+//! list), and the `Retry-After` header both honour. Pure construction and parsing;
+//! the agents run on the threads that use them (`deliver-N`, `backfill`).
 //!
-//! Every agent: certwatch's User-Agent, a whole-request timeout, no redirects
-//! followed (a 3xx is an answer like any other), status codes returned as
-//! values rather than errors.
+//! Every agent: certwatch's User-Agent, a whole-request timeout, status codes
+//! returned as values rather than errors, and no redirects followed (a 3xx is an
+//! answer like any other) except for the log list (`list_agent`).
 
 use crate::guard::{self, GuardedResolver};
 use crate::threads::unix_now;
@@ -17,8 +17,14 @@ pub const USER_AGENT: &str = concat!("certwatch/", env!("CARGO_PKG_VERSION"));
 /// The longest `Retry-After` honoured.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
-/// The settings every agent shares, with `user_agent` and `timeout`.
-fn base_config(user_agent: &str, timeout: Duration, proxies: bool) -> ureq::config::Config {
+/// The settings every agent shares, with `user_agent` and `timeout`; redirects are
+/// not followed unless `redirects` allows some.
+fn base_config(
+    user_agent: &str,
+    timeout: Duration,
+    proxies: bool,
+    redirects: u32,
+) -> ureq::config::Config {
     let builder = ureq::Agent::config_builder();
     let builder = if proxies {
         builder
@@ -27,7 +33,7 @@ fn base_config(user_agent: &str, timeout: Duration, proxies: bool) -> ureq::conf
     };
     builder
         .timeout_global(Some(timeout))
-        .max_redirects(0)
+        .max_redirects(redirects)
         .max_redirects_will_error(false)
         .http_status_as_error(false)
         .user_agent(user_agent)
@@ -39,7 +45,7 @@ fn base_config(user_agent: &str, timeout: Duration, proxies: bool) -> ureq::conf
 /// proxies are then not used, since a proxy resolves targets itself).
 pub fn webhook_agent(timeout: Duration, deny_private: bool, lookup: guard::Lookup) -> ureq::Agent {
     guard::agent(
-        base_config(USER_AGENT, timeout, !deny_private),
+        base_config(USER_AGENT, timeout, !deny_private, 0),
         GuardedResolver::new(deny_private, lookup),
     )
 }
@@ -47,7 +53,13 @@ pub fn webhook_agent(timeout: Duration, deny_private: bool, lookup: guard::Looku
 /// An agent without the SSRF guard, with `user_agent`: for a CT log (certwatch's
 /// User-Agent plus the operator's contact when set), or the healthcheck client.
 pub fn plain_agent(user_agent: &str, timeout: Duration) -> ureq::Agent {
-    base_config(user_agent, timeout, true).into()
+    base_config(user_agent, timeout, true, 0).into()
+}
+
+/// The agent that reads the trusted log list (`CT_LOG_LIST`) from a URL: like
+/// `plain_agent`, but following up to 5 redirects, as a published list may move.
+pub fn list_agent(timeout: Duration) -> ureq::Agent {
+    base_config(USER_AGENT, timeout, true, 5).into()
 }
 
 /// `Retry-After` as delay seconds or an HTTP date.

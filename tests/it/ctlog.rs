@@ -638,3 +638,38 @@ fn flipped_bytes_never_panic() {
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
 }
+
+/// The log list from a URL: a redirect is followed (a published list may move), a
+/// status outside 2xx is an error naming it.
+#[test]
+fn the_log_list_is_read_from_a_url_through_a_redirect_and_a_404_is_an_error() {
+    let log = FakeCtLog::start(Vec::new());
+    let list = log.log_list(false);
+    let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+    let port = server.server_addr().to_ip().unwrap().port();
+    let serving = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                let Ok(request) = server.recv() else { return };
+                let response = match request.url() {
+                    "/moved" => tiny_http::Response::from_string("")
+                        .with_status_code(302)
+                        .with_header(
+                            tiny_http::Header::from_bytes("Location", "/list.json").unwrap(),
+                        ),
+                    "/list.json" => tiny_http::Response::from_string(list.clone()),
+                    _ => tiny_http::Response::from_string("no").with_status_code(404),
+                };
+                let _ = request.respond(response);
+            }
+        })
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let (read, _) = certwatch::backfill::read_list(&format!("{base}/moved")).expect("the list");
+    assert_eq!(read.logs().len(), 1);
+    assert!(read.lookup(&log.url()).is_some());
+    let missing = certwatch::backfill::read_list(&format!("{base}/gone")).unwrap_err();
+    assert!(missing.contains("HTTP 404"), "{missing}");
+    serving.join().unwrap();
+}
