@@ -8,7 +8,8 @@
 //! this certificate one of ours), used both when an alert is made and when a
 //! suspicious alert is reconciled later.
 
-use crate::certstream::{self, Certificate, EntryType, hex_lower};
+use crate::cert::{self, Certificate, EntryType};
+use crate::hex;
 use sha2::{Digest, Sha256};
 
 /// How an alert is classified (SPEC §5).
@@ -117,7 +118,7 @@ impl Sighting {
 /// stream. The issuer is left out of the key and compared by [`verdict`]: a
 /// certificate from another CA with the same serial, validity and names meets
 /// the first under this key and alerts as a collision. A certificate with more
-/// than `certstream::MAX_NAMES` names is keyed by the digest of its whole name
+/// than `cert::MAX_NAMES` names is keyed by the digest of its whole name
 /// set; one with an unusable identity field also by the digest of its leaf
 /// (`Certificate::unusable_identity`), so it never passes for another's copy.
 pub fn issuance_key(cert: &Certificate) -> String {
@@ -164,7 +165,7 @@ fn identity_hash(version: &str, issuer: Option<&str>, cert: &Certificate) -> Str
     if let Some(leaf) = &cert.unusable_identity {
         hasher.update(format!("\0unusable:{leaf}").as_bytes());
     }
-    hex_lower(&hasher.finalize())
+    hex::encode(&hasher.finalize())
 }
 
 /// What deduplication remembers of a certificate seen for an issuance key.
@@ -318,7 +319,7 @@ pub fn event_delivery_id(delivery_id: &str, event: Event) -> String {
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` from the first 16 bytes of a digest.
 pub fn uuid_shaped(digest: &[u8]) -> String {
-    let hex = hex_lower(&digest[..16]);
+    let hex = hex::encode(&digest[..16]);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
@@ -349,7 +350,7 @@ pub fn seen_at(s: &Sighting) -> i64 {
 pub struct InventoryRow {
     /// Lower-case hex, no colons.
     pub fingerprint_sha1: String,
-    /// As `certstream::normalize_serial`; `None` when the row has none.
+    /// As `cert::normalize_serial`; `None` when the row has none.
     pub serial: Option<String>,
     pub not_before: i64,
     pub not_after: i64,
@@ -365,7 +366,7 @@ impl InventoryRow {
         not_after: i64,
         sans: &[String],
     ) -> InventoryRow {
-        let mut names: Vec<String> = sans.iter().map(|n| certstream::normalize_name(n)).collect();
+        let mut names: Vec<String> = sans.iter().map(|n| cert::normalize_name(n)).collect();
         names.sort();
         names.dedup();
         InventoryRow {
@@ -374,9 +375,7 @@ impl InventoryRow {
                 .filter(char::is_ascii_hexdigit)
                 .collect::<String>()
                 .to_ascii_lowercase(),
-            serial: serial
-                .map(certstream::normalize_serial)
-                .filter(|s| !s.is_empty()),
+            serial: serial.map(cert::normalize_serial).filter(|s| !s.is_empty()),
             not_before,
             not_after,
             names_key: names_key(names.iter().map(String::as_str)),
@@ -404,7 +403,7 @@ pub struct Identity<'a> {
     pub entry_type: EntryType,
     /// Lower-case hex, no colons.
     pub fingerprint_sha1: Option<&'a str>,
-    /// Normalised (`certstream::normalize_serial`).
+    /// Normalised (`cert::normalize_serial`).
     pub serial: Option<&'a str>,
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
@@ -469,7 +468,7 @@ fn same_names(row: &InventoryRow, id: &Identity<'_>) -> bool {
     if row.names_key == names_key(id.names.iter().map(String::as_str)) {
         return true;
     }
-    let Some(cn) = id.subject_cn.map(certstream::normalize_name) else {
+    let Some(cn) = id.subject_cn.map(cert::normalize_name) else {
         return false;
     };
     id.names.contains(&cn)
@@ -537,7 +536,7 @@ impl InventorySnapshot {
             && self.fingerprints.binary_search(&fp).is_ok()
         {
             rows.push(InventoryRow {
-                fingerprint_sha1: hex_lower(&fp),
+                fingerprint_sha1: hex::encode(&fp),
                 serial: None,
                 not_before: 0,
                 not_after: 0,
@@ -823,7 +822,7 @@ mod tests {
 
     #[test]
     fn delivery_id_is_stable_and_distinguishes_collisions() {
-        let cert = certstream::parse_certificate(
+        let cert = crate::sources::feed::parse_certificate(
             r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example"],"serial_number":"0F"}}}"#,
         )
         .unwrap();

@@ -16,7 +16,7 @@ use crate::alert::{
     Severity, Sighting, Verdict, collision_id, issuance_key, legacy_issuance_key, same_issuer,
     verdict,
 };
-use crate::certstream::Certificate;
+use crate::cert::Certificate;
 use crate::deliver::{Accepted, Delivery, Fanout};
 use crate::matcher::WatchList;
 use crate::metrics::{DbOp, Metrics};
@@ -114,11 +114,22 @@ pub struct Classifier {
     pub target_keys: Vec<String>,
 }
 
+/// What a certificate matched, as an alert keeps it: the watch entries (sorted,
+/// at most `cert::MAX_NAMES`) and the certificate's names that fell under them (in
+/// the certificate's order, at most `cert::MAX_NAMES`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Matches {
+    /// Watch-list entries matched (`matched_entries` of the alert).
+    pub entries: Vec<String>,
+    /// The certificate's names that matched (`matched_sans` of the alert).
+    pub names: Vec<String>,
+}
+
 /// What the caller does next with a certificate it handed to `consider`.
 pub enum Next {
     /// Nothing: recorded and handed to delivery, or a copy of what was.
     Done,
-    /// Not in the inventory yet: wait out the grace period, then `settle`.
+    /// Not in the inventory yet: wait out the grace period, then `conclude`.
     Wait(Sighting),
     /// Delivered, but the database could not take its row: hold it (bounded)
     /// and write it with `write_held` when the database is back.
@@ -132,7 +143,7 @@ impl Classifier {
     pub fn consider(
         &self,
         cert: Certificate,
-        (matched_entries, matched_sans): (Vec<String>, Vec<String>),
+        matches: Matches,
         via: DetectedVia,
         now: i64,
     ) -> Next {
@@ -156,12 +167,12 @@ impl Classifier {
         };
         let mut sighting = Sighting {
             cert,
-            matched_entries,
-            matched_sans,
+            matched_entries: matches.entries,
+            matched_sans: matches.names,
             issuance_key,
             collision_fingerprint,
             received_at: now,
-            received_at_ms: crate::threads::unix_now_ms(),
+            received_at_ms: crate::clock::unix_now_ms(),
             inventory: InventoryCheck::Database,
             detected_via: via,
         };
@@ -170,7 +181,7 @@ impl Classifier {
             _ if self.grace.is_zero() => self.record(sighting, Severity::Suspicious),
             _ => {
                 // Durable from here on: a crash or restart before the grace period
-                // ends loses nothing (the next start settles what is pending).
+                // ends loses nothing (the next start concludes what is pending).
                 let due_ms = sighting.received_at_ms + self.grace.as_millis() as i64;
                 if let Err(e) = self.store.save_pending(&sighting, due_ms) {
                     self.metrics.db_error(DbOp::Record);
@@ -186,7 +197,7 @@ impl Classifier {
 
     /// The end of a grace period: `info` if the inventory knows it now, else
     /// `suspicious`. Never `Next::Wait`.
-    pub fn settle(&self, mut s: Sighting) -> Next {
+    pub fn conclude(&self, mut s: Sighting) -> Next {
         let severity = match self.in_inventory(&mut s) {
             Some(true) => Severity::Info,
             _ => Severity::Suspicious,
@@ -257,7 +268,7 @@ impl Classifier {
                 Ok(Some(_)) => {
                     self.health.db_reachable.store(true, Ordering::Relaxed);
                     if let Some(logged_ms) = sighting.cert.source_timestamp_ms {
-                        let latency = (crate::threads::unix_now_ms() - logged_ms).max(0);
+                        let latency = (crate::clock::unix_now_ms() - logged_ms).max(0);
                         self.metrics
                             .detection_latency(sighting.detected_via)
                             .observe(latency as f64 / 1000.0);
@@ -413,7 +424,7 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certstream::EntryType;
+    use crate::cert::EntryType;
 
     #[test]
     fn dedupe_is_bounded_and_remembers_collisions() {

@@ -13,13 +13,14 @@
 //! replicas' sweeps away.
 
 use crate::alert::{Event, Severity};
+use crate::clock::unix_now;
 use crate::config::MAX_WEBHOOK_TARGETS;
 use crate::metrics::{DbOp, Metrics, Queue, WebhookResult};
 use crate::outbound;
 use crate::payload::Signer;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
-use crate::threads::{DelayQueue, unix_now};
+use crate::threads::DelayQueue;
 use crossbeam_channel::{Receiver, Sender, select};
 use prometheus::IntGauge;
 use std::collections::HashSet;
@@ -55,7 +56,7 @@ pub struct Target {
 impl Target {
     pub fn new(index: usize, url: &str) -> Target {
         use sha2::Digest;
-        let key = crate::certstream::hex_lower(&sha2::Sha256::digest(url.as_bytes())[..8]);
+        let key = crate::hex::encode(&sha2::Sha256::digest(url.as_bytes())[..8]);
         let host = url.split_once("://").map_or(url, |(_, rest)| rest);
         let host = host.split(['/', '?', '#']).next().unwrap_or("");
         let host = host.rsplit('@').next().unwrap_or(host);

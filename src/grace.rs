@@ -4,7 +4,7 @@
 //! (`HeldAlerts`), which it writes every 2 s.
 //!
 //! Owns the workers → grace channel's message (`Pending`). On shutdown it
-//! settles everything still waiting, once, and tries the held alerts a last time.
+//! concludes everything still waiting, once, and tries the held alerts a last time.
 
 use crate::classify::{Classifier, Next, Unrecorded};
 use crate::metrics::{Metrics, Queue};
@@ -108,7 +108,7 @@ pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>, held: Arc<Hel
             recv(timer) -> _ => {
                 let now = Instant::now();
                 while let Some(s) = waiting.pop_due(now) {
-                    settle(&cls, &held, s);
+                    conclude(&cls, &held, s);
                 }
             }
             recv(flush) -> _ => {
@@ -124,7 +124,7 @@ pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>, held: Arc<Hel
         );
     }
     for s in waiting.drain() {
-        settle(&cls, &held, s);
+        conclude(&cls, &held, s);
     }
     depth.set(0);
     let left = held.flush(&cls);
@@ -138,8 +138,8 @@ pub fn run_grace(cls: Arc<Classifier>, pending: Receiver<Pending>, held: Arc<Hel
 
 /// Classifies a sighting whose grace period is over, holding it if the database
 /// cannot take its row.
-fn settle(cls: &Classifier, held: &HeldAlerts, s: crate::alert::Sighting) {
-    if let Next::Held(item) = cls.settle(s) {
+fn conclude(cls: &Classifier, held: &HeldAlerts, s: crate::alert::Sighting) {
+    if let Next::Held(item) = cls.conclude(s) {
         held.push(item, &cls.metrics);
     }
 }

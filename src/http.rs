@@ -13,8 +13,9 @@
 //! They are the last threads to stop, so `/healthz` answers throughout a drain; two
 //! of them, so one that dies is reported in `dead_threads` by the other.
 
+use crate::clock::unix_now;
 use crate::metrics::Metrics;
-use crate::threads::{Health, unix_now};
+use crate::threads::Health;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::os::unix::fs::DirBuilderExt;
@@ -39,7 +40,7 @@ pub struct Http {
     pub feed_silence: Duration,
     pub started_at: i64,
     /// Frames queued between the feed and the workers, read at scrape time.
-    pub worker_queue: Arc<crate::worker::QueueBudget>,
+    pub worker_queue: Arc<crate::sources::feed::worker::QueueBudget>,
     /// Set by the pipeline once every other stage has stopped.
     pub stop: Arc<AtomicBool>,
 }

@@ -3,6 +3,7 @@
 //! the running service's `/healthz` (for Docker's HEALTHCHECK) and exits 0 when it
 //! answers ok, 1 otherwise. Runs on the main thread.
 
+use certwatch::sources::backfill::command::Request;
 use std::process::ExitCode;
 
 /// mimalloc rather than glibc's allocator: every feed frame (about 9 KB) is
@@ -46,13 +47,50 @@ Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or usage."
 enum Command {
     Serve,
     Healthcheck,
-    Backfill(certwatch::backfill::Request),
+    Backfill(Request),
     Version,
     Help,
 }
 
-/// Parses the arguments after the program name; an error is the usage complaint.
-fn parse_args(args: &[String]) -> Result<Command, String> {
+/// What is wrong with a command line (exit 2); arguments are shown quoted and
+/// cut (`quoted`).
+#[derive(Debug, PartialEq, Eq)]
+enum UsageError {
+    UnknownCommand(String),
+    UnexpectedArgument(String),
+    /// `backfill`: a flag other than `--log`, `--from`, `--to`.
+    UnknownFlag(String),
+    NeedsValue(&'static str),
+    GivenTwice(&'static str),
+    Required(&'static str),
+    NotAnIndex(&'static str, String),
+    Backwards {
+        from: u64,
+        to: u64,
+    },
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsageError::UnknownCommand(c) => write!(f, "unknown command {}", quoted(c)),
+            UsageError::UnexpectedArgument(a) => write!(f, "unexpected argument {}", quoted(a)),
+            UsageError::UnknownFlag(a) => write!(f, "backfill: unexpected argument {}", quoted(a)),
+            UsageError::NeedsValue(flag) => write!(f, "backfill: {flag} needs a value"),
+            UsageError::GivenTwice(flag) => write!(f, "backfill: {flag} given twice"),
+            UsageError::Required(flag) => write!(f, "backfill: {flag} is required"),
+            UsageError::NotAnIndex(flag, v) => {
+                write!(f, "backfill: {flag} {} is not an entry index", quoted(v))
+            }
+            UsageError::Backwards { from, to } => {
+                write!(f, "backfill: --to {to} is below --from {from}")
+            }
+        }
+    }
+}
+
+/// Parses the arguments after the program name.
+fn parse_args(args: &[String]) -> Result<Command, UsageError> {
     let wants_help = |rest: &[String]| rest.iter().any(|a| a == "-h" || a == "--help");
     let (command, rest) = match args.split_first() {
         None => return Ok(Command::Serve),
@@ -65,19 +103,19 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         "backfill" => return parse_backfill(rest),
         "version" | "-V" | "--version" => Command::Version,
         "help" | "-h" | "--help" => Command::Help,
-        other => return Err(format!("unknown command {}", quoted(other))),
+        other => return Err(UsageError::UnknownCommand(other.to_string())),
     };
     if wants_help(rest) {
         return Ok(Command::Help);
     }
     match rest.first() {
         None => Ok(command),
-        Some(extra) => Err(format!("unexpected argument {}", quoted(extra))),
+        Some(extra) => Err(UsageError::UnexpectedArgument(extra.clone())),
     }
 }
 
 /// `backfill --log URL --from N --to M` (each also as `--flag=value`).
-fn parse_backfill(args: &[String]) -> Result<Command, String> {
+fn parse_backfill(args: &[String]) -> Result<Command, UsageError> {
     let (mut log, mut from, mut to) = (None, None, None);
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -85,36 +123,31 @@ fn parse_backfill(args: &[String]) -> Result<Command, String> {
             Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
             _ => (arg.as_str(), None),
         };
-        let slot = match flag {
-            "--log" => &mut log,
-            "--from" => &mut from,
-            "--to" => &mut to,
-            other => return Err(format!("backfill: unexpected argument {}", quoted(other))),
+        let (flag, slot) = match flag {
+            "--log" => ("--log", &mut log),
+            "--from" => ("--from", &mut from),
+            "--to" => ("--to", &mut to),
+            other => return Err(UsageError::UnknownFlag(other.to_string())),
         };
-        let value = match inline.or_else(|| args.next().cloned()) {
-            Some(value) => value,
-            None => return Err(format!("backfill: {flag} needs a value")),
-        };
+        let value = inline
+            .or_else(|| args.next().cloned())
+            .ok_or(UsageError::NeedsValue(flag))?;
         if slot.replace(value).is_some() {
-            return Err(format!("backfill: {flag} given twice"));
+            return Err(UsageError::GivenTwice(flag));
         }
     }
-    let index = |flag: &str, value: Option<String>| -> Result<u64, String> {
-        let value = value.ok_or_else(|| format!("backfill: {flag} is required"))?;
+    let index = |flag: &'static str, value: Option<String>| -> Result<u64, UsageError> {
+        let value = value.ok_or(UsageError::Required(flag))?;
         value
             .parse::<u64>()
-            .map_err(|_| format!("backfill: {flag} {} is not an entry index", quoted(&value)))
+            .map_err(|_| UsageError::NotAnIndex(flag, value))
     };
-    let log_url = log.ok_or("backfill: --log is required")?;
+    let log_url = log.ok_or(UsageError::Required("--log"))?;
     let (from, to) = (index("--from", from)?, index("--to", to)?);
     if to < from {
-        return Err(format!("backfill: --to {to} is below --from {from}"));
+        return Err(UsageError::Backwards { from, to });
     }
-    Ok(Command::Backfill(certwatch::backfill::Request {
-        log_url,
-        from,
-        to,
-    }))
+    Ok(Command::Backfill(Request { log_url, from, to }))
 }
 
 /// An argument as typed, control characters escaped, at most 64 characters.
@@ -185,7 +218,7 @@ fn serve() -> ExitCode {
 
 /// `certwatch backfill`: one range of one log, through the service's path; a
 /// line on stdout says what was read.
-fn backfill(request: certwatch::backfill::Request) -> ExitCode {
+fn backfill(request: Request) -> ExitCode {
     let (config, shutdown) = match configured() {
         Ok(started) => started,
         Err(code) => return code,
@@ -228,7 +261,7 @@ fn healthcheck() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Command, String> {
+    fn parse(args: &[&str]) -> Result<Command, UsageError> {
         parse_args(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
     }
 
@@ -246,7 +279,7 @@ mod tests {
         assert_eq!(parse(&["healthcheck", "--help"]), Ok(Command::Help));
         assert_eq!(parse(&["serve", "-h"]), Ok(Command::Help));
         assert_eq!(parse(&["backfill", "--help"]), Ok(Command::Help));
-        let want = Command::Backfill(certwatch::backfill::Request {
+        let want = Command::Backfill(Request {
             log_url: "https://ct.example/log/".into(),
             from: 5,
             to: 9,
@@ -270,7 +303,7 @@ mod tests {
                 "--from=5",
                 "--log=https://ct.example/log/"
             ]),
-            Ok(Command::Backfill(certwatch::backfill::Request {
+            Ok(Command::Backfill(Request {
                 log_url: "https://ct.example/log/".into(),
                 from: 5,
                 to: 9,
@@ -280,14 +313,14 @@ mod tests {
 
     #[test]
     fn unknown_and_extra_arguments_are_refused() {
-        assert!(
-            parse(&["--verbose"])
-                .unwrap_err()
-                .contains("unknown command")
+        assert_eq!(
+            parse(&["--verbose"]),
+            Err(UsageError::UnknownCommand("--verbose".into()))
         );
         assert!(
             parse(&["healthcheck", "now"])
                 .unwrap_err()
+                .to_string()
                 .contains("\"now\"")
         );
         assert!(parse(&["version", "x"]).is_err());
@@ -296,6 +329,9 @@ mod tests {
             &["backfill"][..],
             &["backfill", "--log", "x", "--from", "1"],
             &["backfill", "--log", "x", "--from", "2", "--to", "1"],
+            &[
+                "backfill", "--log", "x", "--from", "1", "--to", "2", "--size", "3",
+            ],
             &["backfill", "--log", "x", "--from", "-1", "--to", "1"],
             &[
                 "backfill", "--log", "x", "--from", "1", "--to", "2", "--log", "y",
@@ -308,6 +344,6 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         let long = "x".repeat(500);
-        assert!(parse(&[&long]).unwrap_err().len() < 120);
+        assert!(parse(&[&long]).unwrap_err().to_string().len() < 120);
     }
 }

@@ -6,7 +6,8 @@
 //! owns each figure and gathered by the http thread for `GET /metrics`.
 
 use crate::alert::Severity;
-use crate::certstream::{Leniency, MessageKind};
+use crate::cert::Leniency;
+use crate::sources::feed::MessageKind;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,

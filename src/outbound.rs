@@ -7,8 +7,8 @@
 //! returned as values rather than errors, and no redirects followed (a 3xx is an
 //! answer like any other) except for the log list (`list_agent`).
 
-use crate::guard::{self, GuardedResolver};
-use crate::threads::unix_now;
+use crate::clock::unix_now;
+use crate::ssrf::{self, GuardedResolver};
 use std::time::Duration;
 
 /// `certwatch/<version>`, sent with every request.
@@ -43,8 +43,8 @@ fn base_config(
 /// The agent webhook deliveries use: names resolved through the SSRF guard
 /// (which, with `deny_private`, only hands out vetted addresses; environment
 /// proxies are then not used, since a proxy resolves targets itself).
-pub fn webhook_agent(timeout: Duration, deny_private: bool, lookup: guard::Lookup) -> ureq::Agent {
-    guard::agent(
+pub fn webhook_agent(timeout: Duration, deny_private: bool, lookup: ssrf::Lookup) -> ureq::Agent {
+    ssrf::agent(
         base_config(USER_AGENT, timeout, !deny_private, 0),
         GuardedResolver::new(deny_private, lookup),
     )
@@ -94,7 +94,7 @@ fn httpdate_to_unix(value: &str) -> Option<i64> {
     let [h, m, s] = hms.as_slice() else {
         return None;
     };
-    let days = crate::threads::days_from_civil(year, month, day);
+    let days = crate::clock::days_from_civil(year, month, day);
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 

@@ -6,8 +6,8 @@
 //! alert; signatures on the target threads, per attempt.
 
 use crate::alert::{self, Event, Severity, Sighting};
-use crate::certstream::hex_lower;
 use crate::config::{SigningKey, WebhookFormat};
+use crate::hex;
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 use serde::Serialize;
@@ -233,7 +233,7 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 
 /// `sha256=<hex HMAC-SHA256 of body>`, keyed by the secret's bytes.
 pub fn ct_signature(key: &[u8], body: &[u8]) -> String {
-    format!("sha256={}", hex_lower(&hmac_sha256(key, &[body])))
+    format!("sha256={}", hex::encode(&hmac_sha256(key, &[body])))
 }
 
 /// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with the Standard Webhooks

@@ -11,13 +11,12 @@
 //! with the last `Fanout` gone the target threads make their last attempts within
 //! the drain budget; http stops last. No stage keeps a stray sender.
 
-use crate::backfill;
 use crate::classify::{Classifier, Dedupe};
+use crate::clock::unix_now;
 use crate::config::Config;
+use crate::coverage::{self, Coverage};
 use crate::deliver::{self, Deliverer, Target};
-use crate::feed::{self, Feed};
 use crate::grace::{self, HeldAlerts, Pending};
-use crate::guard;
 use crate::http::{self, Http, Upstream};
 use crate::http_guard::{self, Guard};
 use crate::matcher::WatchList;
@@ -25,10 +24,14 @@ use crate::metrics::Metrics;
 use crate::outbound;
 use crate::payload::{Payload, Signer};
 use crate::shutdown::Shutdown;
+use crate::sources::Intake;
+use crate::sources::backfill::{self, command};
+use crate::sources::feed::reader::{self as feed, Feed};
+use crate::sources::feed::worker::{self, Batch, QueueBudget};
+use crate::ssrf;
 use crate::store::{Store, StoreError};
-use crate::threads::{Health, spawn_stage, unix_now};
+use crate::threads::{Health, spawn_stage};
 use crate::timer::{self, Sweep, Timer, WatchRefresher};
-use crate::worker::{self, Batch, QueueBudget};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -68,7 +71,7 @@ pub enum Error {
     /// A webhook target failed the `WEBHOOK_DENY_PRIVATE` check: refused or
     /// unusable (the configuration can never work), or its host not resolved (a
     /// later start may succeed).
-    Target(guard::TargetError),
+    Target(ssrf::TargetError),
 }
 
 impl Error {
@@ -134,7 +137,7 @@ fn resume_pending(store: &Store, pending: &crossbeam_channel::Sender<Pending>) {
         "resuming {} certificates that were waiting out their grace period",
         saved.len()
     );
-    let now_ms = crate::threads::unix_now_ms();
+    let now_ms = crate::clock::unix_now_ms();
     for (sighting, due_ms) in saved {
         let wait = Duration::from_millis(due_ms.saturating_sub(now_ms).max(0) as u64);
         let due = Instant::now() + wait;
@@ -151,14 +154,14 @@ pub fn run(config: Config, shutdown: Shutdown) -> Result<(), Error> {
 
 /// Binds the HTTP port, then runs everything else on a `pipeline` thread.
 pub fn start(config: Config, shutdown: Shutdown) -> Result<Service, Error> {
-    start_with_lookup(config, shutdown, guard::system_lookup())
+    start_with_lookup(config, shutdown, ssrf::system_lookup())
 }
 
 /// `start` with the host-name lookup the webhook guard uses (tests fake it).
 pub fn start_with_lookup(
     config: Config,
     shutdown: Shutdown,
-    lookup: guard::Lookup,
+    lookup: ssrf::Lookup,
 ) -> Result<Service, Error> {
     // Both rustls users (feed, database) share the ring provider; a second
     // install in the same process (tests) is harmless.
@@ -186,10 +189,10 @@ pub fn start_with_lookup(
 
 /// The webhook agent (`None` without targets), once every target passed the
 /// `WEBHOOK_DENY_PRIVATE` check.
-fn webhook_agent(config: &Config, lookup: guard::Lookup) -> Result<Option<ureq::Agent>, Error> {
+fn webhook_agent(config: &Config, lookup: ssrf::Lookup) -> Result<Option<ureq::Agent>, Error> {
     if config.webhook_deny_private {
         for url in &config.webhook_urls {
-            guard::check_target(url.expose(), &lookup).map_err(Error::Target)?;
+            ssrf::check_target(url.expose(), &lookup).map_err(Error::Target)?;
         }
     }
     Ok((!config.webhook_urls.is_empty()).then(|| {
@@ -203,7 +206,7 @@ pub enum CommandError {
     /// It could not start (the database, a webhook target).
     Setup(Error),
     /// The range was refused or not read in full.
-    Once(backfill::OnceError),
+    Once(command::RunError),
 }
 
 impl CommandError {
@@ -212,8 +215,7 @@ impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Setup(e) => e.exit_code(),
-            CommandError::Once(backfill::OnceError::Refused(_)) => 2,
-            CommandError::Once(backfill::OnceError::Failed(_)) => 1,
+            CommandError::Once(e) => e.exit_code(),
         }
     }
 }
@@ -229,17 +231,17 @@ impl fmt::Display for CommandError {
 
 /// `certwatch backfill --log URL --from N --to M`: reads one range of a trusted
 /// log, on the calling thread, through the service's own match → classify → alert
-/// path (`backfill::run_once`), waits out the grace period of what matched, lets
+/// path (`sources::backfill::command::run_once`), waits out the grace period of what matched, lets
 /// the `grace` and delivery target threads finish, and returns what it read. No
 /// feed, workers, timer or HTTP port: it runs beside the service. An issuance the
 /// service (or an earlier run) alerted already is not alerted again.
 pub fn backfill_once(
     config: Config,
-    request: backfill::Request,
+    request: command::Request,
     shutdown: Shutdown,
-) -> Result<backfill::Tally, CommandError> {
+) -> Result<command::Counts, CommandError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let agent = webhook_agent(&config, guard::system_lookup()).map_err(CommandError::Setup)?;
+    let agent = webhook_agent(&config, ssrf::system_lookup()).map_err(CommandError::Setup)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let store = Store::new(config.postgres_dsn.expose(), 4)
@@ -250,8 +252,8 @@ pub fn backfill_once(
     } = match load(&store, &metrics, &health, &shutdown) {
         Ok(Some(loaded)) => loaded,
         Ok(None) => {
-            return Err(CommandError::Once(backfill::OnceError::Failed(
-                "interrupted while waiting for the database".into(),
+            return Err(CommandError::Once(command::RunError::Failed(
+                command::Failure::InterruptedBeforeStart,
             )));
         }
         Err(e) => return Err(CommandError::Setup(Error::Database(e))),
@@ -266,21 +268,21 @@ pub fn backfill_once(
         (&mut threads, &done_tx),
     );
     drop(done_tx);
-    let b = backfill_of(
+    let backfill = backfill_of(
         &config,
         &parts,
-        Arc::new(worker::Coverage::new(Default::default())),
+        Arc::new(Coverage::new(Default::default())),
         &shutdown,
     );
-    let result = backfill::run_once(&b, &request);
+    let result = command::run_once(&backfill, &request);
     if result.as_ref().is_ok_and(|t| t.matched > 0) {
         // As on the service: what the inventory does not know yet waits out its
-        // grace period (the `grace` thread settles the rest when it ends).
+        // grace period (the `grace` thread concludes the rest when it ends).
         shutdown.sleep(config.suspicious_grace + Duration::from_millis(500));
     }
     // The grace thread ends with the last sender, then the targets with the
     // last fan-out (the classifier's): their last attempts, within the budget.
-    drop((b, parts));
+    drop((backfill, parts));
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     let mut running = threads.len();
     while running > 0 && done_rx.recv_deadline(deadline).is_ok() {
@@ -432,7 +434,7 @@ struct Stages {
     threads: Vec<JoinHandle<()>>,
     done: crossbeam_channel::Receiver<String>,
     store: Store,
-    coverage: Arc<worker::Coverage>,
+    coverage: Arc<Coverage>,
 }
 
 /// This instance's name in delivery leases: the host name and the API port,
@@ -550,26 +552,22 @@ fn spawn_stages(p: Parts) -> Stages {
     );
     // Coverage: the log list and gap tracker the workers record into, and the
     // `backfill` thread that fetches what the feed skipped.
-    let coverage = Arc::new(worker::Coverage::new(Default::default()));
+    let coverage = Arc::new(Coverage::new(Default::default()));
     {
-        let b = backfill_of(&config, &parts, coverage.clone(), &shutdown);
+        let backfill = backfill_of(&config, &parts, coverage.clone(), &shutdown);
         stages.push(spawn_stage("backfill", &health, &done_tx, move || {
-            crate::backfill::run_backfill(b)
+            backfill::run_backfill(backfill)
         }));
     }
     let Classification {
-        classifier,
-        pending_tx,
-        held,
+        intake,
         deliver_tx,
         targets,
     } = parts;
     for n in 0..config.workers {
-        let (cls, rx, pending, held, budget, coverage) = (
-            classifier.clone(),
+        let (intake, rx, budget, coverage) = (
+            intake.clone(),
             frames_rx.clone(),
-            pending_tx.clone(),
-            held.clone(),
             budget.clone(),
             coverage.clone(),
         );
@@ -577,12 +575,12 @@ fn spawn_stages(p: Parts) -> Stages {
             &format!("worker-{n}"),
             &health,
             &done_tx,
-            move || worker::run_worker(cls, rx, pending, held, budget, coverage),
+            move || worker::run_worker(intake, rx, budget, coverage),
         ));
     }
-    resume_pending(&store, &pending_tx);
+    resume_pending(&store, &intake.pending);
     // From here on only the stages hold the classifier and the channel ends.
-    drop((classifier, pending_tx, frames_rx));
+    drop((intake, frames_rx));
     // A target's attempts may each take the timeout, plus the backoff between
     // them; the target threads work in parallel.
     let round = config.webhook_timeout * deliver::ATTEMPTS + Duration::from_secs(60);
@@ -632,9 +630,7 @@ fn spawn_stages(p: Parts) -> Stages {
 /// `backfill`: the classifier, the grace channel, the held alerts, the delivery
 /// fan-out and its targets.
 struct Classification {
-    classifier: Arc<Classifier>,
-    pending_tx: crossbeam_channel::Sender<Pending>,
-    held: Arc<HeldAlerts>,
+    intake: Intake,
     deliver_tx: Option<deliver::Fanout>,
     targets: Vec<Target>,
 }
@@ -702,9 +698,11 @@ fn spawn_classification(
         }));
     }
     Classification {
-        classifier,
-        pending_tx,
-        held,
+        intake: Intake {
+            cls: classifier,
+            pending: pending_tx,
+            held,
+        },
         deliver_tx,
         targets,
     }
@@ -714,13 +712,11 @@ fn spawn_classification(
 fn backfill_of(
     config: &Config,
     parts: &Classification,
-    coverage: Arc<worker::Coverage>,
+    coverage: Arc<Coverage>,
     shutdown: &Shutdown,
 ) -> backfill::Backfill {
     backfill::Backfill {
-        cls: parts.classifier.clone(),
-        pending: parts.pending_tx.clone(),
-        held: parts.held.clone(),
+        intake: parts.intake.clone(),
         coverage,
         list_source: config.ct_log_list.clone(),
         max_gap: config.backfill_max_gap,
@@ -769,7 +765,7 @@ fn drain(stages: Stages, shutdown: &Shutdown, health: &Health) {
         }
     }
     // After the workers: every entry they took from the feed is in the positions.
-    match crate::backfill::save_positions(&store, &coverage) {
+    match coverage::positions::save(&store, &coverage) {
         Ok(0) => {}
         Ok(n) => log::info!("shutdown: the positions of {n} CT logs are saved"),
         Err(e) => log::warn!(

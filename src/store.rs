@@ -12,7 +12,7 @@
 use crate::alert::{
     Event, Identity, InventoryRow, SeenCert, SeenCerts, Severity, Sighting, lifetime_days, seen_at,
 };
-use crate::certstream::EntryType;
+use crate::cert::EntryType;
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
 use std::fmt;
@@ -839,7 +839,7 @@ impl Store {
                 let mut names: Vec<String> = r
                     .get::<_, Vec<String>>(7)
                     .iter()
-                    .map(|n| crate::certstream::normalize_name(n))
+                    .map(|n| crate::cert::normalize_name(n))
                     .collect();
                 names.sort();
                 names.dedup();
@@ -1018,7 +1018,7 @@ impl Store {
                 )
             })
             .collect();
-        let free = crate::ctlog::gaps::subtract(start..end, &taken);
+        let free = crate::coverage::claims::subtract(start..end, &taken);
         for piece in &free {
             tx.execute(
                 "INSERT INTO public.certwatch_backfill_claims AS c

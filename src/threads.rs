@@ -3,7 +3,7 @@
 //!
 //! No thread of its own: runs on the callers' threads. Written by every stage
 //! (each its own fields), read by the http thread.
-//! The alive flag is cleared by a guard's `Drop`, which also runs on panic, so a
+//! The alive flag is cleared by `StageEnd`'s `Drop`, which also runs on panic, so a
 //! dead stage turns `/healthz` into 503 without any `catch_unwind`.
 
 use crossbeam_channel::Sender;
@@ -35,17 +35,12 @@ pub struct Health {
     pub logs_seen: AtomicUsize,
     /// Entries of listed logs missing and not yet settled, or waiting for backfill.
     pub open_gap_entries: AtomicI64,
-    /// Listed logs behind by more than `gaps::LAGGING_AFTER`, or silent that long
-    /// while the feed delivers others (`gaps::LogStats::lagging`).
+    /// Listed logs behind by more than `coverage::gaps::LAGGING_AFTER`, or silent that long
+    /// while the feed delivers others (`coverage::gaps::LogStats::lagging`).
     pub logs_lagging: AtomicUsize,
 }
 
 impl Health {
-    /// True when every registered pipeline stage is still running.
-    pub fn all_alive(&self) -> bool {
-        self.dead_stages().is_empty()
-    }
-
     /// Names of the stages that have exited.
     pub fn dead_stages(&self) -> Vec<String> {
         self.stages_alive(false)
@@ -77,13 +72,13 @@ impl Health {
 
 /// Clears the alive flag and reports on the `done` channel when the thread ends,
 /// normally or by panic.
-struct StageGuard {
+struct StageEnd {
     name: String,
     alive: Arc<AtomicBool>,
     done: Sender<String>,
 }
 
-impl Drop for StageGuard {
+impl Drop for StageEnd {
     fn drop(&mut self) {
         self.alive.store(false, Ordering::SeqCst);
         if std::thread::panicking() {
@@ -101,7 +96,7 @@ pub fn spawn_stage<F>(name: &str, health: &Health, done: &Sender<String>, f: F) 
 where
     F: FnOnce() + Send + 'static,
 {
-    let guard = StageGuard {
+    let end = StageEnd {
         name: name.to_string(),
         alive: health.register(name),
         done: done.clone(),
@@ -109,17 +104,10 @@ where
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let _guard = guard;
+            let _end = end;
             f();
         })
         .unwrap_or_else(|e| panic!("cannot spawn thread {name}: {e}"))
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Items held until a due time, taken out in due order: the grace thread's
@@ -187,25 +175,6 @@ impl<T> DelayQueue<T> {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// algorithm), for the HTTP and RFC 3339 dates certwatch reads.
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,10 +209,10 @@ mod tests {
             let _ = release_rx.recv();
             panic!("boom");
         });
-        assert!(health2.all_alive());
+        assert!(health2.dead_stages().is_empty());
         drop(release_tx);
         assert_eq!(done_rx.recv().unwrap(), "bad");
         assert!(bad.join().is_err());
-        assert!(!health2.all_alive());
+        assert_eq!(health2.dead_stages(), vec!["bad".to_string()]);
     }
 }

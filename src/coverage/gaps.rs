@@ -90,7 +90,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-use super::loglist::{FxHasher, LogId};
+use crate::ctlog::loglist::{FxHasher, LogId};
 
 /// How few gaps in a density window still count as one incident (an outage, a
 /// reconnect) rather than a pattern: a log is `dense` only with at least this many.
@@ -185,29 +185,6 @@ pub enum Observed {
     Stale,
     /// The log is not tracked and the tracker holds `max_logs` logs already.
     Untracked,
-}
-
-/// The parts of `range` that no range of `taken` covers, in order (`taken` in any
-/// order, overlapping or not): what is left of a gap once other replicas' claims
-/// are taken out.
-pub fn subtract(range: std::ops::Range<u64>, taken: &[(u64, u64)]) -> Vec<std::ops::Range<u64>> {
-    let mut taken: Vec<(u64, u64)> = taken.iter().copied().filter(|(s, e)| s < e).collect();
-    taken.sort_unstable();
-    let mut free = Vec::new();
-    let mut at = range.start;
-    for (start, end) in taken {
-        if at >= range.end {
-            break;
-        }
-        if start > at {
-            free.push(at..start.min(range.end));
-        }
-        at = at.max(end);
-    }
-    if at < range.end {
-        free.push(at..range.end);
-    }
-    free
 }
 
 /// Counters and state of one log, for metrics and the dense-feed policy.
@@ -863,7 +840,7 @@ impl Drop for Recorder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
@@ -1414,43 +1391,8 @@ mod tests {
         assert_eq!(coalesce(Vec::new(), 256, |_| true), Vec::new());
     }
 
-    #[test]
-    fn subtract_leaves_exactly_the_indices_no_claim_covers() {
-        assert_eq!(subtract(10..20, &[]), vec![10..20]);
-        assert_eq!(subtract(10..20, &[(0, 10), (20, 30)]), vec![10..20]);
-        assert_eq!(subtract(10..20, &[(15, 17), (5, 12)]), vec![12..15, 17..20]);
-        assert_eq!(
-            subtract(10..20, &[(0, 100)]),
-            Vec::<std::ops::Range<u64>>::new()
-        );
-        assert_eq!(
-            subtract(10..20, &[(12, 14), (13, 16), (9, 9)]),
-            vec![10..12, 16..20]
-        );
-        // Against a model: every index of the range, minus the covered ones.
-        let mut rng = SplitMix(7);
-        for _ in 0..500 {
-            let start = rng.below(50);
-            let end = start + rng.below(50);
-            let taken: Vec<(u64, u64)> = (0..rng.below(5))
-                .map(|_| {
-                    let s = rng.below(110);
-                    (s, s + rng.below(30))
-                })
-                .collect();
-            let want: Vec<u64> = (start..end)
-                .filter(|i| !taken.iter().any(|(s, e)| (*s..*e).contains(i)))
-                .collect();
-            let got = subtract(start..end, &taken);
-            assert!(got.windows(2).all(|w| w[0].end < w[1].start), "{got:?}");
-            assert!(got.iter().all(|r| r.start < r.end));
-            let got: Vec<u64> = got.into_iter().flatten().collect();
-            assert_eq!(got, want, "{start}..{end} minus {taken:?}");
-        }
-    }
-
     /// A 64-bit SplitMix generator: deterministic, no dependency.
-    struct SplitMix(u64);
+    pub(in crate::coverage) struct SplitMix(pub(in crate::coverage) u64);
 
     impl SplitMix {
         fn next(&mut self) -> u64 {
@@ -1461,7 +1403,7 @@ mod tests {
             z ^ (z >> 31)
         }
 
-        fn below(&mut self, n: u64) -> u64 {
+        pub(in crate::coverage) fn below(&mut self, n: u64) -> u64 {
             self.next() % n
         }
     }

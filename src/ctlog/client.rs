@@ -263,7 +263,7 @@ impl LogClient {
         if let Some(der) = self.issuers.get(fingerprint) {
             return Ok(der.clone());
         }
-        let path = format!("issuer/{}", crate::certstream::hex_lower(fingerprint));
+        let path = format!("issuer/{}", crate::hex::encode(fingerprint));
         let body = self.get(&path, MAX_SMALL_BODY)?;
         if Sha256::digest(&body).as_slice() != fingerprint {
             return Err(ClientError::IssuerMismatch);

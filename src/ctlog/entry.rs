@@ -22,10 +22,10 @@
 use super::LogKind;
 use super::rfc6962::{self, DecodeError, LogEntry, SignedEntry};
 use super::tiles::{self, DataTile};
-use crate::certstream::{
-    Certificate, Lenient, MAX_NAMES, NameLists, hex_lower, name_lists, normalize_key_id,
-    normalize_serial,
+use crate::cert::{
+    Certificate, Lenient, MAX_NAMES, NameLists, name_lists, normalize_key_id, normalize_serial,
 };
+use crate::hex;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -179,13 +179,13 @@ pub fn to_logged(
             }
             ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
             ParsedExtension::SubjectKeyIdentifier(id) if ski.is_none() => {
-                ski = normalize_key_id(&hex_lower(id.0));
+                ski = normalize_key_id(&hex::encode(id.0));
             }
             ParsedExtension::AuthorityKeyIdentifier(id) if aki.is_none() => {
                 aki = id
                     .key_identifier
                     .as_ref()
-                    .and_then(|k| normalize_key_id(&hex_lower(k.0)));
+                    .and_then(|k| normalize_key_id(&hex::encode(k.0)));
             }
             _ => {}
         }
@@ -210,7 +210,7 @@ pub fn to_logged(
     // Only a capped list needs every name kept beside it.
     let every_name = every_name.filter(|_| names_digest.is_some());
 
-    let serial = normalize_serial(&hex_lower(tbs.raw_serial()));
+    let serial = normalize_serial(&hex::encode(tbs.raw_serial()));
     let cert_link = match source.kind {
         LogKind::Rfc6962 => Some(format!(
             "{}/ct/v1/get-entries?start={index}&end={index}",
@@ -225,8 +225,8 @@ pub fn to_logged(
         names_digest,
         unusable_identity: None,
         subject_cn,
-        fingerprint_sha1: fingerprinted.map(|der| hex_lower(&Sha1::digest(der))),
-        sha256: fingerprinted.map(|der| hex_lower(&Sha256::digest(der))),
+        fingerprint_sha1: fingerprinted.map(|der| hex::encode(&Sha1::digest(der))),
+        sha256: fingerprinted.map(|der| hex::encode(&Sha256::digest(der))),
         serial: Some(serial).filter(|s| !s.is_empty()),
         not_before: Some(tbs.validity().not_before.timestamp()),
         not_after: Some(tbs.validity().not_after.timestamp()),

@@ -90,7 +90,7 @@ pub struct Log {
     /// The DER `SubjectPublicKeyInfo` that signs the log's tree heads.
     pub key: Vec<u8>,
     /// The API the log serves, with its URLs.
-    pub kind: LogKind,
+    pub endpoints: Endpoints,
     /// The current state, when the list gives one.
     pub state: Option<LogState>,
     /// Maximum merge delay in seconds (`mmd`), when given.
@@ -99,10 +99,11 @@ pub struct Log {
     pub temporal_interval: Option<TemporalInterval>,
 }
 
-/// The API a log serves. Every URL is kept as the list spells it, plus a trailing `/`
-/// when it had none, so a client appends `ct/v1/…` or `tile/…` directly.
+/// Where a log is read, by the API it serves. Every URL is kept as the list spells
+/// it, plus a trailing `/` when it had none, so a client appends `ct/v1/…` or
+/// `tile/…` directly.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogKind {
+pub enum Endpoints {
     /// RFC 6962: `get-sth`, `get-entries` under `url`.
     Rfc6962 {
         /// The log's base URL.
@@ -161,17 +162,17 @@ impl Log {
     /// Where entries are fetched from: the RFC 6962 `url`, or a tiled log's
     /// `monitoring_url`; always ends with `/`.
     pub fn fetch_base(&self) -> &str {
-        match &self.kind {
-            LogKind::Rfc6962 { url } => url,
-            LogKind::Tiled { monitoring_url, .. } => monitoring_url,
+        match &self.endpoints {
+            Endpoints::Rfc6962 { url } => url,
+            Endpoints::Tiled { monitoring_url, .. } => monitoring_url,
         }
     }
 
     /// Every URL the list gives the log (one for RFC 6962, two for tiled logs).
     pub fn urls(&self) -> impl Iterator<Item = &str> {
-        let (first, second) = match &self.kind {
-            LogKind::Rfc6962 { url } => (url.as_str(), None),
-            LogKind::Tiled {
+        let (first, second) = match &self.endpoints {
+            Endpoints::Rfc6962 { url } => (url.as_str(), None),
+            Endpoints::Tiled {
                 submission_url,
                 monitoring_url,
             } => (monitoring_url.as_str(), Some(submission_url.as_str())),
@@ -180,10 +181,10 @@ impl Log {
     }
 
     /// The read API the log serves (RFC 6962, or static-ct-api tiles).
-    pub fn api(&self) -> super::LogKind {
-        match self.kind {
-            LogKind::Rfc6962 { .. } => super::LogKind::Rfc6962,
-            LogKind::Tiled { .. } => super::LogKind::Tiled,
+    pub fn kind(&self) -> super::LogKind {
+        match self.endpoints {
+            Endpoints::Rfc6962 { .. } => super::LogKind::Rfc6962,
+            Endpoints::Tiled { .. } => super::LogKind::Tiled,
         }
     }
 }
@@ -520,14 +521,14 @@ fn build_log(raw: RawLog, is_tiled: bool, operator: &str, at: &str) -> Result<Lo
             ),
         ));
     }
-    let kind = if is_tiled {
+    let endpoints = if is_tiled {
         if raw.url.is_some() {
             return Err(invalid(
                 "url",
                 "a tiled log has submission_url and monitoring_url, not url".into(),
             ));
         }
-        LogKind::Tiled {
+        Endpoints::Tiled {
             submission_url: list_url(raw.submission_url, at, "submission_url")?,
             monitoring_url: list_url(raw.monitoring_url, at, "monitoring_url")?,
         }
@@ -538,7 +539,7 @@ fn build_log(raw: RawLog, is_tiled: bool, operator: &str, at: &str) -> Result<Lo
                 "an RFC 6962 log has url, not submission_url or monitoring_url".into(),
             ));
         }
-        LogKind::Rfc6962 {
+        Endpoints::Rfc6962 {
             url: list_url(raw.url, at, "url")?,
         }
     };
@@ -574,7 +575,7 @@ fn build_log(raw: RawLog, is_tiled: bool, operator: &str, at: &str) -> Result<Lo
         description: raw.description.unwrap_or_default(),
         operator: operator.to_owned(),
         key,
-        kind,
+        endpoints,
         state,
         mmd_s,
         temporal_interval,
@@ -698,7 +699,7 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         _ => return None,
     };
     Some(
-        crate::threads::days_from_civil(year, month, day) * 86_400
+        crate::clock::days_from_civil(year, month, day) * 86_400
             + hour * 3600
             + minute * 60
             + second
@@ -891,8 +892,8 @@ mod tests {
         assert_eq!(argon.key.len(), 91);
         assert_eq!(argon.mmd_s, Some(86400));
         assert_eq!(
-            argon.kind,
-            LogKind::Rfc6962 {
+            argon.endpoints,
+            Endpoints::Rfc6962 {
                 url: "https://ct.googleapis.com/logs/us1/argon2025h2/".into()
             }
         );
@@ -921,7 +922,7 @@ mod tests {
             })
         );
         let willow = &list.logs()[3];
-        assert_eq!(willow.api(), crate::ctlog::LogKind::Tiled);
+        assert_eq!(willow.kind(), crate::ctlog::LogKind::Tiled);
         assert_eq!(willow.operator, "Let's Encrypt");
         assert_eq!(
             willow.fetch_base(),

@@ -1,14 +1,13 @@
-//! Certificate Transparency logs themselves, beside the certstream feed, for
-//! coverage and backfill: the trusted log list (`loglist`), the tracking of which
-//! entry indices the feed delivered (`gaps`), the HTTP client for one log
-//! (`client`, run on the `backfill` thread) and the pure decoders it feeds:
-//! RFC 6962 `get-entries` (`rfc6962`), static-ct-api data tiles and checkpoints
-//! (`tiles`), and the conversion of a decoded entry into the same
-//! `certstream::Certificate` the feed produces (`entry`).
+//! The Certificate Transparency protocol as certwatch reads it, and nothing else:
+//! the trusted log list's format (`loglist`), the HTTP client for one log
+//! (`client`, run on the `backfill` thread), the pure decoders it feeds: RFC 6962
+//! `get-sth` and `get-entries` (`rfc6962`), static-ct-api data tiles and
+//! checkpoints (`tiles`), and the conversion of a decoded entry into the same
+//! `cert::Certificate` the feed produces (`entry`). Which entries certwatch has
+//! read is `coverage`'s; who reads them is `sources`'.
 
 pub mod client;
 pub mod entry;
-pub mod gaps;
 pub mod loglist;
 pub mod rfc6962;
 pub mod tiles;

@@ -4,7 +4,7 @@
 //! checked against the bytes left, so truncated or hostile input is an `Err`,
 //! never a panic; decoded entries borrow from the caller's buffers.
 
-use crate::certstream::EntryType;
+use crate::cert::EntryType;
 use serde::Deserialize;
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use std::borrow::Cow;

@@ -79,7 +79,7 @@ fn sha1(data: &[u8]) -> [u8; 20] {
     ::sha1::Sha1::digest(data).into()
 }
 
-use certwatch::certstream::hex_lower;
+use crate::ctlog::hex_lower;
 
 /// `AA:BB:...`, as certstream-server-go prints fingerprints and key ids.
 fn colon_hex(bytes: &[u8]) -> String {

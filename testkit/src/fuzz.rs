@@ -6,8 +6,9 @@
 //! certwatch's public API. A panic is a finding.
 
 use certwatch::alert::issuance_key;
-use certwatch::certstream::{self, Peek};
+use certwatch::cert;
 use certwatch::matcher::WatchList;
+use certwatch::sources::feed::{self as certstream, Peek};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -39,7 +40,7 @@ pub fn certstream(data: &[u8]) {
         .collect();
     let (full, _) = certstream::parse_matched(frame, &matched);
     for name in &matched {
-        let clean = certstream::replace_nul(name);
+        let clean = cert::replace_nul(name);
         assert!(
             full.all_domains.iter().any(|n| *n == clean),
             "matched name {name:?} lost"
@@ -55,10 +56,10 @@ pub fn certstream(data: &[u8]) {
     let mut seen = std::collections::HashSet::new();
     let unique: Vec<String> = all_domains
         .iter()
-        .map(|n| certstream::replace_nul(n).into_owned())
+        .map(|n| cert::replace_nul(n).into_owned())
         .filter(|n| seen.insert(n.clone()))
         .collect();
-    let kept = unique.len().min(certstream::MAX_NAMES);
+    let kept = unique.len().min(cert::MAX_NAMES);
     assert_eq!(
         cert.all_domains,
         unique[..kept],
@@ -82,13 +83,10 @@ pub fn certstream(data: &[u8]) {
             .all(|t| !t.as_deref().unwrap_or("").contains('\0'))
     );
     for t in [cert.not_before, cert.not_after].into_iter().flatten() {
-        assert!((certstream::MIN_TIME..=certstream::NO_EXPIRATION).contains(&t));
+        assert!((cert::MIN_TIME..=cert::NO_EXPIRATION).contains(&t));
     }
     if let Some(seen) = cert.seen {
-        assert!(
-            seen > 0.0 && seen <= certstream::NO_EXPIRATION as f64,
-            "{seen}"
-        );
+        assert!(seen > 0.0 && seen <= cert::NO_EXPIRATION as f64, "{seen}");
     }
     assert!(cert.cert_index.is_none_or(|i| i64::try_from(i).is_ok()));
     assert!(

@@ -67,7 +67,7 @@ pub fn start_with_lookup(
     db: &TestDb,
     feed: &FakeFeed,
     extra: &[(&str, &str)],
-    lookup: certwatch::guard::Lookup,
+    lookup: certwatch::ssrf::Lookup,
 ) -> Result<Running, certwatch::Error> {
     let config = config(db, feed, None, extra);
     let (trigger, shutdown) = certwatch::shutdown::channel();

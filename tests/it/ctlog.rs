@@ -7,12 +7,13 @@ use crate::support::ctlog::{
     FakeCtLog, FakeEntry, FakeKind, fixture_entries, hex_lower, tbs_without_scts,
 };
 use certwatch::alert::{self, Verdict};
-use certwatch::certstream::{self, Certificate, EntryType};
+use certwatch::cert::{Certificate, EntryType};
 use certwatch::ctlog::LogKind;
 use certwatch::ctlog::client::{ClientConfig, ClientError, LogClient};
 use certwatch::ctlog::entry::{self, LogSource};
 use certwatch::ctlog::rfc6962::{self, Chain};
 use certwatch::ctlog::tiles::{self, DataTile};
+use certwatch::sources::feed;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -62,7 +63,7 @@ fn fixture_certificates_convert_like_the_go_feed() {
     assert_eq!(fixtures.len(), 15, "RFC 6962 lines in the Go full fixture");
     let mut precerts = 0;
     for (entry, line) in &fixtures {
-        let feed = certstream::parse_certificate(line).expect("fixture parses");
+        let feed = feed::parse_certificate(line).expect("fixture parses");
         let index = feed.cert_index.expect("cert_index");
         let what = format!("index {index}");
 
@@ -182,7 +183,7 @@ fn fixture_certificates_match_the_elixir_feed_issuance() {
     let elixir = include_str!("../fixtures/certstream_elixir_full.jsonl");
     let mut compared = 0;
     for line in elixir.lines() {
-        let feed = certstream::parse_certificate(line).expect("parses");
+        let feed = feed::parse_certificate(line).expect("parses");
         let index = feed.cert_index.unwrap();
         let (entry, _) = go
             .iter()
@@ -253,7 +254,7 @@ fn a_logged_certificate_with_20k_names_converts_fast_and_capped_like_the_feed() 
     let took = started.elapsed();
     eprintln!("{} SANs converted in {took:?}", names.len());
     assert!(took < Duration::from_secs(1), "{took:?}");
-    assert_eq!(logged.all_domains.len(), certstream::MAX_NAMES);
+    assert_eq!(logged.all_domains.len(), certwatch::cert::MAX_NAMES);
     assert!(logged.names_digest.is_some());
     assert_eq!(
         logged.all_domains[..3],
@@ -277,16 +278,16 @@ fn a_logged_certificate_with_20k_names_converts_fast_and_capped_like_the_feed() 
         r#"{{"message_type":"certificate_update","data":{{"update_type":"X509LogEntry","leaf_cert":{{"all_domains":{}}}}}}}"#,
         serde_json::to_string(&feed_names).unwrap()
     );
-    let feed = certstream::parse_certificate(&frame).expect("parses");
+    let feed = feed::parse_certificate(&frame).expect("parses");
     assert_eq!(logged.all_domains, feed.all_domains);
     assert_eq!(logged.names, feed.names);
     assert_eq!(logged.names_digest, feed.names_digest);
-    let (feed_matched, _) = certstream::parse_matched(&frame, &[WATCHED]);
+    let (feed_matched, _) = feed::parse_matched(&frame, &[WATCHED]);
     let matched = logged.clone().into_certificate(&[WATCHED]);
     assert_eq!(matched.all_domains, feed_matched.all_domains);
     assert_eq!(matched.names, feed_matched.names);
     assert_eq!(matched.names_digest, feed_matched.names_digest);
-    assert_eq!(matched.all_domains.len(), certstream::MAX_NAMES);
+    assert_eq!(matched.all_domains.len(), certwatch::cert::MAX_NAMES);
     assert!(matched.all_domains.iter().any(|n| n == WATCHED));
     assert_eq!(
         alert::issuance_key(&matched),
@@ -666,10 +667,11 @@ fn the_log_list_is_read_from_a_url_through_a_redirect_and_a_404_is_an_error() {
         })
     };
     let base = format!("http://127.0.0.1:{port}");
-    let (read, _) = certwatch::backfill::read_list(&format!("{base}/moved")).expect("the list");
+    let (read, _) =
+        certwatch::coverage::list::read_list(&format!("{base}/moved")).expect("the list");
     assert_eq!(read.logs().len(), 1);
     assert!(read.lookup(&log.url()).is_some());
-    let missing = certwatch::backfill::read_list(&format!("{base}/gone")).unwrap_err();
-    assert!(missing.contains("HTTP 404"), "{missing}");
+    let missing = certwatch::coverage::list::read_list(&format!("{base}/gone")).unwrap_err();
+    assert!(missing.to_string().contains("HTTP 404"), "{missing}");
     serving.join().unwrap();
 }

@@ -170,7 +170,7 @@ fn an_oversized_frame_costs_a_reconnect_not_the_service() {
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_connections(1, WAIT));
     feed.send(FeedCmd::Text(
-        "x".repeat(certwatch::feed::MAX_FRAME_BYTES + 1),
+        "x".repeat(certwatch::sources::feed::reader::MAX_FRAME_BYTES + 1),
     ));
     assert!(feed.wait_for_connections(2, WAIT));
     feed.send(FeedCmd::Text(Cert::new(&["big.example.com"]).frame()));

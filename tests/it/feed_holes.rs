@@ -14,7 +14,7 @@ use crate::support::feedgen::XorShift;
 use crate::support::service::{self, Running};
 use crate::support::wait::wait_until;
 use crate::support::{FakeFeed, FakeWebhook, TestDb};
-use certwatch::ctlog::gaps::DENSE_MIN_GAPS;
+use certwatch::coverage::gaps::DENSE_MIN_GAPS;
 use std::time::Duration;
 
 /// The fixture entry watched (`tiny.example.com`): the only one under it.

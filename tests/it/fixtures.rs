@@ -4,7 +4,8 @@
 use crate::support::Inventory;
 use crate::support::service;
 use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
-use certwatch::certstream::{self, EntryType, Peek};
+use certwatch::cert::EntryType;
+use certwatch::sources::feed::{self, Peek};
 use std::time::Duration;
 
 fn fixture_dir() -> std::path::PathBuf {
@@ -32,7 +33,7 @@ fn every_fixture_line_parses() {
         files += 1;
         for (n, line) in lines(&name).iter().enumerate() {
             let at = format!("{name}:{}", n + 1);
-            match certstream::peek(line).unwrap_or_else(|e| panic!("{at}: {e}")) {
+            match feed::peek(line).unwrap_or_else(|e| panic!("{at}: {e}")) {
                 Peek::DnsEntries { count } => {
                     assert!(name.contains("domains"), "{at}");
                     assert!(count <= 40, "{at}");
@@ -40,9 +41,9 @@ fn every_fixture_line_parses() {
                 Peek::Certificate { all_domains, .. } => {
                     assert!(!name.contains("domains"), "{at}");
                     let cert =
-                        certstream::parse_certificate(line).unwrap_or_else(|e| panic!("{at}: {e}"));
+                        feed::parse_certificate(line).unwrap_or_else(|e| panic!("{at}: {e}"));
                     // Every dialect reads strictly: nothing spoiled, nothing missing.
-                    let (strict, lenient) = certstream::parse_matched(line, &[]);
+                    let (strict, lenient) = feed::parse_matched(line, &[]);
                     assert!(lenient.is_empty(), "{at}: read leniently: {lenient:?}");
                     assert_eq!(strict, cert, "{at}");
                     assert_eq!(cert.all_domains.len(), dedup_len(&all_domains), "{at}");
@@ -91,7 +92,7 @@ fn dialects_agree_on_identity() {
     let rust = lines("certstream_rust_full.jsonl");
     let rust_lite = lines("certstream_rust_lite.jsonl");
     let elixir_lite = lines("certstream_elixir_lite.jsonl");
-    let parse = |l: &String| certstream::parse_certificate(l).unwrap();
+    let parse = |l: &String| feed::parse_certificate(l).unwrap();
     let by_index = |set: &[String], i: u64| {
         set.iter()
             .filter(|l| l.contains("certificate_update"))
@@ -193,7 +194,7 @@ fn dialects_agree_on_identity() {
     assert_eq!(by_index(&go, 12).serial.as_deref(), Some("F"));
     assert_eq!(
         by_index(&elixir, 12).not_after,
-        Some(certstream::NO_EXPIRATION)
+        Some(certwatch::cert::NO_EXPIRATION)
     );
 }
 

@@ -285,7 +285,7 @@ fn a_certificate_with_120k_names_is_classified_quickly_and_stored_capped() {
     assert!(feed.wait_for_client(WAIT));
     let frame = frame_with_names(120_000, "www.example.com");
     assert!(
-        frame.len() < certwatch::feed::MAX_FRAME_BYTES,
+        frame.len() < certwatch::sources::feed::reader::MAX_FRAME_BYTES,
         "{}",
         frame.len()
     );
@@ -298,7 +298,7 @@ fn a_certificate_with_120k_names_is_classified_quickly_and_stored_capped() {
     let body = alert.json();
     assert_eq!(body["matched_sans"], serde_json::json!(["www.example.com"]));
     let all_sans = body["all_sans"].as_array().unwrap();
-    assert_eq!(all_sans.len(), certwatch::certstream::MAX_NAMES);
+    assert_eq!(all_sans.len(), certwatch::cert::MAX_NAMES);
     assert!(all_sans.iter().any(|n| n == "www.example.com"));
     let row = db
         .client()
@@ -307,10 +307,7 @@ fn a_certificate_with_120k_names_is_classified_quickly_and_stored_capped() {
             &[],
         )
         .unwrap();
-    assert_eq!(
-        row.get::<_, i32>(0) as usize,
-        certwatch::certstream::MAX_NAMES
-    );
+    assert_eq!(row.get::<_, i32>(0) as usize, certwatch::cert::MAX_NAMES);
     assert!(row.get::<_, bool>(1));
     assert!(wait_until(WAIT, || svc.metric(
         r#"certwatch_ct_lenient_certificates_total{reason="names_capped"}"#

@@ -328,7 +328,7 @@ fn the_ctwatch_body_field_by_field() {
     assert_eq!(body, expected);
 }
 
-fn fake_lookup(answers: Vec<Vec<&'static str>>) -> certwatch::guard::Lookup {
+fn fake_lookup(answers: Vec<Vec<&'static str>>) -> certwatch::ssrf::Lookup {
     let calls = Mutex::new(0usize);
     Arc::new(move |host: &str, port: u16| {
         assert_eq!(host, "hook.test", "only the fake host is ever looked up");

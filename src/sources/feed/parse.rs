@@ -2,7 +2,9 @@
 //! `parse_matched`): every field on its own, a bad one spoiling only itself, a
 //! watched name never lost. Pure; run on the worker threads for matches only.
 
-use super::*;
+use super::message::*;
+use crate::cert::*;
+use crate::hex;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -261,7 +263,7 @@ fn sha256_hex(parts: &[&str]) -> String {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
-    hex_lower(&hasher.finalize())
+    hex::encode(&hasher.finalize())
 }
 
 /// When a precertificate was signed by a precertificate signing certificate
@@ -298,7 +300,7 @@ fn der_sha256(as_der: &str) -> Option<String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(as_der.trim())
         .ok()?;
-    (!der.is_empty()).then(|| hex_lower(&sha2::Sha256::digest(&der)))
+    (!der.is_empty()).then(|| hex::encode(&sha2::Sha256::digest(&der)))
 }
 
 /// One JSON object of the frame with its values kept as raw text, read only when
@@ -545,5 +547,543 @@ impl<'de> Deserialize<'de> for Seconds {
         }
 
         deserializer.deserialize_any(SecondsVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::message::Peek;
+    use super::super::peek::peek;
+    use super::*;
+
+    #[test]
+    fn python_dialect_precert() {
+        let frame = r#"{"message_type": "certificate_update", "data": {"update_type": "PreCertEntry", "leaf_cert": {"subject": {"aggregated": "/CN=shop.example.net", "CN": "shop.example.net"}, "extensions": {"authorityKeyIdentifier": "keyid:CD:82:AA\n", "ct_precert_poison": "NULL"}, "not_before": 1768474800.0, "not_after": 1776250799.0, "serial_number": "0abcdef", "fingerprint": "9C:10:5A:A4:79:ED:93:E7:34:47:22:B6:79:99:EC:73:82:91:02:44", "all_domains": ["shop.example.net", "www.shop.example.net"]}, "chain": [], "cert_index": 5, "seen": 1795353248.9982316, "source": {"url": "127.0.0.1:8443/sandbox2026", "name": "Fake 'Sandbox2026' log"}}}"#;
+        let cert = parse_certificate(frame).unwrap();
+        assert_eq!(cert.entry_type, EntryType::Precert);
+        assert_eq!(cert.serial.as_deref(), Some("ABCDEF"));
+        assert_eq!(cert.not_before, Some(1_768_474_800));
+        assert_eq!(cert.not_after, Some(1_776_250_799));
+        assert_eq!(cert.issuer_key_id.as_deref(), Some("cd82aa"));
+        assert_eq!(cert.issuer_o, None);
+        assert_eq!(cert.cert_link, None);
+        assert_eq!(
+            cert.fingerprint_sha1.as_deref(),
+            Some("9c105aa479ed93e7344722b67999ec7382910244")
+        );
+        assert_eq!(cert.subject_cn.as_deref(), Some("shop.example.net"));
+    }
+
+    #[test]
+    fn tiled_precert_has_no_fingerprint_and_garbage_times_are_unknown() {
+        let frame = r#"{"message_type":"certificate_update","data":{"update_type":"X509LogEntry","leaf_cert":{"all_domains":["x.example"],"fingerprint":"DA:39:A3:EE:5E:6B:4B:0D:32:55:BF:EF:95:60:18:90:AF:D8:07:09","not_before":"soon","not_after":null,"extensions":{"ctlPoisonByte":true}}}}"#;
+        let cert = parse_certificate(frame).unwrap();
+        assert_eq!(cert.entry_type, EntryType::Precert);
+        assert_eq!(cert.fingerprint_sha1, None);
+        assert_eq!(cert.not_before, None);
+        assert_eq!(cert.not_after, None);
+        assert_eq!(cert.serial, None);
+    }
+
+    /// A Go full-stream precertificate with every field certwatch reads; the
+    /// hostile cases below each spoil one of them (`{{`/`}}`-free templates: the
+    /// placeholder `@` is replaced by each case's text).
+    const GOOD: &str = r#"{"data":{"cert_index":5,"cert_link":"https://ct.example/log/ct/v1/get-entries?start=5&end=5","leaf_cert":{"all_domains":["shop.example.net","www.shop.example.net"],"as_der":"AAEC","extensions":{"authorityKeyIdentifier":"keyid:cd:82:aa","subjectKeyIdentifier":"keyid:03:1c","ctlPoisonByte":true},"fingerprint":"9C:10:5A:A4:79:ED:93:E7:34:47:22:B6:79:99:EC:73:82:91:02:44","not_after":1776250799,"not_before":1768474800,"serial_number":"0ABCDEF","subject":{"CN":"shop.example.net","aggregated":"/CN=shop.example.net"},"issuer":{"CN":"Fake Issuing CA E1","O":"Fake CT Test PKI","aggregated":"/C=ZZ/CN=Fake Issuing CA E1/O=Fake CT Test PKI"}},"seen":1795353248.834,"source":{"name":"Fake log","url":"https://ct.example/log","timestamp":1768478405.185},"update_type":"PrecertLogEntry"},"message_type":"certificate_update"}"#;
+
+    /// `GOOD` with `from` replaced by `to` (exactly once).
+    fn spoil(from: &str, to: &str) -> String {
+        assert_eq!(GOOD.matches(from).count(), 1, "{from}");
+        GOOD.replacen(from, to, 1)
+    }
+
+    /// What must survive any spoiled decoration: the identity of `GOOD`.
+    fn assert_identity_of_good(cert: &Certificate, why: &str) {
+        assert_eq!(cert.entry_type, EntryType::Precert, "{why}");
+        assert_eq!(
+            cert.all_domains,
+            ["shop.example.net", "www.shop.example.net"],
+            "{why}"
+        );
+        assert_eq!(cert.names, ["shop.example.net", "www.shop.example.net"]);
+        assert_eq!(cert.serial.as_deref(), Some("ABCDEF"), "{why}");
+        assert_eq!(cert.not_before, Some(1_768_474_800), "{why}");
+        assert_eq!(cert.not_after, Some(1_776_250_799), "{why}");
+        assert_eq!(
+            cert.fingerprint_sha1.as_deref(),
+            Some("9c105aa479ed93e7344722b67999ec7382910244"),
+            "{why}"
+        );
+        assert_eq!(cert.issuer_key_id.as_deref(), Some("cd82aa"), "{why}");
+        assert_eq!(
+            cert.issuer_dn.as_deref(),
+            Some("/C=ZZ/CN=Fake Issuing CA E1/O=Fake CT Test PKI"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn the_good_frame_reads_strictly() {
+        let (cert, lenient) = parse_matched(GOOD, &["shop.example.net"]);
+        assert!(lenient.is_empty(), "{lenient:?}");
+        assert_identity_of_good(&cert, "good");
+        assert_eq!(cert.unusable_identity, None);
+        assert_eq!(cert.names_digest, None);
+        assert_eq!(cert.cert_index, Some(5));
+        assert_eq!(cert.seen, Some(1_795_353_248.834));
+        assert_eq!(cert.source_timestamp_ms, Some(1_768_478_405_185));
+        assert_eq!(cert.issuer_o.as_deref(), Some("Fake CT Test PKI"));
+        assert_eq!(cert.subject_key_id.as_deref(), Some("031c"));
+        assert_eq!(parse_certificate(GOOD).unwrap(), cert);
+    }
+
+    /// Issue 12 item 3: a field that only decorates the alert, of the wrong type
+    /// or out of range (or repeated), reads as absent; the certificate parses
+    /// and keeps its identity.
+    #[test]
+    fn hostile_decoration_fields_read_as_absent() {
+        type Check = fn(&Certificate) -> bool;
+        let cases: &[(&str, &str, Check)] = &[
+            (r#""cert_index":5"#, r#""cert_index":-1"#, |c| {
+                c.cert_index.is_none()
+            }),
+            (
+                r#""cert_index":5"#,
+                r#""cert_index":18446744073709551616"#,
+                |c| c.cert_index.is_none(),
+            ),
+            (r#""cert_index":5"#, r#""cert_index":1e400"#, |c| {
+                c.cert_index.is_none()
+            }),
+            (r#""cert_index":5"#, r#""cert_index":"5""#, |c| {
+                c.cert_index.is_none()
+            }),
+            (
+                r#""cert_index":5"#,
+                r#""cert_index":5,"cert_index":6"#,
+                |c| c.cert_index == Some(6),
+            ),
+            (
+                r#""cert_link":"https"#,
+                r#""cert_link":7,"x":"https"#,
+                |c| c.cert_link.is_none(),
+            ),
+            (r#""seen":1795353248.834"#, r#""seen":"x""#, |c| {
+                c.seen.is_none()
+            }),
+            (r#""seen":1795353248.834"#, r#""seen":1e400"#, |c| {
+                c.seen.is_none()
+            }),
+            (r#""seen":1795353248.834"#, r#""seen":1e15"#, |c| {
+                c.seen.is_none()
+            }),
+            (r#""seen":1795353248.834"#, r#""seen":-3"#, |c| {
+                c.seen.is_none()
+            }),
+            (r#""seen":1795353248.834"#, r#""seen":{"a":1}"#, |c| {
+                c.seen.is_none()
+            }),
+            (
+                r#""timestamp":1768478405.185"#,
+                r#""timestamp":1e400"#,
+                |c| c.source_timestamp_ms.is_none(),
+            ),
+            (
+                r#""timestamp":1768478405.185"#,
+                r#""timestamp":"soon""#,
+                |c| c.source_timestamp_ms.is_none(),
+            ),
+            (r#""name":"Fake log""#, r#""name":5"#, |c| {
+                c.source_name.is_none() && c.source_url.is_some()
+            }),
+            (
+                r#""url":"https://ct.example/log","#,
+                r#""url":["x"],"#,
+                |c| c.source_url.is_none(),
+            ),
+            (r#""source":{"#, r#""source":7,"x":{"#, |c| {
+                c.source_name.is_none() && c.source_url.is_none()
+            }),
+            (r#""O":"Fake CT Test PKI""#, r#""O":5"#, |c| {
+                c.issuer_o.is_none() && c.issuer_cn.is_some()
+            }),
+            (r#""CN":"Fake Issuing CA E1""#, r#""CN":{}"#, |c| {
+                c.issuer_cn.is_none()
+            }),
+            (r#""subject":{"CN""#, r#""subject":"x","y":{"CN""#, |c| {
+                c.subject_cn.is_none()
+            }),
+            (r#""CN":"shop.example.net""#, r#""CN":true"#, |c| {
+                c.subject_cn.is_none()
+            }),
+            (
+                r#""subjectKeyIdentifier":"keyid:03:1c""#,
+                r#""subjectKeyIdentifier":3"#,
+                |c| c.subject_key_id.is_none(),
+            ),
+            (
+                r#""update_type""#,
+                r#""submission_timestamp":"x","update_type""#,
+                |c| c.source_timestamp_ms.is_some(),
+            ),
+        ];
+        let mut failed = Vec::new();
+        for (from, to, check) in cases {
+            let frame = spoil(from, to);
+            match parse_certificate(&frame) {
+                Ok(cert) if check(&cert) => {
+                    assert_identity_of_good(&cert, to);
+                }
+                Ok(cert) => failed.push(format!("{to}: read as {cert:?}")),
+                Err(e) => failed.push(format!("{to}: {e}")),
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+    }
+
+    /// The same cases through `parse_matched`: counted as decoration, never as
+    /// identity, and the issuance identity is the good frame's.
+    #[test]
+    fn hostile_decoration_is_counted_and_keeps_the_key() {
+        let good = parse_certificate(GOOD).unwrap();
+        for (from, to) in [
+            (r#""cert_index":5"#, r#""cert_index":-1"#),
+            (r#""seen":1795353248.834"#, r#""seen":"x""#),
+            (r#""seen":1795353248.834"#, r#""seen":1e400"#),
+            (r#""O":"Fake CT Test PKI""#, r#""O":5"#),
+            (r#""cert_index":5"#, r#""cert_index":5,"cert_index":6"#),
+        ] {
+            let (cert, lenient) = parse_matched(&spoil(from, to), &[]);
+            assert!(lenient.contains(Leniency::Decoration), "{to}");
+            assert!(!lenient.contains(Leniency::Identity), "{to}");
+            assert_eq!(cert.unusable_identity, None, "{to}");
+            assert_eq!(
+                crate::alert::issuance_key(&cert),
+                crate::alert::issuance_key(&good),
+                "{to}"
+            );
+        }
+    }
+
+    /// Issue 12 item 3: an identity field that cannot be used still gives a
+    /// certificate, with what is known, flagged so that it alerts on a key of
+    /// its own.
+    #[test]
+    fn hostile_identity_fields_leave_what_is_known() {
+        type Check = fn(&Certificate) -> bool;
+        let cases: &[(&str, &str, Check)] = &[
+            (
+                r#""serial_number":"0ABCDEF""#,
+                r#""serial_number":12345"#,
+                |c| c.serial.is_none(),
+            ),
+            (
+                r#""serial_number":"0ABCDEF""#,
+                r#""serial_number":"zz""#,
+                |c| c.serial.is_none(),
+            ),
+            (r#""serial_number":"0ABCDEF","#, "", |c| c.serial.is_none()),
+            (r#""not_after":1776250799"#, r#""not_after":1e400"#, |c| {
+                c.not_after.is_none()
+            }),
+            (r#""not_after":1776250799"#, r#""not_after":1e15"#, |c| {
+                c.not_after.is_none()
+            }),
+            (
+                r#""not_after":1776250799"#,
+                r#""not_after":253402300800"#,
+                |c| c.not_after.is_none(),
+            ),
+            (r#""not_before":1768474800"#, r#""not_before":-1e15"#, |c| {
+                c.not_before.is_none()
+            }),
+            (r#""not_before":1768474800"#, r#""not_before":[1]"#, |c| {
+                c.not_before.is_none()
+            }),
+            (r#""fingerprint":"9C"#, r#""fingerprint":5,"x":"9C"#, |c| {
+                c.fingerprint_sha1.is_none()
+            }),
+            (r#""as_der":"AAEC""#, r#""as_der":5"#, |c| {
+                c.sha256.is_none()
+            }),
+            (r#""as_der":"AAEC""#, r#""as_der":"%%%""#, |c| {
+                c.sha256.is_none()
+            }),
+            (
+                r#""update_type":"PrecertLogEntry""#,
+                r#""update_type":5"#,
+                |c| c.entry_type == EntryType::Precert,
+            ),
+            (
+                r#""authorityKeyIdentifier":"keyid:cd:82:aa""#,
+                r#""authorityKeyIdentifier":5"#,
+                |c| c.issuer_key_id.is_none(),
+            ),
+            (
+                r#""aggregated":"/C=ZZ"#,
+                r#""aggregated":5,"x":"/C=ZZ"#,
+                |c| c.issuer_dn.is_none(),
+            ),
+            (r#""issuer":{"#, r#""issuer":"x","y":{"#, |c| {
+                c.issuer_dn.is_none() && c.issuer_o.is_none()
+            }),
+            (r#""extensions":{"#, r#""extensions":[],"x":{"#, |c| {
+                c.issuer_key_id.is_none()
+            }),
+            (
+                r#""serial_number":"0ABCDEF""#,
+                r#""serial_number":"0ABCDEF","serial_number":"0ABCDEE""#,
+                |c| c.serial.as_deref() == Some("ABCDEE"),
+            ),
+            // A second leaf: the names of both are kept (and matched).
+            (
+                r#","seen""#,
+                r#","leaf_cert":{"all_domains":["evil.example.net"],"serial_number":"01"},"seen""#,
+                |c| {
+                    c.all_domains.iter().any(|n| n == "evil.example.net")
+                        && c.all_domains.len() == 3
+                },
+            ),
+        ];
+        let mut failed = Vec::new();
+        for (from, to, check) in cases {
+            let frame = spoil(from, to);
+            let cert = match parse_certificate(&frame) {
+                Ok(cert) => cert,
+                Err(e) => {
+                    failed.push(format!("{to}: {e}"));
+                    continue;
+                }
+            };
+            if !check(&cert) {
+                failed.push(format!("{to}: read as {cert:?}"));
+            }
+            // The names that matched are always there.
+            if !cert.all_domains.iter().any(|n| n == "shop.example.net") {
+                failed.push(format!("{to}: lost the names: {:?}", cert.all_domains));
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
+    }
+
+    #[test]
+    fn an_unusable_identity_alerts_on_a_key_of_its_own() {
+        let good = parse_certificate(GOOD).unwrap();
+        let good_key = crate::alert::issuance_key(&good);
+        for (from, to) in [
+            (r#""serial_number":"0ABCDEF""#, r#""serial_number":12345"#),
+            (r#""not_after":1776250799"#, r#""not_after":1e15"#),
+            (r#""fingerprint":"9C"#, r#""fingerprint":5,"x":"9C"#),
+            (
+                r#""authorityKeyIdentifier":"keyid:cd:82:aa""#,
+                r#""authorityKeyIdentifier":5"#,
+            ),
+            (r#""extensions":{"#, r#""extensions":[],"x":{"#),
+        ] {
+            let frame = spoil(from, to);
+            let (cert, lenient) = parse_matched(&frame, &["shop.example.net"]);
+            assert!(lenient.contains(Leniency::Identity), "{to}");
+            assert!(cert.unusable_identity.is_some(), "{to}");
+            let key = crate::alert::issuance_key(&cert);
+            assert_ne!(key, good_key, "{to}: passes for the good certificate");
+            // The same leaf from another log (other index, link, time, source)
+            // is a copy of it, and shares its key.
+            let elsewhere = frame
+                .replace(r#""cert_index":5"#, r#""cert_index":77"#)
+                .replace("1795353248.834", "1795353300.5")
+                .replace("https://ct.example/log", "https://other.example/log");
+            let (copy, _) = parse_matched(&elsewhere, &["shop.example.net"]);
+            assert_eq!(crate::alert::issuance_key(&copy), key, "{to}");
+        }
+    }
+
+    /// Two certificates without a serial (and, as a tiled precertificate, without
+    /// a fingerprint), same names and validity: the old key made the second a copy
+    /// of the first. Now each alerts.
+    #[test]
+    fn a_missing_serial_does_not_collapse_distinct_certificates() {
+        let a = spoil(r#""serial_number":"0ABCDEF","#, "")
+            .replace(
+                r#""fingerprint":"9C:10:5A:A4:79:ED:93:E7:34:47:22:B6:79:99:EC:73:82:91:02:44","#,
+                "",
+            )
+            .replace(r#""as_der":"AAEC","#, "");
+        let b = a.replace("keyid:03:1c", "keyid:03:1d");
+        assert_ne!(a, b);
+        let (ca, cb) = (
+            parse_certificate(&a).unwrap(),
+            parse_certificate(&b).unwrap(),
+        );
+        assert_eq!(
+            (ca.serial.as_ref(), ca.fingerprint_sha1.as_ref()),
+            (None, None)
+        );
+        assert_ne!(
+            crate::alert::issuance_key(&ca),
+            crate::alert::issuance_key(&cb),
+            "two certificates, one key"
+        );
+    }
+
+    #[test]
+    fn nul_is_replaced_so_the_row_can_be_stored() {
+        let frame = spoil(r#""www.shop.example.net""#, r#""x\u0000.shop.example.net""#).replacen(
+            r#""CN":"Fake Issuing CA E1""#,
+            r#""CN":"Fake\u0000CA""#,
+            1,
+        );
+        let (cert, lenient) = parse_matched(&frame, &["x\0.shop.example.net"]);
+        assert!(lenient.contains(Leniency::Nul), "{lenient:?}");
+        assert!(!lenient.contains(Leniency::Identity), "{lenient:?}");
+        assert_eq!(
+            cert.all_domains,
+            ["shop.example.net", "x\u{FFFD}.shop.example.net"]
+        );
+        assert_eq!(cert.issuer_cn.as_deref(), Some("Fake\u{FFFD}CA"));
+        let no_nul = |s: &Option<String>| !s.as_deref().unwrap_or("").contains('\0');
+        assert!(cert.names.iter().all(|n| !n.contains('\0')));
+        assert!(no_nul(&cert.issuer_cn) && no_nul(&cert.subject_cn));
+        assert_eq!(replace_nul("a\0b"), "a\u{FFFD}b");
+    }
+
+    #[test]
+    fn repeated_keys_keep_every_name_for_the_hot_path() {
+        let two_leaves = spoil(
+            r#","seen""#,
+            r#","leaf_cert":{"all_domains":["evil.example.net"]},"seen""#,
+        );
+        let Peek::Certificate { all_domains, .. } = peek(&two_leaves).unwrap() else {
+            panic!("not a certificate");
+        };
+        assert_eq!(
+            all_domains,
+            [
+                "shop.example.net",
+                "www.shop.example.net",
+                "evil.example.net"
+            ]
+        );
+        let two_lists = r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example"],"all_domains":["b.example"]}}}"#;
+        let two_datas = r#"{"message_type":"x","data":{"leaf_cert":{"all_domains":["a.example"]}},"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["b.example"]}}}"#;
+        for frame in [two_lists, two_datas] {
+            assert_eq!(
+                peek(frame).unwrap(),
+                Peek::Certificate {
+                    all_domains: vec!["a.example".into(), "b.example".into()],
+                    source_url: None,
+                    cert_index: None,
+                    timestamp_ms: None,
+                },
+                "{frame}"
+            );
+            let (cert, lenient) = parse_matched(frame, &["b.example"]);
+            assert_eq!(cert.all_domains, ["a.example", "b.example"], "{frame}");
+            assert!(lenient.contains(Leniency::Identity), "{frame}");
+        }
+        let data_then_text = r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["a.example"],"serial_number":"1","not_before":1,"not_after":2}},"data":"x"}"#;
+        let (cert, lenient) = parse_matched(data_then_text, &["a.example"]);
+        assert_eq!(cert.all_domains, ["a.example"]);
+        assert_eq!(cert.serial.as_deref(), Some("1"));
+        assert!(lenient.contains(Leniency::Identity), "a repeated data");
+    }
+
+    /// A frame with `n` distinct names `n0.example`.. and `watched` last.
+    fn many_names(n: usize, watched: &str) -> String {
+        let mut names: Vec<String> = (0..n - 1).map(|i| format!("n{i}.example")).collect();
+        names.push(watched.to_string());
+        format!(
+            r#"{{"message_type":"certificate_update","data":{{"update_type":"X509LogEntry","leaf_cert":{{"all_domains":{},"serial_number":"0F","not_before":1,"not_after":2,"fingerprint":"AB"}}}}}}"#,
+            serde_json::to_string(&names).unwrap()
+        )
+    }
+
+    /// Issue 12 item 5: of 120,000 names the lists keep `MAX_NAMES` (what the
+    /// parse costs is measured by `cargo bench --bench bench_peek`).
+    #[test]
+    fn a_certificate_with_120k_names_is_capped() {
+        let frame = many_names(120_000, "www.watched.example");
+        let cert = parse_certificate(&frame).unwrap();
+        assert!(
+            cert.all_domains.len() <= MAX_NAMES,
+            "{}",
+            cert.all_domains.len()
+        );
+        assert!(cert.names.len() <= MAX_NAMES);
+    }
+
+    #[test]
+    fn capped_names_keep_the_matched_ones_and_one_key() {
+        let frame = many_names(120_000, "www.watched.example");
+        let (cert, lenient) = parse_matched(&frame, &["www.watched.example"]);
+        assert!(lenient.contains(Leniency::NamesCapped));
+        assert!(!lenient.contains(Leniency::Identity));
+        assert_eq!(cert.all_domains.len(), MAX_NAMES);
+        assert_eq!(cert.all_domains.last().unwrap(), "www.watched.example");
+        assert_eq!(cert.all_domains[0], "n0.example", "feed order kept");
+        assert!(
+            cert.names
+                .binary_search(&"www.watched.example".to_string())
+                .is_ok()
+        );
+        assert_eq!(cert.names.len(), MAX_NAMES);
+        assert!(cert.names_digest.is_some());
+        let key = crate::alert::issuance_key(&cert);
+        // Whatever matched, and in whatever order the stream lists the names
+        // (Elixir: hash order), the key is the same.
+        let (unmatched, _) = parse_matched(&frame, &[]);
+        assert!(
+            !unmatched
+                .all_domains
+                .iter()
+                .any(|n| n == "www.watched.example")
+        );
+        assert_eq!(crate::alert::issuance_key(&unmatched), key);
+        let mut names: Vec<String> = (0..119_999).map(|i| format!("n{i}.example")).collect();
+        names.push("www.watched.example".into());
+        names.reverse();
+        let reversed = frame.replace(
+            &serde_json::to_string(&many_names_list(120_000, "www.watched.example")).unwrap(),
+            &serde_json::to_string(&names).unwrap(),
+        );
+        assert_ne!(reversed, frame);
+        let (lite, _) = parse_matched(&reversed, &["www.watched.example"]);
+        assert_eq!(lite.all_domains[0], "www.watched.example");
+        assert_eq!(crate::alert::issuance_key(&lite), key);
+        // One name more is another certificate.
+        let (more, _) = parse_matched(&many_names(120_001, "www.watched.example"), &[]);
+        assert_ne!(crate::alert::issuance_key(&more), key);
+        // Below the cap nothing changes.
+        let (small, lenient) = parse_matched(&many_names(MAX_NAMES, "w.example"), &[]);
+        assert!(lenient.is_empty());
+        assert_eq!(small.all_domains.len(), MAX_NAMES);
+        assert_eq!(small.names_digest, None);
+    }
+
+    fn many_names_list(n: usize, watched: &str) -> Vec<String> {
+        let mut names: Vec<String> = (0..n - 1).map(|i| format!("n{i}.example")).collect();
+        names.push(watched.to_string());
+        names
+    }
+
+    #[test]
+    fn more_matched_names_than_the_cap_keep_the_first_matched() {
+        let names: Vec<String> = (0..MAX_NAMES + 5)
+            .map(|i| format!("h{i}.w.example"))
+            .collect();
+        let frame = format!(
+            r#"{{"message_type":"certificate_update","data":{{"leaf_cert":{{"all_domains":{}}}}}}}"#,
+            serde_json::to_string(&names).unwrap()
+        );
+        let matched: Vec<&str> = names.iter().rev().map(String::as_str).collect();
+        let (cert, _) = parse_matched(&frame, &matched);
+        assert_eq!(cert.all_domains.len(), MAX_NAMES);
+        assert_eq!(cert.all_domains[..], names[..MAX_NAMES]);
+    }
+
+    #[test]
+    fn an_unreadable_frame_still_gives_the_matched_names() {
+        let (cert, lenient) = parse_matched("not json", &["a.example", "b\0.example"]);
+        assert!(lenient.contains(Leniency::Identity) && lenient.contains(Leniency::Nul));
+        assert_eq!(cert.all_domains, ["a.example", "b\u{FFFD}.example"]);
+        assert!(cert.unusable_identity.is_some());
     }
 }

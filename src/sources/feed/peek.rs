@@ -3,7 +3,7 @@
 //! borrowing from the frame and skipping everything else. Pure; run on the worker
 //! threads for every frame.
 
-use super::*;
+use super::message::*;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -383,5 +383,241 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekLeaf<'a> {
         }
 
         deserializer.deserialize_map(LeafVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse::parse_certificate;
+    use super::*;
+
+    #[test]
+    fn peek_reads_types_and_names() {
+        let go = r#"{"data":{"leaf_cert":{"all_domains":["a.example","B.example."]},"update_type":"X509LogEntry"},"message_type":"certificate_update"}
+"#;
+        assert_eq!(
+            peek(go).unwrap(),
+            Peek::Certificate {
+                all_domains: vec!["a.example".into(), "B.example.".into()],
+                source_url: None,
+                cert_index: None,
+                timestamp_ms: None,
+            }
+        );
+        let heartbeat = r#"{"message_type": "heartbeat", "timestamp": 1795353248.829172}"#;
+        assert_eq!(peek(heartbeat).unwrap(), Peek::Heartbeat);
+        let domains = r#"{"data":["a.example","b.example"],"message_type":"dns_entries"}"#;
+        assert_eq!(peek(domains).unwrap(), Peek::DnsEntries { count: 2 });
+        assert_eq!(
+            peek(r#"{"message_type":"stats","data":3}"#).unwrap(),
+            Peek::Other
+        );
+        let null_names =
+            r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":null}}}"#;
+        assert_eq!(
+            peek(null_names).unwrap(),
+            Peek::Certificate {
+                all_domains: vec![],
+                source_url: None,
+                cert_index: None,
+                timestamp_ms: None,
+            }
+        );
+        let no_leaf = r#"{"message_type":"certificate_update","data":{"leaf_cert":null}}"#;
+        assert_eq!(
+            peek(no_leaf).unwrap(),
+            Peek::Certificate {
+                all_domains: vec![],
+                source_url: None,
+                cert_index: None,
+                timestamp_ms: None,
+            }
+        );
+        let escaped = r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["b\u00fccher.example"]}}}"#;
+        assert_eq!(
+            peek(escaped).unwrap(),
+            Peek::Certificate {
+                all_domains: vec!["bücher.example".into()],
+                source_url: None,
+                cert_index: None,
+                timestamp_ms: None,
+            }
+        );
+    }
+
+    #[test]
+    fn peek_reads_the_log_position_leniently() {
+        let position = |frame: &str| match peek(frame).unwrap() {
+            Peek::Certificate {
+                source_url,
+                cert_index,
+                ..
+            } => (source_url.map(|u| u.into_owned()), cert_index),
+            other => panic!("{other:?}"),
+        };
+        let frame = |data: &str| {
+            format!(
+                r#"{{"message_type":"certificate_update","data":{{"leaf_cert":{{"all_domains":["a.example"]}},{data}}}}}"#
+            )
+        };
+        let url = || Some("https://ct.example/log".to_string());
+        for (data, want) in [
+            (
+                r#""cert_index":5,"source":{"name":"n","url":"https://ct.example/log","timestamp":1.5}"#,
+                (url(), Some(5)),
+            ),
+            (
+                r#""source":{"url":"https://ct.example/log"},"cert_index":18446744073709551615"#,
+                (url(), Some(u64::MAX)),
+            ),
+            (r#""cert_index":-1"#, (None, None)),
+            (r#""cert_index":"5""#, (None, None)),
+            (r#""cert_index":1e400"#, (None, None)),
+            (r#""cert_index":18446744073709551616"#, (None, None)),
+            (r#""cert_index":[5],"source":[1]"#, (None, None)),
+            (r#""cert_index":{"a":5},"source":"x""#, (None, None)),
+            (r#""cert_index":5,"cert_index":6"#, (None, Some(6))),
+            (r#""cert_index":5,"cert_index":null"#, (None, Some(5))),
+            (r#""source":{"url":7}"#, (None, None)),
+            (r#""source":{"url":1e400,"timestamp":1e400}"#, (None, None)),
+            (r#""source":1e400"#, (None, None)),
+            (r#""source":{"url":{"x":1}},"source":null"#, (None, None)),
+            (
+                r#""source":{"url":"https://a/x","url":"https://ct.example/log"}"#,
+                (url(), None),
+            ),
+            (
+                r#""source":{"url":"https:\/\/ct.example\/log"}"#,
+                (url(), None),
+            ),
+        ] {
+            assert_eq!(position(&frame(data)), want, "{data}");
+        }
+        // A second `data` object adds its names; its position, when readable, counts.
+        let two = r#"{"message_type":"certificate_update","data":{"cert_index":1,"leaf_cert":{"all_domains":["a.example"]}},"data":{"cert_index":2,"source":{"url":"https://ct.example/log"}}}"#;
+        assert_eq!(position(two), (url(), Some(2)));
+    }
+
+    /// Issue 13: the log's own time of the entry, for the per-log lag: the Go
+    /// server's `source.timestamp`, the Rust server's `submission_timestamp`, none
+    /// on the others (never `seen`); a bad value is `None`, never a lost frame.
+    #[test]
+    fn peek_reads_the_ct_timestamp_leniently() {
+        let timestamp = |data: &str| {
+            let frame = format!(
+                r#"{{"message_type":"certificate_update","data":{{"leaf_cert":{{"all_domains":["a.example"]}},{data}}}}}"#
+            );
+            match peek(&frame).unwrap() {
+                Peek::Certificate {
+                    timestamp_ms,
+                    all_domains,
+                    ..
+                } => {
+                    assert_eq!(all_domains, ["a.example"], "{data}");
+                    timestamp_ms
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let go = r#""source":{"name":"n","url":"https://ct.example/log","timestamp":1768478402.074,"type":"rfc6962"},"seen":1768478409.5"#;
+        let rust = r#""seen":1768478409.5,"submission_timestamp":1768478402.074,"source":{"name":"n","url":"https://ct.example/log"}"#;
+        for (data, want) in [
+            (go, Some(1_768_478_402_074)),
+            (rust, Some(1_768_478_402_074)),
+            // Elixir and Python: no timestamp of the log; `seen` is not one.
+            (
+                r#""seen":1768478409.5,"source":{"url":"u","name":"n"}"#,
+                None,
+            ),
+            (
+                r#""source":{"timestamp":1768478402}"#,
+                Some(1_768_478_402_000),
+            ),
+            (
+                r#""source":{"timestamp":"1768478402.5"}"#,
+                Some(1_768_478_402_500),
+            ),
+            // Both: the log's source.timestamp first, as `parse_matched`.
+            (
+                r#""submission_timestamp":5,"source":{"timestamp":7}"#,
+                Some(7_000),
+            ),
+            (
+                r#""submission_timestamp":5,"source":{"timestamp":"x"}"#,
+                Some(5_000),
+            ),
+            // Unreadable values are absent, and the frame is still read.
+            (r#""source":{"timestamp":"x"}"#, None),
+            (r#""source":{"timestamp":-1}"#, None),
+            (r#""source":{"timestamp":0}"#, None),
+            (r#""source":{"timestamp":1e400}"#, None),
+            (r#""source":{"timestamp":253402300800}"#, None),
+            (r#""source":{"timestamp":[1]}"#, None),
+            (r#""source":{"timestamp":{"a":1}}"#, None),
+            (r#""source":{"timestamp":null}"#, None),
+            (r#""source":{"timestamp":"\u0031"}"#, None),
+            (r#""source":{"timestamp":"inf"}"#, None),
+            (r#""source":{"timestamp":"NaN"}"#, None),
+            (r#""submission_timestamp":true"#, None),
+            (r#""submission_timestamp":"""#, None),
+            // Repeated: the last readable one counts.
+            (r#""source":{"timestamp":1,"timestamp":2}"#, Some(2_000)),
+            (r#""source":{"timestamp":1,"timestamp":"x"}"#, Some(1_000)),
+            (
+                r#""source":{"timestamp":1},"source":{"url":"u"}"#,
+                Some(1_000),
+            ),
+        ] {
+            assert_eq!(timestamp(data), want, "{data}");
+        }
+        // The fixtures: Go and Rust give one on every certificate, Elixir none.
+        for (text, every) in [
+            (
+                include_str!("../../../tests/fixtures/certstream_go_full.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../../tests/fixtures/certstream_go_lite.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../../tests/fixtures/certstream_rust_full.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../../tests/fixtures/certstream_rust_lite.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../../tests/fixtures/certstream_elixir_full.jsonl"),
+                false,
+            ),
+        ] {
+            for line in text.lines() {
+                if let Ok(Peek::Certificate { timestamp_ms, .. }) = peek(line) {
+                    let full = parse_certificate(line).unwrap();
+                    assert_eq!(timestamp_ms, full.source_timestamp_ms, "{line}");
+                    assert_eq!(timestamp_ms.is_some(), every, "{line}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn peek_rejects_malformed_frames() {
+        for bad in [
+            "",
+            "not json",
+            "[1,2]",
+            "{",
+            r#"{"data":{}}"#,
+            r#"{"message_type":"certificate_update"}"#,
+            r#"{"message_type":"certificate_update","data":[1]}"#,
+            r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":[1]}}}"#,
+            r#"{"message_type":"dns_entries","data":{}}"#,
+            r#"{"message_type":7}"#,
+        ] {
+            assert!(peek(bad).is_err(), "accepted {bad:?}");
+        }
     }
 }

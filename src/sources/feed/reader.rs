@@ -1,4 +1,4 @@
-//! Feed: the `feed` thread, a blocking tungstenite client of the certstream server.
+//! The feed reader: the `feed` thread, a blocking tungstenite client of the certstream server.
 //!
 //! It connects (`ws://` or `wss://` with rustls), pings the server every
 //! `FEED_PING_S`, treats `FEED_SILENCE_S` without any frame as a dead connection,
@@ -13,11 +13,12 @@
 //! socket read timeout is the tick on which it checks shutdown, pings and
 //! silence.
 
+use super::worker::{Batch, Frame, QueueBudget};
+use crate::clock::unix_now;
 use crate::config::redact_url;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::threads::{Health, unix_now};
-use crate::worker::{Batch, Frame, QueueBudget};
+use crate::threads::Health;
 use crossbeam_channel::{Sender, TrySendError};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -147,7 +148,7 @@ fn read_loop(
 ) -> Result<(), FeedError> {
     let mut batch = Batch::with_capacity(BATCH_FRAMES);
     let result = read_batches(feed, ws, workers, &mut batch, received);
-    hand_over(feed, workers, &mut batch)?;
+    send_batch(feed, workers, &mut batch)?;
     result
 }
 
@@ -169,7 +170,7 @@ fn read_batches(
     let mut waiting_short = false;
     loop {
         if !batch.is_empty() && (batch.len() >= BATCH_FRAMES || now - batch_opened >= BATCH_AGE) {
-            hand_over(feed, workers, batch)?;
+            send_batch(feed, workers, batch)?;
         }
         let batch_open = !batch.is_empty();
         if waiting_short != batch_open {
@@ -205,7 +206,7 @@ fn read_batches(
             }
             Err(tungstenite::Error::Io(e)) if is_tick(&e) => {
                 // The socket is quiet: the open batch goes now.
-                hand_over(feed, workers, batch)?;
+                send_batch(feed, workers, batch)?;
                 continue;
             }
             Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
@@ -254,7 +255,7 @@ fn owned_frame(message: Message) -> Option<Frame> {
 }
 
 /// Sends the open batch (if any) to the workers and opens a new one.
-fn hand_over(feed: &Feed, workers: &Sender<Batch>, batch: &mut Batch) -> Result<(), FeedError> {
+fn send_batch(feed: &Feed, workers: &Sender<Batch>, batch: &mut Batch) -> Result<(), FeedError> {
     if batch.is_empty() {
         return Ok(());
     }

@@ -1,0 +1,228 @@
+//! One second of coverage bookkeeping, run by the `backfill` thread: the per-log
+//! counters (`certwatch_ct_log_entries_seen_total`, `…_gap_entries_total`), the lag
+//! gauge, `/healthz` coverage (`logs_seen`, `open_gap_entries`, `logs_lagging`), and
+//! the dense-feed policy (`CT_FEED_HOLES`) applied to the gaps the tracker found
+//! due: `fetch` keeps them, `coalesce` joins a dense log's gaps into stretches,
+//! `count` counts a dense log's gaps as `skipped` (but acts as `coalesce` while
+//! certwatch's own worker queue drops frames: those holes are certwatch's to fill).
+
+use super::Coverage;
+use super::gaps::{self, Gap};
+use super::list::log_label;
+use crate::config::FeedHoles;
+use crate::ctlog::loglist::{LogId, LogList};
+use crate::ctlog::tiles;
+use crate::metrics::{BackfillOutcome, Metrics};
+use crate::threads::Health;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A dense log's gaps are coalesced over this many seen entries (one tile).
+pub const COALESCE: u64 = tiles::TILE_WIDTH;
+
+/// How long after certwatch's own worker queue last dropped feed frames the holes
+/// of a dense log may be its own.
+const OWN_DROPS_HOLD: Duration = Duration::from_secs(120);
+
+/// What the statistics write to.
+pub struct Outputs<'a> {
+    pub metrics: &'a Metrics,
+    pub health: &'a Health,
+}
+
+/// The statistics' memory between ticks.
+#[derive(Default)]
+pub struct Stats {
+    /// Per log: (entries seen, gap entries) as last published to the counters.
+    published: HashMap<LogId, (u64, u64)>,
+    /// Logs already warned about as dense.
+    dense_warned: HashSet<LogId>,
+    /// Whether certwatch's own worker queue dropped feed frames lately.
+    own_drops: OwnDrops,
+}
+
+impl Stats {
+    /// Publishes this second's statistics (`queued_entries`: entries waiting in the
+    /// backfill queue, part of `open_gap_entries`) and returns the gaps due now,
+    /// after the dense-feed policy `setting`: the gaps to fetch.
+    pub fn tick(
+        &mut self,
+        coverage: &Coverage,
+        list: &LogList,
+        out: Outputs<'_>,
+        (setting, queued_entries): (FeedHoles, u64),
+        now: Instant,
+    ) -> Vec<Gap> {
+        let holes = self.feed_holes_now(setting, out.metrics.ct_messages_dropped.get(), now);
+        let (due, stats) = {
+            let mut tracker = coverage.gaps.lock();
+            let due = tracker.take_due(now);
+            let stats = tracker.stats();
+            for s in &stats {
+                // By the setting, not `holes`: a tracker's coalescing stays once set.
+                if s.dense && setting == FeedHoles::Coalesce && !self.dense_warned.contains(&s.log)
+                {
+                    tracker.set_coalesce(s.log, COALESCE);
+                }
+            }
+            (due, stats)
+        };
+        let open: u64 = stats.iter().map(|s| s.open_entries).sum::<u64>() + queued_entries;
+        out.health.logs_seen.store(stats.len(), Ordering::Relaxed);
+        out.health
+            .open_gap_entries
+            .store(open as i64, Ordering::Relaxed);
+        let (now_ms, flowing) = (crate::clock::unix_now_ms(), gaps::feed_flowing(&stats, now));
+        let mut lagging = 0;
+        let mut dense: HashSet<LogId> = HashSet::new();
+        for s in &stats {
+            let Some(log) = list.get(&s.log) else {
+                continue;
+            };
+            let label = log_label(log);
+            let (seen, gap_entries) = self.published.entry(s.log).or_default();
+            let m = out.metrics;
+            m.ct_log_entries_seen
+                .with_label_values(&[label])
+                .inc_by(s.seen.saturating_sub(*seen));
+            m.ct_log_gap_entries
+                .with_label_values(&[label])
+                .inc_by(s.gap_entries.saturating_sub(*gap_entries));
+            (*seen, *gap_entries) = (s.seen.max(*seen), s.gap_entries.max(*gap_entries));
+            if let Some(lag) = s.lag_seconds(now_ms) {
+                m.ct_log_lag_seconds.with_label_values(&[label]).set(lag);
+            }
+            lagging += usize::from(s.lagging(now, now_ms, flowing));
+            if s.dense {
+                dense.insert(s.log);
+                if self.dense_warned.insert(s.log) {
+                    log::warn!(
+                        "CT log {label} looks dense: {:.0}% of its recent entries never came on the feed, \
+                         in {} gaps (a certstream server that drops cross-log duplicates, such as \
+                         certstream-server-rust); CT_FEED_HOLES={} ",
+                        s.hole_density * 100.0,
+                        s.window_gaps,
+                        match setting {
+                            FeedHoles::Fetch => "fetch: every gap is fetched",
+                            FeedHoles::Coalesce =>
+                                "coalesce: its gaps are fetched in 256-entry stretches",
+                            FeedHoles::Count =>
+                                "count: its gaps are counted as skipped, not fetched",
+                        }
+                    );
+                }
+            }
+        }
+        out.health.logs_lagging.store(lagging, Ordering::Relaxed);
+        let due = match holes {
+            FeedHoles::Coalesce => gaps::coalesce(due, COALESCE, |log| dense.contains(log)),
+            _ => due,
+        };
+        if holes != FeedHoles::Count {
+            return due;
+        }
+        due.into_iter()
+            .filter(|gap| {
+                if !dense.contains(&gap.log) {
+                    return true;
+                }
+                if let Some(log) = list.get(&gap.log) {
+                    out.metrics
+                        .backfill(log_label(log), BackfillOutcome::Skipped, gap.len());
+                    log::debug!(
+                        "gap {}..{} of dense log {} counted, not fetched (CT_FEED_HOLES=count)",
+                        gap.start,
+                        gap.end,
+                        log_label(log)
+                    );
+                }
+                false
+            })
+            .collect()
+    }
+
+    /// `CT_FEED_HOLES` as it applies now: `count` acts as `coalesce` while
+    /// certwatch's own queue drops frames (`dropped`: the drop counter's value), so
+    /// what it dropped itself is fetched (in 256-entry stretches) rather than counted.
+    fn feed_holes_now(&mut self, setting: FeedHoles, dropped: u64, now: Instant) -> FeedHoles {
+        let (recent, began) = self.own_drops.observe(dropped, now);
+        if setting != FeedHoles::Count || !recent {
+            return setting;
+        }
+        if began {
+            log::warn!(
+                "certwatch dropped feed frames (its workers fell behind): for the next {} s the \
+                 gaps of dense logs are fetched in 256-entry stretches, not counted \
+                 (CT_FEED_HOLES=count applies again after)",
+                OWN_DROPS_HOLD.as_secs()
+            );
+        }
+        FeedHoles::Coalesce
+    }
+}
+
+/// Whether certwatch itself dropped feed frames lately (its workers fell behind;
+/// `certwatch_ct_messages_dropped_total` grew): those holes look like a server
+/// that leaves holes by design, but they are certwatch's to fill.
+#[derive(Default)]
+struct OwnDrops {
+    dropped: u64,
+    until: Option<Instant>,
+}
+
+impl OwnDrops {
+    /// Takes the drop counter's value at `now`; returns whether drops are recent
+    /// (within `OWN_DROPS_HOLD`) and whether they just began.
+    fn observe(&mut self, dropped: u64, now: Instant) -> (bool, bool) {
+        let mut began = false;
+        if dropped > self.dropped {
+            began = self.until.is_none_or(|until| until <= now);
+            self.dropped = dropped;
+            self.until = Some(now + OWN_DROPS_HOLD);
+        }
+        (self.until.is_some_and(|until| now < until), began)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_drops_are_recent_for_the_hold_after_the_counter_last_grew() {
+        let t0 = Instant::now();
+        let mut drops = OwnDrops::default();
+        assert_eq!(drops.observe(0, t0), (false, false), "no drop yet");
+        assert_eq!(drops.observe(5, t0), (true, true), "drops begin");
+        let later = t0 + OWN_DROPS_HOLD / 2;
+        assert_eq!(drops.observe(5, later), (true, false), "still recent");
+        assert_eq!(drops.observe(9, later), (true, false), "more, same episode");
+        let after = later + OWN_DROPS_HOLD;
+        assert_eq!(drops.observe(9, after), (false, false), "the hold is over");
+        assert_eq!(drops.observe(10, after), (true, true), "a new episode");
+    }
+
+    #[test]
+    fn count_acts_as_coalesce_only_while_certwatch_drops_frames() {
+        let t0 = Instant::now();
+        let mut stats = Stats::default();
+        assert_eq!(
+            stats.feed_holes_now(FeedHoles::Count, 0, t0),
+            FeedHoles::Count
+        );
+        assert_eq!(
+            stats.feed_holes_now(FeedHoles::Count, 3, t0),
+            FeedHoles::Coalesce
+        );
+        assert_eq!(
+            stats.feed_holes_now(FeedHoles::Fetch, 4, t0),
+            FeedHoles::Fetch
+        );
+        let after = t0 + OWN_DROPS_HOLD + Duration::from_secs(1);
+        assert_eq!(
+            stats.feed_holes_now(FeedHoles::Count, 4, after),
+            FeedHoles::Count
+        );
+    }
+}
