@@ -25,7 +25,7 @@ pub const LIST_REFRESH: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug)]
 pub enum ReadError {
     /// The URL could not be fetched (connection, TLS, timeout, too many redirects).
-    Fetch(ureq::Error),
+    Fetch(Box<ureq::Error>),
     /// The URL answered with another status than 2xx.
     Status(u16),
     /// The file could not be opened or read, or the body not read in full.
@@ -92,7 +92,10 @@ impl std::error::Error for ListError {}
 pub fn read_list(source: &str) -> Result<(LogList, Vec<u8>), ReadError> {
     let bytes = if source.starts_with("http://") || source.starts_with("https://") {
         let agent = crate::outbound::list_agent(LIST_TIMEOUT);
-        let mut response = agent.get(source).call().map_err(ReadError::Fetch)?;
+        let mut response = agent
+            .get(source)
+            .call()
+            .map_err(|e| ReadError::Fetch(Box::new(e)))?;
         if !response.status().is_success() {
             return Err(ReadError::Status(response.status().as_u16()));
         }
