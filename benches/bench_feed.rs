@@ -237,9 +237,9 @@ impl Reference {
                 // Ends when the feed goes away at the end of the bench.
                 while let Ok(message) = ws.read() {
                     if let tungstenite::Message::Text(text) = message {
-                        if let Ok(certwatch::certstream::Peek::Certificate {
+                        if let Ok(certwatch::sources::feed::Peek::Certificate {
                             all_domains, ..
-                        }) = certwatch::certstream::peek(&text)
+                        }) = certwatch::sources::feed::peek(&text)
                         {
                             names += all_domains.len();
                         }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use certwatch::ctlog::gaps::{GapTracker, Recorder, Settings, SharedGaps};
+use certwatch::coverage::gaps::{GapTracker, Recorder, Settings, SharedGaps};
 use certwatch::ctlog::loglist::{LogId, LogList};
 use certwatch_testkit::feedgen::XorShift;
 

@@ -19,7 +19,7 @@ fn time_per_frame(frames: &[String]) -> f64 {
         let started = Instant::now();
         for _ in 0..LOOPS {
             for frame in frames {
-                let _ = black_box(certwatch::certstream::peek(black_box(frame)));
+                let _ = black_box(certwatch::sources::feed::peek(black_box(frame)));
             }
         }
         let ns = started.elapsed().as_nanos() as f64 / (LOOPS * frames.len()) as f64;

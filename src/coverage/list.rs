@@ -51,9 +51,9 @@ impl std::error::Error for ReadError {}
 #[derive(Debug)]
 pub struct ListError {
     /// Why the source could not be read.
-    pub read: ReadError,
+    pub read: Box<ReadError>,
     /// Why the kept copy could not be used.
-    pub kept: KeptError,
+    pub kept: Box<KeptError>,
 }
 
 /// Why the copy kept in Postgres could not be used.
@@ -69,7 +69,7 @@ pub enum KeptError {
 
 impl fmt::Display for ListError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kept {
+        match self.kept.as_ref() {
             KeptError::None => write!(f, "{}; no copy kept in the database", self.read),
             KeptError::Store(e) => write!(
                 f,
@@ -154,7 +154,10 @@ pub fn read_list_or_kept(store: &Store, source: &str) -> Result<LogList, ListErr
         Ok(None) => KeptError::None,
         Err(e) => KeptError::Store(e),
     };
-    Err(ListError { read, kept })
+    Err(ListError {
+        read: Box::new(read),
+        kept: Box::new(kept),
+    })
 }
 
 /// The metrics label of a log: its fetch URL without the trailing slash.
