@@ -195,7 +195,7 @@ fn no_module_but_store_contains_sql() {
     ];
     let mut offenders = Vec::new();
     for path in source_files() {
-        if path.ends_with("src/store.rs") {
+        if path.starts_with(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store")) {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();

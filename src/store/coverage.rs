@@ -1,0 +1,167 @@
+//! Coverage state: the last good CT log list (`public.certwatch_log_list`), each
+//! log's position (`certwatch_log_positions`: only forward, but for an explicit
+//! reset) and the ranges each replica's backfill claimed or finished
+//! (`certwatch_backfill_claims`). Runs on callers' threads: the `backfill`
+//! thread, and the `pipeline` thread (positions saved at the drain).
+
+use super::{Store, StoreError};
+use std::time::Duration;
+
+impl Store {
+    /// Keeps `body` as the last good CT log list read from `source`.
+    pub fn save_log_list(&self, source: &str, body: &[u8]) -> Result<(), StoreError> {
+        self.run(|conn| {
+            conn.execute(
+                "INSERT INTO public.certwatch_log_list (source, body, fetched_at) VALUES ($1, $2, now())
+                 ON CONFLICT (source) DO UPDATE SET body = EXCLUDED.body, fetched_at = now()",
+                &[&source, &body],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The last good CT log list read from `source` and when (RFC 3339, UTC), if any.
+    pub fn load_log_list(&self, source: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        let rows = self.run(|conn| {
+            conn.query(
+                "SELECT body, to_char(fetched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                   FROM public.certwatch_log_list WHERE source = $1",
+                &[&source],
+            )
+        })?;
+        Ok(rows.first().map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Stores each log's position (log id in base64, its URL, the index below which
+    /// everything was seen, fetched or abandoned) in one statement; a stored position
+    /// only moves forward (replicas share them).
+    pub fn save_positions(&self, positions: &[(String, String, u64)]) -> Result<(), StoreError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = positions.iter().map(|p| p.0.as_str()).collect();
+        let urls: Vec<&str> = positions.iter().map(|p| p.1.as_str()).collect();
+        let at: Vec<i64> = positions.iter().map(|p| to_i64(p.2)).collect();
+        self.run(|conn| {
+            conn.execute(
+                "INSERT INTO public.certwatch_log_positions AS p (log_id, log_url, position)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::int8[])
+                 ON CONFLICT (log_id) DO UPDATE
+                    SET position = GREATEST(p.position, EXCLUDED.position),
+                        log_url = EXCLUDED.log_url, updated_at = now()
+                  WHERE p.position < EXCLUDED.position OR p.log_url <> EXCLUDED.log_url",
+                &[&ids, &urls, &at],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Sets a log's stored position, also backwards: after a feed named an index
+    /// beyond the log's tree.
+    pub fn reset_position(&self, log_id: &str, url: &str, position: u64) -> Result<(), StoreError> {
+        self.run(|conn| {
+            conn.execute(
+                "INSERT INTO public.certwatch_log_positions (log_id, log_url, position)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (log_id) DO UPDATE
+                    SET position = EXCLUDED.position, log_url = EXCLUDED.log_url, updated_at = now()",
+                &[&log_id, &url, &to_i64(position)],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Every stored position: (log id in base64, position).
+    pub fn load_positions(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self.run(|conn| {
+            conn.query(
+                "SELECT log_id, position FROM public.certwatch_log_positions",
+                &[],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect())
+    }
+
+    /// Claims `[start, end)` of a log for this instance's backfill for `lease`:
+    /// returns the parts claimed, which leave out what another replica claimed (and
+    /// whose claim has not expired) or finished. Serialised per log by an advisory
+    /// lock; claims older than a day are deleted on the way.
+    pub fn claim_range(
+        &self,
+        log_id: &str,
+        start: u64,
+        end: u64,
+        lease: Duration,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let owner: &str = &self.instance;
+        let (from, to) = (to_i64(start), to_i64(end));
+        let lease = lease.as_secs_f64();
+        let mut conn = self.conn()?;
+        let mut tx = conn.client.transaction()?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 7262013371))",
+            &[&log_id],
+        )?;
+        tx.execute(
+            "DELETE FROM public.certwatch_backfill_claims
+              WHERE log_id = $1 AND claimed_at < now() - interval '1 day'",
+            &[&log_id],
+        )?;
+        let taken: Vec<(u64, u64)> = tx
+            .query(
+                "SELECT start_index, end_index FROM public.certwatch_backfill_claims
+                  WHERE log_id = $1 AND owner <> $2 AND start_index < $4 AND end_index > $3
+                    AND (done OR expires_at > now())",
+                &[&log_id, &owner, &from, &to],
+            )?
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0).max(0) as u64,
+                    r.get::<_, i64>(1).max(0) as u64,
+                )
+            })
+            .collect();
+        let free = crate::coverage::claims::subtract(start..end, &taken);
+        for piece in &free {
+            tx.execute(
+                "INSERT INTO public.certwatch_backfill_claims AS c
+                        (log_id, start_index, end_index, owner, expires_at)
+                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+                 ON CONFLICT (log_id, start_index, owner) DO UPDATE
+                    SET end_index = EXCLUDED.end_index, expires_at = EXCLUDED.expires_at,
+                        claimed_at = now(), done = false",
+                &[
+                    &log_id,
+                    &to_i64(piece.start),
+                    &to_i64(piece.end),
+                    &owner,
+                    &lease,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(free.into_iter().map(|r| (r.start, r.end)).collect())
+    }
+
+    /// Marks this instance's claim starting at `start` done: other replicas skip it.
+    pub fn finish_claim(&self, log_id: &str, start: u64) -> Result<(), StoreError> {
+        let owner: &str = &self.instance;
+        self.run(|conn| {
+            conn.execute(
+                "UPDATE public.certwatch_backfill_claims SET done = true
+                  WHERE log_id = $1 AND start_index = $2 AND owner = $3",
+                &[&log_id, &to_i64(start), &owner],
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// A log index as Postgres `bigint` (indices never come near `i64::MAX`).
+fn to_i64(index: u64) -> i64 {
+    i64::try_from(index).unwrap_or(i64::MAX)
+}
