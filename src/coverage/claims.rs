@@ -31,9 +31,9 @@ pub struct Claimed {
 /// replica's work.
 pub fn claim(store: &Store, metrics: &Metrics, log: &Log, gap: Gap) -> Vec<Claimed> {
     let id = log.id.to_base64();
-    match store.claim_range(&id, gap.start, gap.end, CLAIM_LEASE) {
+    match store.claim_range(&id, gap.start..gap.end, CLAIM_LEASE, subtract) {
         Ok(parts) => {
-            let mine: u64 = parts.iter().map(|(s, e)| e - s).sum();
+            let mine: u64 = parts.iter().map(|r| r.end - r.start).sum();
             if mine < gap.len() {
                 log::info!(
                     "CT log {}: {} of entries {}..{} are fetched by another replica",
@@ -50,9 +50,9 @@ pub fn claim(store: &Store, metrics: &Metrics, log: &Log, gap: Gap) -> Vec<Claim
             }
             parts
                 .into_iter()
-                .map(|(start, end)| Claimed {
-                    range: start..end,
-                    claim: Some(start),
+                .map(|range| Claimed {
+                    claim: Some(range.start),
+                    range,
                 })
                 .collect()
         }
@@ -86,8 +86,12 @@ pub fn finish(store: &Store, log: &Log, claim: Option<u64>) {
 /// The parts of `range` that no range of `taken` covers, in order (`taken` in any
 /// order, overlapping or not): what is left of a gap once other replicas' claims
 /// are taken out.
-pub fn subtract(range: Range<u64>, taken: &[(u64, u64)]) -> Vec<Range<u64>> {
-    let mut taken: Vec<(u64, u64)> = taken.iter().copied().filter(|(s, e)| s < e).collect();
+pub fn subtract(range: Range<u64>, taken: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut taken: Vec<(u64, u64)> = taken
+        .iter()
+        .filter(|r| r.start < r.end)
+        .map(|r| (r.start, r.end))
+        .collect();
     taken.sort_unstable();
     let mut free = Vec::new();
     let mut at = range.start;
@@ -113,14 +117,14 @@ mod tests {
     #[test]
     fn subtract_leaves_exactly_the_indices_no_claim_covers() {
         assert_eq!(subtract(10..20, &[]), vec![10..20]);
-        assert_eq!(subtract(10..20, &[(0, 10), (20, 30)]), vec![10..20]);
-        assert_eq!(subtract(10..20, &[(15, 17), (5, 12)]), vec![12..15, 17..20]);
+        assert_eq!(subtract(10..20, &[0..10, 20..30]), vec![10..20]);
+        assert_eq!(subtract(10..20, &[15..17, 5..12]), vec![12..15, 17..20]);
         assert_eq!(
-            subtract(10..20, &[(0, 100)]),
+            subtract(10..20, std::slice::from_ref(&(0..100))),
             Vec::<std::ops::Range<u64>>::new()
         );
         assert_eq!(
-            subtract(10..20, &[(12, 14), (13, 16), (9, 9)]),
+            subtract(10..20, &[12..14, 13..16, 9..9]),
             vec![10..12, 16..20]
         );
         // Against a model: every index of the range, minus the covered ones.
@@ -128,14 +132,14 @@ mod tests {
         for _ in 0..500 {
             let start = rng.below(50);
             let end = start + rng.below(50);
-            let taken: Vec<(u64, u64)> = (0..rng.below(5))
+            let taken: Vec<Range<u64>> = (0..rng.below(5))
                 .map(|_| {
                     let s = rng.below(110);
-                    (s, s + rng.below(30))
+                    s..s + rng.below(30)
                 })
                 .collect();
             let want: Vec<u64> = (start..end)
-                .filter(|i| !taken.iter().any(|(s, e)| (*s..*e).contains(i)))
+                .filter(|i| !taken.iter().any(|r| r.contains(i)))
                 .collect();
             let got = subtract(start..end, &taken);
             assert!(got.windows(2).all(|w| w[0].end < w[1].start), "{got:?}");

@@ -8,7 +8,7 @@
 use super::Coverage;
 use super::list::log_label;
 use crate::ctlog::loglist::{Log, LogId, LogList};
-use crate::store::{Store, StoreError};
+use crate::store::{LogPosition, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -34,9 +34,9 @@ pub fn seed(coverage: &Coverage, store: &Store, list: &LogList, max_gap: u64) {
     let now = Instant::now();
     let mut tracker = coverage.gaps.lock();
     let mut seeded = 0;
-    for (id, position) in stored {
-        if let Some(log) = LogId::from_base64(&id).and_then(|id| list.get(&id))
-            && tracker.seed(log.id, position, now)
+    for row in stored {
+        if let Some(log) = LogId::from_base64(&row.log_id).and_then(|id| list.get(&id))
+            && tracker.seed(log.id, row.position, now)
         {
             seeded += 1;
         }
@@ -80,12 +80,15 @@ pub fn save(store: &Store, coverage: &Coverage) -> Result<usize, StoreError> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let rows: Vec<(String, String, u64)> = positions
+    let rows: Vec<LogPosition> = positions
         .into_iter()
         .filter_map(|(id, position)| {
             let log = list.get(&id)?;
-            let position = backlog.get(&id).map_or(position, |f| position.min(*f));
-            Some((id.to_base64(), log_label(log).to_string(), position))
+            Some(LogPosition {
+                log_id: id.to_base64(),
+                log_url: log_label(log).to_string(),
+                position: backlog.get(&id).map_or(position, |f| position.min(*f)),
+            })
         })
         .collect();
     store.save_positions(&rows)?;
@@ -100,7 +103,12 @@ pub fn rewind(coverage: &Coverage, store: &Store, log: &Log, start: u64) {
         tracker.forget(log.id);
         tracker.seed(log.id, start, Instant::now());
     }
-    if let Err(e) = store.reset_position(&log.id.to_base64(), log_label(log), start) {
+    let row = LogPosition {
+        log_id: log.id.to_base64(),
+        log_url: log_label(log).to_string(),
+        position: start,
+    };
+    if let Err(e) = store.reset_position(&row) {
         log::warn!("CT log {}: stored position not reset: {e}", log_label(log));
     }
 }

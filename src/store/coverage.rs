@@ -5,7 +5,19 @@
 //! thread, and the `pipeline` thread (positions saved at the drain).
 
 use super::{Store, StoreError};
+use std::ops::Range;
 use std::time::Duration;
+
+/// One log's stored position: the index below which every entry of the log was
+/// seen, fetched or abandoned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPosition {
+    /// The log id in base64, as the list spells it.
+    pub log_id: String,
+    /// The log's URL (the metrics label), for whoever reads the table.
+    pub log_url: String,
+    pub position: u64,
+}
 
 impl Store {
     /// Keeps `body` as the last good CT log list read from `source`.
@@ -32,16 +44,15 @@ impl Store {
         Ok(rows.first().map(|r| (r.get(0), r.get(1))))
     }
 
-    /// Stores each log's position (log id in base64, its URL, the index below which
-    /// everything was seen, fetched or abandoned) in one statement; a stored position
-    /// only moves forward (replicas share them).
-    pub fn save_positions(&self, positions: &[(String, String, u64)]) -> Result<(), StoreError> {
+    /// Stores each log's position in one statement; a stored position only moves
+    /// forward (replicas share them).
+    pub fn save_positions(&self, positions: &[LogPosition]) -> Result<(), StoreError> {
         if positions.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = positions.iter().map(|p| p.0.as_str()).collect();
-        let urls: Vec<&str> = positions.iter().map(|p| p.1.as_str()).collect();
-        let at: Vec<i64> = positions.iter().map(|p| to_i64(p.2)).collect();
+        let ids: Vec<&str> = positions.iter().map(|p| p.log_id.as_str()).collect();
+        let urls: Vec<&str> = positions.iter().map(|p| p.log_url.as_str()).collect();
+        let at: Vec<i64> = positions.iter().map(|p| to_i64(p.position)).collect();
         self.run(|conn| {
             conn.execute(
                 "INSERT INTO public.certwatch_log_positions AS p (log_id, log_url, position)
@@ -58,46 +69,57 @@ impl Store {
 
     /// Sets a log's stored position, also backwards: after a feed named an index
     /// beyond the log's tree.
-    pub fn reset_position(&self, log_id: &str, url: &str, position: u64) -> Result<(), StoreError> {
+    pub fn reset_position(&self, row: &LogPosition) -> Result<(), StoreError> {
+        let LogPosition {
+            log_id,
+            log_url: url,
+            position,
+        } = row;
         self.run(|conn| {
             conn.execute(
                 "INSERT INTO public.certwatch_log_positions (log_id, log_url, position)
                  VALUES ($1, $2, $3)
                  ON CONFLICT (log_id) DO UPDATE
                     SET position = EXCLUDED.position, log_url = EXCLUDED.log_url, updated_at = now()",
-                &[&log_id, &url, &to_i64(position)],
+                &[log_id, url, &to_i64(*position)],
             )
         })?;
         Ok(())
     }
 
-    /// Every stored position: (log id in base64, position).
-    pub fn load_positions(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    /// Every stored position.
+    pub fn load_positions(&self) -> Result<Vec<LogPosition>, StoreError> {
         let rows = self.run(|conn| {
             conn.query(
-                "SELECT log_id, position FROM public.certwatch_log_positions",
+                "SELECT log_id, log_url, position FROM public.certwatch_log_positions",
                 &[],
             )
         })?;
         Ok(rows
             .iter()
-            .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+            .map(|r| LogPosition {
+                log_id: r.get(0),
+                log_url: r.get(1),
+                position: r.get::<_, i64>(2).max(0) as u64,
+            })
             .collect())
     }
 
-    /// Claims `[start, end)` of a log for this instance's backfill for `lease`:
-    /// returns the parts claimed, which leave out what another replica claimed (and
-    /// whose claim has not expired) or finished. Serialised per log by an advisory
-    /// lock; claims older than a day are deleted on the way.
+    /// Claims parts of `range` of a log for this instance's backfill for `lease`:
+    /// `left` says what is left of the range once the ranges another replica
+    /// claimed (and whose claim has not expired) or finished are taken out (the rule
+    /// is coverage's); those parts are claimed and returned. Serialised per log by
+    /// an advisory lock, in one transaction; claims older than a day are deleted on
+    /// the way.
     pub fn claim_range(
         &self,
         log_id: &str,
-        start: u64,
-        end: u64,
+        range: Range<u64>,
         lease: Duration,
-    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        left: impl FnOnce(Range<u64>, &[Range<u64>]) -> Vec<Range<u64>>,
+    ) -> Result<Vec<Range<u64>>, StoreError> {
         let owner: &str = &self.instance;
-        let (from, to) = (to_i64(start), to_i64(end));
+        let (from, to) = (to_i64(range.start), to_i64(range.end));
         let lease = lease.as_secs_f64();
         let mut conn = self.conn()?;
         let mut tx = conn.client.transaction()?;
@@ -110,7 +132,7 @@ impl Store {
               WHERE log_id = $1 AND claimed_at < now() - interval '1 day'",
             &[&log_id],
         )?;
-        let taken: Vec<(u64, u64)> = tx
+        let taken: Vec<Range<u64>> = tx
             .query(
                 "SELECT start_index, end_index FROM public.certwatch_backfill_claims
                   WHERE log_id = $1 AND owner <> $2 AND start_index < $4 AND end_index > $3
@@ -118,14 +140,9 @@ impl Store {
                 &[&log_id, &owner, &from, &to],
             )?
             .iter()
-            .map(|r| {
-                (
-                    r.get::<_, i64>(0).max(0) as u64,
-                    r.get::<_, i64>(1).max(0) as u64,
-                )
-            })
+            .map(|r| r.get::<_, i64>(0).max(0) as u64..r.get::<_, i64>(1).max(0) as u64)
             .collect();
-        let free = crate::coverage::claims::subtract(start..end, &taken);
+        let free = left(range, &taken);
         for piece in &free {
             tx.execute(
                 "INSERT INTO public.certwatch_backfill_claims AS c
@@ -144,7 +161,7 @@ impl Store {
             )?;
         }
         tx.commit()?;
-        Ok(free.into_iter().map(|r| (r.start, r.end)).collect())
+        Ok(free)
     }
 
     /// Marks this instance's claim starting at `start` done: other replicas skip it.

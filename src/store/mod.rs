@@ -25,6 +25,7 @@ mod tls;
 mod watch;
 
 pub use alerts::{AlertRow, ResolutionCandidate};
+pub use coverage::LogPosition;
 pub use delivery::{Claimed, FIRST_DELIVERY_LEASE};
 pub use schema::SCHEMA;
 

@@ -135,6 +135,7 @@ fn a_row_the_server_refuses_is_told_apart_from_an_unavailable_database() {
 
 #[test]
 fn backfill_claims_leave_out_what_another_replica_holds_or_finished() {
+    use certwatch::store::LogPosition;
     let db = TestDb::new();
     let store = |name: &str| {
         let s = certwatch::store::Store::new(db.dsn(), 2)
@@ -144,34 +145,35 @@ fn backfill_claims_leave_out_what_another_replica_holds_or_finished() {
         s
     };
     let (a, b) = (store("a:1"), store("b:1"));
+    // The store claims what coverage's rule leaves of the range.
+    let claim = |s: &certwatch::store::Store, log: &str, range, lease| {
+        s.claim_range(log, range, lease, certwatch::coverage::claims::subtract)
+    };
     let lease = Duration::from_secs(600);
-    assert_eq!(a.claim_range("log", 0, 100, lease).unwrap(), vec![(0, 100)]);
+    assert_eq!(claim(&a, "log", 0..100, lease).unwrap(), vec![0..100]);
     // B wants an overlapping range: only the part A does not hold.
-    assert_eq!(
-        b.claim_range("log", 50, 150, lease).unwrap(),
-        vec![(100, 150)]
-    );
-    assert_eq!(
-        b.claim_range("other", 50, 150, lease).unwrap(),
-        vec![(50, 150)]
-    );
+    assert_eq!(claim(&b, "log", 50..150, lease).unwrap(), vec![100..150]);
+    assert_eq!(claim(&b, "other", 50..150, lease).unwrap(), vec![50..150]);
     // A finished: still left out for B; A itself may claim its range again.
     a.finish_claim("log", 0).unwrap();
-    assert_eq!(b.claim_range("log", 0, 40, lease).unwrap(), vec![]);
-    assert_eq!(a.claim_range("log", 0, 40, lease).unwrap(), vec![(0, 40)]);
+    assert_eq!(
+        claim(&b, "log", 0..40, lease).unwrap(),
+        Vec::<std::ops::Range<u64>>::new()
+    );
+    assert_eq!(claim(&a, "log", 0..40, lease).unwrap(), vec![0..40]);
     // A claim whose lease ran out (its replica died) is taken over.
     assert_eq!(
-        a.claim_range("log", 200, 300, Duration::ZERO).unwrap(),
-        vec![(200, 300)]
+        claim(&a, "log", 200..300, Duration::ZERO).unwrap(),
+        vec![200..300]
     );
-    assert_eq!(
-        b.claim_range("log", 150, 320, lease).unwrap(),
-        vec![(150, 320)]
-    );
+    assert_eq!(claim(&b, "log", 150..320, lease).unwrap(), vec![150..320]);
     // Positions only move forward.
-    a.save_positions(&[("id".into(), "https://ct.example/log".into(), 500)])
-        .unwrap();
-    b.save_positions(&[("id".into(), "https://ct.example/log".into(), 400)])
-        .unwrap();
-    assert_eq!(a.load_positions().unwrap(), vec![("id".to_string(), 500)]);
+    let at = |position| LogPosition {
+        log_id: "id".into(),
+        log_url: "https://ct.example/log".into(),
+        position,
+    };
+    a.save_positions(&[at(500)]).unwrap();
+    b.save_positions(&[at(400)]).unwrap();
+    assert_eq!(a.load_positions().unwrap(), vec![at(500)]);
 }
