@@ -12,7 +12,7 @@ use crate::cert::{self, Certificate, EntryType};
 use crate::hex;
 use sha2::{Digest, Sha256};
 
-/// How an alert is classified (SPEC §5).
+/// How an alert is classified (README, "Classification").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
     /// In the inventory.
@@ -59,7 +59,7 @@ pub struct Sighting {
     pub matched_entries: Vec<String>,
     /// The certificate's names that matched, in feed order.
     pub matched_sans: Vec<String>,
-    /// Hex SHA-256 of the issuance identity (SPEC §5).
+    /// Hex SHA-256 of the issuance identity (README, "Classification").
     pub issuance_key: String,
     /// Empty for the first certificate of an issuance; the fingerprint of a second,
     /// different certificate claiming the same issuance.

@@ -73,8 +73,11 @@ pub enum FeedHoles {
 
 /// Chrome's v3 log list, the default `CT_LOG_LIST`.
 pub const DEFAULT_CT_LOG_LIST: &str = "https://www.gstatic.com/ct/log_list/v3/log_list.json";
+/// Default `BACKFILL_MAX_GAP`: entries fetched per gap at most (10,000 entries are
+/// about 40 tiles, some 4 MB compressed).
+pub const DEFAULT_BACKFILL_MAX_GAP: u64 = 10_000;
 
-/// The webhook body format (SPEC §6).
+/// The webhook body format (README, "Webhook").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WebhookFormat {
     /// The predecessor's body, field for field.
@@ -278,7 +281,7 @@ impl Config {
             Some(v) => Some(v),
         };
         let backfill_max_gap = match env.get("BACKFILL_MAX_GAP") {
-            None => 10_000,
+            None => DEFAULT_BACKFILL_MAX_GAP,
             Some(raw) => match raw.parse::<u64>() {
                 Ok(n) if (1..=1_000_000).contains(&n) => n,
                 _ => {

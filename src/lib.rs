@@ -30,28 +30,28 @@
 
 pub mod alert;
 pub mod cert;
-pub mod classify;
-pub mod clock;
+mod classify;
+mod clock;
 pub mod config;
 pub mod coverage;
 pub mod ctlog;
-pub mod deliver;
-pub mod grace;
-pub mod hex;
+mod deliver;
+mod grace;
+mod hex;
 pub mod http;
 pub mod http_guard;
 pub mod logging;
 pub mod matcher;
-pub mod metrics;
-pub mod outbound;
-pub mod payload;
+mod metrics;
+mod outbound;
+mod payload;
 pub mod pipeline;
 pub mod shutdown;
 pub mod sources;
 pub mod ssrf;
 pub mod store;
-pub mod threads;
-pub mod timer;
+mod threads;
+mod timer;
 
 pub use config::Config;
 pub use pipeline::{Error, Service, run, start, start_with_lookup};

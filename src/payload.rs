@@ -34,7 +34,7 @@ pub struct Payload {
     pub format: WebhookFormat,
 }
 
-/// The `certwatch` body (SPEC §6), field for field.
+/// The `certwatch` body (README, "Webhook"), field for field.
 #[derive(Serialize)]
 struct CertwatchBody<'a> {
     fingerprint_sha1: Option<&'a str>,
@@ -61,7 +61,7 @@ struct CertwatchBody<'a> {
     detected_via: &'a str,
 }
 
-/// The CT Watch body (SPEC §6), plus `severity`, a certwatch extension that a
+/// The CT Watch body (README, "Webhook"), plus `severity`, a certwatch extension that a
 /// receiver may route on (also sent as the `X-Certwatch-Severity` header).
 #[derive(Serialize)]
 struct CtwatchBody<'a> {

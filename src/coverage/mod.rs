@@ -20,8 +20,8 @@
 pub mod claims;
 pub mod gaps;
 pub mod list;
-pub mod positions;
-pub mod stats;
+pub(crate) mod positions;
+pub(crate) mod stats;
 
 use crate::ctlog::loglist::{LogId, LogList};
 use arc_swap::ArcSwapOption;

@@ -14,9 +14,6 @@ use std::ops::Range;
 /// Entries (hashes) in a full tile.
 pub const TILE_WIDTH: u64 = 256;
 
-/// Merkle tree levels a tile spans (256 = 2^8).
-pub const TILE_HEIGHT: u32 = 8;
-
 /// Largest checkpoint accepted, in bytes (a note with a few witness signatures
 /// is well under 1 KiB).
 pub const MAX_CHECKPOINT_BYTES: usize = 16 << 10;

@@ -7,7 +7,7 @@ mod message;
 mod parse;
 mod peek;
 pub mod reader;
-pub mod worker;
+pub(crate) mod worker;
 
 pub use message::{MessageKind, ParseError, Peek};
 pub use parse::{parse_certificate, parse_matched};
