@@ -2,14 +2,23 @@
 //! order. Runs on the caller's thread (`main`, or a test).
 //!
 //! ```text
-//! feed --Batch of frames, bounded, try_send--> worker x N --Delivery (row written)--> Fanout --Job, bounded--> deliver-1..N
-//!                                                   `--Pending--> grace --Delivery----'                      (one per target)
-//! timer: watch-list refresh (atomic swap), cleanup, sweep --Fanout    http: /healthz, /metrics
+//! signal --Shutdown (flag + closed channel)--> every stage
+//! feed --Batch of frames, bounded, try_send--> worker x N --+
+//! backfill (gaps due: get-entries, tiles) -----------------+--sources::Intake--> Classifier::consider
+//!     --row written--> Fanout --Job, bounded--> deliver-1..N (one per target)
+//!     --Pending--> grace --Classifier::conclude--> Fanout
+//! timer: watch-list refresh (atomic swap), cleanup, sweep --Fanout
+//! http-guard (public port) --one request line--> tiny_http on a private socket --> http-0, http-1
 //! ```
 //! Shutdown spreads by disconnection: the feed stops and drops its sender, the
-//! workers drain and drop theirs, grace records what it held, the timer stops;
+//! workers drain and drop theirs, backfill stops at its next gap, grace records
+//! what it held, the timer stops; the drain saves the coverage positions;
 //! with the last `Fanout` gone the target threads make their last attempts within
 //! the drain budget; http stops last. No stage keeps a stray sender.
+
+mod command;
+
+pub use command::{CommandError, backfill_once};
 
 use crate::classify::{Classifier, Dedupe};
 use crate::clock::unix_now;
@@ -25,7 +34,7 @@ use crate::outbound;
 use crate::payload::{Payload, Signer};
 use crate::shutdown::Shutdown;
 use crate::sources::Intake;
-use crate::sources::backfill::{self, command};
+use crate::sources::backfill;
 use crate::sources::feed::reader::{self as feed, Feed};
 use crate::sources::feed::worker::{self, Batch, QueueBudget};
 use crate::ssrf;
@@ -198,104 +207,6 @@ fn webhook_agent(config: &Config, lookup: ssrf::Lookup) -> Result<Option<ureq::A
     Ok((!config.webhook_urls.is_empty()).then(|| {
         outbound::webhook_agent(config.webhook_timeout, config.webhook_deny_private, lookup)
     }))
-}
-
-/// Why `certwatch backfill` stopped short.
-#[derive(Debug)]
-pub enum CommandError {
-    /// It could not start (the database, a webhook target).
-    Setup(Error),
-    /// The range was refused or not read in full.
-    Once(command::RunError),
-}
-
-impl CommandError {
-    /// The process exit code: 2 for a request or configuration that cannot work,
-    /// 1 for a runtime failure.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CommandError::Setup(e) => e.exit_code(),
-            CommandError::Once(e) => e.exit_code(),
-        }
-    }
-}
-
-impl fmt::Display for CommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CommandError::Setup(e) => e.fmt(f),
-            CommandError::Once(e) => e.fmt(f),
-        }
-    }
-}
-
-/// `certwatch backfill --log URL --from N --to M`: reads one range of a trusted
-/// log, on the calling thread, through the service's own match → classify → alert
-/// path (`sources::backfill::command::run_once`), waits out the grace period of what matched, lets
-/// the `grace` and delivery target threads finish, and returns what it read. No
-/// feed, workers, timer or HTTP port: it runs beside the service. An issuance the
-/// service (or an earlier run) alerted already is not alerted again.
-pub fn backfill_once(
-    config: Config,
-    request: command::Request,
-    shutdown: Shutdown,
-) -> Result<command::Counts, CommandError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let agent = webhook_agent(&config, ssrf::system_lookup()).map_err(CommandError::Setup)?;
-    let metrics = Arc::new(Metrics::default());
-    let health = Arc::new(Health::default());
-    let store = Store::new(config.postgres_dsn.expose(), 4)
-        .map_err(|e| CommandError::Setup(Error::Database(e)))?
-        .with_instance(&format!("{}:backfill", instance_name(None)));
-    let Loaded {
-        watch, inventory, ..
-    } = match load(&store, &metrics, &health, &shutdown) {
-        Ok(Some(loaded)) => loaded,
-        Ok(None) => {
-            return Err(CommandError::Once(command::RunError::Failed(
-                command::Failure::InterruptedBeforeStart,
-            )));
-        }
-        Err(e) => return Err(CommandError::Setup(Error::Database(e))),
-    };
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<String>();
-    let mut threads = Vec::new();
-    let parts = spawn_classification(
-        &config,
-        (&shutdown, &metrics, &health, &store),
-        (inventory, watch),
-        agent,
-        (&mut threads, &done_tx),
-    );
-    drop(done_tx);
-    let backfill = backfill_of(
-        &config,
-        &parts,
-        Arc::new(Coverage::new(Default::default())),
-        &shutdown,
-    );
-    let result = command::run_once(&backfill, &request);
-    if result.as_ref().is_ok_and(|t| t.matched > 0) {
-        // As on the service: what the inventory does not know yet waits out its
-        // grace period (the `grace` thread concludes the rest when it ends).
-        shutdown.sleep(config.suspicious_grace + Duration::from_millis(500));
-    }
-    // The grace thread ends with the last sender, then the targets with the
-    // last fan-out (the classifier's): their last attempts, within the budget.
-    drop((backfill, parts));
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
-    let mut running = threads.len();
-    while running > 0 && done_rx.recv_deadline(deadline).is_ok() {
-        running -= 1;
-    }
-    if running > 0 {
-        log::error!(
-            "abandoning {running} threads still delivering after {}s; the service's \
-             redelivery sweep sends what is left",
-            DRAIN_TIMEOUT.as_secs()
-        );
-    }
-    result.map_err(CommandError::Once)
 }
 
 fn pipeline(
