@@ -224,7 +224,7 @@ fn backfill(request: Request) -> ExitCode {
         Err(code) => return code,
     };
     let range = format!("entries {}..={}", request.from, request.to);
-    match certwatch::pipeline::backfill_once(config, request, shutdown) {
+    match certwatch::pipeline::command::backfill_once(config, request, shutdown) {
         Ok(t) => {
             println!(
                 "certwatch backfill: {range}: {} read, {} matched the watch list, {} did not decode, \

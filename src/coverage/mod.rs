@@ -177,10 +177,8 @@ mod tests {
 
     #[test]
     fn listed_logs_positions_are_recorded_and_unknown_urls_only_counted() {
-        let list = LogList::parse(include_bytes!(
-            "../../tests/fixtures/loglist_v3_sample.json"
-        ))
-        .expect("sample list");
+        const SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/loglist_v3_sample.json");
+        let list = LogList::parse(SAMPLE).expect("sample list");
         let log = &list.logs()[0];
         let coverage = Arc::new(Coverage::new(gaps::Settings::default()));
         let mut recorder = coverage.feed_recorder();

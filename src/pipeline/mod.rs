@@ -16,9 +16,7 @@
 //! with the last `Fanout` gone the target threads make their last attempts within
 //! the drain budget; http stops last. No stage keeps a stray sender.
 
-mod command;
-
-pub use command::{CommandError, backfill_once};
+pub mod command;
 
 use crate::classify::{Classifier, Dedupe};
 use crate::clock::unix_now;
@@ -467,7 +465,7 @@ fn spawn_stages(p: Parts) -> Stages {
     {
         let backfill = backfill_of(&config, &parts, coverage.clone(), &shutdown);
         stages.push(spawn_stage("backfill", &health, &done_tx, move || {
-            backfill::run_backfill(backfill)
+            backfill::thread::run_backfill(backfill)
         }));
     }
     let Classification {

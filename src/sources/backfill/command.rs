@@ -1,6 +1,6 @@
 //! `certwatch backfill --log URL --from N --to M`: one range of one trusted log,
 //! read once through the `backfill` thread's own fetch path (`fetch::Fetcher`) on
-//! the calling thread (the main thread; `pipeline::backfill_once` sets up the
+//! the calling thread (the main thread; `pipeline::command::backfill_once` sets up the
 //! classification stages around it). Owns the request and its typed outcome.
 
 use super::Backfill;
