@@ -20,7 +20,7 @@
 //! - `store`: every SQL query, the Postgres pool
 //! - `payload`: webhook bodies and signatures (pure)
 //! - `deliver`: webhook targets, POSTs, retries (`deliver-N`, one per target)
-//! - `ssrf`: the SSRF guard on webhook egress (start-up, `deliver-N`)
+//! - `ssrf`: the SSRF filter on webhook egress (start-up, `deliver-N`)
 //! - `timer`: watch-list refresh, cleanup, redelivery sweep (`timer`)
 //! - `http`: `/healthz`, `/metrics` with tiny_http on a private socket, the healthcheck client (`http-0`, `http-1`)
 //! - `http_guard`: the public API port, bounded in connections, bytes and time (`http-guard`)

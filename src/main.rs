@@ -207,7 +207,7 @@ fn serve() -> ExitCode {
     match certwatch::run(config, shutdown) {
         Ok(()) => ExitCode::SUCCESS,
         // The logger writes to stderr: one line, not a second copy by eprintln.
-        // A configuration that can never work (a webhook target the SSRF guard
+        // A configuration that can never work (a webhook target the SSRF filter
         // refuses) exits 2, like a bad variable: systemd does not restart it.
         Err(e) => {
             log::error!("{e}");

@@ -1,5 +1,5 @@
 //! Outbound HTTP: the one place the ureq agents certwatch sends requests with are
-//! configured (webhook deliveries behind the SSRF guard, CT log fetches, the log
+//! configured (webhook deliveries behind the SSRF filter, CT log fetches, the log
 //! list), and the `Retry-After` header both honour. Pure construction and parsing;
 //! the agents run on the threads that use them (`deliver-N`, `backfill`).
 //!
@@ -8,7 +8,7 @@
 //! answer like any other) except for the log list (`list_agent`).
 
 use crate::clock::unix_now;
-use crate::ssrf::{self, GuardedResolver};
+use crate::ssrf::{self, FilteringResolver};
 use std::time::Duration;
 
 /// `certwatch/<version>`, sent with every request.
@@ -40,17 +40,17 @@ fn base_config(
         .build()
 }
 
-/// The agent webhook deliveries use: names resolved through the SSRF guard
+/// The agent webhook deliveries use: names resolved through the SSRF filter
 /// (which, with `deny_private`, only hands out vetted addresses; environment
 /// proxies are then not used, since a proxy resolves targets itself).
 pub fn webhook_agent(timeout: Duration, deny_private: bool, lookup: ssrf::Lookup) -> ureq::Agent {
     ssrf::agent(
         base_config(USER_AGENT, timeout, !deny_private, 0),
-        GuardedResolver::new(deny_private, lookup),
+        FilteringResolver::new(deny_private, lookup),
     )
 }
 
-/// An agent without the SSRF guard, with `user_agent`: for a CT log (certwatch's
+/// An agent without the SSRF filter, with `user_agent`: for a CT log (certwatch's
 /// User-Agent plus the operator's contact when set), or the healthcheck client.
 pub fn plain_agent(user_agent: &str, timeout: Duration) -> ureq::Agent {
     base_config(user_agent, timeout, true, 0).into()

@@ -1,4 +1,4 @@
-//! Webhook egress guard (`WEBHOOK_DENY_PRIVATE=true`): an SSRF guard that refuses webhook
+//! Webhook egress filter (`WEBHOOK_DENY_PRIVATE=true`): SSRF protection that refuses webhook
 //! targets whose host resolves to a loopback, private, link-local, CGNAT, unspecified,
 //! multicast, broadcast or "this network" address.
 //!
@@ -7,7 +7,7 @@
 //! * at start-up, on the main thread, [`check_target`] vets every configured webhook URL and gives a clear,
 //!   one-line error naming the host, the address and the reason;
 //! * at every connection, on each webhook target's thread (`deliver-N`), the HTTP agent (built by [`agent`]) resolves
-//!   names through [`GuardedResolver`], which drops denied addresses and hands ureq only the
+//!   names through [`FilteringResolver`], which drops denied addresses and hands ureq only the
 //!   addresses it checked, so ureq dials exactly those (no DNS-rebinding window between the
 //!   check and the connect).
 //!
@@ -233,12 +233,12 @@ impl std::fmt::Display for TargetError {
 /// `ureq::Error::Io` of kind `PermissionDenied` whose text names the host, address and reason;
 /// an empty lookup is `ureq::Error::HostNotFound`.
 #[derive(Clone)]
-pub struct GuardedResolver {
+pub struct FilteringResolver {
     deny_private: bool,
     lookup: Lookup,
 }
 
-impl GuardedResolver {
+impl FilteringResolver {
     /// A resolver using `lookup`, refusing denied addresses when `deny_private` is set.
     pub fn new(deny_private: bool, lookup: Lookup) -> Self {
         Self {
@@ -276,15 +276,15 @@ impl GuardedResolver {
     }
 }
 
-impl fmt::Debug for GuardedResolver {
+impl fmt::Debug for FilteringResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GuardedResolver")
+        f.debug_struct("FilteringResolver")
             .field("deny_private", &self.deny_private)
             .finish_non_exhaustive()
     }
 }
 
-impl Resolver for GuardedResolver {
+impl Resolver for FilteringResolver {
     fn resolve(
         &self,
         uri: &Uri,
@@ -337,13 +337,13 @@ impl Resolver for GuardedResolver {
     }
 }
 
-/// An agent using the guarded resolver with ureq's default connector:
+/// An agent using the filtering resolver with ureq's default connector:
 /// `ureq::Agent::with_parts(config, DefaultConnector::new(), resolver)`.
 ///
 /// Build `config` with `.proxy(None)` unless a proxy is wanted: ureq's default config picks
 /// up `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY`, and through a proxy the target is resolved by
-/// the proxy, out of the guard's sight (a warning is logged in that case).
-pub fn agent(config: Config, resolver: GuardedResolver) -> ureq::Agent {
+/// the proxy, out of the filter's sight (a warning is logged in that case).
+pub fn agent(config: Config, resolver: FilteringResolver) -> ureq::Agent {
     // Not a let-chain: the main crate's rust-version is 1.85.
     if let Some(proxy) = config
         .proxy()
@@ -598,7 +598,7 @@ mod tests {
     fn resolver_refuses_loopback_and_never_dials() {
         let server = responder();
         let lookup = fake("hook.test", vec![sa(&format!("127.0.0.1:{}", server.port))]);
-        let agent = agent(test_config(), GuardedResolver::new(true, lookup));
+        let agent = agent(test_config(), FilteringResolver::new(true, lookup));
         let err = post(&agent, server.port).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("loopback"), "{text}");
@@ -615,7 +615,7 @@ mod tests {
     fn resolver_allows_everything_when_not_denying() {
         let server = responder();
         let lookup = fake("hook.test", vec![sa(&format!("127.0.0.1:{}", server.port))]);
-        let agent = agent(test_config(), GuardedResolver::new(false, lookup));
+        let agent = agent(test_config(), FilteringResolver::new(false, lookup));
         assert_eq!(post(&agent, server.port).unwrap(), 200);
         assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
     }
@@ -627,14 +627,14 @@ mod tests {
             "hook.test",
             vec![sa("10.0.0.1:80"), sa("93.184.216.34:80"), sa("[::1]:80")],
         );
-        let resolver = GuardedResolver::new(true, lookup);
+        let resolver = FilteringResolver::new(true, lookup);
         let uri: Uri = "http://hook.test/".parse().unwrap();
         let got = resolver
             .resolve(&uri, &test_config(), NextTimeout::default())
             .unwrap();
         assert_eq!(&got[..], &[sa("93.184.216.34:80")]);
 
-        let empty = GuardedResolver::new(true, fake("hook.test", vec![]));
+        let empty = FilteringResolver::new(true, fake("hook.test", vec![]));
         let err = empty
             .resolve(&uri, &test_config(), NextTimeout::default())
             .unwrap_err();
@@ -661,7 +661,7 @@ mod tests {
         assert!(check_target(&url, &lookup).is_ok());
 
         // Delivery: the name now points at loopback; refused before any connect.
-        let agent = agent(test_config(), GuardedResolver::new(true, lookup));
+        let agent = agent(test_config(), FilteringResolver::new(true, lookup));
         let err = post(&agent, port).unwrap_err();
         assert!(err.to_string().contains("loopback"), "{err}");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
