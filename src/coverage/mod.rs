@@ -141,7 +141,8 @@ impl FeedRecorder {
         &mut self,
         list: &LogList,
         url: &str,
-        (index, timestamp_ms): (u64, Option<i64>),
+        index: u64,
+        timestamp_ms: Option<i64>,
         at: At,
     ) {
         match list.lookup(url) {
@@ -187,13 +188,13 @@ mod tests {
             unix_ms: 1_800_000_000_000,
         };
         let url = log.fetch_base().trim_end_matches('/');
-        recorder.record(&list, url, (10, Some(1_799_999_000_000)), at);
-        recorder.record(&list, url, (12, None), at);
+        recorder.record(&list, url, 10, Some(1_799_999_000_000), at);
+        recorder.record(&list, url, 12, None, at);
         // Further ahead of the clock than TIMESTAMP_AHEAD_MS: not believed.
         let ahead = at.unix_ms + TIMESTAMP_AHEAD_MS + 1;
-        recorder.record(&list, url, (13, Some(ahead)), at);
+        recorder.record(&list, url, 13, Some(ahead), at);
         for _ in 0..3 {
-            recorder.record(&list, "https://evil.example/log", (1, None), at);
+            recorder.record(&list, "https://evil.example/log", 1, None, at);
         }
         assert_eq!(recorder.flush(), 3);
         assert_eq!(recorder.flush(), 0, "counted once");

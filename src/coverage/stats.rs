@@ -51,7 +51,8 @@ impl Stats {
         coverage: &Coverage,
         list: &LogList,
         out: Outputs<'_>,
-        (setting, queued_entries): (FeedHoles, u64),
+        setting: FeedHoles,
+        queued_entries: u64,
         now: Instant,
     ) -> Vec<Gap> {
         let holes = self.feed_holes_now(setting, out.metrics.ct_messages_dropped.get(), now);

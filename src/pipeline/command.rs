@@ -4,8 +4,8 @@
 //! feed, workers, timer or HTTP port, so it runs beside the service.
 
 use super::{
-    DRAIN_TIMEOUT, Error, Loaded, backfill_of, instance_name, load, spawn_classification,
-    webhook_agent,
+    Common, DRAIN_TIMEOUT, Error, Lists, Loaded, Spawned, backfill_of, instance_name, load,
+    spawn_classification, webhook_agent,
 };
 use crate::config::Config;
 use crate::coverage::Coverage;
@@ -81,10 +81,18 @@ pub fn backfill_once(
     let mut threads = Vec::new();
     let parts = spawn_classification(
         &config,
-        (&shutdown, &metrics, &health, &store),
-        (inventory, watch),
+        Common {
+            shutdown: &shutdown,
+            metrics: &metrics,
+            health: &health,
+            store: &store,
+        },
+        Lists { inventory, watch },
         agent,
-        (&mut threads, &done_tx),
+        Spawned {
+            threads: &mut threads,
+            done: &done_tx,
+        },
     );
     drop(done_tx);
     let backfill = backfill_of(

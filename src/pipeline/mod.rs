@@ -454,10 +454,21 @@ fn spawn_stages(p: Parts) -> Stages {
     let mut stages: Vec<JoinHandle<()>> = Vec::new();
     let parts = spawn_classification(
         &config,
-        (&shutdown, &metrics, &health, &store),
-        (inventory, watch.clone()),
+        Common {
+            shutdown: &shutdown,
+            metrics: &metrics,
+            health: &health,
+            store: &store,
+        },
+        Lists {
+            inventory,
+            watch: watch.clone(),
+        },
         agent,
-        (&mut stages, &done_tx),
+        Spawned {
+            threads: &mut stages,
+            done: &done_tx,
+        },
     );
     // Coverage: the log list and gap tracker the workers record into, and the
     // `backfill` thread that fetches what the feed skipped.
@@ -535,6 +546,27 @@ fn spawn_stages(p: Parts) -> Stages {
     }
 }
 
+/// What every stage is built with.
+#[derive(Clone, Copy)]
+struct Common<'a> {
+    shutdown: &'a Shutdown,
+    metrics: &'a Arc<Metrics>,
+    health: &'a Arc<Health>,
+    store: &'a Store,
+}
+
+/// The watch list and the inventory snapshot classification reads.
+struct Lists {
+    inventory: Arc<ArcSwapOption<crate::alert::InventorySnapshot>>,
+    watch: Arc<ArcSwap<WatchList>>,
+}
+
+/// Where spawned stages go: their handles, and the channel each reports its end on.
+struct Spawned<'a> {
+    threads: &'a mut Vec<JoinHandle<()>>,
+    done: &'a crossbeam_channel::Sender<String>,
+}
+
 /// What classifies and records a matched certificate, shared by the workers and
 /// `backfill`: the classifier, the grace channel, the held alerts, the delivery
 /// fan-out and its targets.
@@ -548,14 +580,22 @@ struct Classification {
 /// classifier they serve (the service and `certwatch backfill` both use them).
 fn spawn_classification(
     config: &Config,
-    (shutdown, metrics, health, store): (&Shutdown, &Arc<Metrics>, &Arc<Health>, &Store),
-    (inventory, watch): (
-        Arc<ArcSwapOption<crate::alert::InventorySnapshot>>,
-        Arc<ArcSwap<WatchList>>,
-    ),
+    common: Common<'_>,
+    lists: Lists,
     agent: Option<ureq::Agent>,
-    (stages, done_tx): (&mut Vec<JoinHandle<()>>, &crossbeam_channel::Sender<String>),
+    spawned: Spawned<'_>,
 ) -> Classification {
+    let Common {
+        shutdown,
+        metrics,
+        health,
+        store,
+    } = common;
+    let Lists { inventory, watch } = lists;
+    let Spawned {
+        threads: stages,
+        done: done_tx,
+    } = spawned;
     let (pending_tx, pending_rx) = crossbeam_channel::bounded::<Pending>(PENDING_QUEUE);
     let targets: Vec<Target> = config
         .webhook_urls

@@ -66,7 +66,8 @@ fn tick(backfill: &Backfill, list: &LogList, stats: &mut Stats, fetcher: &mut Fe
             metrics: &cls.metrics,
             health: &cls.health,
         },
-        (backfill.feed_holes, fetcher.queued_entries()),
+        backfill.feed_holes,
+        fetcher.queued_entries(),
         now,
     );
     for gap in due {

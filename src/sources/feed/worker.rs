@@ -207,7 +207,7 @@ fn handle_frame(
     } = peeked
     {
         if let (Some(list), Some(url), Some(index)) = (logs, &source_url, cert_index) {
-            state.recorder.record(list, url, (index, timestamp_ms), at);
+            state.recorder.record(list, url, index, timestamp_ms, at);
         }
         match_names(intake, state, text, &all_domains, now);
     }
