@@ -8,7 +8,7 @@
 //! then measures:
 //!
 //! 1. the ceiling: one thread that only reads frames and parses the fields
-//!    certwatch needs (`certstream::peek`), as fast as the server sends;
+//!    certwatch needs (`sources::feed::peek`), as fast as the server sends;
 //! 2. certwatch (the real binary, its own process, default settings) flat out:
 //!    messages per second processed, CPU microseconds per message (by thread),
 //!    drops, alerts, peak RSS, and its rate as a share of the ceiling. 1 and 2
@@ -217,7 +217,7 @@ fn own_threads_cpu(name: &str) -> f64 {
 }
 
 /// The ceiling: one thread (`reference`) that reads frames from a feed of its
-/// own and parses what certwatch needs (`certstream::peek`), and nothing else.
+/// own and parses what certwatch needs (`sources::feed::peek`), and nothing else.
 /// It reads whenever its feed sends; the bench turns that feed on and off.
 struct Reference {
     feed: PacedFeed,

@@ -1,4 +1,4 @@
-//! `cargo bench --bench bench_gaps`: what `ctlog::gaps` costs the workers per
+//! `cargo bench --bench bench_gaps`: what `coverage::gaps` costs the workers per
 //! certificate frame. Three feeds over 50 logs (in order; lightly reordered, each
 //! entry displaced by up to 4 places within its log 10% of the time; 5% of entries
 //! never delivered), each timed four ways: one thread calling `GapTracker::observe`,

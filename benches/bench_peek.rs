@@ -1,4 +1,4 @@
-//! `cargo bench --bench bench_peek`: what `certstream::peek` costs per frame on the
+//! `cargo bench --bench bench_peek`: what `sources::feed::peek` costs per frame on the
 //! workers' hot path, in ns, on one thread: generated full-stream frames (about
 //! 9 KB, `FeedGen`), the same frames as a lite stream sends them (no `as_der`, no
 //! `chain`), and the feed fixtures of each certstream server. Best of five runs of

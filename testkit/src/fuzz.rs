@@ -8,7 +8,7 @@
 use certwatch::alert::issuance_key;
 use certwatch::cert;
 use certwatch::matcher::WatchList;
-use certwatch::sources::feed::{self as certstream, Peek};
+use certwatch::sources::feed::{self, Peek};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -22,14 +22,14 @@ pub fn certstream(data: &[u8]) {
     let Ok(frame) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(peek) = certstream::peek(frame) else {
+    let Ok(peek) = feed::peek(frame) else {
         return;
     };
     let kind = peek.kind();
     let Peek::Certificate { all_domains, .. } = peek else {
         return;
     };
-    assert_eq!(kind, certstream::MessageKind::CertificateUpdate);
+    assert_eq!(kind, feed::MessageKind::CertificateUpdate);
     // A certificate that matched is never lost: parse_matched reads anything
     // peek accepted, keeping the names that matched.
     let matched: Vec<&str> = all_domains
@@ -38,7 +38,7 @@ pub fn certstream(data: &[u8]) {
         .take(3)
         .map(|n| n.as_ref())
         .collect();
-    let (full, _) = certstream::parse_matched(frame, &matched);
+    let (full, _) = feed::parse_matched(frame, &matched);
     for name in &matched {
         let clean = cert::replace_nul(name);
         assert!(
@@ -46,7 +46,7 @@ pub fn certstream(data: &[u8]) {
             "matched name {name:?} lost"
         );
     }
-    let Ok(cert) = certstream::parse_certificate(frame) else {
+    let Ok(cert) = feed::parse_certificate(frame) else {
         return;
     };
 
