@@ -80,7 +80,11 @@ impl std::fmt::Display for UsageError {
             UsageError::GivenTwice(flag) => write!(f, "backfill: {flag} given twice"),
             UsageError::Required(flag) => write!(f, "backfill: {flag} is required"),
             UsageError::NotAnIndex(flag, v) => {
-                write!(f, "backfill: {flag} {} is not an entry index", quoted(v))
+                write!(
+                    f,
+                    "backfill: {flag} {} is not an entry index (0 to 2^63 - 1)",
+                    quoted(v)
+                )
             }
             UsageError::Backwards { from, to } => {
                 write!(f, "backfill: --to {to} is below --from {from}")
@@ -138,9 +142,10 @@ fn parse_backfill(args: &[String]) -> Result<Command, UsageError> {
     }
     let index = |flag: &'static str, value: Option<String>| -> Result<u64, UsageError> {
         let value = value.ok_or(UsageError::Required(flag))?;
-        value
-            .parse::<u64>()
-            .map_err(|_| UsageError::NotAnIndex(flag, value))
+        match value.parse::<u64>() {
+            Ok(index) if index <= certwatch::ctlog::MAX_INDEX => Ok(index),
+            _ => Err(UsageError::NotAnIndex(flag, value)),
+        }
     };
     let log_url = log.ok_or(UsageError::Required("--log"))?;
     let (from, to) = (index("--from", from)?, index("--to", to)?);
@@ -333,6 +338,24 @@ mod tests {
                 "backfill", "--log", "x", "--from", "1", "--to", "2", "--size", "3",
             ],
             &["backfill", "--log", "x", "--from", "-1", "--to", "1"],
+            &[
+                "backfill",
+                "--log",
+                "x",
+                "--from",
+                "1",
+                "--to",
+                "18446744073709551615",
+            ],
+            &[
+                "backfill",
+                "--log",
+                "x",
+                "--from",
+                "9223372036854775808",
+                "--to",
+                "9223372036854775808",
+            ],
             &[
                 "backfill", "--log", "x", "--from", "1", "--to", "2", "--log", "y",
             ],

@@ -166,6 +166,10 @@ pub struct Metrics {
     pub ct_unknown_log_messages: IntCounter,
     /// 1 while a trusted log list is loaded (coverage and backfill on).
     pub ct_coverage_enabled: IntGauge,
+    /// Logs of the list in use left out because their own entry is unusable.
+    pub ct_log_list_skipped: IntGauge,
+    /// Entries of listed logs the gap tracker could not track (it held its most logs).
+    pub ct_untracked_entries: IntCounter,
     /// Distinct entries the feed delivered, by `log` (logs of the list only).
     pub ct_log_entries_seen: IntCounterVec,
     /// Entries the feed did not deliver within the settle time, by `log`.
@@ -374,6 +378,16 @@ impl Default for Metrics {
                 "1 while a trusted CT log list is loaded (gap tracking and backfill on)",
             )
             .expect("valid metric"),
+            ct_log_list_skipped: IntGauge::new(
+                "certwatch_ct_log_list_skipped_logs",
+                "Logs of the trusted CT log list in use left out because their own entry is unusable",
+            )
+            .expect("valid metric"),
+            ct_untracked_entries: IntCounter::new(
+                "certwatch_ct_untracked_log_entries_total",
+                "Feed entries of listed logs the gap tracker could not track (it held its most logs)",
+            )
+            .expect("valid metric"),
             ct_log_entries_seen: IntCounterVec::new(
                 Opts::new(
                     "certwatch_ct_log_entries_seen_total",
@@ -421,6 +435,8 @@ impl Default for Metrics {
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.ct_unknown_log_messages.clone()),
             Box::new(m.ct_coverage_enabled.clone()),
+            Box::new(m.ct_log_list_skipped.clone()),
+            Box::new(m.ct_untracked_entries.clone()),
             Box::new(m.ct_log_entries_seen.clone()),
             Box::new(m.ct_log_gap_entries.clone()),
             Box::new(m.ct_backfill_entries.clone()),

@@ -114,8 +114,9 @@ pub struct Settings {
     /// is a gap. Entries of one log arrive out of order by milliseconds (several
     /// workers, the server's own fetch batches); the default is 5 s.
     pub settle: Duration,
-    /// The most logs tracked at once (default 256). The caller tracks only logs of the
-    /// trusted list; this bounds the state even if it did not.
+    /// The most logs tracked at once (default `loglist::MAX_LOGS`, every log a list
+    /// may name). The caller tracks only logs of the trusted list; this bounds the
+    /// state even if it did not.
     pub max_logs: usize,
     /// The most open holes per log (default 1,024); past it the two lowest merge.
     pub max_holes: usize,
@@ -133,7 +134,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             settle: Duration::from_secs(5),
-            max_logs: 256,
+            max_logs: crate::ctlog::loglist::MAX_LOGS,
             max_holes: 1024,
             density_window: 10_000,
             dense_threshold: 0.02,
@@ -575,7 +576,7 @@ impl Track {
                 opened: now,
             });
             self.bound(settings.max_holes);
-            self.next = index + 1;
+            self.next = index.saturating_add(1);
             self.highest = Some(index);
             Observed::Jump { missing }
         } else if self.fill(index, settings.max_holes) || self.begins_earlier(index, now, settings)
@@ -609,9 +610,9 @@ impl Track {
         {
             return false;
         }
-        if index + 1 < self.origin {
+        if index.saturating_add(1) < self.origin {
             self.holes.push_front(Hole {
-                start: index + 1,
+                start: index.saturating_add(1),
                 end: self.origin,
                 opened: started,
             });
@@ -636,7 +637,7 @@ impl Track {
         if index < hole.start {
             return false;
         }
-        match (hole.start == index, hole.end == index + 1) {
+        match (hole.start == index, hole.end == index.saturating_add(1)) {
             (true, true) => {
                 self.holes.remove(at);
             }
@@ -644,7 +645,7 @@ impl Track {
             (false, true) => hole.end -= 1,
             (false, false) => {
                 let upper = Hole {
-                    start: index + 1,
+                    start: index.saturating_add(1),
                     ..*hole
                 };
                 hole.end = index;

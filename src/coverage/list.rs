@@ -106,14 +106,30 @@ pub fn read_list(source: &str) -> Result<(LogList, Vec<u8>), ReadError> {
             .read_to_vec()
             .map_err(|e| ReadError::Io(e.to_string()))?
     } else {
-        let mut bytes = Vec::new();
-        std::fs::File::open(source)
-            .and_then(|f| f.take(MAX_LIST_BYTES as u64 + 1).read_to_end(&mut bytes))
-            .map_err(|e| ReadError::Io(format!("{source}: {e}")))?;
-        bytes
+        read_regular_file(source)?
     };
     let list = LogList::parse(&bytes).map_err(ReadError::Parse)?;
     Ok((list, bytes))
+}
+
+/// A local list file, bounded in size. Opened without blocking and refused unless
+/// it is a regular file: a FIFO or a device would block the thread (or never end).
+fn read_regular_file(path: &str) -> Result<Vec<u8>, ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| ReadError::Io(format!("{path}: {e}"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(ReadError::Io(format!("{path}: not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_LIST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(bytes)
 }
 
 /// The key of a list source in `public.certwatch_log_list`: a file path as is, a
@@ -171,10 +187,22 @@ pub fn install(coverage: &Coverage, list: LogList, metrics: &Metrics, health: &H
     for log in list.logs() {
         metrics.register_log(log_label(log));
     }
+    for skipped in list.skipped() {
+        log::warn!(
+            "CT log list: {} left out ({}); the other logs are used",
+            skipped.at,
+            skipped.reason
+        );
+    }
+    metrics.ct_log_list_skipped.set(list.skipped().len() as i64);
     log::info!(
-        "trusted CT log list loaded: {} logs (version {}); gap tracking and backfill on",
+        "trusted CT log list loaded: {} logs (version {}{}); gap tracking and backfill on",
         list.logs().len(),
-        list.version().unwrap_or("?")
+        list.version().unwrap_or("?"),
+        match list.skipped().len() {
+            0 => String::new(),
+            n => format!(", {n} left out"),
+        }
     );
     coverage.logs.store(Some(Arc::new(list)));
     metrics.ct_coverage_enabled.set(1);
@@ -194,6 +222,34 @@ mod tests {
         let key = list_key("https://user:secret@lists.example/v3/list.json?token=t#f");
         assert!(!key.contains("secret") && !key.contains("token"), "{key}");
         assert!(key.starts_with("https://") && key.contains("lists.example/v3/list.json"));
+    }
+
+    /// Issue 18 item 6: a FIFO (or any other non-regular file) is refused at once
+    /// instead of blocking the thread until a writer comes.
+    #[test]
+    fn a_fifo_or_a_directory_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("certwatch-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("list.json");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.to_str().unwrap().to_string();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_list(&path).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        // A blocked open never answers; a refusal answers at once (the bound is
+        // only there so that a regression fails rather than hangs).
+        let answer = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("read_list blocked on a FIFO");
+        let err = answer.expect_err("a FIFO is not a list");
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = read_list(dir.to_str().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_file(&fifo).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]

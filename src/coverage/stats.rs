@@ -40,6 +40,8 @@ pub struct Stats {
     dense_warned: HashSet<LogId>,
     /// Whether certwatch's own worker queue dropped feed frames lately.
     own_drops: OwnDrops,
+    /// The tracker's untracked count as last published.
+    untracked: u64,
 }
 
 impl Stats {
@@ -60,6 +62,20 @@ impl Stats {
             let mut tracker = coverage.gaps.lock();
             let due = tracker.take_due(now);
             let stats = tracker.stats();
+            let untracked = tracker.untracked();
+            if untracked > self.untracked {
+                if self.untracked == 0 {
+                    log::warn!(
+                        "the gap tracker holds its most logs ({}): entries of further logs are \
+                         not tracked (certwatch_ct_untracked_log_entries_total)",
+                        tracker.len()
+                    );
+                }
+                out.metrics
+                    .ct_untracked_entries
+                    .inc_by(untracked - self.untracked);
+                self.untracked = untracked;
+            }
             for s in &stats {
                 // By the setting, not `holes`: a tracker's coalescing stays once set.
                 if s.dense && setting == FeedHoles::Coalesce && !self.dense_warned.contains(&s.log)

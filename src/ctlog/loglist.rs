@@ -24,6 +24,7 @@ use std::marker::PhantomData;
 use base64::Engine;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use sha2::Digest;
 
 /// The largest log list accepted, in bytes. Chrome's `all_logs_list.json` is about
@@ -202,6 +203,18 @@ pub struct LogList {
     /// normalising, for nearly every frame.
     by_spelling: UrlMap,
     by_id: HashMap<LogId, usize, BuildHasherDefault<FxHasher>>,
+    /// Logs left out because their own entry is unusable (the rest of the list is
+    /// kept): at most `MAX_LOGS`.
+    skipped: Vec<Skipped>,
+}
+
+/// A log of the list that was left out, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where it is, e.g. `operators[0].logs[2] ("Google 'Argon2025h2' log")`.
+    pub at: String,
+    /// What is wrong with it (the `LogListError` it would have been).
+    pub reason: String,
 }
 
 type UrlMap = HashMap<Box<str>, usize, BuildHasherDefault<FxHasher>>;
@@ -229,18 +242,10 @@ impl LogList {
             by_url: UrlMap::with_capacity_and_hasher(count * 2, Default::default()),
             by_spelling: UrlMap::with_capacity_and_hasher(count * 12, Default::default()),
             by_id: HashMap::with_capacity_and_hasher(count, Default::default()),
+            skipped: Vec::new(),
         };
         for (o, op) in raw.operators.0.into_iter().enumerate() {
-            let operator = match op.name {
-                Some(name) if !name.trim().is_empty() => name,
-                _ => {
-                    return Err(LogListError::Invalid {
-                        at: format!("operators[{o}]"),
-                        field: "name",
-                        problem: "missing or empty".into(),
-                    });
-                }
-            };
+            let operator = op.name.filter(|name| !name.trim().is_empty());
             let logs = op.logs.0.into_iter().map(|l| (false, l));
             let tiled = op.tiled_logs.0.into_iter().map(|l| (true, l));
             let mut counters = [0usize; 2];
@@ -248,16 +253,42 @@ impl LogList {
                 let n = counters[usize::from(is_tiled)];
                 counters[usize::from(is_tiled)] += 1;
                 let array = if is_tiled { "tiled_logs" } else { "logs" };
-                let at = match &raw_log.description {
+                // One log's entry is read on its own: a field of the wrong type
+                // spoils that log only.
+                let parsed = serde_json::from_str::<RawLog>(raw_log.get());
+                let at = match parsed.as_ref().ok().and_then(|l| l.description.as_ref()) {
                     Some(d) => format!("operators[{o}].{array}[{n}] ({d:?})"),
                     None => format!("operators[{o}].{array}[{n}]"),
                 };
-                let log = build_log(raw_log, is_tiled, &operator, &at)?;
-                list.insert(log, at)?;
+                let built = match (&operator, parsed) {
+                    (None, _) => Err(LogListError::Invalid {
+                        at: format!("operators[{o}]"),
+                        field: "name",
+                        problem: "missing or empty".into(),
+                    }),
+                    (Some(_), Err(e)) => Err(LogListError::Invalid {
+                        at: at.clone(),
+                        field: "(entry)",
+                        problem: e.to_string(),
+                    }),
+                    (Some(operator), Ok(raw_log)) => build_log(raw_log, is_tiled, operator, &at),
+                };
+                if let Err(e) = built.and_then(|log| list.insert(log, at.clone())) {
+                    list.skipped.push(Skipped {
+                        at,
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
         if list.logs.is_empty() {
-            return Err(LogListError::NoLogs);
+            return Err(match list.skipped.first() {
+                None => LogListError::NoLogs,
+                Some(first) => LogListError::AllSkipped {
+                    count: list.skipped.len(),
+                    first: first.reason.clone(),
+                },
+            });
         }
         Ok(list)
     }
@@ -289,6 +320,11 @@ impl LogList {
     /// The list's `version`, when given.
     pub fn version(&self) -> Option<&str> {
         self.version.as_deref()
+    }
+
+    /// The logs left out because their own entry is unusable, in list order.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// The list's `log_list_timestamp` as written, when given.
@@ -355,6 +391,13 @@ pub enum LogListError {
     },
     /// The list names no log at all.
     NoLogs,
+    /// Every log of the list is unusable.
+    AllSkipped {
+        /// How many were left out.
+        count: usize,
+        /// Why the first was.
+        first: String,
+    },
     /// A field the parser needs is missing or malformed.
     Invalid {
         /// Which operator or log, e.g. `operators[0].logs[2] ("Google 'Argon2025h2' log")`.
@@ -397,6 +440,10 @@ impl fmt::Display for LogListError {
                 "log list names {count} logs, more than the {MAX_LOGS} accepted"
             ),
             LogListError::NoLogs => f.write_str("log list names no logs"),
+            LogListError::AllSkipped { count, first } => write!(
+                f,
+                "log list names {count} logs and every one is unusable (the first: {first})"
+            ),
             LogListError::Invalid { at, field, problem } => {
                 write!(f, "log list {at}: {field}: {problem}")
             }
@@ -786,9 +833,9 @@ struct RawList {
 struct RawOperator {
     name: Option<String>,
     #[serde(default)]
-    logs: Bounded<RawLog, MAX_LOGS_PER_OPERATOR>,
+    logs: Bounded<Box<RawValue>, MAX_LOGS_PER_OPERATOR>,
     #[serde(default)]
-    tiled_logs: Bounded<RawLog, MAX_LOGS_PER_OPERATOR>,
+    tiled_logs: Bounded<Box<RawValue>, MAX_LOGS_PER_OPERATOR>,
 }
 
 #[derive(Deserialize)]
@@ -1165,7 +1212,7 @@ mod tests {
                 "invalid type: sequence",
             ),
             (
-                r#"{"operators":[{"logs":[]}]}"#.into(),
+                format!(r#"{{"operators":[{{"logs":[{good}]}}]}}"#),
                 "operators[0]: name: missing or empty",
             ),
             (
@@ -1349,7 +1396,13 @@ mod tests {
         ];
         for (json, want) in cases {
             match LogList::parse(json.as_bytes()) {
-                Ok(_) => panic!("parsed, expected an error containing {want:?}: {json:.200}"),
+                // A second log that clashes with the first: the first is kept, the
+                // second left out with the reason.
+                Ok(list) => assert!(
+                    list.skipped().iter().any(|s| s.reason.contains(want)),
+                    "expected a log left out for {want:?}, got {:?} (input {json:.200})",
+                    list.skipped()
+                ),
                 Err(e) => {
                     let message = e.to_string();
                     assert!(
@@ -1359,6 +1412,60 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Issue 18 item 9: one unusable log (an empty or malformed key, a field of the
+    /// wrong type, an unknown state, a duplicate id) leaves that log out, named,
+    /// and keeps every other.
+    #[test]
+    fn one_bad_log_is_left_out_and_the_others_kept() {
+        let good = |name: &str| log_json(name, &format!(r#""url":"https://{name}.example/log/""#));
+        let bad = [
+            r#"{"description":"empty key","log_id":"AAAA","key":"","url":"https://e.example/"}"#
+                .to_string(),
+            r#"{"description":"bad key","log_id":"AAAA","key":"%%%","url":"https://k.example/"}"#
+                .to_string(),
+            r#"{"description":"typed","log_id":5,"key":"AAAA","url":"https://t.example/"}"#
+                .to_string(),
+            log_json(
+                "frozen",
+                r#""url":"https://f.example/","state":{"frozen":{}}"#,
+            ),
+            good("a"),
+        ];
+        let mut logs = vec![good("a")];
+        logs.extend(bad);
+        logs.push(good("b"));
+        let tiled = log_json(
+            "c",
+            r#""submission_url":"https://c.example/log/","monitoring_url":"https://c.example/log/""#,
+        );
+        let list = LogList::parse(list_json(&logs, &[tiled]).as_bytes()).expect("kept");
+        let kept: Vec<&str> = list.logs().iter().map(|l| l.fetch_base()).collect();
+        assert_eq!(
+            kept,
+            [
+                "https://a.example/log/",
+                "https://b.example/log/",
+                "https://c.example/log/"
+            ]
+        );
+        let skipped: Vec<&str> = list.skipped().iter().map(|s| s.at.as_str()).collect();
+        assert_eq!(
+            skipped,
+            [
+                r#"operators[0].logs[1] ("empty key")"#,
+                r#"operators[0].logs[2] ("bad key")"#,
+                "operators[0].logs[3]",
+                "operators[0].logs[4]",
+                "operators[0].logs[5]",
+            ]
+        );
+        assert!(list.skipped()[4].reason.contains("log_id"), "the duplicate");
+        assert!(
+            list.skipped()[3].reason.contains("state"),
+            "the unknown state"
+        );
     }
 
     #[test]

@@ -12,6 +12,11 @@ pub mod loglist;
 pub mod rfc6962;
 pub mod tiles;
 
+/// The largest entry index or tree size certwatch takes, from a feed, a log or the
+/// command line: below 2^63, so that every index fits Postgres' `bigint` and
+/// `index + 1` never wraps.
+pub const MAX_INDEX: u64 = i64::MAX as u64;
+
 /// The read API a log serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LogKind {

@@ -293,6 +293,12 @@ struct SthJson {
 /// Reads the tree size and timestamp of a `get-sth` body.
 pub fn parse_sth(body: &[u8]) -> Result<Sth, DecodeError> {
     let sth: SthJson = serde_json::from_slice(body)?;
+    if sth.tree_size > super::MAX_INDEX {
+        return Err(DecodeError::TooMany {
+            what: "entries in the tree (tree_size)",
+            limit: super::MAX_INDEX as usize,
+        });
+    }
     Ok(Sth {
         tree_size: sth.tree_size,
         timestamp_ms: sth.timestamp,
@@ -572,6 +578,9 @@ mod tests {
             }
         );
         assert!(parse_sth(br#"{"tree_size":-1,"timestamp":0}"#).is_err());
+        // Issue 18 item 8: a tree size of 2^63 or more is not a tree certwatch takes.
+        assert!(parse_sth(br#"{"tree_size":9223372036854775808,"timestamp":0}"#).is_err());
+        assert!(parse_sth(br#"{"tree_size":9223372036854775807,"timestamp":0}"#).is_ok());
         assert!(parse_sth(b"<html>").is_err());
     }
 }

@@ -234,6 +234,7 @@ pub fn parse_checkpoint(body: &[u8]) -> Result<Checkpoint, DecodeError> {
     let tree_size = canonical
         .then(|| size.parse::<u64>().ok())
         .flatten()
+        .filter(|size| *size <= super::MAX_INDEX)
         .ok_or(DecodeError::Checkpoint { what: "tree size" })?;
     let root_hash = lines
         .next()

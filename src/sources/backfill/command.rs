@@ -41,6 +41,8 @@ pub enum Refusal {
     NotListed(String),
     /// `--to` below `--from`.
     Backwards { from: u64, to: u64 },
+    /// An index of 2^63 or more (`ctlog::MAX_INDEX`).
+    IndexTooLarge(u64),
 }
 
 /// A request that could not be carried out in full.
@@ -69,6 +71,11 @@ impl fmt::Display for RunError {
             RunError::Refused(Refusal::Backwards { from, to }) => {
                 write!(f, "--to {to} is below --from {from}")
             }
+            RunError::Refused(Refusal::IndexTooLarge(index)) => write!(
+                f,
+                "{index} is not an entry index (0 to {})",
+                crate::ctlog::MAX_INDEX
+            ),
             RunError::Failed(Failure::List(e)) => e.fmt(f),
             RunError::Failed(Failure::InterruptedBeforeStart) => {
                 f.write_str("interrupted while waiting for the database")
@@ -103,6 +110,12 @@ pub fn run_once(backfill: &Backfill, request: &Request) -> Result<Counts, RunErr
     let Some(source) = &backfill.list_source else {
         return Err(RunError::Refused(Refusal::NoList));
     };
+    if let Some(index) = [request.from, request.to]
+        .into_iter()
+        .find(|i| *i > crate::ctlog::MAX_INDEX)
+    {
+        return Err(RunError::Refused(Refusal::IndexTooLarge(index)));
+    }
     if request.to < request.from {
         return Err(RunError::Refused(Refusal::Backwards {
             from: request.from,

@@ -116,7 +116,7 @@ impl<'b> Fetcher<'b> {
     pub(super) fn cap(&self, log: &Log, mut gap: Gap) -> Gap {
         let max_gap = self.backfill.max_gap;
         if gap.len() > max_gap {
-            let kept_end = gap.start + max_gap;
+            let kept_end = gap.start.saturating_add(max_gap);
             log::warn!(
                 "CT log {}: entries {}..{} ({} entries) abandoned, over BACKFILL_MAX_GAP={}; \
                  entries {}..{} are fetched. To read the rest: certwatch backfill --log {} \
@@ -383,7 +383,7 @@ fn fetch_rfc6962(
     out: &mut Vec<(u64, EntryResult)>,
 ) -> Result<(), ClientError> {
     while !gap.is_empty() {
-        let end = gap.end.min(gap.start + PAGE);
+        let end = gap.end.min(gap.start.saturating_add(PAGE));
         let asked = (end - gap.start) as usize;
         let body = client.get_entries(gap.start, end - 1)?;
         let certs = entry::certificates_from_get_entries(&body, gap.start, asked, source)?;

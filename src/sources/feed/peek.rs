@@ -261,11 +261,14 @@ struct PeekCert<'a> {
     submission_timestamp_ms: Option<i64>,
 }
 
-/// `cert_index` read from its raw JSON text: an unsigned 64-bit integer, or
-/// `None` for anything else (read as raw text so that no value, not even a number
-/// out of range, makes the frame unreadable).
+/// `cert_index` read from its raw JSON text: an integer from 0 to
+/// `ctlog::MAX_INDEX`, or `None` for anything else (read as raw text so that no
+/// value, not even a number out of range, makes the frame unreadable).
 fn raw_u64(raw: &RawValue) -> Option<u64> {
-    raw.get().parse().ok()
+    raw.get()
+        .parse()
+        .ok()
+        .filter(|index| *index <= crate::ctlog::MAX_INDEX)
 }
 
 /// A string read from its raw JSON text (borrowed when it has no escapes), or
@@ -467,8 +470,17 @@ mod tests {
                 (url(), Some(5)),
             ),
             (
+                r#""source":{"url":"https://ct.example/log"},"cert_index":9223372036854775807"#,
+                (url(), Some(i64::MAX as u64)),
+            ),
+            // Issue 18 item 8: 2^63 and above is no index (`ctlog::MAX_INDEX`).
+            (
+                r#""source":{"url":"https://ct.example/log"},"cert_index":9223372036854775808"#,
+                (url(), None),
+            ),
+            (
                 r#""source":{"url":"https://ct.example/log"},"cert_index":18446744073709551615"#,
-                (url(), Some(u64::MAX)),
+                (url(), None),
             ),
             (r#""cert_index":-1"#, (None, None)),
             (r#""cert_index":"5""#, (None, None)),
