@@ -1,10 +1,11 @@
 //! `certwatch backfill --log URL --from N --to M`: one range of one trusted log,
-//! read once through the `backfill` thread's own fetch path (`fetch::Fetcher`) on
+//! read once through the fetcher threads' own path (`fetch::LogFetch`) on
 //! the calling thread (the main thread; `pipeline::command::backfill_once` sets up the
 //! classification stages around it). Owns the request and its typed outcome.
 
 use super::Backfill;
-use super::fetch::{Fetcher, QueuedGap};
+use super::fetch::{Found, LogFetch, Next, QueuedGap};
+use crate::clock::unix_now;
 use crate::coverage::gaps::Gap;
 use crate::coverage::list::{self, ListError};
 use std::fmt;
@@ -102,10 +103,11 @@ impl RunError {
     }
 }
 
-/// Runs one manual request through the same path as the `backfill` thread, on the
+/// Runs one manual request through the same path as the fetcher threads, on the
 /// caller's thread: the list (or its kept copy), the range capped at
-/// `BACKFILL_MAX_GAP`, fetched with the same retries; returns what it read, or why
-/// it could not read it all.
+/// `BACKFILL_MAX_GAP`, fetched with the same retries (a log that keeps
+/// rate-limiting is waited for at most `fetch::MAX_WAIT`); returns what it read,
+/// or why it could not read it all.
 pub fn run_once(backfill: &Backfill, request: &Request) -> Result<Counts, RunError> {
     let Some(source) = &backfill.list_source else {
         return Err(RunError::Refused(Refusal::NoList));
@@ -125,23 +127,27 @@ pub fn run_once(backfill: &Backfill, request: &Request) -> Result<Counts, RunErr
     let cls = &backfill.intake.cls;
     let list = list::read_list_or_kept(&cls.store, source)
         .map_err(|e| RunError::Failed(Failure::List(e)))?;
-    let Some(log) = list.lookup(&request.log_url) else {
+    let Some(log) = list.lookup(&request.log_url).cloned() else {
         return Err(RunError::Refused(Refusal::NotListed(
             request.log_url.chars().take(200).collect(),
         )));
     };
-    let id = log.id;
-    list::install(&backfill.coverage, list.clone(), &cls.metrics, &cls.health);
-    let log = list.get(&id).expect("looked up");
+    list::install(&backfill.coverage, list, &cls.metrics, &cls.health);
     let wanted = Gap {
         log: log.id,
         start: request.from,
-        end: request.to.saturating_add(1),
+        end: request.to + 1,
     };
-    let mut fetcher = Fetcher::new(backfill);
-    let gap = fetcher.cap(log, wanted);
-    fetcher.counts.abandoned = wanted.len() - gap.len();
-    let mut queued = QueuedGap::new(gap, None, Instant::now());
+    let ctx = backfill.fetch_context();
+    let mut fetch = LogFetch::new(&ctx, log);
+    let gap = fetch.cap(wanted);
+    let mut queued = QueuedGap::by_hand(gap, Instant::now());
+    let mut sink = |found: Found| {
+        backfill
+            .intake
+            .hand_over(found.cert, found.matches, Found::VIA, unix_now());
+        true
+    };
     loop {
         let wait = queued.not_before.saturating_duration_since(Instant::now());
         if backfill.shutdown.sleep(wait) {
@@ -150,16 +156,16 @@ pub fn run_once(backfill: &Backfill, request: &Request) -> Result<Counts, RunErr
                 end: queued.gap.end,
             }));
         }
-        match fetcher.fetch_gap(log, queued) {
-            None => break,
-            Some(rest) => queued = rest,
+        match fetch.fetch(queued, &mut sink, &mut |_| {}) {
+            Next::Done => break,
+            Next::Again(rest) => queued = rest,
         }
     }
-    match fetcher.gave_up.take() {
+    match fetch.gave_up.take() {
         Some(why) => Err(RunError::Failed(Failure::GaveUp {
             why,
-            read: fetcher.counts.fetched,
+            read: fetch.counts.fetched,
         })),
-        None => Ok(fetcher.counts),
+        None => Ok(fetch.counts),
     }
 }

@@ -1,23 +1,25 @@
-//! Backfill as a certificate source: the `backfill` thread reads the entries the
-//! feed skipped from the logs themselves. Every second it has coverage publish its
+//! Backfill as a certificate source: the entries the feed skipped, read from the
+//! logs themselves. Every second the `backfill` thread has coverage publish its
 //! statistics and hand over the gaps found due (entries of a listed log the feed
-//! did not deliver within the settle time, after the dense-feed policy), checks an
-//! oversized gap against the log's tree size, caps it at `BACKFILL_MAX_GAP`,
-//! claims it (so replicas fetch it once) and queues it; then works through the
-//! queue with `fetch::Fetcher` (RFC 6962 `get-entries`, static-ct data tiles),
-//! whose entries, converted by `ctlog::entry` into the certificate the feed would
-//! have sent, go through the one matching rule and hand-over of `sources`
-//! (`detected_via` backfill). The same issuance found on the feed and by backfill
-//! is one alert (dedupe and issuance key).
+//! did not deliver within the settle time, after the dense-feed policy) and queues
+//! each with its log's fetcher thread, which claims it (so replicas fetch it once),
+//! checks one over `BACKFILL_MAX_GAP` against the log's tree, caps it, and reads it
+//! page by page (RFC 6962 `get-entries`, static-ct data tiles); each entry,
+//! converted by `ctlog::entry` into the certificate the feed would have sent, goes
+//! through the one matching rule of `sources`, and a match back to the `backfill`
+//! thread, which hands it over (`detected_via` backfill). The same issuance found on
+//! the feed and by backfill is one alert (dedupe and issuance key).
 //!
-//! Files: `thread` (the loop, which also drives coverage's clock: the list read
-//! at start and daily, positions seeded and saved every 10 s), `fetch` (the queue,
-//! the per-log clients, pages and tiles), `command` (`certwatch backfill`: one
-//! range, on the main thread, through the same fetch path); this file holds what
-//! they all work with (`Backfill`).
+//! Files: `thread` (the `backfill` thread: coverage's clock, the list read at
+//! start and daily, positions seeded and saved every 10 s, and the intake of what
+//! the fetchers find), `fetchers` (one thread and bounded queue per log with gaps),
+//! `fetch` (one log's fetching: claim, tree check, cap, pages and tiles),
+//! `command` (`certwatch backfill`: one range, on the main thread, through the same
+//! fetch path); this file holds what they all work with (`Backfill`).
 
 pub mod command;
 mod fetch;
+mod fetchers;
 pub mod thread;
 
 use super::Intake;
@@ -42,6 +44,20 @@ pub struct Backfill {
 }
 
 impl Backfill {
+    /// What fetching needs, without the intake's delivery handle.
+    fn fetch_context(&self) -> fetch::FetchContext {
+        let cls = &self.intake.cls;
+        fetch::FetchContext {
+            store: cls.store.clone(),
+            metrics: cls.metrics.clone(),
+            watch: cls.watch.clone(),
+            coverage: self.coverage.clone(),
+            client: self.client.clone(),
+            max_gap: self.max_gap,
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
     /// Loads the list (or the copy kept in Postgres) and installs it; on failure
     /// keeps the one in use (if any) and says so.
     pub(super) fn load_list(&self) {

@@ -1,17 +1,21 @@
-//! The `backfill` thread's loop: every `TICK`, coverage's statistics and the gaps
-//! due after its policy; each gap checked against the log's tree, capped, claimed
-//! and queued; then one pass over the queue (`fetch::Fetcher`). It also drives
-//! coverage's clock: the list read at start and daily, positions seeded and saved
-//! every `SAVE_POSITIONS`.
+//! The `backfill` thread: coverage's clock and the intake of what the fetchers
+//! find. Every `TICK` it has coverage publish its statistics and hand over the gaps
+//! found due (after the dense-feed policy), queues each with its log's fetcher
+//! (`fetchers`), re-reads the list daily and saves positions every
+//! `SAVE_POSITIONS`; between ticks it hands each matched certificate a fetcher
+//! found to classification (`sources::Intake`, `detected_via` backfill). It never
+//! waits on a log: the fetching happens on the fetcher threads.
 
 use super::Backfill;
-use super::fetch::{Fetcher, QueuedGap};
-use crate::coverage::claims::{self, Claimed};
-use crate::coverage::gaps::Gap;
+use super::fetch::Found;
+use super::fetchers::{FOUND_QUEUE, Fetchers};
+use crate::clock::unix_now;
 use crate::coverage::list::LIST_REFRESH;
 use crate::coverage::positions::{self, SAVE_POSITIONS};
 use crate::coverage::stats::{Outputs, Stats};
 use crate::ctlog::loglist::LogList;
+use crossbeam_channel::select;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often due gaps are taken and statistics published.
@@ -25,38 +29,64 @@ pub fn run_backfill(backfill: Backfill) {
         let _ = backfill.shutdown.channel().recv();
         return;
     }
-    let mut fetcher = Fetcher::new(&backfill);
+    let (found_tx, found_rx) = crossbeam_channel::bounded::<Found>(FOUND_QUEUE);
+    let mut fetchers = Fetchers::new(Arc::new(backfill.fetch_context()), found_tx);
     let mut stats = Stats::default();
     backfill.load_list();
     let mut list_read = Instant::now();
     let mut positions_saved = Instant::now();
-    while !backfill.shutdown.sleep(TICK) {
-        let list_due = list_read.elapsed() >= LIST_REFRESH;
-        if list_due || backfill.coverage.logs().is_none() && list_read.elapsed() >= TICK * 60 {
-            backfill.load_list();
-            list_read = Instant::now();
-        }
-        let Some(list) = backfill.coverage.logs() else {
-            continue;
-        };
-        let cls = &backfill.intake.cls;
-        positions::seed(&backfill.coverage, &cls.store, &list, backfill.max_gap);
-        tick(&backfill, &list, &mut stats, &mut fetcher);
-        if positions_saved.elapsed() >= SAVE_POSITIONS {
-            positions_saved = Instant::now();
-            positions::set_backlog(&backfill.coverage, fetcher.queued_starts());
-            if let Err(e) = positions::save(&cls.store, &backfill.coverage) {
-                log::debug!("CT log positions not saved (next try in 10 s): {e}");
+    let ticker = crossbeam_channel::tick(TICK);
+    loop {
+        select! {
+            recv(found_rx) -> found => {
+                if let Ok(found) = found {
+                    hand_over(&backfill, found);
+                }
             }
+            recv(ticker) -> _ => {
+                let list_due = list_read.elapsed() >= LIST_REFRESH;
+                if list_due
+                    || backfill.coverage.logs().is_none() && list_read.elapsed() >= TICK * 60
+                {
+                    backfill.load_list();
+                    list_read = Instant::now();
+                }
+                let Some(list) = backfill.coverage.logs() else {
+                    continue;
+                };
+                fetchers.retain_listed(&list);
+                let cls = &backfill.intake.cls;
+                positions::seed(&backfill.coverage, &cls.store, &list, backfill.max_gap);
+                tick(&backfill, &list, &mut stats, &mut fetchers);
+                if positions_saved.elapsed() >= SAVE_POSITIONS {
+                    positions_saved = Instant::now();
+                    positions::set_backlog(&backfill.coverage, fetchers.floors());
+                    if let Err(e) = positions::save(&cls.store, &backfill.coverage) {
+                        log::debug!("CT log positions not saved (next try in 10 s): {e}");
+                    }
+                }
+            }
+            recv(backfill.shutdown.channel()) -> _ => break,
         }
     }
-    // What is still queued stays below the saved positions: the next run fetches it.
-    positions::set_backlog(&backfill.coverage, fetcher.queued_starts());
+    fetchers.wake_all();
+    // The floors first: a page a fetcher hands on after this is above them, and is
+    // read again by the next start; what it handed on before is in the channel.
+    positions::set_backlog(&backfill.coverage, fetchers.floors());
+    while let Ok(found) = found_rx.try_recv() {
+        hand_over(&backfill, found);
+    }
 }
 
-/// One second's work: coverage's statistics and the gaps due after its policy;
-/// each checked, capped, claimed and queued; then one pass over the queue.
-fn tick(backfill: &Backfill, list: &LogList, stats: &mut Stats, fetcher: &mut Fetcher<'_>) {
+fn hand_over(backfill: &Backfill, found: Found) {
+    backfill
+        .intake
+        .hand_over(found.cert, found.matches, Found::VIA, unix_now());
+}
+
+/// One second's work: coverage's statistics and the gaps due after its policy,
+/// each queued with its log's fetcher.
+fn tick(backfill: &Backfill, list: &LogList, stats: &mut Stats, fetchers: &mut Fetchers) {
     let now = Instant::now();
     let cls = &backfill.intake.cls;
     let due = stats.tick(
@@ -67,25 +97,18 @@ fn tick(backfill: &Backfill, list: &LogList, stats: &mut Stats, fetcher: &mut Fe
             health: &cls.health,
         },
         backfill.feed_holes,
-        fetcher.queued_entries(),
+        fetchers.queued_entries(),
         now,
     );
     for gap in due {
-        let Some(log) = list.get(&gap.log) else {
-            continue;
-        };
-        if gap.len() > backfill.max_gap && fetcher.beyond_the_log(log, &gap) {
-            continue;
-        }
-        let gap = fetcher.cap(log, gap);
-        for Claimed { range, claim } in claims::claim(&cls.store, &cls.metrics, log, gap) {
-            let gap = Gap {
-                log: gap.log,
-                start: range.start,
-                end: range.end,
-            };
-            fetcher.enqueue(log, QueuedGap::new(gap, claim, now));
+        if let Some((n, log)) = list
+            .logs()
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.id == gap.log)
+        {
+            fetchers.enqueue(log, n, gap, now);
         }
     }
-    fetcher.work_through(list);
+    fetchers.start_waiting(list);
 }
