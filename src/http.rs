@@ -203,6 +203,9 @@ struct Coverage {
     /// Listed logs more than 10 minutes behind, or silent that long while the feed
     /// delivers others.
     logs_lagging: usize,
+    /// Entries known missing that were neither seen nor read since start
+    /// (`certwatch_ct_entries_unproven`).
+    entries_unproven: i64,
 }
 
 /// A serving thread (`http-0`, `http-1`): takes requests from tiny_http until
@@ -277,6 +280,7 @@ fn healthz(http: &Http) -> Response<std::io::Cursor<Vec<u8>>> {
             logs_seen: h.logs_seen.load(Ordering::Relaxed),
             open_gap_entries: h.open_gap_entries.load(Ordering::Relaxed),
             logs_lagging: h.logs_lagging.load(Ordering::Relaxed),
+            entries_unproven: http.metrics.ct_entries_unproven.get(),
         },
     };
     let json = serde_json::to_string(&body).expect("healthz serialises") + "\n";

@@ -170,6 +170,9 @@ pub struct Metrics {
     pub ct_log_list_skipped: IntGauge,
     /// Entries of listed logs the gap tracker could not track (it held its most logs).
     pub ct_untracked_entries: IntCounter,
+    /// Entries of listed logs known missing and never seen nor read since start:
+    /// backfill outcomes `skipped`, `abandoned` and `failed` together.
+    pub ct_entries_unproven: IntGauge,
     /// Distinct entries the feed delivered, by `log` (logs of the list only).
     pub ct_log_entries_seen: IntCounterVec,
     /// Entries the feed did not deliver within the settle time, by `log`.
@@ -383,6 +386,12 @@ impl Default for Metrics {
                 "Logs of the trusted CT log list in use left out because their own entry is unusable",
             )
             .expect("valid metric"),
+            ct_entries_unproven: IntGauge::new(
+                "certwatch_ct_entries_unproven",
+                "Entries of listed logs known missing that certwatch neither saw nor read since it \
+                 started (backfill outcomes skipped, abandoned and failed)",
+            )
+            .expect("valid metric"),
             ct_untracked_entries: IntCounter::new(
                 "certwatch_ct_untracked_log_entries_total",
                 "Feed entries of listed logs the gap tracker could not track (it held its most logs)",
@@ -437,6 +446,7 @@ impl Default for Metrics {
             Box::new(m.ct_coverage_enabled.clone()),
             Box::new(m.ct_log_list_skipped.clone()),
             Box::new(m.ct_untracked_entries.clone()),
+            Box::new(m.ct_entries_unproven.clone()),
             Box::new(m.ct_log_entries_seen.clone()),
             Box::new(m.ct_log_gap_entries.clone()),
             Box::new(m.ct_backfill_entries.clone()),
@@ -507,11 +517,19 @@ impl Metrics {
         }
     }
 
-    /// Backfilled entries of `log` with this outcome.
+    /// Backfilled entries of `log` with this outcome; those left unproven also
+    /// in `certwatch_ct_entries_unproven`.
     pub fn backfill(&self, log: &str, outcome: BackfillOutcome, n: u64) {
         self.ct_backfill_entries
             .with_label_values(&[log, outcome.as_str()])
             .inc_by(n);
+        if matches!(
+            outcome,
+            BackfillOutcome::Skipped | BackfillOutcome::Abandoned | BackfillOutcome::Failed
+        ) {
+            self.ct_entries_unproven
+                .add(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 }
 

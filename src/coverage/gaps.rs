@@ -304,6 +304,8 @@ struct Track {
     /// index below `origin` moves the origin down (see `Track::observe`).
     started: Option<Instant>,
     seeded: bool,
+    /// The next hole is an outage's (see `Hole::outage`).
+    outage_next: bool,
     highest: Option<u64>,
     holes: VecDeque<Hole>,
     coalesce: u64,
@@ -323,6 +325,9 @@ struct Hole {
     start: u64,
     end: u64,
     opened: Instant,
+    /// Opened by an outage (the feed reconnected, certwatch restarted), not by
+    /// the feed's way of sending: it does not count toward density.
+    outage: bool,
 }
 
 /// Two consecutive windows of accounted indices (current, previous): entries seen,
@@ -440,13 +445,25 @@ impl GapTracker {
                 start: next,
                 end: track.origin,
                 opened,
+                outage: true,
             });
             track.bound(max_holes);
             track.origin = next;
         }
         track.next = track.next.max(next);
         track.seeded = true;
+        // What the feed delivered while certwatch was down: its first hole.
+        track.outage_next = true;
         true
+    }
+
+    /// The feed (re)connected: each log's next hole is the outage's (entries the
+    /// feed sent while certwatch was not connected), and does not count toward
+    /// density.
+    pub fn note_outage(&mut self) {
+        for track in &mut self.tracks {
+            track.outage_next = true;
+        }
     }
 
     /// Stops tracking `log` (its state and counters are dropped); with [`seed`]
@@ -533,6 +550,7 @@ impl GapTracker {
             origin: next,
             started: None,
             seeded,
+            outage_next: seeded,
             highest: None,
             holes: VecDeque::new(),
             coalesce: self.settings.coalesce,
@@ -574,6 +592,7 @@ impl Track {
                 start: self.next,
                 end: index,
                 opened: now,
+                outage: std::mem::take(&mut self.outage_next),
             });
             self.bound(settings.max_holes);
             self.next = index.saturating_add(1);
@@ -615,6 +634,7 @@ impl Track {
                 start: index.saturating_add(1),
                 end: self.origin,
                 opened: started,
+                outage: false,
             });
             self.bound(settings.max_holes);
         }
@@ -666,6 +686,7 @@ impl Track {
             self.merged_holes += 1;
             second.start = lowest.start;
             second.opened = second.opened.min(lowest.opened);
+            second.outage |= lowest.outage;
         }
     }
 
@@ -675,13 +696,17 @@ impl Track {
             if now.saturating_duration_since(hole.opened) < settings.settle {
                 break;
             }
-            let Hole { start, end, .. } = *hole;
+            let Hole {
+                start, end, outage, ..
+            } = *hole;
             self.holes.pop_front();
             let missing = end - start;
             self.gap_entries += missing;
-            self.density.missing[0] += missing.min(settings.density_window);
-            self.density.gaps[0] += 1;
-            self.density.rotate_if_full(settings.density_window);
+            if !outage {
+                self.density.missing[0] += missing.min(settings.density_window);
+                self.density.gaps[0] += 1;
+                self.density.rotate_if_full(settings.density_window);
+            }
             let extends_own_gap = due.len() > first_new;
             match due.last_mut() {
                 Some(last) if extends_own_gap && start - last.end <= self.coalesce => {
@@ -1307,6 +1332,44 @@ pub(super) mod tests {
         let ten = density_after(40, |i| i % 4 == 1);
         assert_eq!(ten.window_gaps, DENSE_MIN_GAPS);
         assert!(ten.dense, "{ten:?}");
+    }
+
+    /// Issue 18 item 1: the holes reconnects and restarts leave are outages, not
+    /// the feed's way of sending; however many there are, they never make a log
+    /// look dense. The same holes without reconnects do.
+    #[test]
+    fn reconnect_and_restart_holes_do_not_count_toward_density() {
+        let run = |reconnects: bool| {
+            let start = Instant::now();
+            let mut tracker = GapTracker::new(Settings {
+                settle: Duration::ZERO,
+                density_window: 1000,
+                ..Settings::default()
+            });
+            tracker.seed(id(A), 0, start);
+            // A restart gap (0..50), then every 40 entries 15 more missing, each
+            // run after a reconnect when `reconnects`.
+            let mut index = 50;
+            while index < 2000 {
+                for i in index..index + 25 {
+                    tracker.observe(id(A), i, start);
+                }
+                index += 40;
+                if reconnects {
+                    tracker.note_outage();
+                }
+                tracker.take_due(start);
+            }
+            tracker.take_due(start);
+            tracker.stats_for(id(A)).unwrap()
+        };
+        let outages = run(true);
+        assert_eq!(outages.window_gaps, 0, "{outages:?}");
+        assert!(!outages.dense);
+        assert!(outages.gap_entries > 700, "the gaps are still reported");
+        let pattern = run(false);
+        assert!(pattern.window_gaps >= DENSE_MIN_GAPS, "{pattern:?}");
+        assert!(pattern.dense, "{pattern:?}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::ctlog::loglist::{LogId, LogList};
 use arc_swap::ArcSwapOption;
 use gaps::{Recorder, SharedGaps};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -54,6 +54,10 @@ pub struct Coverage {
     /// Whether the positions stored by an earlier run were read back: until then
     /// none is saved.
     seeded: AtomicBool,
+    /// Whether the feed's certificate messages are in the dialect of a server
+    /// known to deduplicate (certstream-server-rust): only then may its holes be
+    /// taken as holes by design (`CT_FEED_HOLES=count`).
+    feed_deduplicates: AtomicBool,
 }
 
 impl Coverage {
@@ -65,7 +69,20 @@ impl Coverage {
             unknown_logged: Mutex::new(HashSet::new()),
             backlog: Mutex::new(HashMap::new()),
             seeded: AtomicBool::new(false),
+            feed_deduplicates: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the feed is a server known to deduplicate (see `feed_deduplicates`),
+    /// as its latest certificate messages say.
+    pub fn feed_deduplicates(&self) -> bool {
+        self.feed_deduplicates.load(Ordering::Relaxed)
+    }
+
+    /// The feed (re)connected: the next hole of every log is the outage's, not
+    /// the feed's way of sending, and does not count toward density.
+    pub fn note_feed_reconnected(&self) {
+        self.gaps.lock().note_outage();
     }
 
     /// The list in use, if one is loaded.
@@ -83,6 +100,7 @@ impl Coverage {
     pub fn feed_recorder(self: &Arc<Coverage>) -> FeedRecorder {
         FeedRecorder {
             recorder: Recorder::new(self.gaps.clone(), RECORDER_CAPACITY),
+            dialect: None,
             unknown: 0,
             unknown_seen: HashSet::new(),
             coverage: self.clone(),
@@ -127,6 +145,9 @@ pub struct At {
 /// the unknown URLs this worker already reported (so it does not lock for each).
 pub struct FeedRecorder {
     recorder: Recorder,
+    /// Whether the batch's latest certificate message was in a deduplicating
+    /// server's dialect.
+    dialect: Option<bool>,
     unknown: u64,
     unknown_seen: HashSet<Box<str>>,
     coverage: Arc<Coverage>,
@@ -164,10 +185,23 @@ impl FeedRecorder {
         }
     }
 
+    /// Notes the dialect of a certificate message (`Peek::Certificate`'s
+    /// `deduplicating_server`).
+    pub fn note_dialect(&mut self, deduplicating_server: bool) {
+        self.dialect = Some(deduplicating_server);
+    }
+
     /// Applies what was recorded to the shared tracker; returns the messages of
     /// unknown logs since the last flush (for `certwatch_ct_unknown_log_messages_total`).
     pub fn flush(&mut self) -> u64 {
         self.recorder.flush();
+        if let Some(dedup) = self.dialect.take()
+            && self.coverage.feed_deduplicates.load(Ordering::Relaxed) != dedup
+        {
+            self.coverage
+                .feed_deduplicates
+                .store(dedup, Ordering::Relaxed);
+        }
         std::mem::take(&mut self.unknown)
     }
 }

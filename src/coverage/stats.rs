@@ -42,6 +42,8 @@ pub struct Stats {
     own_drops: OwnDrops,
     /// The tracker's untracked count as last published.
     untracked: u64,
+    /// Whether the feed's not deduplicating was logged (since it last was).
+    said_not_deduplicating: bool,
 }
 
 impl Stats {
@@ -57,7 +59,12 @@ impl Stats {
         queued_entries: u64,
         now: Instant,
     ) -> Vec<Gap> {
-        let holes = self.feed_holes_now(setting, out.metrics.ct_messages_dropped.get(), now);
+        let holes = self.feed_holes_now(
+            setting,
+            coverage.feed_deduplicates(),
+            out.metrics.ct_messages_dropped.get(),
+            now,
+        );
         let (due, stats) = {
             let mut tracker = coverage.gaps.lock();
             let due = tracker.take_due(now);
@@ -159,12 +166,36 @@ impl Stats {
             .collect()
     }
 
-    /// `CT_FEED_HOLES` as it applies now: `count` acts as `coalesce` while
-    /// certwatch's own queue drops frames (`dropped`: the drop counter's value), so
-    /// what it dropped itself is fetched (in 256-entry stretches) rather than counted.
-    fn feed_holes_now(&mut self, setting: FeedHoles, dropped: u64, now: Instant) -> FeedHoles {
+    /// `CT_FEED_HOLES` as it applies now. Holes are never taken for holes by design
+    /// from their shape alone: `count` acts as `fetch` unless the feed is a server
+    /// known to deduplicate (`deduplicating`: certstream-server-rust's dialect), and
+    /// as `coalesce` while certwatch's own queue drops frames (`dropped`: the drop
+    /// counter's value), so what it dropped itself is fetched (in 256-entry
+    /// stretches) rather than counted.
+    fn feed_holes_now(
+        &mut self,
+        setting: FeedHoles,
+        deduplicating: bool,
+        dropped: u64,
+        now: Instant,
+    ) -> FeedHoles {
         let (recent, began) = self.own_drops.observe(dropped, now);
-        if setting != FeedHoles::Count || !recent {
+        if setting != FeedHoles::Count {
+            return setting;
+        }
+        if !deduplicating {
+            if !self.said_not_deduplicating {
+                self.said_not_deduplicating = true;
+                log::info!(
+                    "the feed is not a server known to drop cross-log duplicates \
+                     (certstream-server-rust): every gap is fetched (CT_FEED_HOLES=count \
+                     counts holes only on such a server's feed)"
+                );
+            }
+            return FeedHoles::Fetch;
+        }
+        self.said_not_deduplicating = false;
+        if !recent {
             return setting;
         }
         if began {
@@ -224,21 +255,44 @@ mod tests {
     fn count_acts_as_coalesce_only_while_certwatch_drops_frames() {
         let t0 = Instant::now();
         let mut stats = Stats::default();
+        let dedup = true;
         assert_eq!(
-            stats.feed_holes_now(FeedHoles::Count, 0, t0),
+            stats.feed_holes_now(FeedHoles::Count, dedup, 0, t0),
             FeedHoles::Count
         );
         assert_eq!(
-            stats.feed_holes_now(FeedHoles::Count, 3, t0),
+            stats.feed_holes_now(FeedHoles::Count, dedup, 3, t0),
             FeedHoles::Coalesce
         );
         assert_eq!(
-            stats.feed_holes_now(FeedHoles::Fetch, 4, t0),
+            stats.feed_holes_now(FeedHoles::Fetch, dedup, 4, t0),
             FeedHoles::Fetch
         );
         let after = t0 + OWN_DROPS_HOLD + Duration::from_secs(1);
         assert_eq!(
-            stats.feed_holes_now(FeedHoles::Count, 4, after),
+            stats.feed_holes_now(FeedHoles::Count, dedup, 4, after),
+            FeedHoles::Count
+        );
+    }
+
+    /// Issue 18 item 1: a feed not known to deduplicate never has its holes
+    /// counted, however dense they look; `coalesce` and `fetch` stay as set.
+    #[test]
+    fn count_fetches_every_gap_of_a_feed_not_known_to_deduplicate() {
+        let t0 = Instant::now();
+        let mut stats = Stats::default();
+        for dropped in [0, 5] {
+            assert_eq!(
+                stats.feed_holes_now(FeedHoles::Count, false, dropped, t0),
+                FeedHoles::Fetch
+            );
+        }
+        assert_eq!(
+            stats.feed_holes_now(FeedHoles::Coalesce, false, 5, t0),
+            FeedHoles::Coalesce
+        );
+        assert_eq!(
+            stats.feed_holes_now(FeedHoles::Count, true, 5, t0 + OWN_DROPS_HOLD * 2),
             FeedHoles::Count
         );
     }

@@ -14,7 +14,8 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Wait assumed when a 429 or 503 carries no usable `Retry-After`.
+/// Wait assumed when a 429 or 503 carries no usable `Retry-After` (none, not a
+/// number or date, zero, or a date in the past).
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// The longest `Retry-After` honoured; a log asking for more is asked again then.
@@ -303,13 +304,16 @@ impl LogClient {
         let mut response = self.agent.get(&url).call()?;
         let status = response.status().as_u16();
         if status == 429 || status == 503 {
+            // A Retry-After of zero or in the past says nothing usable: asked
+            // again at once, a log that keeps refusing would be hammered.
             let retry_after = response
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(crate::outbound::parse_retry_after)
+                .filter(|wait| !wait.is_zero())
                 .unwrap_or(DEFAULT_RETRY_AFTER)
-                .min(RETRY_AFTER_CAP);
+                .clamp(self.min_interval, RETRY_AFTER_CAP);
             self.blocked_until = Some((Instant::now() + retry_after, status));
             return Err(ClientError::RateLimited {
                 status,

@@ -533,6 +533,7 @@ fn spawn_stages(p: Parts) -> Stages {
         health: health.clone(),
         shutdown: shutdown.clone(),
         budget,
+        coverage: coverage.clone(),
     };
     stages.push(spawn_stage("feed", &health, &done_tx, move || {
         feed::run_feed(feed, frames_tx)

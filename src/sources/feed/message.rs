@@ -100,11 +100,16 @@ pub enum Peek<'a> {
     /// own timestamp of the entry in milliseconds, where the server gives one
     /// (`source.timestamp` or `submission_timestamp`; `None` when absent or not a
     /// positive time up to `NO_EXPIRATION`; never invented from `seen`).
+    /// `deduplicating_server` says the message is in certstream-server-rust's
+    /// dialect (`data.submission_timestamp`, whatever its value): a server that
+    /// sends a certificate logged in several logs once, so its logs' sequences have
+    /// holes by design.
     Certificate {
         all_domains: Vec<Cow<'a, str>>,
         source_url: Option<Cow<'a, str>>,
         cert_index: Option<u64>,
         timestamp_ms: Option<i64>,
+        deduplicating_server: bool,
     },
     /// A `dns_entries` message (domains-only stream): names without identity.
     DnsEntries {

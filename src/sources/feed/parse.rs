@@ -972,6 +972,7 @@ mod tests {
                     source_url: None,
                     cert_index: None,
                     timestamp_ms: None,
+                    deduplicating_server: false,
                 },
                 "{frame}"
             );

@@ -32,6 +32,7 @@ pub fn peek(frame: &str) -> Result<Peek<'_>, ParseError> {
             source_url: cert.source_url,
             cert_index: cert.cert_index,
             timestamp_ms: cert.source_timestamp_ms.or(cert.submission_timestamp_ms),
+            deduplicating_server: cert.submission_key,
         }),
         ("certificate_update", _) => Err(ParseError("certificate_update without data".into())),
         ("dns_entries", Some(PeekData::Names(count))) => Ok(Peek::DnsEntries { count }),
@@ -129,6 +130,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekEnvelope<'a> {
                                     cert.submission_timestamp_ms = more
                                         .submission_timestamp_ms
                                         .or(cert.submission_timestamp_ms);
+                                    cert.submission_key |= more.submission_key;
                                     Some(PeekData::Leaf(cert))
                                 }
                                 (Some(PeekData::Leaf(cert)), _) => Some(PeekData::Leaf(cert)),
@@ -174,6 +176,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekData<'a> {
                     cert_index: None,
                     source_timestamp_ms: None,
                     submission_timestamp_ms: None,
+                    submission_key: false,
                 };
                 while let Some(key) = map.next_key::<PeekKey>()? {
                     match key {
@@ -201,6 +204,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for PeekData<'a> {
                             }
                         }
                         PeekKey::SubmissionTimestamp => {
+                            cert.submission_key = true;
                             if let Some(ms) = raw_moment_ms(map.next_value::<&'a RawValue>()?) {
                                 cert.submission_timestamp_ms = Some(ms);
                             }
@@ -259,6 +263,8 @@ struct PeekCert<'a> {
     source_timestamp_ms: Option<i64>,
     /// `submission_timestamp`, in milliseconds.
     submission_timestamp_ms: Option<i64>,
+    /// Whether `submission_timestamp` was there at all (certstream-server-rust).
+    submission_key: bool,
 }
 
 /// `cert_index` read from its raw JSON text: an integer from 0 to
@@ -405,6 +411,7 @@ mod tests {
                 source_url: None,
                 cert_index: None,
                 timestamp_ms: None,
+                deduplicating_server: false,
             }
         );
         let heartbeat = r#"{"message_type": "heartbeat", "timestamp": 1795353248.829172}"#;
@@ -424,6 +431,7 @@ mod tests {
                 source_url: None,
                 cert_index: None,
                 timestamp_ms: None,
+                deduplicating_server: false,
             }
         );
         let no_leaf = r#"{"message_type":"certificate_update","data":{"leaf_cert":null}}"#;
@@ -434,6 +442,7 @@ mod tests {
                 source_url: None,
                 cert_index: None,
                 timestamp_ms: None,
+                deduplicating_server: false,
             }
         );
         let escaped = r#"{"message_type":"certificate_update","data":{"leaf_cert":{"all_domains":["b\u00fccher.example"]}}}"#;
@@ -444,6 +453,7 @@ mod tests {
                 source_url: None,
                 cert_index: None,
                 timestamp_ms: None,
+                deduplicating_server: false,
             }
         );
     }
@@ -508,6 +518,62 @@ mod tests {
         // A second `data` object adds its names; its position, when readable, counts.
         let two = r#"{"message_type":"certificate_update","data":{"cert_index":1,"leaf_cert":{"all_domains":["a.example"]}},"data":{"cert_index":2,"source":{"url":"https://ct.example/log"}}}"#;
         assert_eq!(position(two), (url(), Some(2)));
+    }
+
+    /// Issue 18 item 1: only certstream-server-rust's dialect (its
+    /// `submission_timestamp`) marks a feed that drops cross-log duplicates; the Go,
+    /// and Elixir servers' messages never do.
+    #[test]
+    fn only_the_rust_servers_messages_say_it_deduplicates() {
+        for (text, rust) in [
+            (
+                include_str!("../../../tests/fixtures/certstream_go_full.jsonl"),
+                false,
+            ),
+            (
+                include_str!("../../../tests/fixtures/certstream_go_lite.jsonl"),
+                false,
+            ),
+            (
+                include_str!("../../../tests/fixtures/certstream_rust_full.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../../tests/fixtures/certstream_rust_lite.jsonl"),
+                true,
+            ),
+            (
+                include_str!("../../../tests/fixtures/certstream_elixir_full.jsonl"),
+                false,
+            ),
+            (
+                include_str!("../../../tests/fixtures/certstream_elixir_lite.jsonl"),
+                false,
+            ),
+        ] {
+            let mut certificates = 0;
+            for line in text.lines() {
+                if let Ok(Peek::Certificate {
+                    deduplicating_server,
+                    ..
+                }) = peek(line)
+                {
+                    certificates += 1;
+                    assert_eq!(deduplicating_server, rust, "{line:.200}");
+                }
+            }
+            assert!(certificates > 0);
+        }
+        // The key alone marks the dialect, whatever its value.
+        let odd = r#"{"message_type":"certificate_update","data":{"submission_timestamp":"x","leaf_cert":{"all_domains":[]}}}"#;
+        assert!(matches!(
+            peek(odd).unwrap(),
+            Peek::Certificate {
+                deduplicating_server: true,
+                timestamp_ms: None,
+                ..
+            }
+        ));
     }
 
     /// Issue 13: the log's own time of the entry, for the per-log lag: the Go

@@ -16,6 +16,7 @@
 use super::worker::{Batch, Frame, QueueBudget};
 use crate::clock::unix_now;
 use crate::config::redact_url;
+use crate::coverage::Coverage;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::threads::Health;
@@ -61,6 +62,8 @@ pub struct Feed {
     pub shutdown: Shutdown,
     /// Bytes of frames queued for the workers, bounded.
     pub budget: Arc<QueueBudget>,
+    /// Told of every reconnect: what the feed sent meanwhile is an outage's hole.
+    pub coverage: Arc<Coverage>,
 }
 
 /// Why a connection ended.
@@ -94,6 +97,7 @@ type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 pub fn run_feed(feed: Feed, frames: Sender<Batch>) {
     let mut delay = BACKOFF_MIN;
     let mut attempt = 0u64;
+    let mut connected_before = false;
     while !feed.shutdown.is_set() {
         if attempt > 0 {
             feed.metrics.ws_reconnects.inc();
@@ -102,6 +106,9 @@ pub fn run_feed(feed: Feed, frames: Sender<Batch>) {
         let mut received = false;
         let outcome = connect(&feed.url, feed.tls.clone()).and_then(|mut ws| {
             log::info!("connected to {}", redact_url(&feed.url, true));
+            if std::mem::replace(&mut connected_before, true) {
+                feed.coverage.note_feed_reconnected();
+            }
             feed.health.ws_connected.store(true, Ordering::SeqCst);
             feed.metrics.ws_connected.set(1);
             let result = read_loop(&feed, &mut ws, &frames, &mut received);

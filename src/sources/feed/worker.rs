@@ -204,8 +204,10 @@ fn handle_frame(
         source_url,
         cert_index,
         timestamp_ms,
+        deduplicating_server,
     } = peeked
     {
+        state.recorder.note_dialect(deduplicating_server);
         if let (Some(list), Some(url), Some(index)) = (logs, &source_url, cert_index) {
             state.recorder.record(list, url, index, timestamp_ms, at);
         }
