@@ -11,13 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The watching half: cheap to clone, one per stage.
+/// The watching half: cheap to clone, one per stage. The pipeline also fires it
+/// (`Shutdown::trigger`) when a stage dies.
 #[derive(Clone)]
 pub struct Shutdown {
     flag: Arc<AtomicBool>,
     closed: Receiver<()>,
     reload: Receiver<()>,
     set_at: Arc<Mutex<Option<Instant>>>,
+    sender: Arc<Mutex<Option<Sender<()>>>>,
 }
 
 /// The firing half. Triggering twice is harmless.
@@ -36,11 +38,12 @@ pub fn channel() -> (ShutdownTrigger, Shutdown) {
     // One pending reload is enough: several SIGHUPs before the timer wakes are one.
     let (reload_tx, reload) = crossbeam_channel::bounded(1);
     let set_at = Arc::new(Mutex::new(None));
+    let sender = Arc::new(Mutex::new(Some(sender)));
     (
         ShutdownTrigger {
             flag: flag.clone(),
             reload: reload_tx,
-            sender: Arc::new(Mutex::new(Some(sender))),
+            sender: sender.clone(),
             set_at: set_at.clone(),
         },
         Shutdown {
@@ -48,19 +51,25 @@ pub fn channel() -> (ShutdownTrigger, Shutdown) {
             closed,
             reload,
             set_at,
+            sender,
         },
     )
+}
+
+/// Sets the flag and closes the channel, waking every `recv` on it.
+fn fire(set_at: &Mutex<Option<Instant>>, flag: &AtomicBool, sender: &Mutex<Option<Sender<()>>>) {
+    set_at
+        .lock()
+        .expect("shutdown lock poisoned")
+        .get_or_insert_with(Instant::now);
+    flag.store(true, Ordering::SeqCst);
+    sender.lock().expect("shutdown lock poisoned").take();
 }
 
 impl ShutdownTrigger {
     /// Sets the flag and closes the channel, waking every `recv` on it.
     pub fn trigger(&self) {
-        self.set_at
-            .lock()
-            .expect("shutdown lock poisoned")
-            .get_or_insert_with(Instant::now);
-        self.flag.store(true, Ordering::SeqCst);
-        self.sender.lock().expect("shutdown lock poisoned").take();
+        fire(&self.set_at, &self.flag, &self.sender);
     }
 
     /// Asks for the watch list and inventory to be re-read now (SIGHUP).
@@ -92,6 +101,11 @@ impl ShutdownTrigger {
 }
 
 impl Shutdown {
+    /// Fires the shutdown from within (a stage died): as `ShutdownTrigger::trigger`.
+    pub(crate) fn trigger(&self) {
+        fire(&self.set_at, &self.flag, &self.sender);
+    }
+
     pub fn is_set(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }

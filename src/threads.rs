@@ -105,9 +105,21 @@ where
         .name(name.to_string())
         .spawn(move || {
             let _end = end;
+            inject_panic(&_end.name);
             f();
         })
         .unwrap_or_else(|e| panic!("cannot spawn thread {name}: {e}"))
+}
+
+/// Debug builds only (the tests run them): `CERTWATCH_TEST_PANIC_STAGE=<name>`
+/// panics the stage of that name as it starts, so the tests can see what the
+/// process does when a stage dies. Release builds never read it.
+fn inject_panic(name: &str) {
+    if cfg!(debug_assertions)
+        && std::env::var("CERTWATCH_TEST_PANIC_STAGE").is_ok_and(|stage| stage == name)
+    {
+        panic!("injected panic in {name} (CERTWATCH_TEST_PANIC_STAGE)");
+    }
 }
 
 /// Items held until a due time, taken out in due order: the grace thread's

@@ -79,6 +79,9 @@ pub enum Error {
     /// unusable (the configuration can never work), or its host not resolved (a
     /// later start may succeed).
     Target(ssrf::TargetError),
+    /// These pipeline threads stopped while the service ran (a panic): it drained
+    /// and stopped, for its supervisor to start it again.
+    StageDied(Vec<String>),
 }
 
 impl Error {
@@ -101,6 +104,11 @@ impl fmt::Display for Error {
             Error::Database(e) => write!(f, "{e}"),
             Error::Tls(e) => write!(f, "{e}"),
             Error::Target(e) => write!(f, "{e}"),
+            Error::StageDied(threads) => write!(
+                f,
+                "pipeline thread {} stopped while running; certwatch stopped (exit 1)",
+                threads.join(", ")
+            ),
         }
     }
 }
@@ -284,10 +292,15 @@ fn pipeline(
         agent,
         budget,
     });
-    drain(stages, &shutdown, &health);
+    let died = drain(stages, &shutdown, &health);
     http_stage.stop(Instant::now());
-    log::info!("certwatch stopped");
-    Ok(())
+    match died {
+        None => {
+            log::info!("certwatch stopped");
+            Ok(())
+        }
+        Some(threads) => Err(Error::StageDied(threads)),
+    }
 }
 
 /// The watch list, the inventory snapshot and their refresher, loaded.
@@ -679,16 +692,38 @@ fn backfill_of(
     }
 }
 
+/// How often the pipeline looks for a stage that died.
+const STAGE_CHECK: Duration = Duration::from_millis(250);
+
 /// Waits for shutdown, then for the stages to finish their work, at most
-/// `DRAIN_TIMEOUT`; what is still running then is named and abandoned.
-fn drain(stages: Stages, shutdown: &Shutdown, health: &Health) {
+/// `DRAIN_TIMEOUT`; what is still running then is named and abandoned. A stage
+/// (the http ones too) that ends before shutdown, by a panic or otherwise, starts
+/// the same drain, and its name is returned: the process then exits 1 so that its
+/// supervisor starts it afresh (every state worth keeping is in Postgres).
+fn drain(stages: Stages, shutdown: &Shutdown, health: &Health) -> Option<Vec<String>> {
     let Stages {
         threads: stages,
         done: done_rx,
         store,
         coverage,
     } = stages;
-    let _ = shutdown.channel().recv();
+    let died = loop {
+        if shutdown.sleep(STAGE_CHECK) {
+            break None;
+        }
+        let dead = health.dead_stages();
+        if !dead.is_empty() {
+            break Some(dead);
+        }
+    };
+    if let Some(dead) = &died {
+        log::error!(
+            "pipeline thread {} stopped: certwatch drains and exits 1 for its supervisor \
+             (systemd, Docker) to start it again",
+            dead.join(", ")
+        );
+        shutdown.trigger();
+    }
     health.draining.store(true, Ordering::SeqCst);
     log::info!("draining: finishing queued work and deliveries");
     let deadline = Instant::now() + DRAIN_TIMEOUT;
@@ -723,6 +758,7 @@ fn drain(stages: Stages, shutdown: &Shutdown, health: &Health) {
              the last 10 s saw"
         ),
     }
+    died
 }
 
 /// The http threads: the guard on the public port and the tiny_http serving
