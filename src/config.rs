@@ -1,9 +1,13 @@
 //! Configuration: the environment read once at start-up into a validated `Config`.
 //!
-//! Runs on the main thread, once. Pure: `Config::from_lookup` takes any lookup
-//! function, so tests pass a map instead of touching the process environment.
-//! A bad value is a `ConfigError` that names the variable and what was expected;
-//! secrets and DSN passwords live in `Secret`, whose `Debug` prints `<redacted>`.
+//! Runs on the main thread, once. Pure but for one file: `Config::from_lookup`
+//! takes any lookup function, so tests pass a map instead of touching the process
+//! environment; the `sslrootcert` file a DSN names is read, so that an unusable
+//! one stops start-up. A bad value is a `ConfigError` that names the variable and
+//! what was expected; secrets and DSN passwords live in `Secret`, whose `Debug`
+//! prints `<redacted>`. `PostgresDsn` (the DSN with libpq's TLS options
+//! translated for the postgres crate) is also read by `Store::new`, on its
+//! caller's thread.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -363,8 +367,9 @@ impl Config {
         }
         out.extend(crate::logging::url_secrets(&self.certstream_url));
         let dsn = self.postgres_dsn.expose();
-        if let Some(password) = dsn.parse::<postgres::Config>().ok().and_then(|c| {
-            c.get_password()
+        if let Some(password) = PostgresDsn::parse(dsn).ok().and_then(|d| {
+            d.config
+                .get_password()
                 .map(|p| String::from_utf8_lossy(p).into_owned())
         }) {
             out.push(password);
@@ -475,50 +480,348 @@ fn missing(var: &'static str, expected: &str) -> ConfigError {
     }
 }
 
-/// Accepts a URL DSN or a libpq key=value DSN. The error says what is wrong (the
-/// postgres crate names the option, never its value) and never echoes the DSN,
-/// since it may hold a password.
+/// Accepts a URL DSN or a libpq key=value DSN, and reads the `sslrootcert` file
+/// it names (so that an unreadable one stops start-up). The error says what is
+/// wrong (the postgres crate names the option, never its value; a root file by
+/// its path) and never echoes the DSN, since it may hold a password.
 fn parse_dsn(dsn: &str) -> Result<String, ConfigError> {
-    let refuse = |expected: String| ConfigError {
-        var: "POSTGRES_DSN",
-        value: Some("<redacted>".to_string()),
-        expected,
-    };
-    if let Some(mode) = dsn_sslmode(dsn)
-        && mode.starts_with("verify")
-    {
-        // libpq would verify the server certificate here; the postgres crate only
-        // knows disable/prefer/require, and require does not verify. Refuse rather
-        // than silently downgrade.
-        return Err(refuse(format!(
-            "an sslmode certwatch can honour: sslmode={mode} asks for server certificate \
-             verification, which certwatch does not support; use sslmode=require \
-             (encrypted, not verified) on a trusted network, or a local TLS proxy that verifies"
-        )));
+    let parsed = PostgresDsn::parse(dsn)?;
+    if let Some(roots) = parsed.check.roots() {
+        roots.load().map_err(|e| ConfigError {
+            var: "POSTGRES_DSN",
+            value: Some(format!("sslrootcert={}", e.path.display())),
+            expected: format!(
+                "a readable PEM file of one or more CA certificates, or `system` ({})",
+                e.problem
+            ),
+        })?;
     }
-    match dsn.parse::<postgres::Config>() {
-        Ok(_) => Ok(dsn.to_string()),
-        Err(e) => Err(refuse(format!(
-            "a postgresql://user:pw@host:5432/db URL or key=value DSN ({})",
-            dsn_error_cause(&e)
-        ))),
+    Ok(dsn.to_string())
+}
+
+/// `POSTGRES_DSN` as certwatch uses it: what the postgres crate takes, and the
+/// server certificate check libpq's options ask for. The crate knows
+/// `sslmode=disable|prefer|require` only: `verify-ca` and `verify-full` reach it
+/// as `require` (TLS or no connection), `sslrootcert` not at all; the check is
+/// the store's TLS verifier (`store/tls.rs`). No `Debug`: the DSN holds the password.
+#[derive(Clone)]
+pub struct PostgresDsn {
+    /// The connection settings, the libpq-only options translated.
+    pub config: postgres::Config,
+    /// What the server certificate must satisfy.
+    pub check: ServerCheck,
+}
+
+/// The server certificate check of a Postgres connection (libpq's `sslmode` and
+/// `sslrootcert`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerCheck {
+    /// None: `sslmode=prefer|require` without `sslrootcert` (encrypted, not
+    /// verified, as libpq), or `disable`.
+    Unverified,
+    /// The chain must lead to one of these roots; the host name is not checked:
+    /// `verify-ca`, and (as libpq) `prefer`/`require` with an `sslrootcert` file.
+    Chain(RootCerts),
+    /// The chain, and the host name (or IP address) against the certificate's
+    /// subject alternative names: `verify-full`.
+    ChainAndName(RootCerts),
+}
+
+impl ServerCheck {
+    /// The roots the chain is checked against, if it is checked.
+    pub fn roots(&self) -> Option<&RootCerts> {
+        match self {
+            ServerCheck::Unverified => None,
+            ServerCheck::Chain(roots) | ServerCheck::ChainAndName(roots) => Some(roots),
+        }
     }
 }
 
-/// The `sslmode` value of a URL or key=value DSN, if any.
-fn dsn_sslmode(dsn: &str) -> Option<String> {
-    let value = if dsn.contains("://") {
-        let query = dsn.split_once('?')?.1;
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("sslmode="))?
+/// Where the trusted roots of a verified Postgres connection come from
+/// (`sslrootcert`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootCerts {
+    /// `sslrootcert=system`, and `verify-full` without `sslrootcert`: the public
+    /// web roots compiled into certwatch (Mozilla's, from webpki-roots; the same
+    /// roots a `wss://` feed is checked against), not the operating system's store.
+    System,
+    /// A PEM file of one or more CA certificates.
+    File(std::path::PathBuf),
+}
+
+impl RootCerts {
+    /// The roots, read now (a file is read on every call).
+    pub fn load(&self) -> Result<rustls::RootCertStore, RootCertError> {
+        use rustls::pki_types::pem::PemObject;
+        let path = match self {
+            RootCerts::System => {
+                return Ok(rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                });
+            }
+            RootCerts::File(path) => path,
+        };
+        let problem = |problem: String| RootCertError {
+            path: path.clone(),
+            problem,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| problem(pem_problem(e)))?
+        {
+            let cert = cert.map_err(|e| problem(pem_problem(e)))?;
+            roots
+                .add(cert)
+                .map_err(|e| problem(format!("not a usable CA certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(problem("no PEM certificate in it".into()));
+        }
+        Ok(roots)
+    }
+}
+
+/// What went wrong reading a PEM file, without rustls' enum names.
+fn pem_problem(e: rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(e) => e.to_string(),
+        other => format!("not PEM: {other:?}"),
+    }
+}
+
+/// An `sslrootcert` file that cannot be used: its path and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootCertError {
+    pub path: std::path::PathBuf,
+    pub problem: String,
+}
+
+impl fmt::Display for RootCertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "POSTGRES_DSN sslrootcert={}: {}",
+            self.path.display(),
+            self.problem
+        )
+    }
+}
+
+impl std::error::Error for RootCertError {}
+
+impl PostgresDsn {
+    /// Reads a URL or key=value DSN: libpq's `sslmode=verify-ca|verify-full` and
+    /// `sslrootcert` translated (see `ServerCheck`), the rest parsed by the
+    /// postgres crate. Does not read the root file (`RootCerts::load` does).
+    /// `verify-full` without `sslrootcert` trusts the system roots (libpq would
+    /// read `~/.postgresql/root.crt`); `verify-ca` needs `sslrootcert` (a chain
+    /// check without the host name proves nothing against the public roots), a
+    /// file; `sslrootcert=system` needs `verify-full` or no `sslmode` (as libpq 16).
+    /// Errors name the option, never a value from the DSN.
+    pub fn parse(dsn: &str) -> Result<PostgresDsn, ConfigError> {
+        let refuse = |expected: String| ConfigError {
+            var: "POSTGRES_DSN",
+            value: Some("<redacted>".to_string()),
+            expected,
+        };
+        let (translated, tls) = translate_dsn(dsn);
+        let roots = tls.rootcert.filter(|r| !r.is_empty()).map(|r| {
+            if r == "system" {
+                RootCerts::System
+            } else {
+                RootCerts::File(r.into())
+            }
+        });
+        let check = match (tls.sslmode.as_deref(), roots) {
+            (Some("verify-full"), roots) | (None, roots @ Some(RootCerts::System)) => {
+                ServerCheck::ChainAndName(roots.unwrap_or(RootCerts::System))
+            }
+            (_, Some(RootCerts::System)) => {
+                return Err(refuse(
+                    "sslmode=verify-full (or no sslmode) with sslrootcert=system: the public \
+                     roots vouch for a certificate only together with its host name"
+                        .to_string(),
+                ));
+            }
+            (Some("verify-ca"), None) => {
+                return Err(refuse(
+                    "sslrootcert=/path/to/ca.pem with sslmode=verify-ca (it checks the \
+                     certificate chain but not the host name, which proves something only \
+                     against your own CA), or sslmode=verify-full (checked against the \
+                     system roots unless sslrootcert names a file)"
+                        .to_string(),
+                ));
+            }
+            (Some("verify-ca"), Some(roots)) => ServerCheck::Chain(roots),
+            // As libpq: disable ignores sslrootcert; prefer and require verify the
+            // chain when a root file is given.
+            (Some("disable"), _) | (_, None) => ServerCheck::Unverified,
+            (_, Some(roots)) => ServerCheck::Chain(roots),
+        };
+        match translated.parse::<postgres::Config>() {
+            Ok(config) => Ok(PostgresDsn { config, check }),
+            Err(e) => Err(refuse(format!(
+                "a postgresql://user:pw@host:5432/db URL or key=value DSN ({})",
+                dsn_error_cause(&e)
+            ))),
+        }
+    }
+}
+
+/// The libpq-only TLS options found in a DSN (the last of each, as libpq).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct LibpqTls {
+    sslmode: Option<String>,
+    rootcert: Option<String>,
+}
+
+/// The DSN as the postgres crate takes it, and the TLS options it would choke
+/// on: `sslrootcert` removed, `sslmode=verify-*` made `require`, `require` added
+/// when `sslrootcert=system` comes without `sslmode`. A DSN that does not tokenize
+/// is returned as it is, for the crate to name what is wrong.
+fn translate_dsn(dsn: &str) -> (String, LibpqTls) {
+    let translated = if let Some(rest) = ["postgres://", "postgresql://"]
+        .iter()
+        .find_map(|p| dsn.strip_prefix(p))
+    {
+        translate_url(dsn, rest)
     } else {
-        let at = dsn.find("sslmode")?;
-        let rest = dsn[at + "sslmode".len()..].trim_start().strip_prefix('=')?;
-        rest.split_whitespace().next()?
+        translate_key_values(dsn)
     };
-    let value = value.trim_matches(['\'', '"']).to_ascii_lowercase();
-    (value.len() <= 32).then_some(value)
+    translated.unwrap_or_else(|| (dsn.to_string(), LibpqTls::default()))
+}
+
+/// The crate's sslmode for libpq's: verify-* is TLS or nothing.
+fn driver_sslmode(mode: &str) -> &str {
+    match mode {
+        "verify-ca" | "verify-full" => "require",
+        other => other,
+    }
+}
+
+/// Whether `require` must be added: `sslrootcert=system` implies `verify-full`.
+fn needs_require(tls: &LibpqTls) -> bool {
+    tls.sslmode.is_none() && tls.rootcert.as_deref() == Some("system")
+}
+
+/// A URL DSN, split as the postgres crate splits it: credentials up to the first
+/// `@`, then the query after the next `?`, `key=value` pairs up to each `&`,
+/// percent-decoded. The other pairs are kept byte for byte.
+fn translate_url(dsn: &str, rest: &str) -> Option<(String, LibpqTls)> {
+    let after_credentials = rest.find('@').map_or(0, |i| i + 1);
+    let Some(q) = rest[after_credentials..].find('?') else {
+        return Some((dsn.to_string(), LibpqTls::default()));
+    };
+    let query_at = dsn.len() - rest.len() + after_credentials + q + 1;
+    let (head, mut query) = dsn.split_at(query_at);
+    let mut tls = LibpqTls::default();
+    let mut kept: Vec<String> = Vec::new();
+    while !query.is_empty() {
+        let (raw_key, tail) = query.split_once('=')?;
+        let (raw_value, tail) = tail.split_once('&').unwrap_or((tail, ""));
+        query = tail;
+        let key = percent_decode(raw_key)?;
+        match key.as_str() {
+            "sslrootcert" => tls.rootcert = Some(percent_decode(raw_value)?),
+            "sslmode" => {
+                let mode = percent_decode(raw_value)?;
+                kept.push(format!("sslmode={}", driver_sslmode(&mode)));
+                tls.sslmode = Some(mode);
+            }
+            _ => kept.push(format!("{raw_key}={raw_value}")),
+        }
+    }
+    if needs_require(&tls) {
+        kept.push("sslmode=require".to_string());
+    }
+    let head = if kept.is_empty() {
+        &head[..head.len() - 1]
+    } else {
+        head
+    };
+    Some((format!("{head}{}", kept.join("&")), tls))
+}
+
+/// `%XX` decoded, as UTF-8; `None` when it is not.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h)? * 16 + hex(l)?) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A key=value DSN, tokenized as the postgres crate (and libpq) does: keys up to
+/// `=` or white space, white space around `=`, values plain (a backslash escapes
+/// the next character) or in single quotes (the same escapes). It is written back
+/// with every value quoted, which the crate reads as the same values.
+fn translate_key_values(dsn: &str) -> Option<(String, LibpqTls)> {
+    let mut chars = dsn.chars().peekable();
+    let mut tls = LibpqTls::default();
+    let mut kept: Vec<(String, String)> = Vec::new();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+            key.push(c);
+        }
+        if key.is_empty() {
+            break;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        chars.next_if_eq(&'=')?;
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let quoted = chars.next_if_eq(&'\'').is_some();
+        let mut value = String::new();
+        loop {
+            match chars.peek() {
+                None if quoted => return None,
+                None => break,
+                Some('\'') if quoted => {
+                    chars.next();
+                    break;
+                }
+                Some(c) if !quoted && c.is_whitespace() => break,
+                Some(_) => {}
+            }
+            match chars.next() {
+                Some('\\') => value.extend(chars.next()),
+                Some(c) => value.push(c),
+                None => break,
+            }
+        }
+        if value.is_empty() && !quoted {
+            return None;
+        }
+        match key.as_str() {
+            "sslrootcert" => tls.rootcert = Some(value),
+            "sslmode" => {
+                kept.push((key, driver_sslmode(&value).to_string()));
+                tls.sslmode = Some(value);
+            }
+            _ => kept.push((key, value)),
+        }
+    }
+    if needs_require(&tls) {
+        kept.push(("sslmode".to_string(), "require".to_string()));
+    }
+    let text: Vec<String> = kept
+        .iter()
+        .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect();
+    Some((text.join(" "), tls))
 }
 
 /// What the postgres crate found wrong in a DSN: its error and the one beneath,
@@ -811,13 +1114,27 @@ mod tests {
             ("postgresql://u:hunter2@db:notaport/x", "port"),
             ("postgresql://u:hunter2@db/x?sslmode=sometimes", "sslmode"),
             ("host=db password=hunter2 port=x", "port"),
+            ("host=db password=hunter2 sslmode=VERIFY-FULL", "sslmode"),
             (
-                "postgresql://u:hunter2@db/x?sslmode=verify-full",
-                "sslmode=verify-full",
+                "postgresql://u:hunter2@db/x?sslmode=verify-ca",
+                "sslrootcert=/path/to/ca.pem with sslmode=verify-ca",
             ),
             (
                 "host=db password=hunter2 sslmode = 'verify-ca'",
-                "sslmode=verify-ca",
+                "sslrootcert=/path/to/ca.pem with sslmode=verify-ca",
+            ),
+            (
+                "postgresql://u:hunter2@db/x?sslmode=require&sslrootcert=system",
+                "sslmode=verify-full (or no sslmode) with sslrootcert=system",
+            ),
+            (
+                "host=db password=hunter2 sslmode=verify-ca sslrootcert=system",
+                "sslrootcert=system",
+            ),
+            ("host=db password=hunter2 sslrootcert='/x", "unterminated"),
+            (
+                "postgresql://u:hunter2@db/x?sslcert=/c.pem",
+                "unknown option `sslcert`",
             ),
         ] {
             let err = config(&[("POSTGRES_DSN", dsn)]).unwrap_err().to_string();
@@ -827,9 +1144,205 @@ mod tests {
         for ok in [
             "postgresql://u@db/x?sslmode=require",
             "host=db sslmode=disable",
+            "postgresql://u:hunter2@db/x?sslmode=verify-full",
+            "postgresql://u@db/x?sslrootcert=system",
+            "host=db sslmode=verify-full sslrootcert=system",
         ] {
             assert!(config(&[("POSTGRES_DSN", ok)]).is_ok(), "{ok}");
         }
+    }
+
+    /// A temporary directory of one test's own.
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("certwatch-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A PEM file holding one self-signed CA certificate.
+    fn ca_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, cert.pem()).unwrap();
+        path
+    }
+
+    fn parsed(dsn: &str) -> (postgres::config::SslMode, ServerCheck) {
+        let d = PostgresDsn::parse(dsn).unwrap_or_else(|e| panic!("{dsn}: {e}"));
+        (d.config.get_ssl_mode(), d.check)
+    }
+
+    #[test]
+    fn verify_modes_reach_the_driver_as_require_with_their_check() {
+        use postgres::config::SslMode;
+        let file = |p: &str| RootCerts::File(p.into());
+        for (dsn, mode, check) in [
+            // The URL form: sslrootcert never reaches the crate; verify-* is require.
+            (
+                "postgresql://u:pw@db:5432/x?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+                SslMode::Require,
+                ServerCheck::ChainAndName(file("/etc/ca.pem")),
+            ),
+            (
+                "postgres://u@db/x?sslrootcert=%2Fetc%2Fmy%20ca.pem&sslmode=verify-ca&connect_timeout=3",
+                SslMode::Require,
+                ServerCheck::Chain(file("/etc/my ca.pem")),
+            ),
+            // verify-full without sslrootcert: the system roots.
+            (
+                "postgresql://u@db/x?sslmode=verify-full",
+                SslMode::Require,
+                ServerCheck::ChainAndName(RootCerts::System),
+            ),
+            // sslrootcert=system alone means verify-full (libpq 16).
+            (
+                "postgresql://u@db/x?sslrootcert=system",
+                SslMode::Require,
+                ServerCheck::ChainAndName(RootCerts::System),
+            ),
+            (
+                "host=db sslrootcert=system",
+                SslMode::Require,
+                ServerCheck::ChainAndName(RootCerts::System),
+            ),
+            // The key=value form: spaces around `=`, quotes, escapes.
+            (
+                "host=db user=u sslmode = verify-full sslrootcert = '/etc/it\\'s ca.pem'",
+                SslMode::Require,
+                ServerCheck::ChainAndName(file("/etc/it's ca.pem")),
+            ),
+            (
+                "host=db sslrootcert=/etc/a\\ b.pem sslmode='verify-ca'",
+                SslMode::Require,
+                ServerCheck::Chain(file("/etc/a b.pem")),
+            ),
+            // As libpq: prefer and require check the chain when given a root file;
+            // disable ignores it; the last value of an option wins.
+            (
+                "host=db sslmode=require sslrootcert=/ca.pem",
+                SslMode::Require,
+                ServerCheck::Chain(file("/ca.pem")),
+            ),
+            (
+                "host=db sslrootcert=/ca.pem",
+                SslMode::Prefer,
+                ServerCheck::Chain(file("/ca.pem")),
+            ),
+            (
+                "host=db sslmode=disable sslrootcert=/ca.pem",
+                SslMode::Disable,
+                ServerCheck::Unverified,
+            ),
+            (
+                "postgresql://db/x?sslmode=verify-full&sslmode=require",
+                SslMode::Require,
+                ServerCheck::Unverified,
+            ),
+            (
+                "postgresql://db/x?sslmode=require&sslrootcert=",
+                SslMode::Require,
+                ServerCheck::Unverified,
+            ),
+            // No libpq TLS option: as the crate reads it.
+            ("host=db", SslMode::Prefer, ServerCheck::Unverified),
+            (
+                "postgresql://u@db/x?sslmode=require",
+                SslMode::Require,
+                ServerCheck::Unverified,
+            ),
+        ] {
+            assert_eq!(parsed(dsn), (mode, check), "{dsn}");
+        }
+    }
+
+    #[test]
+    fn the_rest_of_a_translated_dsn_is_read_as_before() {
+        // A password holding the option names, '@', '?', '&' and quotes.
+        let d = PostgresDsn::parse(
+            "host=db port=6543 user=u dbname='my db' password='p sslmode=verify-ca \\' x' \
+             sslmode=verify-full sslrootcert=system application_name=cw",
+        )
+        .unwrap();
+        assert_eq!(
+            d.config.get_password(),
+            Some(&b"p sslmode=verify-ca ' x"[..])
+        );
+        assert_eq!(d.config.get_dbname(), Some("my db"));
+        assert_eq!(d.config.get_ports(), &[6543]);
+        assert_eq!(d.config.get_application_name(), Some("cw"));
+        assert_eq!(d.check, ServerCheck::ChainAndName(RootCerts::System));
+        let d = PostgresDsn::parse(
+            "postgresql://u:p%40ss?w&rd@db:6543/x?application_name=a%26b&sslmode=verify-full\
+             &sslrootcert=system&connect_timeout=7",
+        )
+        .unwrap();
+        assert_eq!(d.config.get_password(), Some(&b"p@ss?w&rd"[..]));
+        assert_eq!(d.config.get_application_name(), Some("a&b"));
+        assert_eq!(
+            d.config.get_connect_timeout(),
+            Some(&Duration::from_secs(7))
+        );
+        assert_eq!(d.check, ServerCheck::ChainAndName(RootCerts::System));
+        // The password is still found for the log filter.
+        let c = config(&[(
+            "POSTGRES_DSN",
+            "postgresql://u:Pa55-w0rd@db/x?sslmode=verify-full&sslrootcert=system",
+        )])
+        .unwrap();
+        assert!(c.log_secrets().iter().any(|s| s == "Pa55-w0rd"));
+    }
+
+    #[test]
+    fn an_unusable_sslrootcert_is_an_error_naming_the_file() {
+        let dir = temp_dir("roots");
+        let good = ca_file(&dir, "ca.pem");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let missing = dir.join("missing.pem");
+        for (file, says) in [
+            (&missing, "No such file"),
+            (&empty, "no PEM certificate in it"),
+            (&dir, "directory"),
+        ] {
+            for dsn in [
+                format!(
+                    "postgresql://u:hunter2@db/x?sslmode=verify-full&sslrootcert={}",
+                    file.display()
+                ),
+                format!(
+                    "host=db password=hunter2 sslmode=verify-ca sslrootcert='{}'",
+                    file.display()
+                ),
+            ] {
+                let err = config(&[("POSTGRES_DSN", &dsn)]).unwrap_err();
+                assert_eq!(err.var, "POSTGRES_DSN");
+                assert_eq!(
+                    err.value,
+                    Some(format!("sslrootcert={}", file.display())),
+                    "{err}"
+                );
+                let line = err.to_string();
+                assert!(line.contains(says), "{line}");
+                assert!(!line.contains("hunter2"), "{line}");
+                assert!(!line.contains("db/x"), "{line}");
+            }
+        }
+        // A readable CA file: accepted, the DSN kept as given.
+        let dsn = format!(
+            "postgresql://u:hunter2@db/x?sslmode=verify-full&sslrootcert={}",
+            good.display()
+        );
+        let c = config(&[("POSTGRES_DSN", &dsn)]).unwrap();
+        assert_eq!(c.postgres_dsn.expose(), dsn);
+        assert_eq!(RootCerts::File(good).load().map(|r| r.len()), Ok(1));
+        assert!(RootCerts::System.load().unwrap().len() > 50);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! CT log list, per-log positions, backfill claims). This file is the plumbing
 //! they share: the pool and connection setup, statements prepared per
 //! connection, the retry on a closed connection, the breaker, the errors; `tls`
-//! holds the encrypt-only TLS configuration of the connections.
+//! holds the TLS configuration of the connections (encrypt-only, or verifying
+//! the server certificate as `sslmode=verify-ca|verify-full` ask).
 //!
 //! Called from the `pipeline` thread (start-up, the drain), the workers and the
 //! grace thread (inventory, pending sightings, alert rows), the `deliver-N`
@@ -149,6 +150,10 @@ pub enum StoreError {
     /// `POSTGRES_DSN` does not parse (config validates it first, so only a
     /// caller that skips `Config` meets this).
     InvalidDsn,
+    /// The DSN's `sslrootcert` file cannot be read or holds no CA certificate
+    /// (config checks it first: only a file changed since, or a caller that
+    /// skips `Config`, meets this).
+    RootCerts(crate::config::RootCertError),
 }
 
 impl fmt::Display for StoreError {
@@ -161,6 +166,7 @@ impl fmt::Display for StoreError {
             StoreError::Db(e) => write!(f, "database error: {e}"),
             StoreError::Schema(e) => write!(f, "schema: {e}"),
             StoreError::InvalidDsn => f.write_str("POSTGRES_DSN does not parse"),
+            StoreError::RootCerts(e) => write!(f, "{e}"),
         }
     }
 }
@@ -190,8 +196,21 @@ pub enum ConnectCause {
     DatabaseMissing(String),
     /// The password or the role was refused (28P01, 28000).
     AuthFailed(String),
-    /// The server requires TLS (or refuses it), or the TLS handshake failed.
+    /// The server requires TLS (or refuses it), or the TLS handshake failed
+    /// for a reason other than those below.
     Tls(String),
+    /// The server answered the TLS request with no: `sslmode=require`,
+    /// `verify-ca` and `verify-full` never go on unencrypted.
+    NoServerTls,
+    /// The server certificate does not chain to a trusted root (`sslrootcert`,
+    /// or the system roots): rustls' `UnknownIssuer`.
+    UnknownCa(String),
+    /// The server certificate is not valid for the host name (or IP address)
+    /// connected to (`verify-full`); says which name and the names it has.
+    WrongHostName(String),
+    /// The server certificate was refused for another reason (expired, not
+    /// yet valid, not for server use, malformed).
+    BadCertificate(String),
     /// Nothing listens at that host and port.
     Refused(String),
     /// No answer within the connect timeout.
@@ -234,8 +253,25 @@ impl ConnectCause {
                     std::io::ErrorKind::TimedOut => return ConnectCause::Timeout,
                     _ => {}
                 }
+                // The TLS stream reports the handshake's failure as an I/O error
+                // holding rustls' error (not as its source).
+                if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+                    && let Some(cause) = ConnectCause::of_tls(tls)
+                {
+                    return cause;
+                }
+            }
+            if let Some(tls) = cause.downcast_ref::<rustls::Error>()
+                && let Some(cause) = ConnectCause::of_tls(tls)
+            {
+                return cause;
             }
             let more = cause.to_string();
+            if more == "server does not support TLS" {
+                // The postgres crate's words when the server answers `N` to
+                // the TLS request at sslmode=require (verify-* included).
+                return ConnectCause::NoServerTls;
+            }
             if !text.contains(&more) {
                 text = format!("{text}: {more}");
             }
@@ -250,6 +286,23 @@ impl ConnectCause {
             ConnectCause::Other(text)
         }
     }
+
+    /// A refused server certificate, by what is wrong with it.
+    fn of_tls(e: &rustls::Error) -> Option<ConnectCause> {
+        use rustls::CertificateError as C;
+        let rustls::Error::InvalidCertificate(problem) = e else {
+            return None;
+        };
+        Some(match problem {
+            C::UnknownIssuer => {
+                ConnectCause::UnknownCa("its issuer is none of the trusted roots".to_string())
+            }
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                ConnectCause::WrongHostName(problem.to_string())
+            }
+            other => ConnectCause::BadCertificate(other.to_string()),
+        })
+    }
 }
 
 impl fmt::Display for ConnectCause {
@@ -258,6 +311,22 @@ impl fmt::Display for ConnectCause {
             ConnectCause::DatabaseMissing(m) => write!(f, "database does not exist ({m})"),
             ConnectCause::AuthFailed(m) => write!(f, "authentication failed ({m})"),
             ConnectCause::Tls(m) => write!(f, "TLS required or refused ({m})"),
+            ConnectCause::NoServerTls => f.write_str(
+                "the server does not support TLS: sslmode=require, verify-ca and verify-full \
+                 never connect unencrypted (turn on ssl in postgresql.conf, or fix host and port)",
+            ),
+            ConnectCause::UnknownCa(m) => write!(
+                f,
+                "server certificate not trusted: unknown CA ({m}: the DSN's sslrootcert \
+                 file, or the public web roots with sslrootcert=system and with verify-full \
+                 without sslrootcert)"
+            ),
+            ConnectCause::WrongHostName(m) => write!(
+                f,
+                "server certificate does not match the host name ({m}): sslmode=verify-full \
+                 checks the DSN's host against the certificate"
+            ),
+            ConnectCause::BadCertificate(m) => write!(f, "server certificate refused ({m})"),
             ConnectCause::Refused(m) => write!(
                 f,
                 "connection refused ({m}): is PostgreSQL running at the DSN's host and port?"
@@ -287,9 +356,13 @@ impl r2d2::HandleError<postgres::Error> for QuietErrors {
 
 impl Store {
     /// Builds the pool without connecting: the first query connects. The DSN is
-    /// validated by `Config`; `sslmode=require` encrypts with rustls.
+    /// validated by `Config` (and read again here, with libpq's TLS options
+    /// translated: `config::PostgresDsn`); TLS is rustls, the server certificate
+    /// checked as its `sslmode` and `sslrootcert` ask (`tls`). The root file is
+    /// read now.
     pub fn new(dsn: &str, max_connections: u32) -> Result<Store, StoreError> {
-        let mut config: postgres::Config = dsn.parse().map_err(|_| StoreError::InvalidDsn)?;
+        let crate::config::PostgresDsn { mut config, check } =
+            crate::config::PostgresDsn::parse(dsn).map_err(|_| StoreError::InvalidDsn)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -301,7 +374,7 @@ impl Store {
             config.options("-c statement_timeout=15000");
         }
         config.keepalives_idle(Duration::from_secs(30));
-        let tls = MakeRustlsConnect::new(tls::tls_config());
+        let tls = MakeRustlsConnect::new(tls::tls_config(&check).map_err(StoreError::RootCerts)?);
         let last_failure = Arc::new(Mutex::new(None));
         let pool = r2d2::Pool::builder()
             .max_size(max_connections)

@@ -1,7 +1,8 @@
 //! A throwaway PostgreSQL cluster of a test's own (`TestCluster`): `initdb` into a
 //! temporary directory and `pg_ctl` on a spare loopback port, run as the
 //! `postgres` user when the tests run as root, so a test can stop and restart
-//! the database under a running service. Dropped: stopped and deleted.
+//! the database under a running service; `start_with_tls` serves TLS with a
+//! certificate of the test's choosing. Dropped: stopped and deleted.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,6 +12,8 @@ pub struct TestCluster {
     dir: PathBuf,
     bin: PathBuf,
     pub port: u16,
+    /// Started with `ssl=on` and the certificate in `server.crt`/`server.key`.
+    tls: bool,
 }
 
 static N: AtomicUsize = AtomicUsize::new(0);
@@ -39,6 +42,17 @@ fn pg_bin() -> PathBuf {
 impl TestCluster {
     /// Creates and starts a cluster; panics (never skips) when it cannot.
     pub fn start() -> TestCluster {
+        TestCluster::start_with(None)
+    }
+
+    /// `start`, serving TLS (`ssl=on`) with this certificate chain and private
+    /// key (PEM). Clients may still connect without TLS (`host` lines in
+    /// pg_hba.conf).
+    pub fn start_with_tls(cert_chain_pem: &str, key_pem: &str) -> TestCluster {
+        TestCluster::start_with(Some((cert_chain_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> TestCluster {
         let dir = std::env::temp_dir().join(format!(
             "certwatch-pg-{}-{}",
             std::process::id(),
@@ -51,10 +65,20 @@ impl TestCluster {
             .local_addr()
             .unwrap()
             .port();
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(dir.join("server.crt"), cert).unwrap();
+            let key_file = dir.join("server.key");
+            std::fs::write(&key_file, key).unwrap();
+            // Postgres refuses a key file others may read; the chown below makes
+            // the server's user its owner.
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let cluster = TestCluster {
             dir,
             bin: pg_bin(),
             port,
+            tls: tls.is_some(),
         };
         if is_root() {
             let status = Command::new("chown")
@@ -104,11 +128,17 @@ impl TestCluster {
     }
 
     fn pg_ctl_start(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
             self.port,
             self.dir.display()
         );
+        if self.tls {
+            options += &format!(
+                " -c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+                self.dir.display()
+            );
+        }
         self.run(&[
             self.bin.join("pg_ctl").to_str().unwrap(),
             "-D",

@@ -19,6 +19,7 @@ mod http_endpoints;
 mod lenient;
 mod lifecycle;
 mod log_lag;
+mod pg_tls;
 mod process;
 mod redelivery;
 mod schema;
