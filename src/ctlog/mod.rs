@@ -9,6 +9,7 @@
 pub mod client;
 pub mod entry;
 pub mod loglist;
+pub mod merkle;
 pub mod rfc6962;
 pub mod tiles;
 
