@@ -12,6 +12,7 @@ pub mod loglist;
 pub mod merkle;
 pub mod rfc6962;
 pub mod tiles;
+pub mod tree_head;
 
 /// The largest entry index or tree size certwatch takes, from a feed, a log or the
 /// command line: below 2^63, so that every index fits Postgres' `bigint` and
