@@ -115,6 +115,46 @@ impl CompactRange {
     }
 }
 
+impl CompactRange {
+    /// The frontier of a tree of `size` leaves from its hash tiles (static-ct-api):
+    /// each perfect subtree of height `h` is `2^(h mod 8)` consecutive hashes of
+    /// one tile at level `h / 8` (the tile the log serves at that size, `fetch`
+    /// given its level, index and width), hashed up `h mod 8` times. The caller
+    /// checks the result's `root()` against the signed root.
+    pub fn from_tiles<E>(
+        size: u64,
+        mut fetch: impl FnMut(super::tiles::HashTile) -> Result<Vec<Hash>, E>,
+    ) -> Result<Option<CompactRange>, E> {
+        let mut hashes = Vec::with_capacity(size.count_ones() as usize);
+        let mut start = 0u64;
+        for height in (0..64u32).rev() {
+            if size & (1 << height) == 0 {
+                continue;
+            }
+            let level = (height / 8) as u8;
+            let within = height % 8;
+            let node = start >> (8 * u32::from(level));
+            let tile = super::tiles::HashTile::holding(level, node, size);
+            let nodes = fetch(tile)?;
+            let offset = (node % super::tiles::TILE_WIDTH) as usize;
+            let count = 1usize << within;
+            let Some(slice) = nodes.get(offset..offset + count) else {
+                return Ok(None);
+            };
+            let mut layer = slice.to_vec();
+            while layer.len() > 1 {
+                layer = layer
+                    .chunks_exact(2)
+                    .map(|pair| node_hash(&pair[0], &pair[1]))
+                    .collect();
+            }
+            hashes.push(layer[0]);
+            start += 1 << height;
+        }
+        Ok(Some(CompactRange { size, hashes }))
+    }
+}
+
 /// Whether `proof` shows the leaf `leaf` at `index` in the tree of `size` leaves
 /// whose root is `root` (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
@@ -382,6 +422,63 @@ mod tests {
         }
         assert!(!verify_inclusion(5, 5, &leaves[0], &[], &leaves[0]));
         assert!(!verify_consistency(6, 5, &leaves[0], &leaves[0], &[]));
+    }
+
+    /// The tiles a static-ct log serves for a tree, from the recursive
+    /// definition: level `l` tile `n` is `MTH` of each of its 256 blocks of
+    /// `256^l` leaves.
+    fn tiles_of(leaves: &[Hash]) -> std::collections::HashMap<(u8, u64), Vec<Hash>> {
+        let mut out = std::collections::HashMap::new();
+        for level in 0u8..3 {
+            let block = 256usize.pow(u32::from(level));
+            let nodes = leaves.len() / block;
+            for n in 0..nodes.div_ceil(256) {
+                let hashes: Vec<Hash> = (n * 256..((n + 1) * 256).min(nodes))
+                    .map(|i| mth(&leaves[i * block..(i + 1) * block]))
+                    .collect();
+                out.insert((level, n as u64), hashes);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_frontier_is_recovered_from_hash_tiles() {
+        let leaves: Vec<Hash> = (0u32..70_000)
+            .map(|i| leaf_hash(&i.to_be_bytes()))
+            .collect();
+        let tiles = tiles_of(&leaves);
+        let mut range = CompactRange::new();
+        let mut fetched = 0;
+        for size in 1..=leaves.len() {
+            range.push(leaves[size - 1]);
+            if !(size < 600 || size % 4099 == 0 || size == 65_536 || size == 70_000) {
+                continue;
+            }
+            let from_tiles = CompactRange::from_tiles(size as u64, |tile| {
+                fetched += 1;
+                let hashes = &tiles[&(tile.level, tile.index)];
+                // What the log serves at this size: the tile's first `width`.
+                assert!(
+                    usize::from(tile.width) <= hashes.len(),
+                    "{tile:?} at {size}"
+                );
+                Ok::<_, ()>(hashes[..usize::from(tile.width)].to_vec())
+            })
+            .unwrap()
+            .expect("the tiles hold the nodes");
+            assert_eq!(from_tiles, range, "{size} leaves");
+        }
+        assert!(fetched > 0);
+        assert_eq!(
+            super::super::tiles::HashTile::holding(1, 273, 70_000),
+            super::super::tiles::HashTile {
+                level: 1,
+                index: 1,
+                width: 17
+            },
+            "the spec's example: 70,000 entries, a partial level-1 tile of 17"
+        );
     }
 
     #[test]

@@ -1,10 +1,7 @@
-//! static-ct-api (C2SP, "tlog-tiles" for CT): data tile paths, which tiles
-//! cover an index range at a given tree size, `TileLeaf` decoding, and the
-//! checkpoint's tree size. Pure, no I/O; run on the `backfill` thread.
-//!
-//! Checkpoint signatures are not verified: certwatch reads a log to find
-//! certificates it missed, not to audit the log, and a log that lies about its
-//! size only hides entries it could equally leave out of its tiles.
+//! static-ct-api (C2SP, "tlog-tiles" for CT): data and hash tile paths, which
+//! tiles cover an index range at a given tree size, `TileLeaf` and hash tile
+//! decoding, and the checkpoint's note text (its signature is checked by
+//! `tree_head`). Pure, no I/O; run on the threads that read logs.
 
 use super::rfc6962::{
     Chain, DecodeError, LogEntry, MAX_CHAIN, Reader, SignedEntry, read_timestamped_entry,
@@ -59,6 +56,71 @@ impl DataTile {
         }
         path
     }
+}
+
+/// One Merkle tree tile: tile `index` of `level` (level 0 holds leaf hashes, level
+/// `l` the roots of full tiles at level `l - 1`) with `width` hashes, 256 for a
+/// full tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HashTile {
+    pub level: u8,
+    pub index: u64,
+    pub width: u16,
+}
+
+impl HashTile {
+    /// The tile of `level` holding node `node` (the `node`-th hash of that level) in
+    /// a tree of `tree_size` entries: full, or the partial one the spec says the
+    /// log serves at that size (`floor(size / 256^level) mod 256` hashes).
+    pub fn holding(level: u8, node: u64, tree_size: u64) -> HashTile {
+        let index = node / TILE_WIDTH;
+        let nodes_at_level = tree_size >> (8 * u32::from(level));
+        let width = if (index + 1).saturating_mul(TILE_WIDTH) <= nodes_at_level {
+            TILE_WIDTH
+        } else {
+            nodes_at_level % TILE_WIDTH
+        };
+        HashTile {
+            level,
+            index,
+            width: width as u16,
+        }
+    }
+
+    pub fn is_partial(self) -> bool {
+        u64::from(self.width) < TILE_WIDTH
+    }
+
+    /// The path under the monitoring prefix: `tile/<level>/x001/x234/067`, with
+    /// `.p/<width>` for a partial tile.
+    pub fn path(self) -> String {
+        let mut path = format!("tile/{}/{}", self.level, tile_index_path(self.index));
+        if self.is_partial() {
+            path.push_str(&format!(".p/{}", self.width));
+        }
+        path
+    }
+
+    /// The full tile with the same level and index.
+    pub fn full(self) -> HashTile {
+        HashTile {
+            width: TILE_WIDTH as u16,
+            ..self
+        }
+    }
+}
+
+/// A hash tile's body as hashes: `width` (or, for the full tile fetched in place
+/// of a partial one, 256) times 32 bytes, nothing else.
+pub fn decode_hash_tile(body: &[u8], tile: HashTile) -> Result<Vec<[u8; 32]>, DecodeError> {
+    let widths = [usize::from(tile.width), TILE_WIDTH as usize];
+    if body.len() % 32 != 0 || !widths.contains(&(body.len() / 32)) {
+        return Err(DecodeError::Truncated { what: "hash tile" });
+    }
+    Ok(body
+        .chunks_exact(32)
+        .map(|h| h.try_into().expect("32 bytes"))
+        .collect())
 }
 
 /// A tile index as path elements of three zero-padded digits, all but the
@@ -273,6 +335,21 @@ mod tests {
             .path(),
             "tile/data/003.p/17"
         );
+        // The spec's example: a tree of 70,000 has 273 full level-0 tiles, a
+        // partial level-0 tile of 112, a full level-1 tile, a partial level-1 tile
+        // of 17 and a partial level-2 tile of 1.
+        let at = |level, node| HashTile::holding(level, node, 70_000);
+        assert_eq!(at(0, 272 * 256).path(), "tile/0/272");
+        assert_eq!(at(0, 273 * 256).path(), "tile/0/273.p/112");
+        assert_eq!(at(1, 0).path(), "tile/1/000");
+        assert_eq!(at(1, 256).path(), "tile/1/001.p/17");
+        assert_eq!(at(2, 0).path(), "tile/2/000.p/1");
+        assert_eq!(at(1, 256).full().path(), "tile/1/001");
+        let tile = at(1, 256);
+        assert_eq!(decode_hash_tile(&[7u8; 17 * 32], tile).unwrap().len(), 17);
+        assert_eq!(decode_hash_tile(&[7u8; 256 * 32], tile).unwrap().len(), 256);
+        assert!(decode_hash_tile(&[7u8; 16 * 32], tile).is_err());
+        assert!(decode_hash_tile(&[7u8; 17 * 32 + 1], tile).is_err());
     }
 
     fn tiles(range: Range<u64>, size: u64) -> Vec<(u64, u16)> {
