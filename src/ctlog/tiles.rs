@@ -114,7 +114,7 @@ impl HashTile {
 /// of a partial one, 256) times 32 bytes, nothing else.
 pub fn decode_hash_tile(body: &[u8], tile: HashTile) -> Result<Vec<[u8; 32]>, DecodeError> {
     let widths = [usize::from(tile.width), TILE_WIDTH as usize];
-    if body.len() % 32 != 0 || !widths.contains(&(body.len() / 32)) {
+    if !body.len().is_multiple_of(32) || !widths.contains(&(body.len() / 32)) {
         return Err(DecodeError::Truncated { what: "hash tile" });
     }
     Ok(body
