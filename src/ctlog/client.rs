@@ -6,7 +6,8 @@
 
 use super::LogKind;
 use super::rfc6962::{self, DecodeError, Sth};
-use super::tiles::{self, Checkpoint, DataTile};
+use super::tiles::{self, Checkpoint, DataTile, HashTile};
+use super::tree_head::{self, HeadError, LogKey, TreeHead};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -77,6 +78,9 @@ pub enum ClientError {
     IssuerMismatch,
     /// A call that does not fit the log (wrong API, empty or reversed range).
     InvalidRequest(&'static str),
+    /// A tree head whose signature does not verify with the log's key, or that
+    /// is malformed.
+    Head(HeadError),
     /// The log URL or the contact string cannot be used.
     InvalidConfig(&'static str),
 }
@@ -98,6 +102,7 @@ impl fmt::Display for ClientError {
             ClientError::Decode(e) => write!(f, "log response: {e}"),
             ClientError::IssuerMismatch => f.write_str("issuer does not match its fingerprint"),
             ClientError::InvalidRequest(what) => write!(f, "invalid log request: {what}"),
+            ClientError::Head(e) => write!(f, "log tree head: {e}"),
             ClientError::InvalidConfig(what) => write!(f, "invalid log client config: {what}"),
         }
     }
@@ -210,7 +215,8 @@ impl LogClient {
         self.requests
     }
 
-    /// RFC 6962 `get-sth`: the tree size (signature not verified).
+    /// RFC 6962 `get-sth`: the tree size, signature not verified (see
+    /// `tree_head` for the verified read).
     pub fn get_sth(&mut self) -> Result<Sth, ClientError> {
         self.expect_kind(LogKind::Rfc6962)?;
         let body = self.get("ct/v1/get-sth", MAX_SMALL_BODY)?;
@@ -229,7 +235,67 @@ impl LogClient {
         self.get(&path, self.max_entries_bytes)
     }
 
-    /// static-ct `checkpoint` (signatures not verified; see `tiles`).
+    /// The log's signed tree head, its signature verified with `key`: RFC 6962
+    /// `get-sth` or the static-ct checkpoint, by the log's API.
+    pub fn tree_head(&mut self, key: &LogKey) -> Result<TreeHead, ClientError> {
+        match self.kind {
+            LogKind::Rfc6962 => {
+                let body = self.get("ct/v1/get-sth", MAX_SMALL_BODY)?;
+                tree_head::verify_sth(key, &body).map_err(ClientError::Head)
+            }
+            LogKind::Tiled => {
+                let body = self.get("checkpoint", tiles::MAX_CHECKPOINT_BYTES as u64)?;
+                tree_head::verify_checkpoint(key, &body).map_err(ClientError::Head)
+            }
+        }
+    }
+
+    /// RFC 6962 `get-proof-by-hash`: the index of the leaf with this leaf hash in
+    /// the tree of `tree_size`, and its audit path (unchecked: the caller checks
+    /// it against a verified root).
+    pub fn proof_by_hash(
+        &mut self,
+        leaf_hash: &[u8; 32],
+        tree_size: u64,
+    ) -> Result<(u64, Vec<[u8; 32]>), ClientError> {
+        use base64::Engine;
+        self.expect_kind(LogKind::Rfc6962)?;
+        // Standard base64, its `+`, `/` and `=` percent-encoded for the query.
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(leaf_hash)
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        let path = format!("ct/v1/get-proof-by-hash?hash={hash}&tree_size={tree_size}");
+        let body = self.get(&path, MAX_SMALL_BODY)?;
+        Ok(rfc6962::parse_proof_by_hash(&body)?)
+    }
+
+    /// RFC 6962 `get-sth-consistency` between two tree sizes (unchecked).
+    pub fn consistency(&mut self, first: u64, second: u64) -> Result<Vec<[u8; 32]>, ClientError> {
+        self.expect_kind(LogKind::Rfc6962)?;
+        let path = format!("ct/v1/get-sth-consistency?first={first}&second={second}");
+        let body = self.get(&path, MAX_SMALL_BODY)?;
+        Ok(rfc6962::parse_consistency(&body)?)
+    }
+
+    /// A static-ct hash tile's hashes. A partial tile the log no longer serves
+    /// (404, filled since) is read as the full tile, whose first hashes are the
+    /// same.
+    pub fn hash_tile(&mut self, tile: HashTile) -> Result<Vec<[u8; 32]>, ClientError> {
+        self.expect_kind(LogKind::Tiled)?;
+        const MAX_HASH_TILE: u64 = 256 * 32;
+        let body = match self.get(&tile.path(), MAX_HASH_TILE) {
+            Err(ClientError::Status(404)) if tile.is_partial() => {
+                self.get(&tile.full().path(), MAX_HASH_TILE)?
+            }
+            result => result?,
+        };
+        Ok(tiles::decode_hash_tile(&body, tile)?)
+    }
+
+    /// static-ct `checkpoint`, its signature not verified (see `tree_head` for
+    /// the verified read).
     pub fn checkpoint(&mut self) -> Result<Checkpoint, ClientError> {
         self.expect_kind(LogKind::Tiled)?;
         let body = self.get("checkpoint", tiles::MAX_CHECKPOINT_BYTES as u64)?;

@@ -396,9 +396,78 @@ pub fn parse_get_entries(body: &[u8], asked: usize) -> Result<Vec<RawEntry<'_>>,
     Ok(parsed.entries)
 }
 
+/// A Merkle audit path is at most this long (a tree of 2^63 entries).
+const MAX_PROOF: usize = 64;
+
+/// The hashes of a proof, each standard base64 of 32 bytes, at most `MAX_PROOF`.
+fn proof_hashes(encoded: &[String], field: &'static str) -> Result<Vec<[u8; 32]>, DecodeError> {
+    use base64::Engine;
+    if encoded.len() > MAX_PROOF {
+        return Err(DecodeError::TooMany {
+            what: "proof hashes",
+            limit: MAX_PROOF,
+        });
+    }
+    encoded
+        .iter()
+        .map(|h| {
+            base64::engine::general_purpose::STANDARD
+                .decode(h)
+                .ok()
+                .and_then(|h| h.try_into().ok())
+                .ok_or(DecodeError::Base64 { field })
+        })
+        .collect()
+}
+
+/// A `get-proof-by-hash` response: the leaf's index and its audit path.
+pub fn parse_proof_by_hash(body: &[u8]) -> Result<(u64, Vec<[u8; 32]>), DecodeError> {
+    #[derive(Deserialize)]
+    struct Proof {
+        leaf_index: u64,
+        audit_path: Vec<String>,
+    }
+    let proof: Proof = serde_json::from_slice(body)?;
+    Ok((
+        proof.leaf_index,
+        proof_hashes(&proof.audit_path, "audit_path")?,
+    ))
+}
+
+/// A `get-sth-consistency` response: the consistency proof's hashes.
+pub fn parse_consistency(body: &[u8]) -> Result<Vec<[u8; 32]>, DecodeError> {
+    #[derive(Deserialize)]
+    struct Consistency {
+        consistency: Vec<String>,
+    }
+    let proof: Consistency = serde_json::from_slice(body)?;
+    proof_hashes(&proof.consistency, "consistency")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proofs_parse_and_bad_ones_are_errors() {
+        let h = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+        let (index, path) = parse_proof_by_hash(
+            format!(r#"{{"leaf_index":7,"audit_path":["{h}","{h}"]}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!((index, path.len()), (7, 2));
+        assert_eq!(
+            parse_consistency(format!(r#"{{"consistency":["{h}"]}}"#).as_bytes()).unwrap(),
+            vec![[0u8; 32]]
+        );
+        assert!(parse_consistency(br#"{"consistency":["AAAA"]}"#).is_err());
+        assert!(parse_proof_by_hash(br#"{"leaf_index":-1,"audit_path":[]}"#).is_err());
+        let long: Vec<String> = (0..65).map(|_| format!("\"{h}\"")).collect();
+        assert!(
+            parse_consistency(format!(r#"{{"consistency":[{}]}}"#, long.join(",")).as_bytes())
+                .is_err()
+        );
+    }
 
     fn vec24(data: &[u8]) -> Vec<u8> {
         let mut out = (data.len() as u32).to_be_bytes()[1..].to_vec();
