@@ -297,6 +297,14 @@ fn aggregated(name: &X509Name<'_>) -> String {
     out
 }
 
+/// One entry of a page read from a log: its Merkle leaf hash (what the log's
+/// root commits to; `None` only when an RFC 6962 `leaf_input` is not even base64)
+/// and the certificate it converts to.
+pub struct PageEntry {
+    pub leaf_hash: Option<[u8; 32]>,
+    pub cert: EntryResult,
+}
+
 /// Every entry of a `get-entries` body for the range starting at `start` (of
 /// which `asked` entries were requested), converted. The outer error means the
 /// body as a whole is unusable; an inner one is a single entry to count. The
@@ -307,13 +315,36 @@ pub fn certificates_from_get_entries(
     asked: usize,
     source: &LogSource<'_>,
 ) -> Result<Vec<EntryResult>, DecodeError> {
+    Ok(page_from_get_entries(body, start, asked, source)?
+        .into_iter()
+        .map(|e| e.cert)
+        .collect())
+}
+
+/// [`certificates_from_get_entries`], each entry with its leaf hash: the hash of
+/// its `leaf_input`, which is the `MerkleTreeLeaf`.
+pub fn page_from_get_entries(
+    body: &[u8],
+    start: u64,
+    asked: usize,
+    source: &LogSource<'_>,
+) -> Result<Vec<PageEntry>, DecodeError> {
     let raw = rfc6962::parse_get_entries(body, asked)?;
     Ok(raw
         .iter()
         .zip(start..)
-        .map(|(raw, index)| {
-            let bytes = raw.decode_base64()?;
-            to_logged(&bytes.decode()?, index, source)
+        .map(|(raw, index)| match raw.decode_base64() {
+            Ok(bytes) => PageEntry {
+                leaf_hash: Some(super::merkle::leaf_hash(&bytes.leaf_input)),
+                cert: bytes
+                    .decode()
+                    .map_err(EntryError::Decode)
+                    .and_then(|entry| to_logged(&entry, index, source)),
+            },
+            Err(e) => PageEntry {
+                leaf_hash: None,
+                cert: Err(EntryError::Decode(e)),
+            },
         })
         .collect())
 }
@@ -326,11 +357,26 @@ pub fn certificates_from_tile(
     tile: DataTile,
     source: &LogSource<'_>,
 ) -> Result<Vec<EntryResult>, DecodeError> {
-    let entries = tiles::decode_data_tile(data, tile)?;
+    Ok(page_from_tile(data, tile, source)?
+        .into_iter()
+        .map(|e| e.cert)
+        .collect())
+}
+
+/// [`certificates_from_tile`], each entry with its leaf hash.
+pub fn page_from_tile(
+    data: &[u8],
+    tile: DataTile,
+    source: &LogSource<'_>,
+) -> Result<Vec<PageEntry>, DecodeError> {
+    let entries = tiles::decode_data_tile_hashed(data, tile)?;
     Ok(entries
         .iter()
         .zip(tile.start()..)
-        .map(|(entry, index)| to_logged(entry, index, source))
+        .map(|((leaf_hash, entry), index)| PageEntry {
+            leaf_hash: Some(*leaf_hash),
+            cert: to_logged(entry, index, source),
+        })
         .collect())
 }
 

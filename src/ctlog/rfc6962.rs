@@ -150,6 +150,11 @@ impl<'a> Reader<'a> {
         self.data.is_empty()
     }
 
+    /// What is left to read.
+    pub(crate) fn remaining(&self) -> &'a [u8] {
+        self.data
+    }
+
     pub(crate) fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if n > self.data.len() {
             return Err(DecodeError::Truncated { what });

@@ -195,10 +195,31 @@ impl Iterator for DataTiles {
 /// Decodes a data tile: exactly `tile.width` `TileLeaf`s, each carrying a
 /// `leaf_index` extension equal to its position in the log.
 pub fn decode_data_tile(data: &[u8], tile: DataTile) -> Result<Vec<LogEntry<'_>>, DecodeError> {
+    Ok(decode_data_tile_hashed(data, tile)?
+        .into_iter()
+        .map(|(_, entry)| entry)
+        .collect())
+}
+
+/// [`decode_data_tile`], each entry with its Merkle leaf hash: the hash of the
+/// `MerkleTreeLeaf` (version v1, leaf type timestamped_entry, then the
+/// `TimestampedEntry` as the tile holds it), as the level-0 tile and the log's
+/// root commit to it.
+pub fn decode_data_tile_hashed(
+    data: &[u8],
+    tile: DataTile,
+) -> Result<Vec<([u8; 32], LogEntry<'_>)>, DecodeError> {
+    use sha2::{Digest, Sha256};
     let mut r = Reader::new(data);
     let mut entries = Vec::with_capacity(usize::from(tile.width));
     for index in tile.start()..tile.end() {
+        let before = r.remaining();
         let timestamped = read_timestamped_entry(&mut r)?;
+        let leaf = &before[..before.len() - r.remaining().len()];
+        let mut hasher = Sha256::new();
+        hasher.update([0u8, 0, 0]);
+        hasher.update(leaf);
+        let leaf_hash: [u8; 32] = hasher.finalize().into();
         let found = leaf_index(timestamped.extensions)?;
         if found != Some(index) {
             return Err(DecodeError::LeafIndex {
@@ -221,11 +242,14 @@ pub fn decode_data_tile(data: &[u8], tile: DataTile) -> Result<Vec<LogEntry<'_>>
             .take(MAX_CHAIN)
             .map(|fp| fp.try_into().expect("chunks of 32"))
             .collect();
-        entries.push(LogEntry {
-            timestamped,
-            pre_certificate,
-            chain: Chain::Fingerprints(chain),
-        });
+        entries.push((
+            leaf_hash,
+            LogEntry {
+                timestamped,
+                pre_certificate,
+                chain: Chain::Fingerprints(chain),
+            },
+        ));
     }
     r.finish("data tile")?;
     Ok(entries)
