@@ -83,6 +83,52 @@ impl CompactRange {
         true
     }
 
+    /// Appends a whole perfect subtree of `2^height` leaves (its root), as
+    /// `2^height` pushes would. `false`, and nothing changed, unless the size is a
+    /// multiple of `2^height` with room for it.
+    pub fn push_subtree(&mut self, root: Hash, height: u32) -> bool {
+        let Some(span) = 1u64.checked_shl(height) else {
+            return false;
+        };
+        if self.size % span != 0 || self.size.checked_add(span).is_none() {
+            return false;
+        }
+        let mut hash = root;
+        let mut size = self.size >> height;
+        while size & 1 == 1 {
+            let left = self.hashes.pop().expect("one hash per set bit");
+            hash = node_hash(&left, &hash);
+            size >>= 1;
+        }
+        self.hashes.push(hash);
+        self.size += span;
+        true
+    }
+
+    /// This range extended to `size` leaves with the log's hash tiles (static-ct):
+    /// `[self.size, size)` split into aligned perfect subtrees, each read from one
+    /// tile as in [`from_tiles`](CompactRange::from_tiles). Its root against the
+    /// signed root of `size` shows the leaves read so far to be the first
+    /// `self.size` of that tree. `None` when a tile is too short.
+    pub fn extended_by_tiles<E>(
+        &self,
+        size: u64,
+        mut fetch: impl FnMut(super::tiles::HashTile) -> Result<Vec<Hash>, E>,
+    ) -> Result<Option<CompactRange>, E> {
+        let mut out = self.clone();
+        while out.size < size {
+            let mut height = out.size.trailing_zeros().min(63);
+            while (1u64 << height) > size - out.size {
+                height -= 1;
+            }
+            let Some(root) = subtree_root(out.size, height, size, &mut fetch)? else {
+                return Ok(None);
+            };
+            out.push_subtree(root, height);
+        }
+        Ok(Some(out))
+    }
+
     /// The tree's root: the frontier folded from the right.
     pub fn root(&self) -> Hash {
         let mut iter = self.hashes.iter().rev();
@@ -131,28 +177,41 @@ impl CompactRange {
             if size & (1 << height) == 0 {
                 continue;
             }
-            let level = (height / 8) as u8;
-            let within = height % 8;
-            let node = start >> (8 * u32::from(level));
-            let tile = super::tiles::HashTile::holding(level, node, size);
-            let nodes = fetch(tile)?;
-            let offset = (node % super::tiles::TILE_WIDTH) as usize;
-            let count = 1usize << within;
-            let Some(slice) = nodes.get(offset..offset + count) else {
+            let Some(root) = subtree_root(start, height, size, &mut fetch)? else {
                 return Ok(None);
             };
-            let mut layer = slice.to_vec();
-            while layer.len() > 1 {
-                layer = layer
-                    .chunks_exact(2)
-                    .map(|pair| node_hash(&pair[0], &pair[1]))
-                    .collect();
-            }
-            hashes.push(layer[0]);
+            hashes.push(root);
             start += 1 << height;
         }
         Ok(Some(CompactRange { size, hashes }))
     }
+}
+
+/// The root of the perfect subtree of `2^height` leaves from `start` (aligned to
+/// its size) in the tree of `size`, from the one hash tile that holds its nodes at
+/// level `height / 8`. `None` when the tile is too short.
+fn subtree_root<E>(
+    start: u64,
+    height: u32,
+    size: u64,
+    fetch: &mut impl FnMut(super::tiles::HashTile) -> Result<Vec<Hash>, E>,
+) -> Result<Option<Hash>, E> {
+    let level = (height / 8) as u8;
+    let node = start >> (8 * u32::from(level));
+    let tile = super::tiles::HashTile::holding(level, node, size);
+    let nodes = fetch(tile)?;
+    let offset = (node % super::tiles::TILE_WIDTH) as usize;
+    let Some(slice) = nodes.get(offset..offset + (1usize << (height % 8))) else {
+        return Ok(None);
+    };
+    let mut layer = slice.to_vec();
+    while layer.len() > 1 {
+        layer = layer
+            .chunks_exact(2)
+            .map(|pair| node_hash(&pair[0], &pair[1]))
+            .collect();
+    }
+    Ok(Some(layer[0]))
 }
 
 /// Whether `proof` shows the leaf `leaf` at `index` in the tree of `size` leaves
@@ -479,6 +538,44 @@ mod tests {
             },
             "the spec's example: 70,000 entries, a partial level-1 tile of 17"
         );
+    }
+
+    #[test]
+    fn a_prefix_extended_by_tiles_has_the_trees_root() {
+        let leaves: Vec<Hash> = (0u32..5000).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let tiles = tiles_of(&leaves);
+        let mut full = CompactRange::new();
+        let mut at = Vec::new();
+        for l in &leaves {
+            at.push(full.clone());
+            full.push(*l);
+        }
+        at.push(full.clone());
+        let fetch = |tile: super::super::tiles::HashTile| {
+            Ok::<_, ()>(tiles[&(tile.level, tile.index)][..usize::from(tile.width)].to_vec())
+        };
+        for (read, size) in [
+            (0, 1),
+            (256, 300),
+            (512, 4999),
+            (1, 5000),
+            (4096, 5000),
+            (777, 778),
+        ] {
+            let extended = at[read].extended_by_tiles(size, fetch).unwrap().unwrap();
+            assert_eq!(extended, at[size as usize], "{read} -> {size}");
+            assert_eq!(extended.root(), mth(&leaves[..size as usize]));
+        }
+        // A prefix that is not the tree's gives another root.
+        let mut wrong = at[256].clone();
+        wrong.push(leaf_hash(b"not this log's"));
+        let extended = wrong.extended_by_tiles(4999, fetch).unwrap().unwrap();
+        assert_ne!(extended.root(), mth(&leaves[..4999]));
+        let mut pair = CompactRange::new();
+        assert!(pair.push_subtree(node_hash(&leaves[0], &leaves[1]), 1));
+        assert_eq!(pair, at[2], "a subtree of two is two pushes");
+        let mut odd = at[3].clone();
+        assert!(!odd.push_subtree(leaves[0], 1), "3 is not a multiple of 2");
     }
 
     #[test]
