@@ -90,7 +90,7 @@ impl CompactRange {
         let Some(span) = 1u64.checked_shl(height) else {
             return false;
         };
-        if self.size % span != 0 || self.size.checked_add(span).is_none() {
+        if !self.size.is_multiple_of(span) || self.size.checked_add(span).is_none() {
             return false;
         }
         let mut hash = root;
