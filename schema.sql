@@ -225,3 +225,29 @@ CREATE TABLE IF NOT EXISTS public.certwatch_backfill_claims (
 );
 
 COMMENT ON TABLE public.certwatch_backfill_claims IS 'certwatch: CT log ranges being fetched, per replica';
+
+-- Tailing (CT_SOURCE=logs or both): per CT log, how far reading got, verified: the
+-- entries below tree_size were read and shown to belong to a tree head the log
+-- signed (their compact range, `frontier`, folds into `root_hash`, or a proof from
+-- the log ties them to its signed root). Reading resumes here after a restart.
+CREATE TABLE IF NOT EXISTS public.certwatch_log_frontiers (
+    log_id text PRIMARY KEY,
+    log_url text NOT NULL,
+    tree_size bigint NOT NULL CHECK (tree_size >= 0),
+    root_hash bytea NOT NULL CHECK (length(root_hash) = 32),
+    frontier bytea NOT NULL CHECK (length(frontier) % 32 = 0),
+    head_timestamp_ms bigint NOT NULL,
+    verified_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE public.certwatch_log_frontiers IS 'certwatch: where tailing each CT log resumes, verified';
+
+-- Tailing: which replica reads each CT log; another takes over once the lease
+-- has not been renewed for 30 s.
+CREATE TABLE IF NOT EXISTS public.certwatch_log_leases (
+    log_id text PRIMARY KEY,
+    owner text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+
+COMMENT ON TABLE public.certwatch_log_leases IS 'certwatch: which replica tails each CT log';

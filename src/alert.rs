@@ -30,23 +30,25 @@ impl Severity {
     }
 }
 
-/// How a certificate was found: on the certstream feed, or by the `backfill` thread
-/// reading a log entry the feed did not deliver (a certwatch extension of both
-/// webhook bodies, `detected_via`, and the `alerts.detected_via` column).
+/// How a certificate was found: on the certstream feed, by backfill reading a log
+/// entry the feed did not deliver, or by tailing a log (a certwatch extension of
+/// both webhook bodies, `detected_via`, and the `alerts.detected_via` column).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DetectedVia {
     #[default]
     Feed,
     Backfill,
+    Log,
 }
 
 impl DetectedVia {
-    /// As stored and sent: `feed` or `backfill`.
+    /// As stored and sent: `feed`, `backfill` or `log`.
     pub fn as_str(self) -> &'static str {
         match self {
             DetectedVia::Feed => "feed",
             DetectedVia::Backfill => "backfill",
+            DetectedVia::Log => "log",
         }
     }
 }

@@ -61,6 +61,41 @@ pub struct Config {
     pub ct_contact: Option<String>,
     /// What to do with the gaps of a log whose feed leaves holes by design.
     pub ct_feed_holes: FeedHoles,
+    /// Where certificates come from (`CT_SOURCE`).
+    pub ct_source: CtSource,
+}
+
+/// `CT_SOURCE`: where certificates come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtSource {
+    /// A certstream server (`CERTSTREAM_URL`); backfill fills what it skips (the
+    /// default, as the Python predecessor).
+    Certstream,
+    /// Every usable log of `CT_LOG_LIST`, tailed directly, verified against its
+    /// signed heads; no certstream server.
+    Logs,
+    /// Both: the logs are read for coverage, the feed only shortens latency.
+    Both,
+}
+
+impl CtSource {
+    /// Whether a certstream feed is read.
+    pub fn feed(self) -> bool {
+        matches!(self, CtSource::Certstream | CtSource::Both)
+    }
+
+    /// Whether the logs are tailed.
+    pub fn logs(self) -> bool {
+        matches!(self, CtSource::Logs | CtSource::Both)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CtSource::Certstream => "certstream",
+            CtSource::Logs => "logs",
+            CtSource::Both => "both",
+        }
+    }
 }
 
 /// `CT_FEED_HOLES`: the gaps of a log that looks *dense* (a certstream server that
@@ -315,6 +350,19 @@ impl Config {
                 return Err(invalid("CT_FEED_HOLES", other, "fetch, coalesce or count"));
             }
         };
+        let ct_source = match env.get("CT_SOURCE").as_deref() {
+            None | Some("certstream") => CtSource::Certstream,
+            Some("logs") => CtSource::Logs,
+            Some("both") => CtSource::Both,
+            Some(other) => return Err(invalid("CT_SOURCE", other, "certstream, logs or both")),
+        };
+        if ct_source.logs() && ct_log_list.is_none() {
+            return Err(invalid(
+                "CT_LOG_LIST",
+                "off",
+                "a log list: CT_SOURCE=logs and both read the logs it names",
+            ));
+        }
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Config {
             postgres_dsn,
@@ -354,6 +402,7 @@ impl Config {
             backfill_max_gap,
             ct_contact,
             ct_feed_holes,
+            ct_source,
         })
     }
 

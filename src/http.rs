@@ -206,6 +206,11 @@ struct Coverage {
     /// Entries known missing that were neither seen nor read since start
     /// (`certwatch_ct_entries_unproven`).
     entries_unproven: i64,
+    /// Tailed logs whose last verification failed.
+    logs_failing_verification: usize,
+    /// Listed usable logs the feed has not delivered for 10 minutes while it
+    /// delivers others.
+    logs_not_on_feed: usize,
 }
 
 /// A serving thread (`http-0`, `http-1`): takes requests from tiny_http until
@@ -281,6 +286,8 @@ fn healthz(http: &Http) -> Response<std::io::Cursor<Vec<u8>>> {
             open_gap_entries: h.open_gap_entries.load(Ordering::Relaxed),
             logs_lagging: h.logs_lagging.load(Ordering::Relaxed),
             entries_unproven: http.metrics.ct_entries_unproven.get(),
+            logs_failing_verification: h.logs_failing_verification.load(Ordering::Relaxed),
+            logs_not_on_feed: h.logs_not_on_feed.load(Ordering::Relaxed),
         },
     };
     let json = serde_json::to_string(&body).expect("healthz serialises") + "\n";

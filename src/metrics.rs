@@ -181,6 +181,18 @@ pub struct Metrics {
     pub ct_backfill_entries: IntCounterVec,
     /// Now minus the CT timestamp of the newest entry read, by `log`.
     pub ct_log_lag_seconds: IntGaugeVec,
+    /// Tailed logs: the entries read and shown to belong to a signed tree, by `log`.
+    pub ct_log_verified_size: IntGaugeVec,
+    /// Tailed logs: the size of the newest tree head whose signature verified.
+    pub ct_log_head_size: IntGaugeVec,
+    /// Bytes read from each log (bodies after decompression), by `log`.
+    pub ct_log_bytes: IntCounterVec,
+    /// Requests to each log by `log` and `outcome` (`LogRequest`).
+    pub ct_log_requests: IntCounterVec,
+    /// Verification failures by `log` and `reason` (`VerifyFailure`).
+    pub ct_log_verification_failures: IntCounterVec,
+    /// Listed usable logs: 1 while the feed delivers their entries, by `log`.
+    pub ct_log_on_feed: IntGaugeVec,
     /// CT entry timestamp to alert recorded, by `detected_via` (`DetectedVia`).
     detection_latency: prometheus::HistogramVec,
 }
@@ -202,10 +214,38 @@ label_enum! {
     }
 }
 
+label_enum! {
+    /// `outcome` of `certwatch_ct_log_requests_total`.
+    LogRequest {
+        Ok => "ok",
+        /// 429 or 503, or refused while the log's Retry-After runs.
+        RateLimited => "rate_limited",
+        /// Any other failure: transport, status, body.
+        Error => "error",
+    }
+}
+
+label_enum! {
+    /// `reason` of `certwatch_ct_log_verification_failures_total`.
+    VerifyFailure {
+        /// A tree head whose signature does not verify with the list's key.
+        Signature => "signature",
+        /// A tree head smaller than one verified before.
+        Shrink => "shrink",
+        /// Two different roots for one tree size.
+        SplitView => "split_view",
+        /// The entries read do not hash to the signed root.
+        RootMismatch => "root_mismatch",
+        /// A proof or tile from the log does not tie what was read to its root.
+        Proof => "proof",
+    }
+}
+
 impl Label for crate::alert::DetectedVia {
     const ALL: &'static [crate::alert::DetectedVia] = &[
         crate::alert::DetectedVia::Feed,
         crate::alert::DetectedVia::Backfill,
+        crate::alert::DetectedVia::Log,
     ];
     fn as_str(self) -> &'static str {
         crate::alert::DetectedVia::as_str(self)
@@ -421,6 +461,55 @@ impl Default for Metrics {
                 &["log", "outcome"],
             )
             .expect("valid metric"),
+            ct_log_verified_size: IntGaugeVec::new(
+                Opts::new(
+                    "certwatch_ct_log_verified_size",
+                    "Tailed logs: entries read and shown to belong to a tree head the log signed",
+                ),
+                &["log"],
+            )
+            .expect("valid metric"),
+            ct_log_head_size: IntGaugeVec::new(
+                Opts::new(
+                    "certwatch_ct_log_head_size",
+                    "Tailed logs: size of the newest tree head whose signature verified",
+                ),
+                &["log"],
+            )
+            .expect("valid metric"),
+            ct_log_bytes: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_ct_log_bytes_total",
+                    "Bytes read from each CT log (bodies, after decompression)",
+                ),
+                &["log"],
+            )
+            .expect("valid metric"),
+            ct_log_requests: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_ct_log_requests_total",
+                    "Requests to each CT log by outcome (ok, rate_limited, error)",
+                ),
+                &["log", "outcome"],
+            )
+            .expect("valid metric"),
+            ct_log_verification_failures: IntCounterVec::new(
+                Opts::new(
+                    "certwatch_ct_log_verification_failures_total",
+                    "Tree heads or entries of a log that failed verification, by reason",
+                ),
+                &["log", "reason"],
+            )
+            .expect("valid metric"),
+            ct_log_on_feed: IntGaugeVec::new(
+                Opts::new(
+                    "certwatch_ct_log_on_feed",
+                    "Listed usable logs: 1 while the feed delivers their entries, 0 when it has not \
+                     for 10 minutes while it delivers others",
+                ),
+                &["log"],
+            )
+            .expect("valid metric"),
             ct_log_lag_seconds: IntGaugeVec::new(
                 Opts::new(
                     "certwatch_ct_log_lag_seconds",
@@ -450,6 +539,12 @@ impl Default for Metrics {
             Box::new(m.ct_log_entries_seen.clone()),
             Box::new(m.ct_log_gap_entries.clone()),
             Box::new(m.ct_backfill_entries.clone()),
+            Box::new(m.ct_log_verified_size.clone()),
+            Box::new(m.ct_log_head_size.clone()),
+            Box::new(m.ct_log_bytes.clone()),
+            Box::new(m.ct_log_requests.clone()),
+            Box::new(m.ct_log_verification_failures.clone()),
+            Box::new(m.ct_log_on_feed.clone()),
             Box::new(m.ct_log_lag_seconds.clone()),
             Box::new(m.detection_latency.clone()),
             Box::new(m.ct_messages.clone()),
@@ -508,6 +603,17 @@ impl Metrics {
 
     /// Creates the per-log series of a listed log at 0 (label `log` is its URL).
     pub fn register_log(&self, log: &str) {
+        self.ct_log_verified_size.with_label_values(&[log]);
+        self.ct_log_head_size.with_label_values(&[log]);
+        self.ct_log_bytes.with_label_values(&[log]);
+        for outcome in LogRequest::ALL {
+            self.ct_log_requests
+                .with_label_values(&[log, outcome.as_str()]);
+        }
+        for reason in VerifyFailure::ALL {
+            self.ct_log_verification_failures
+                .with_label_values(&[log, reason.as_str()]);
+        }
         self.ct_log_entries_seen.with_label_values(&[log]);
         self.ct_log_gap_entries.with_label_values(&[log]);
         self.ct_log_lag_seconds.with_label_values(&[log]);

@@ -38,6 +38,11 @@ pub struct Health {
     /// Listed logs behind by more than `coverage::gaps::LAGGING_AFTER`, or silent that long
     /// while the feed delivers others (`coverage::gaps::LogStats::lagging`).
     pub logs_lagging: AtomicUsize,
+    /// Tailed logs whose last verification failed.
+    pub logs_failing_verification: AtomicUsize,
+    /// Listed usable logs the feed has not delivered for 10 minutes while it
+    /// delivers others (`CT_SOURCE` certstream and both).
+    pub logs_not_on_feed: AtomicUsize,
 }
 
 impl Health {

@@ -58,6 +58,21 @@ pub struct Coverage {
     /// known to deduplicate (certstream-server-rust): only then may its holes be
     /// taken as holes by design (`CT_FEED_HOLES=count`).
     feed_deduplicates: AtomicBool,
+    /// What the tailers report of each log they read.
+    tails: Mutex<HashMap<LogId, TailStatus>>,
+}
+
+/// What the tailer of a log reports (for `/healthz` and the statistics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TailStatus {
+    /// The last verification of this log failed (cleared by the next success).
+    pub failing: bool,
+    /// The newest CT timestamp of the log's entries read, in milliseconds.
+    pub newest_ms: Option<i64>,
+    /// Entries read and shown to belong to a signed tree.
+    pub verified: u64,
+    /// The newest signed head's size.
+    pub head: u64,
 }
 
 impl Coverage {
@@ -70,7 +85,20 @@ impl Coverage {
             backlog: Mutex::new(HashMap::new()),
             seeded: AtomicBool::new(false),
             feed_deduplicates: AtomicBool::new(false),
+            tails: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Updates what the tailer of `log` reports.
+    pub fn note_tail(&self, log: LogId, update: impl FnOnce(&mut TailStatus)) {
+        let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        update(tails.entry(log).or_default());
+    }
+
+    /// What the tailers report, per log.
+    pub fn tails(&self) -> Vec<(LogId, TailStatus)> {
+        let tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+        tails.iter().map(|(id, s)| (*id, *s)).collect()
     }
 
     /// Whether the feed is a server known to deduplicate (see `feed_deduplicates`),

@@ -31,6 +31,22 @@ pub struct Outputs<'a> {
     pub health: &'a Health,
 }
 
+/// What the statistics take besides coverage itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs {
+    /// `CT_FEED_HOLES`.
+    pub feed_holes: FeedHoles,
+    /// Entries waiting in the backfill queues (part of `open_gap_entries`).
+    pub queued_entries: u64,
+    /// A certstream feed is read (`CT_SOURCE` certstream or both): which listed
+    /// logs it does not deliver is reported.
+    pub feed: bool,
+}
+
+/// A listed usable log the feed has not delivered for this long while it delivers
+/// others is not on the feed.
+pub const NOT_ON_FEED_AFTER: Duration = Duration::from_secs(600);
+
 /// The statistics' memory between ticks.
 #[derive(Default)]
 pub struct Stats {
@@ -44,6 +60,11 @@ pub struct Stats {
     untracked: u64,
     /// Whether the feed's not deduplicating was logged (since it last was).
     said_not_deduplicating: bool,
+    /// Since when the feed has delivered entries (of any log) without a pause
+    /// longer than `NOT_ON_FEED_AFTER`.
+    flowing_since: Option<Instant>,
+    /// The logs last said not to be on the feed.
+    not_on_feed: Vec<String>,
 }
 
 impl Stats {
@@ -55,10 +76,10 @@ impl Stats {
         coverage: &Coverage,
         list: &LogList,
         out: Outputs<'_>,
-        setting: FeedHoles,
-        queued_entries: u64,
+        inputs: Inputs,
         now: Instant,
     ) -> Vec<Gap> {
+        let (setting, queued_entries) = (inputs.feed_holes, inputs.queued_entries);
         let holes = self.feed_holes_now(
             setting,
             coverage.feed_deduplicates(),
@@ -138,7 +159,11 @@ impl Stats {
                 }
             }
         }
+        lagging += self.publish_tails(coverage, list, &out, now_ms);
         out.health.logs_lagging.store(lagging, Ordering::Relaxed);
+        if inputs.feed {
+            self.publish_on_feed(list, &stats, &out, now);
+        }
         let due = match holes {
             FeedHoles::Coalesce => gaps::coalesce(due, COALESCE, |log| dense.contains(log)),
             _ => due,
@@ -164,6 +189,100 @@ impl Stats {
                 false
             })
             .collect()
+    }
+
+    /// What the tailers report: each tailed log's lag, and the logs failing
+    /// verification (`/healthz`). Returns the tailed logs lagging.
+    fn publish_tails(
+        &mut self,
+        coverage: &Coverage,
+        list: &LogList,
+        out: &Outputs<'_>,
+        now_ms: i64,
+    ) -> usize {
+        let (mut failing, mut lagging) = (0, 0);
+        for (id, tail) in coverage.tails() {
+            let Some(log) = list.get(&id) else {
+                continue;
+            };
+            failing += usize::from(tail.failing);
+            if let Some(ms) = tail.newest_ms {
+                let lag = (now_ms - ms).max(0) / 1000;
+                out.metrics
+                    .ct_log_lag_seconds
+                    .with_label_values(&[log_label(log)])
+                    .set(lag);
+                lagging += usize::from(lag > gaps::LAGGING_AFTER.as_secs() as i64);
+            }
+        }
+        out.health
+            .logs_failing_verification
+            .store(failing, Ordering::Relaxed);
+        lagging
+    }
+
+    /// The blind spot: the listed usable logs the feed has not delivered for
+    /// `NOT_ON_FEED_AFTER` while it delivered others (a server that reads only some
+    /// logs, such as one that never reads static-ct logs). Each log's
+    /// `certwatch_ct_log_on_feed`, `/healthz` `coverage.logs_not_on_feed`, and a WARN
+    /// naming them when the set changes.
+    fn publish_on_feed(
+        &mut self,
+        list: &LogList,
+        stats: &[gaps::LogStats],
+        out: &Outputs<'_>,
+        now: Instant,
+    ) {
+        let flowing = gaps::feed_flowing(stats, now);
+        if !flowing {
+            self.flowing_since = None;
+        } else if self.flowing_since.is_none() {
+            self.flowing_since = Some(now);
+        }
+        let long_enough = self
+            .flowing_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= NOT_ON_FEED_AFTER);
+        let seen: HashMap<LogId, Option<Instant>> =
+            stats.iter().map(|s| (s.log, s.last_seen)).collect();
+        let mut missing = Vec::new();
+        for log in list.logs() {
+            let usable = matches!(
+                log.state.map(|s| s.status),
+                None | Some(crate::ctlog::loglist::LogStatus::Usable)
+                    | Some(crate::ctlog::loglist::LogStatus::Qualified)
+            );
+            if !usable {
+                continue;
+            }
+            let recent = seen.get(&log.id).copied().flatten().is_some_and(|at| {
+                now.saturating_duration_since(at) <= NOT_ON_FEED_AFTER
+            });
+            let on_feed = recent || !long_enough;
+            out.metrics
+                .ct_log_on_feed
+                .with_label_values(&[log_label(log)])
+                .set(i64::from(on_feed));
+            if !on_feed {
+                missing.push(log_label(log).to_string());
+            }
+        }
+        out.health
+            .logs_not_on_feed
+            .store(missing.len(), Ordering::Relaxed);
+        if missing != self.not_on_feed {
+            if !missing.is_empty() {
+                log::warn!(
+                    "the feed has not delivered these listed usable CT logs for {} minutes while \
+                     it delivers others, so certificates logged only there are not seen: {}; \
+                     CT_SOURCE=both reads them directly",
+                    NOT_ON_FEED_AFTER.as_secs() / 60,
+                    missing.join(", ")
+                );
+            } else {
+                log::info!("the feed delivers every listed usable CT log again");
+            }
+            self.not_on_feed = missing;
+        }
     }
 
     /// `CT_FEED_HOLES` as it applies now. Holes are never taken for holes by design

@@ -41,6 +41,45 @@ pub struct ClientConfig {
     pub max_tile_bytes: u64,
     /// Issuer certificates kept in memory, by SHA-256.
     pub issuer_cache: NonZeroUsize,
+    /// Shared by every client: requests to one operator's logs are spaced too.
+    pub operator_pace: Option<Arc<OperatorPace>>,
+}
+
+/// Spacing of the requests to all the logs of one operator (shared by clients):
+/// each request waits for its operator's next free slot, at least `interval` after
+/// the previous one. Bounded: at most `MAX_OPERATORS` operators are remembered.
+#[derive(Debug)]
+pub struct OperatorPace {
+    interval: Duration,
+    next: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl OperatorPace {
+    const MAX_OPERATORS: usize = 256;
+
+    pub fn new(interval: Duration) -> OperatorPace {
+        OperatorPace {
+            interval,
+            next: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes `operator`'s next slot and sleeps until it.
+    fn wait(&self, operator: &str) {
+        let now = Instant::now();
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            if next.len() >= Self::MAX_OPERATORS && !next.contains_key(operator) {
+                next.retain(|_, at| *at > now);
+            }
+            let slot = next.get(operator).copied().unwrap_or(now).max(now);
+            next.insert(operator.to_string(), slot + self.interval);
+            slot
+        };
+        if slot > now {
+            std::thread::sleep(slot - now);
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -52,6 +91,7 @@ impl Default for ClientConfig {
             max_entries_bytes: 32 << 20,
             max_tile_bytes: 16 << 20,
             issuer_cache: NonZeroUsize::new(256).expect("non-zero"),
+            operator_pace: None,
         }
     }
 }
@@ -147,6 +187,10 @@ pub struct LogClient {
     blocked_until: Option<(Instant, u16)>,
     issuers: LruCache<[u8; 32], Arc<[u8]>>,
     requests: u64,
+    /// Body bytes read since `take_bytes` last asked.
+    bytes: u64,
+    /// The operator's shared pacing, with the operator's name.
+    operator: Option<(Arc<OperatorPace>, String)>,
 }
 
 impl LogClient {
@@ -198,7 +242,24 @@ impl LogClient {
             blocked_until: None,
             issuers: LruCache::new(config.issuer_cache),
             requests: 0,
+            bytes: 0,
+            operator: None,
         })
+    }
+
+    /// Spaces this client's requests with the other logs of `operator` too (when
+    /// the configuration shares an `OperatorPace`).
+    pub fn with_operator(mut self, operator: &str, config: &ClientConfig) -> LogClient {
+        self.operator = config
+            .operator_pace
+            .clone()
+            .map(|pace| (pace, operator.to_string()));
+        self
+    }
+
+    /// Body bytes read since the last call.
+    pub fn take_bytes(&mut self) -> u64 {
+        std::mem::take(&mut self.bytes)
     }
 
     pub fn kind(&self) -> LogKind {
@@ -363,6 +424,9 @@ impl LogClient {
         if let Some(next) = self.next_request.filter(|next| *next > now) {
             std::thread::sleep(next - now);
         }
+        if let Some((pace, operator)) = &self.operator {
+            pace.wait(operator);
+        }
         self.next_request = Some(Instant::now() + self.min_interval);
         self.requests += 1;
 
@@ -389,11 +453,13 @@ impl LogClient {
         if !(200..300).contains(&status) {
             return Err(ClientError::Status(status));
         }
-        Ok(response
+        let body = response
             .body_mut()
             .with_config()
             .limit(limit)
-            .read_to_vec()?)
+            .read_to_vec()?;
+        self.bytes += body.len() as u64;
+        Ok(body)
     }
 }
 

@@ -54,6 +54,9 @@ pub const FRAME_QUEUE: usize = 2048;
 pub const FRAME_QUEUE_BYTES: usize = 8 << 20;
 /// Sightings waiting out their grace period beyond which workers wait.
 const PENDING_QUEUE: usize = 4096;
+/// Requests to the logs of one operator are at least this far apart (all of this
+/// instance's readers together): ten a second per operator at most.
+const OPERATOR_PACE: Duration = Duration::from_millis(100);
 /// How long the drain at shutdown may take before stuck threads are abandoned.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the http threads may take to stop once asked (they see the flag
@@ -379,7 +382,15 @@ fn instance_name(api: Option<SocketAddr>) -> String {
 
 /// Settings that work but deserve a word at start-up.
 fn warn_about_settings(config: &Config) {
-    if config.certstream_url.contains("/domains-only") {
+    if config.ct_source.logs() && config.ct_contact.is_none() {
+        log::warn!(
+            "CT_SOURCE={} reads the CT logs directly, and CT_CONTACT is not set: logs that give \
+             requests without a contact a small shared budget (Sunlight's) rate-limit certwatch \
+             sooner, and their operators cannot reach you; set CT_CONTACT to an e-mail or URL",
+            config.ct_source.as_str()
+        );
+    }
+    if config.ct_source.feed() && config.certstream_url.contains("/domains-only") {
         log::warn!(
             "CERTSTREAM_URL points at a domains-only stream: its messages carry no fingerprint or serial, \
              so nothing can be classified or alerted; use /full-stream (or / for lite)"
@@ -497,7 +508,9 @@ fn spawn_stages(p: Parts) -> Stages {
         deliver_tx,
         targets,
     } = parts;
-    for n in 0..config.workers {
+    // Without a feed (CT_SOURCE=logs) there is nothing for workers to read.
+    let workers = if config.ct_source.feed() { config.workers } else { 0 };
+    for n in 0..workers {
         let (intake, rx, budget, coverage) = (
             intake.clone(),
             frames_rx.clone(),
@@ -548,9 +561,14 @@ fn spawn_stages(p: Parts) -> Stages {
         budget,
         coverage: coverage.clone(),
     };
-    stages.push(spawn_stage("feed", &health, &done_tx, move || {
-        feed::run_feed(feed, frames_tx)
-    }));
+    if config.ct_source.feed() {
+        stages.push(spawn_stage("feed", &health, &done_tx, move || {
+            feed::run_feed(feed, frames_tx)
+        }));
+    } else {
+        drop((feed, frames_tx));
+        log::info!("CT_SOURCE=logs: no certstream feed; every usable log of the list is tailed");
+    }
     drop(done_tx);
     Stages {
         threads: stages,
@@ -685,9 +703,13 @@ fn backfill_of(
         max_gap: config.backfill_max_gap,
         client: crate::ctlog::client::ClientConfig {
             contact: config.ct_contact.clone(),
+            operator_pace: Some(Arc::new(crate::ctlog::client::OperatorPace::new(
+                OPERATOR_PACE,
+            ))),
             ..Default::default()
         },
         feed_holes: config.ct_feed_holes,
+        source: config.ct_source,
         shutdown: shutdown.clone(),
     }
 }

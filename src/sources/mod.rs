@@ -13,6 +13,7 @@
 
 pub mod backfill;
 pub mod feed;
+pub mod tailer;
 
 use crate::alert::DetectedVia;
 use crate::cert::{self, Certificate};
@@ -23,6 +24,15 @@ use crossbeam_channel::Sender;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// A matched certificate a source read from a log (backfill, the tailer), on its
+/// way from the thread that read it to the one that hands it over (the `backfill`
+/// thread, which alone holds the intake's delivery handle).
+pub struct Found {
+    pub cert: Certificate,
+    pub matches: Matches,
+    pub via: DetectedVia,
+}
 
 /// Reusable buffers of the name matching (`matched_names`, `Matched::matches`).
 #[derive(Default)]

@@ -8,6 +8,21 @@ use super::{Store, StoreError};
 use std::ops::Range;
 use std::time::Duration;
 
+/// Where tailing a log resumes, verified: the first `tree_size` entries were read
+/// and shown to belong to a head the log signed; `frontier` is their compact range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFrontier {
+    /// The log id in base64.
+    pub log_id: String,
+    pub log_url: String,
+    pub tree_size: u64,
+    pub root_hash: [u8; 32],
+    /// The compact range's hashes, largest subtree first.
+    pub frontier: Vec<[u8; 32]>,
+    /// The signed head's timestamp the entries were verified against.
+    pub head_timestamp_ms: u64,
+}
+
 /// One log's stored position: the index below which every entry of the log was
 /// seen, fetched or abandoned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +177,84 @@ impl Store {
         }
         tx.commit()?;
         Ok(free)
+    }
+
+    /// Stores a log's verified frontier; a stored one only moves forward.
+    pub fn save_frontier(&self, f: &LogFrontier) -> Result<(), StoreError> {
+        let frontier: Vec<u8> = f.frontier.iter().flatten().copied().collect();
+        let root: &[u8] = &f.root_hash;
+        let ts = to_i64(f.head_timestamp_ms);
+        self.run(|conn| {
+            conn.execute(
+                "INSERT INTO public.certwatch_log_frontiers AS f
+                        (log_id, log_url, tree_size, root_hash, frontier, head_timestamp_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (log_id) DO UPDATE
+                    SET log_url = EXCLUDED.log_url, tree_size = EXCLUDED.tree_size,
+                        root_hash = EXCLUDED.root_hash, frontier = EXCLUDED.frontier,
+                        head_timestamp_ms = EXCLUDED.head_timestamp_ms, verified_at = now()
+                  WHERE f.tree_size <= EXCLUDED.tree_size",
+                &[&f.log_id, &f.log_url, &to_i64(f.tree_size), &root, &frontier, &ts],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// A log's stored frontier, if any (one whose bytes do not fit is none).
+    pub fn load_frontier(&self, log_id: &str) -> Result<Option<LogFrontier>, StoreError> {
+        let rows = self.run(|conn| {
+            conn.query(
+                "SELECT log_url, tree_size, root_hash, frontier, head_timestamp_ms
+                   FROM public.certwatch_log_frontiers WHERE log_id = $1",
+                &[&log_id],
+            )
+        })?;
+        Ok(rows.first().and_then(|r| {
+            let root: Vec<u8> = r.get(2);
+            let frontier: Vec<u8> = r.get(3);
+            Some(LogFrontier {
+                log_id: log_id.to_string(),
+                log_url: r.get(0),
+                tree_size: r.get::<_, i64>(1).max(0) as u64,
+                root_hash: root.try_into().ok()?,
+                frontier: frontier
+                    .chunks_exact(32)
+                    .map(|h| h.try_into().expect("32 bytes"))
+                    .collect(),
+                head_timestamp_ms: r.get::<_, i64>(4).max(0) as u64,
+            })
+        }))
+    }
+
+    /// Takes or renews this instance's lease on tailing a log for `lease`: true
+    /// when this instance holds it now (it was free, expired, or already its own).
+    pub fn take_lease(&self, log_id: &str, lease: Duration) -> Result<bool, StoreError> {
+        let owner: &str = &self.instance;
+        let secs = lease.as_secs_f64();
+        let rows = self.run(|conn| {
+            conn.query(
+                "INSERT INTO public.certwatch_log_leases AS l (log_id, owner, expires_at)
+                 VALUES ($1, $2, now() + make_interval(secs => $3))
+                 ON CONFLICT (log_id) DO UPDATE
+                    SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+                  WHERE l.owner = EXCLUDED.owner OR l.expires_at < now()
+                 RETURNING owner",
+                &[&log_id, &owner, &secs],
+            )
+        })?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Gives a lease up (at shutdown): another replica takes the log at once.
+    pub fn release_lease(&self, log_id: &str) -> Result<(), StoreError> {
+        let owner: &str = &self.instance;
+        self.run(|conn| {
+            conn.execute(
+                "DELETE FROM public.certwatch_log_leases WHERE log_id = $1 AND owner = $2",
+                &[&log_id, &owner],
+            )
+        })?;
+        Ok(())
     }
 
     /// Marks this instance's claim starting at `start` done: other replicas skip it.

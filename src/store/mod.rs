@@ -26,7 +26,7 @@ mod tls;
 mod watch;
 
 pub use alerts::{AlertRow, ResolutionCandidate};
-pub use coverage::LogPosition;
+pub use coverage::{LogFrontier, LogPosition};
 pub use delivery::{Claimed, FIRST_DELIVERY_LEASE};
 pub use schema::SCHEMA;
 

@@ -4,7 +4,8 @@
 //! classification stages around it). Owns the request and its typed outcome.
 
 use super::Backfill;
-use super::fetch::{Found, LogFetch, Next, QueuedGap};
+use super::fetch::{LogFetch, Next, QueuedGap};
+use crate::sources::Found;
 use crate::clock::unix_now;
 use crate::coverage::gaps::Gap;
 use crate::coverage::list::{self, ListError};
@@ -145,7 +146,7 @@ pub fn run_once(backfill: &Backfill, request: &Request) -> Result<Counts, RunErr
     let mut sink = |found: Found| {
         backfill
             .intake
-            .hand_over(found.cert, found.matches, Found::VIA, unix_now());
+            .hand_over(found.cert, found.matches, found.via, unix_now());
         true
     };
     loop {

@@ -12,8 +12,6 @@
 //! a `sink` (the `backfill` thread's intake, or the command's).
 
 use crate::alert::DetectedVia;
-use crate::cert::Certificate;
-use crate::classify::Matches;
 use crate::coverage::Coverage;
 use crate::coverage::claims::{self, Claimed};
 use crate::coverage::gaps::Gap;
@@ -27,7 +25,7 @@ use crate::ctlog::tiles;
 use crate::matcher::WatchList;
 use crate::metrics::{BackfillOutcome, Metrics};
 use crate::shutdown::Shutdown;
-use crate::sources::{MatchScratch, matched_names};
+use crate::sources::{Found, MatchScratch, matched_names};
 use crate::store::Store;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -64,17 +62,6 @@ pub struct FetchContext {
     /// `BACKFILL_MAX_GAP`.
     pub max_gap: u64,
     pub shutdown: Shutdown,
-}
-
-/// A matched certificate read from a log, on its way to classification.
-pub struct Found {
-    pub cert: Certificate,
-    pub matches: Matches,
-}
-
-impl Found {
-    /// How backfill found it.
-    pub const VIA: DetectedVia = DetectedVia::Backfill;
 }
 
 /// One gap on its way: what is left of it and how often it failed.
@@ -513,7 +500,11 @@ impl<'c> LogFetch<'c> {
                 self.label,
                 matches.names.iter().take(3).collect::<Vec<_>>()
             );
-            if !sink(Found { cert, matches }) {
+            if !sink(Found {
+                cert,
+                matches,
+                via: DetectedVia::Backfill,
+            }) {
                 return false;
             }
         }

@@ -14,7 +14,8 @@
 //! goes through a channel of `FOUND_QUEUE` certificates (a full channel makes the
 //! fetcher wait, checking shutdown).
 
-use super::fetch::{FetchContext, Found, LogFetch, Next, QueuedGap};
+use super::fetch::{FetchContext, LogFetch, Next, QueuedGap};
+use crate::sources::Found;
 use crate::coverage::gaps::Gap;
 use crate::ctlog::loglist::{Log, LogId, LogList};
 use crossbeam_channel::{SendTimeoutError, Sender};

@@ -23,7 +23,7 @@ mod fetchers;
 pub mod thread;
 
 use super::Intake;
-use crate::config::FeedHoles;
+use crate::config::{CtSource, FeedHoles};
 use crate::coverage::Coverage;
 use crate::coverage::{list, positions};
 use crate::ctlog::client::ClientConfig;
@@ -40,10 +40,31 @@ pub struct Backfill {
     pub max_gap: u64,
     pub client: ClientConfig,
     pub feed_holes: FeedHoles,
+    /// `CT_SOURCE`: with `logs` or `both` the logs are tailed (and the feed's gaps,
+    /// which tailing reads anyway, are not fetched).
+    pub source: CtSource,
     pub shutdown: Shutdown,
 }
 
 impl Backfill {
+    /// What the tail threads need, their finds going to `found`.
+    fn tail_context(
+        &self,
+        found: crossbeam_channel::Sender<crate::sources::Found>,
+    ) -> crate::sources::tailer::TailContext {
+        let cls = &self.intake.cls;
+        crate::sources::tailer::TailContext {
+            store: cls.store.clone(),
+            metrics: cls.metrics.clone(),
+            watch: cls.watch.clone(),
+            coverage: self.coverage.clone(),
+            client: self.client.clone(),
+            shutdown: self.shutdown.clone(),
+            found,
+            max_behind: self.max_gap,
+        }
+    }
+
     /// What fetching needs, without the intake's delivery handle.
     fn fetch_context(&self) -> fetch::FetchContext {
         let cls = &self.intake.cls;

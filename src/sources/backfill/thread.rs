@@ -7,12 +7,13 @@
 //! waits on a log: the fetching happens on the fetcher threads.
 
 use super::Backfill;
-use super::fetch::Found;
 use super::fetchers::{FOUND_QUEUE, Fetchers};
 use crate::clock::unix_now;
 use crate::coverage::list::LIST_REFRESH;
+use crate::sources::Found;
 use crate::coverage::positions::{self, SAVE_POSITIONS};
-use crate::coverage::stats::{Outputs, Stats};
+use crate::coverage::stats::{Inputs, Outputs, Stats};
+use crate::sources::tailer::Tailers;
 use crate::ctlog::loglist::LogList;
 use crossbeam_channel::select;
 use std::sync::Arc;
@@ -30,6 +31,10 @@ pub fn run_backfill(backfill: Backfill) {
         return;
     }
     let (found_tx, found_rx) = crossbeam_channel::bounded::<Found>(FOUND_QUEUE);
+    let mut tailers = backfill
+        .source
+        .logs()
+        .then(|| Tailers::new(backfill.tail_context(found_tx.clone())));
     let mut fetchers = Fetchers::new(Arc::new(backfill.fetch_context()), found_tx);
     let mut stats = Stats::default();
     backfill.load_list();
@@ -58,6 +63,9 @@ pub fn run_backfill(backfill: Backfill) {
                 let cls = &backfill.intake.cls;
                 positions::seed(&backfill.coverage, &cls.store, &list, backfill.max_gap);
                 tick(&backfill, &list, &mut stats, &mut fetchers);
+                if let Some(tailers) = &mut tailers {
+                    tailers.sync(&list);
+                }
                 if positions_saved.elapsed() >= SAVE_POSITIONS {
                     positions_saved = Instant::now();
                     positions::set_backlog(&backfill.coverage, fetchers.floors());
@@ -70,6 +78,9 @@ pub fn run_backfill(backfill: Backfill) {
         }
     }
     fetchers.wake_all();
+    if let Some(tailers) = &tailers {
+        tailers.stop_all();
+    }
     // The floors first: a page a fetcher hands on after this is above them, and is
     // read again by the next start; what it handed on before is in the channel.
     positions::set_backlog(&backfill.coverage, fetchers.floors());
@@ -81,7 +92,7 @@ pub fn run_backfill(backfill: Backfill) {
 fn hand_over(backfill: &Backfill, found: Found) {
     backfill
         .intake
-        .hand_over(found.cert, found.matches, Found::VIA, unix_now());
+        .hand_over(found.cert, found.matches, found.via, unix_now());
 }
 
 /// One second's work: coverage's statistics and the gaps due after its policy,
@@ -96,10 +107,18 @@ fn tick(backfill: &Backfill, list: &LogList, stats: &mut Stats, fetchers: &mut F
             metrics: &cls.metrics,
             health: &cls.health,
         },
-        backfill.feed_holes,
-        fetchers.queued_entries(),
+        Inputs {
+            feed_holes: backfill.feed_holes,
+            queued_entries: fetchers.queued_entries(),
+            feed: backfill.source.feed(),
+        },
         now,
     );
+    if backfill.source.logs() {
+        // Tailing reads every entry of every log, verified: the feed's gaps are
+        // read there, not fetched twice.
+        return;
+    }
     for gap in due {
         if let Some((n, log)) = list
             .logs()
