@@ -1,6 +1,6 @@
 //! The test kit's own checks, where a kit helper is itself worth testing.
 
-use crate::support::standard_webhooks::secret_key;
+use crate::kit::standard_webhooks::secret_key;
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 
