@@ -16,6 +16,7 @@ mod fixtures;
 mod fuzz_regressions;
 mod http_abuse;
 mod http_endpoints;
+mod identity;
 mod lenient;
 mod lifecycle;
 mod log_lag;
