@@ -254,9 +254,11 @@ impl Stats {
             if !usable {
                 continue;
             }
-            let recent = seen.get(&log.id).copied().flatten().is_some_and(|at| {
-                now.saturating_duration_since(at) <= NOT_ON_FEED_AFTER
-            });
+            let recent = seen
+                .get(&log.id)
+                .copied()
+                .flatten()
+                .is_some_and(|at| now.saturating_duration_since(at) <= NOT_ON_FEED_AFTER);
             let on_feed = recent || !long_enough;
             out.metrics
                 .ct_log_on_feed

@@ -509,7 +509,11 @@ fn spawn_stages(p: Parts) -> Stages {
         targets,
     } = parts;
     // Without a feed (CT_SOURCE=logs) there is nothing for workers to read.
-    let workers = if config.ct_source.feed() { config.workers } else { 0 };
+    let workers = if config.ct_source.feed() {
+        config.workers
+    } else {
+        0
+    };
     for n in 0..workers {
         let (intake, rx, budget, coverage) = (
             intake.clone(),

@@ -194,7 +194,14 @@ impl Store {
                         root_hash = EXCLUDED.root_hash, frontier = EXCLUDED.frontier,
                         head_timestamp_ms = EXCLUDED.head_timestamp_ms, verified_at = now()
                   WHERE f.tree_size <= EXCLUDED.tree_size",
-                &[&f.log_id, &f.log_url, &to_i64(f.tree_size), &root, &frontier, &ts],
+                &[
+                    &f.log_id,
+                    &f.log_url,
+                    &to_i64(f.tree_size),
+                    &root,
+                    &frontier,
+                    &ts,
+                ],
             )
         })?;
         Ok(())

@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL database (`TestDb`): created with `schema.sql` applied, dropped
-//! `WITH (FORCE)` when the handle drops; and the inventory and alert-table helpers
-//! (`Inventory`) on it and on a `TestCluster`.
+//! `WITH (FORCE)` when the handle drops; the admin DSN the tests start from
+//! (`admin_dsn`, `admin_client`, and DSNs derived from it); and the inventory and
+//! alert-table helpers (`Inventory`) on it and on a `TestCluster`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -63,10 +64,7 @@ impl TestDb {
 
     /// Creates `name` from the admin DSN in the environment variable `admin_var`.
     fn create_as(admin_var: &str, name: String, keep: bool) -> Result<TestDb, String> {
-        let admin_dsn = std::env::var(admin_var)
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_ADMIN_DSN.to_string());
+        let admin_dsn = admin_dsn_from(admin_var);
         let dsn = dsn_with_dbname(&admin_dsn, &name);
 
         let mut admin = pg_connect(&admin_dsn).map_err(|e| {
@@ -185,6 +183,32 @@ impl Drop for TestDb {
     }
 }
 
+/// The admin DSN from the environment variable `var`, else [`DEFAULT_ADMIN_DSN`].
+fn admin_dsn_from(var: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_ADMIN_DSN.to_string())
+}
+
+/// The admin DSN the tests create their databases with: `CERTWATCH_TEST_ADMIN_DSN`,
+/// else [`DEFAULT_ADMIN_DSN`]. Tests that need the server itself (another database
+/// name, another role, `ALTER DATABASE`) start from it, never from a literal address.
+pub fn admin_dsn() -> String {
+    admin_dsn_from("CERTWATCH_TEST_ADMIN_DSN")
+}
+
+/// A new connection with [`admin_dsn`]; panics naming the DSN if it fails.
+pub fn admin_client() -> postgres::Client {
+    let dsn = admin_dsn();
+    pg_connect(&dsn).unwrap_or_else(|e| {
+        panic!(
+            "cannot connect to PostgreSQL with admin DSN `{dsn}`: {}",
+            pg_err(&e)
+        )
+    })
+}
+
 /// `e` and its whole `source()` chain (postgres' Display alone hides the cause, e.g. ECONNREFUSED
 /// or the server's error text).
 pub fn pg_err(e: &postgres::Error) -> String {
@@ -209,7 +233,7 @@ fn pg_connect(dsn: &str) -> Result<postgres::Client, postgres::Error> {
 
 /// Replaces the database name of a URL DSN (`postgres[ql]://…/db?…`) or appends
 /// `dbname=` to a key/value DSN (the last occurrence wins).
-fn dsn_with_dbname(dsn: &str, dbname: &str) -> String {
+pub fn dsn_with_dbname(dsn: &str, dbname: &str) -> String {
     let dsn = dsn.trim();
     for scheme in ["postgresql://", "postgres://"] {
         if let Some(rest) = dsn.strip_prefix(scheme) {
@@ -222,6 +246,41 @@ fn dsn_with_dbname(dsn: &str, dbname: &str) -> String {
         }
     }
     format!("{dsn} dbname={dbname}")
+}
+
+/// Replaces the user and password of a URL DSN (`postgres[ql]://user:pw@host…`) or
+/// appends `user=` and `password=` to a key/value DSN (the last occurrence wins).
+/// `password` must be URL-safe (no `@`, `/`, `:`, `%`).
+pub fn dsn_with_login(dsn: &str, user: &str, password: &str) -> String {
+    let dsn = dsn.trim();
+    for scheme in ["postgresql://", "postgres://"] {
+        if let Some(rest) = dsn.strip_prefix(scheme) {
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            return format!("{scheme}{user}:{password}@{host}{path}");
+        }
+    }
+    format!("{dsn} user={user} password={password}")
+}
+
+/// `dsn` with a password in it, and that password: its own if it has one, else
+/// `fallback` added for its user (which trust authentication ignores). For tests
+/// that check a DSN's password is never shown.
+pub fn dsn_with_password(dsn: &str, fallback: &str) -> (String, String) {
+    let config: postgres::Config = dsn
+        .parse()
+        .unwrap_or_else(|e| panic!("`{dsn}` is not a DSN: {e}"));
+    match config.get_password() {
+        Some(password) => (
+            dsn.to_string(),
+            String::from_utf8_lossy(password).into_owned(),
+        ),
+        None => {
+            let user = config.get_user().unwrap_or("postgres");
+            (dsn_with_login(dsn, user, fallback), fallback.to_string())
+        }
+    }
 }
 
 /// Inventory and alert-table helpers on a test database (or cluster).

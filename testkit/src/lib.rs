@@ -12,7 +12,8 @@
 //! | [`cluster`] | `TestCluster`: a PostgreSQL cluster of a test's own, to stop and restart |
 //! | [`cert`] | `Cert`: one certificate as a certstream server sends it |
 //! | [`ctlog`] | `FakeCtLog`, `FakeEntry`: a CT log over HTTP (RFC 6962 and static-ct); a log list naming several (`list_file`) |
-//! | [`service`] | `Running`: the real pipeline in-process with a test's environment |
+//! | [`service`] | `db_feed_and_webhook`: what a test's service runs against; `Running`: the real pipeline in-process with a test's environment |
+//! | [`child`] | `run`, `Child`: child processes (the `certwatch` binary) bounded in time, killed and failing the test past a deadline; their stderr line by line |
 //! | [`fuzz`] | what each fuzz target (`fuzz/`) does with one input, and the invariants it asserts |
 //! | [`standard_webhooks`] | a Standard Webhooks verifier written from the specification |
 //! | [`probe`] | HTTP requests to the service; its `/metrics` and one sample of them |
@@ -24,6 +25,7 @@
 //! leaking work.
 
 pub mod cert;
+pub mod child;
 pub mod cluster;
 pub mod ctlog;
 pub mod db;

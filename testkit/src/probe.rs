@@ -1,5 +1,6 @@
 //! Asking a running service: HTTP requests (`request`), its `/metrics` exposition
-//! (`scrape`) and one sample of it (`metric_value`).
+//! (`scrape`), one sample of it (`metric_value`) and the sum of a metric's samples
+//! (`metric_sum`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -36,6 +37,21 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
         let (name, value) = line.rsplit_once(' ')?;
         (name == series).then(|| value.parse().ok()).flatten()
     })
+}
+
+/// The sum of every sample of the metric `name` (all its label values), e.g.
+/// `certwatch_ct_messages_total`; 0 when it has none.
+pub fn metric_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let metric = series.split_once('{').map_or(series, |(m, _)| m);
+            (metric == name)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
 }
 
 /// `GET http://addr/metrics`: the exposition.

@@ -2,7 +2,7 @@
 //! HTTP endpoints. Each `Running` owns its shutdown trigger; dropping it drains the
 //! service and waits for it.
 
-use crate::probe::{metric_value, request};
+use crate::probe::{metric_sum, metric_value, request};
 use crate::{FakeFeed, FakeWebhook, TestDb};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,8 +16,11 @@ pub struct Running {
     pub addr: SocketAddr,
 }
 
-/// A fresh database watching `watch`, a fake feed and a fake webhook receiver.
-pub fn setup(watch: &[&str]) -> (TestDb, FakeFeed, FakeWebhook) {
+/// What a test's service runs against: a fresh database watching `watch`, a fake
+/// feed and a fake webhook receiver (none of them started by the service yet).
+/// The one setup of the kit: tests that need more (a fake CT log, a log list, a
+/// service already started) build on it.
+pub fn db_feed_and_webhook(watch: &[&str]) -> (TestDb, FakeFeed, FakeWebhook) {
     let db = TestDb::new();
     db.watch(watch);
     (db, FakeFeed::start(), FakeWebhook::start())
@@ -141,6 +144,24 @@ impl Running {
         let (_, body) = self.get("/metrics");
         metric_value(&body, series)
             .unwrap_or_else(|| panic!("no series {series} in /metrics:\n{body}"))
+    }
+
+    /// The sum of every sample of the metric `name`, whatever its labels.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let (_, body) = self.get("/metrics");
+        metric_sum(&body, name)
+    }
+
+    /// Feed frames the workers are done with (counted by message type, or as parse
+    /// errors). Counted once a worker's whole batch is handled, so every frame
+    /// counted has been matched and handed to classification: with
+    /// `SUSPICIOUS_GRACE_S=0`, or for a certificate the inventory knows, its alert
+    /// is recorded (or found to be a copy) by then. The positive signal that a
+    /// frame had its chance to alert.
+    pub fn frames_handled(&self) -> f64 {
+        let (_, body) = self.get("/metrics");
+        metric_sum(&body, "certwatch_ct_messages_total")
+            + metric_sum(&body, "certwatch_ct_parse_errors_total")
     }
 }
 

@@ -2,12 +2,11 @@
 //! certstream feed whose messages name a `FakeCtLog` (real HTTP) through a trusted
 //! log list file, a real Postgres database and a fake webhook receiver.
 
-use crate::support::ctlog::{FakeCtLog, FakeEntry, fixture_entries};
-use crate::support::feed::FeedCmd;
-use crate::support::service::{self, Running};
-use crate::support::wait::wait_until;
-use crate::support::{FakeFeed, FakeWebhook, TestDb};
-use std::path::PathBuf;
+use crate::kit::ctlog::{self, FakeCtLog, FakeEntry, fixture_entries, list_file};
+use crate::kit::feed::FeedCmd;
+use crate::kit::service::{self, Running, db_feed_and_webhook};
+use crate::kit::wait::wait_until;
+use crate::kit::{FakeFeed, FakeWebhook, TestDb};
 use std::time::Duration;
 
 /// Long enough for a hole to settle (5 s), the backfill tick (1 s), the grace
@@ -32,9 +31,10 @@ fn entries_and_lines(log_url: &str) -> (Vec<FakeEntry>, Vec<String>) {
     (entries, lines)
 }
 
-/// A database watching `WATCHED`, a fake feed and webhook receiver, a fake log
-/// of the fixture certificates and their feed lines naming it.
-struct Setup {
+/// The kit's database watching `WATCHED`, fake feed and webhook receiver
+/// (`db_feed_and_webhook`), with a fake log of the fixture certificates and their
+/// feed lines naming it.
+struct FixtureLog {
     db: TestDb,
     feed: FakeFeed,
     hook: FakeWebhook,
@@ -42,16 +42,15 @@ struct Setup {
     lines: Vec<String>,
 }
 
-fn setup() -> Setup {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
+fn fixture_log() -> FixtureLog {
+    let (db, feed, hook) = db_feed_and_webhook(&[WATCHED]);
     let (entries, _) = entries_and_lines("");
     let log = FakeCtLog::start(entries);
     let (_, lines) = entries_and_lines(&log.url());
-    Setup {
+    FixtureLog {
         db,
-        feed: FakeFeed::start(),
-        hook: FakeWebhook::start(),
+        feed,
+        hook,
         log,
         lines,
     }
@@ -64,20 +63,13 @@ fn watched_index(lines: &[String]) -> usize {
         .expect("the watched fixture")
 }
 
-/// A log list file naming `log` (in the test's temporary directory).
-fn list_file(log: &FakeCtLog, tiled: bool, name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("certwatch-it-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, log.log_list(tiled)).expect("list file");
-    path
-}
-
 fn start(db: &TestDb, feed: &FakeFeed, hook: &FakeWebhook, list: &std::path::Path) -> Running {
     service::start_covered(db, feed, Some(hook), list, &[])
 }
 
 /// The deliveries for the watched certificate within `within`: (delivery id, body).
+/// Every delivery must carry its `X-CT-Delivery` id (a missing one would compare
+/// equal to another missing one).
 fn deliveries(hook: &FakeWebhook, within: Duration) -> Vec<(String, serde_json::Value)> {
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + within;
@@ -85,10 +77,11 @@ fn deliveries(hook: &FakeWebhook, within: Duration) -> Vec<(String, serde_json::
         let Some(rx) = hook.recv(left) else { break };
         let body = rx.json();
         if body.to_string().contains(WATCHED) {
-            out.push((
-                rx.header("X-CT-Delivery").unwrap_or_default().to_string(),
-                body,
-            ));
+            let id = rx
+                .header("X-CT-Delivery")
+                .unwrap_or_else(|| panic!("a delivery without X-CT-Delivery: {rx:?}"));
+            assert!(!id.is_empty(), "an empty X-CT-Delivery: {rx:?}");
+            out.push((id.to_string(), body));
         }
     }
     out
@@ -97,14 +90,14 @@ fn deliveries(hook: &FakeWebhook, within: Duration) -> Vec<(String, serde_json::
 /// Runs the feed with or without the watched entry; returns the watched
 /// certificate's deliveries and the log's get-entries request count.
 fn run(skip_watched: bool, name: &str) -> (Vec<(String, serde_json::Value)>, usize) {
-    let Setup {
+    let FixtureLog {
         db,
         feed,
         hook,
         log,
         lines,
-    } = setup();
-    let list = list_file(&log, false, name);
+    } = fixture_log();
+    let list = list_file(name, &[&log], false);
     let svc = start(&db, &feed, &hook, &list);
     let skip = watched_index(&lines);
     for (i, line) in lines.iter().enumerate() {
@@ -133,6 +126,7 @@ fn an_entry_the_feed_skipped_is_alerted_by_backfill_once_with_the_feeds_delivery
     assert_eq!(by_backfill.len(), 1, "one alert: {by_backfill:?}");
     assert_eq!(by_backfill[0].1["detected_via"], "backfill");
     assert!(hits >= 1, "the gap was fetched");
+    // Both ids are present and non-empty (`deliveries`), so equal means the same id.
     assert_eq!(
         by_backfill[0].0, by_feed[0].0,
         "the same delivery id as the feed would have given"
@@ -141,14 +135,14 @@ fn an_entry_the_feed_skipped_is_alerted_by_backfill_once_with_the_feeds_delivery
 
 #[test]
 fn an_issuance_found_by_backfill_and_then_on_the_feed_is_one_alert() {
-    let Setup {
+    let FixtureLog {
         db,
         feed,
         hook,
         log,
         lines,
-    } = setup();
-    let svc = start(&db, &feed, &hook, &list_file(&log, false, "dup"));
+    } = fixture_log();
+    let svc = start(&db, &feed, &hook, &list_file("dup", &[&log], false));
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[watched - 1].clone()));
     feed.send(FeedCmd::Text(lines[watched + 1].clone()));
@@ -164,24 +158,49 @@ fn an_issuance_found_by_backfill_and_then_on_the_feed_is_one_alert() {
 
 #[test]
 fn a_feed_naming_a_log_not_in_the_list_causes_no_request() {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+    let (db, feed, hook) = db_feed_and_webhook(&[WATCHED]);
     let (entries, _) = entries_and_lines("");
     let listed = FakeCtLog::start(entries.clone());
-    let unlisted = FakeCtLog::start(entries);
+    let unlisted = FakeCtLog::start(entries.clone());
+    // A second listed log with a hole made just after: once that hole is fetched,
+    // backfill has settled and taken whatever the unlisted log's holes could have
+    // become (the positive signal that they had their chance).
+    let control = FakeCtLog::start(entries);
     let (_, lines) = entries_and_lines(&unlisted.url());
-    let svc = start(&db, &feed, &hook, &list_file(&listed, false, "unknown"));
+    let list = list_file("unknown", &[&listed, &control], false);
+    let svc = start(&db, &feed, &hook, &list);
     for (i, line) in lines.iter().enumerate() {
         if i % 2 == 0 {
             feed.send(FeedCmd::Text(line.clone()));
         }
     }
+    for index in [0, 2] {
+        feed.send(FeedCmd::Text(
+            ctlog::unwatched_frame(&control.url(), index).to_string(),
+        ));
+    }
     assert!(wait_until(Duration::from_secs(10), || svc
         .metric("certwatch_ct_unknown_log_messages_total")
         as usize
         == lines.len().div_ceil(2)));
-    std::thread::sleep(Duration::from_secs(8));
+    let fetched = format!(
+        "certwatch_ct_backfill_entries_total{{log=\"{}\",outcome=\"fetched\"}}",
+        control.url()
+    );
+    assert!(
+        wait_until(WAIT, || svc.metric(&fetched) == 1.0),
+        "the control log's hole was never fetched"
+    );
+    // The tick that fetched it may still be fetching other gaps due with it: a
+    // second control hole, opened now and fetched a settle time later, proves
+    // that tick long over.
+    feed.send(FeedCmd::Text(
+        ctlog::unwatched_frame(&control.url(), 4).to_string(),
+    ));
+    assert!(
+        wait_until(WAIT, || svc.metric(&fetched) == 2.0),
+        "the control log's second hole was never fetched"
+    );
     assert_eq!(
         unlisted.hits(""),
         0,
@@ -192,14 +211,14 @@ fn a_feed_naming_a_log_not_in_the_list_causes_no_request() {
 
 #[test]
 fn a_gap_over_the_cap_is_abandoned_counted_and_the_rest_fetched() {
-    let Setup {
+    let FixtureLog {
         db,
         feed,
         hook,
         log,
         lines,
-    } = setup();
-    let list = list_file(&log, false, "cap");
+    } = fixture_log();
+    let list = list_file("cap", &[&log], false);
     let svc = service::start_covered(&db, &feed, Some(&hook), &list, &[("BACKFILL_MAX_GAP", "3")]);
     feed.send(FeedCmd::Text(lines[0].clone()));
     feed.send(FeedCmd::Text(lines[lines.len() - 1].clone()));
@@ -220,14 +239,14 @@ fn a_gap_over_the_cap_is_abandoned_counted_and_the_rest_fetched() {
 
 #[test]
 fn a_rate_limited_log_is_asked_again_after_retry_after() {
-    let Setup {
+    let FixtureLog {
         db,
         feed,
         hook,
         log,
         lines,
-    } = setup();
-    let svc = start(&db, &feed, &hook, &list_file(&log, false, "429"));
+    } = fixture_log();
+    let svc = start(&db, &feed, &hook, &list_file("429", &[&log], false));
     log.throttle_next(1, 429, Some("3"));
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[watched - 1].clone()));
@@ -246,14 +265,14 @@ fn a_rate_limited_log_is_asked_again_after_retry_after() {
 
 #[test]
 fn a_tiled_log_is_backfilled_from_data_tiles_including_the_partial_one() {
-    let Setup {
+    let FixtureLog {
         db,
         feed,
         hook,
         log,
         lines,
-    } = setup();
-    let svc = start(&db, &feed, &hook, &list_file(&log, true, "tiled"));
+    } = fixture_log();
+    let svc = start(&db, &feed, &hook, &list_file("tiled", &[&log], true));
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[watched - 1].clone()));
     feed.send(FeedCmd::Text(lines[watched + 1].clone()));
@@ -288,14 +307,14 @@ fn stored_positions(db: &TestDb) -> Vec<(String, i64)> {
 
 #[test]
 fn a_restart_is_backfilled_from_the_stored_position_even_when_the_list_cannot_be_read() {
-    let Setup {
+    let FixtureLog {
         db,
         feed,
         hook,
         log,
         lines,
-    } = setup();
-    let list = list_file(&log, false, "restart");
+    } = fixture_log();
+    let list = list_file("restart", &[&log], false);
     let watched = watched_index(&lines);
     assert!(watched >= 4, "the watched entry has entries before it");
     let stored_at = |position: usize| vec![(log.url(), position as i64)];
@@ -361,7 +380,7 @@ fn two_replicas_on_one_database_fetch_a_gap_once_and_alert_once() {
     let (entries, _) = entries_and_lines("");
     let log = FakeCtLog::start(entries);
     let (_, lines) = entries_and_lines(&log.url());
-    let list = list_file(&log, false, "replicas");
+    let list = list_file("replicas", &[&log], false);
     let (feed_a, feed_b) = (FakeFeed::start(), FakeFeed::start());
     let a = start(&db, &feed_a, &hook, &list);
     let b = start(&db, &feed_b, &hook, &list);
@@ -401,18 +420,21 @@ fn certwatch_backfill_reads_a_range_once_alerts_what_matches_and_exits() {
     let (entries, _) = entries_and_lines("");
     let total = entries.len();
     let log = FakeCtLog::start(entries.clone());
-    let list = list_file(&log, false, "command");
+    let list = list_file("command", &[&log], false);
+    // Fetching a few pages, one grace period and one delivery: well within the
+    // deadline, past which the command is killed and the test fails.
     let run = |log_url: &str, to: usize| {
-        crate::process::certwatch()
-            .env("POSTGRES_DSN", db.dsn())
-            .env("CT_LOG_LIST", &list)
-            .env("WEBHOOK_URL", hook.url())
-            .env("SUSPICIOUS_GRACE_S", "1")
-            .env("LOG_LEVEL", "warn")
-            .args(["backfill", "--log", log_url, "--from", "0", "--to"])
-            .arg(to.to_string())
-            .output()
-            .expect("certwatch runs")
+        crate::kit::child::run(
+            crate::process::certwatch()
+                .env("POSTGRES_DSN", db.dsn())
+                .env("CT_LOG_LIST", &list)
+                .env("WEBHOOK_URL", hook.url())
+                .env("SUSPICIOUS_GRACE_S", "1")
+                .env("LOG_LEVEL", "warn")
+                .args(["backfill", "--log", log_url, "--from", "0", "--to"])
+                .arg(to.to_string()),
+            Duration::from_secs(60),
+        )
     };
     let out = run(&log.url(), total - 1);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -450,14 +472,14 @@ fn certwatch_backfill_reads_a_range_once_alerts_what_matches_and_exits() {
 
 #[test]
 fn an_index_beyond_the_logs_tree_does_not_blind_the_log() {
-    let Setup {
+    let FixtureLog {
         db,
         feed,
         hook,
         log,
         lines,
-    } = setup();
-    let svc = start(&db, &feed, &hook, &list_file(&log, false, "beyond"));
+    } = fixture_log();
+    let svc = start(&db, &feed, &hook, &list_file("beyond", &[&log], false));
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[0].clone()));
     // A broken (or hostile) server names an index the log never had.
@@ -473,10 +495,33 @@ fn an_index_beyond_the_logs_tree_does_not_blind_the_log() {
         wait_until(Duration::from_secs(5), || log.hits("ct/v1/get-sth") >= 1),
         "the tree size was asked"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Once backfill has the tree size it drops the bogus gap, forgets the log and
+    // seeds it again at the gap's start (1): from then on entry 2 opens the hole
+    // [1, 2), which `/healthz` counts as an open gap entry for the settle time (5 s).
+    // Until then entry 2 falls inside the taken bogus gap (no hole) and is forgotten
+    // with it. So entry 2 is sent until that hole shows: the positive signal that
+    // the log is tracked again, before the rest of the sequence is sent.
+    let probe = 2;
+    assert_ne!(probe, watched, "the probe is not the watched entry");
+    let open_gap_entries = || {
+        let (_, body) = svc.get("/healthz");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("healthz json");
+        json["coverage"]["open_gap_entries"].as_i64().unwrap_or(0)
+    };
+    let tracked_again = wait_until(WAIT, || {
+        feed.send(FeedCmd::Text(lines[probe].clone()));
+        // The hole is published at the next tick (1 s) and stays open 5 s.
+        wait_until(certwatch::sources::backfill::thread::TICK * 2, || {
+            open_gap_entries() >= 1
+        })
+    });
+    assert!(
+        tracked_again,
+        "entry {probe} never opened a hole: the log was not seeded again"
+    );
     // The real sequence goes on, without the watched entry: still tracked, so the
     // skipped entry is fetched and alerted.
-    for line in &lines[2..] {
+    for line in &lines[probe + 1..] {
         if !line.contains(&format!("\"{WATCHED}\"")) {
             feed.send(FeedCmd::Text(line.clone()));
         }

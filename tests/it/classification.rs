@@ -2,10 +2,10 @@
 //! serial + validity + names, deduplication in memory and in the database, the
 //! grace period, collisions.
 
-use crate::support::cert;
-use crate::support::service::{self, setup};
-use crate::support::{Cert, Inventory};
-use crate::support::{FakeFeed, FeedCmd};
+use crate::kit::cert;
+use crate::kit::service::{self, db_feed_and_webhook};
+use crate::kit::{Cert, Inventory};
+use crate::kit::{FakeFeed, FeedCmd};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -14,13 +14,13 @@ fn send(feed: &FakeFeed, cert: &Cert) {
     feed.send(FeedCmd::Text(cert.frame()));
 }
 
-fn severity(rx: &crate::support::Received) -> String {
+fn severity(rx: &crate::kit::Received) -> String {
     rx.json()["severity"].as_str().unwrap().to_string()
 }
 
 #[test]
 fn precert_of_an_inventoried_cert_is_info_and_its_final_cert_adds_nothing() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let cert = Cert::new(&["shop.example.com", "www.shop.example.com"]);
     db.inventory(&cert);
     let _svc = service::start(&db, &feed, Some(&hook), &[]);
@@ -42,7 +42,7 @@ fn precert_of_an_inventoried_cert_is_info_and_its_final_cert_adds_nothing() {
 
 #[test]
 fn a_cert_seen_in_two_logs_alerts_once() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let cert = Cert::new(&["api.example.com"]);
     db.inventory(&cert);
     let _svc = service::start(&db, &feed, Some(&hook), &[]);
@@ -59,7 +59,7 @@ fn a_cert_seen_in_two_logs_alerts_once() {
 
 #[test]
 fn a_reused_serial_with_other_names_is_suspicious() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let ours = Cert::new(&["login.example.com"]);
     db.inventory(&ours);
     let mut theirs = ours.precert();
@@ -77,7 +77,7 @@ fn a_reused_serial_with_other_names_is_suspicious() {
 
 #[test]
 fn a_second_final_cert_claiming_the_same_issuance_alerts_on_its_own() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let ours = Cert::new(&["pay.example.com"]);
     db.inventory(&ours);
     let mut twin = ours.clone();
@@ -104,7 +104,7 @@ fn first_serial(cert: &Cert) -> String {
 
 #[test]
 fn an_unknown_cert_is_suspicious_only_after_the_grace_period() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "3")]);
     assert!(feed.wait_for_client(WAIT));
     let started = std::time::Instant::now();
@@ -124,7 +124,7 @@ fn an_unknown_cert_is_suspicious_only_after_the_grace_period() {
 
 #[test]
 fn a_cert_that_lands_in_the_inventory_during_the_grace_period_is_info() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "3")]);
     assert!(feed.wait_for_client(WAIT));
     let cert = Cert::new(&["late.example.com"]);
@@ -137,7 +137,7 @@ fn a_cert_that_lands_in_the_inventory_during_the_grace_period_is_info() {
 
 #[test]
 fn a_restart_with_the_same_feed_does_not_alert_again() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let known = Cert::new(&["a.example.com"]);
     db.inventory(&known);
     let unknown = Cert::new(&["b.example.com"]);
@@ -168,7 +168,7 @@ fn a_restart_with_the_same_feed_does_not_alert_again() {
 
 #[test]
 fn unwatched_and_ip_names_never_alert() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(WAIT));
     send(&feed, &Cert::new(&["badexample.com"]));
@@ -190,7 +190,7 @@ fn unwatched_and_ip_names_never_alert() {
 
 #[test]
 fn the_watch_list_is_refreshed_while_running() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let svc = service::start(
         &db,
         &feed,
@@ -203,7 +203,7 @@ fn the_watch_list_is_refreshed_while_running() {
     assert!(feed.wait_for_client(WAIT));
     assert_eq!(svc.metric("certwatch_watch_entries"), 1.0);
     db.watch(&["example.net", "*.bücher.example", "not a domain"]);
-    assert!(crate::support::wait_until(WAIT, || svc
+    assert!(crate::kit::wait_until(WAIT, || svc
         .metric("certwatch_watch_entries")
         == 3.0));
     send(&feed, &Cert::new(&["www.xn--bcher-kva.example"]));

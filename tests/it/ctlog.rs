@@ -1,9 +1,9 @@
 //! Backfill building blocks (`certwatch::ctlog`) against real data: the feed
 //! fixtures' certificates re-logged as RFC 6962 and static-ct entries must convert
 //! to the same issuance as the feed line they came from, and the log client is
-//! driven over real HTTP against `support::ctlog::FakeCtLog`.
+//! driven over real HTTP against `kit::ctlog::FakeCtLog`.
 
-use crate::support::ctlog::{
+use crate::kit::ctlog::{
     FakeCtLog, FakeEntry, FakeKind, fixture_entries, hex_lower, tbs_without_scts,
 };
 use certwatch::alert::{self, Verdict};
@@ -218,11 +218,12 @@ fn fixture_certificates_match_the_elixir_feed_issuance() {
 
 /// Issue 13: a logged certificate takes the feed's own name rule. 30,000 SANs
 /// (20,000 distinct, every other one repeated, one holding a NUL, the watched one
-/// last) convert in linear time to the lists the feed's parse of the same names
-/// gives: NUL replaced, capped at `MAX_NAMES` with the digest of the whole set;
-/// every name is still matched, and once matched the watched one is kept.
+/// last) convert to the lists the feed's parse of the same names gives: NUL
+/// replaced, capped at `MAX_NAMES` with the digest of the whole set (every
+/// distinct name in it); every name is still matched, and once matched the watched
+/// one is kept. What the conversion costs per name: `bench_backfill`.
 #[test]
-fn a_logged_certificate_with_20k_names_converts_fast_and_capped_like_the_feed() {
+fn a_logged_certificate_with_20k_names_converts_capped_like_the_feed() {
     const WATCHED: &str = "www.watched.example";
     let mut names: Vec<String> = Vec::new();
     for i in 0..19_998 {
@@ -249,13 +250,28 @@ fn a_logged_certificate_with_20k_names_converts_fast_and_capped_like_the_feed() 
     let (leaf, extra) = (logged_entry.leaf_input(), logged_entry.extra_data());
     let decoded = rfc6962::decode_leaf(&leaf, &extra).expect("leaf decodes");
 
-    let started = Instant::now();
     let logged = entry::to_logged(&decoded, 3, &RFC_SOURCE).expect("converts");
-    let took = started.elapsed();
-    eprintln!("{} SANs converted in {took:?}", names.len());
-    assert!(took < Duration::from_secs(1), "{took:?}");
     assert_eq!(logged.all_domains.len(), certwatch::cert::MAX_NAMES);
-    assert!(logged.names_digest.is_some());
+    // The digest covers every distinct name, computed here from the documented
+    // rule: SHA-256 over the normalised (NUL replaced, lower-case), sorted, unique
+    // names, each followed by a line feed.
+    let every_name: BTreeSet<String> = names
+        .iter()
+        .chain(["n0.example".to_string()].iter())
+        .map(|n| n.replace('\0', "\u{FFFD}").to_lowercase())
+        .collect();
+    assert_eq!(every_name.len(), 20_000);
+    let mut whole_set = Sha256::new();
+    for name in &every_name {
+        whole_set.update(name.as_bytes());
+        whole_set.update(b"\n");
+    }
+    let whole_set: String = whole_set
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(logged.names_digest.as_deref(), Some(whole_set.as_str()));
     assert_eq!(
         logged.all_domains[..3],
         ["n0.example", "n1.example", "n2.example"]

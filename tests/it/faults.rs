@@ -2,10 +2,10 @@
 //! cluster of the test's own, stopped and restarted), a feed that stalls
 //! mid-frame or floods, a webhook that refuses connections.
 
-use crate::support::cluster::TestCluster;
-use crate::support::service::{self, setup};
-use crate::support::{Cert, Inventory};
-use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
+use crate::kit::cluster::TestCluster;
+use crate::kit::service::{self, db_feed_and_webhook};
+use crate::kit::{Cert, Inventory};
+use crate::kit::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -151,7 +151,7 @@ fn the_database_down_while_running_loses_nothing_and_delivers_once() {
 
 #[test]
 fn a_feed_that_stalls_mid_frame_is_redialled() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let svc = service::start(
         &db,
         &feed,

@@ -1,16 +1,16 @@
 //! The feed reader against a misbehaving server: malformed frames, closes,
 //! resets, silence, pings.
 
-use crate::support::service::{self, setup};
-use crate::support::{Cert, Inventory};
-use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
+use crate::kit::service::{self, db_feed_and_webhook};
+use crate::kit::{Cert, Inventory};
+use crate::kit::{FakeFeed, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn malformed_frames_are_counted_and_skipped() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(WAIT));
     let bad = [
@@ -97,7 +97,7 @@ fn malformed_frames_are_counted_and_skipped() {
 
 #[test]
 fn the_reader_reconnects_after_close_reset_and_garbage() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_connections(1, WAIT));
     assert!(wait_until(WAIT, || svc.metric("certwatch_ws_connected") == 1.0));
@@ -166,7 +166,7 @@ fn the_client_pings_within_the_configured_interval() {
 
 #[test]
 fn an_oversized_frame_costs_a_reconnect_not_the_service() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_connections(1, WAIT));
     feed.send(FeedCmd::Text(

@@ -8,12 +8,12 @@
 //! 256-entry stretches: requests bounded by entries / 256, and a watched
 //! certificate in a hole still alerts), `fetch` (every gap fetched).
 
-use crate::support::ctlog::{self, FakeCtLog, FakeEntry, fixture_entries};
-use crate::support::feed::FeedCmd;
-use crate::support::feedgen::XorShift;
-use crate::support::service::{self, Running};
-use crate::support::wait::wait_until;
-use crate::support::{FakeFeed, FakeWebhook, TestDb};
+use crate::kit::ctlog::{self, FakeCtLog, FakeEntry, fixture_entries};
+use crate::kit::feed::FeedCmd;
+use crate::kit::feedgen::XorShift;
+use crate::kit::service::{self, Running, db_feed_and_webhook};
+use crate::kit::wait::wait_until;
+use crate::kit::{FakeFeed, FakeWebhook, TestDb};
 use certwatch::coverage::gaps::DENSE_MIN_GAPS;
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ fn frame(url: &str, index: usize) -> String {
 }
 
 /// What a test runs against: the holed log, the whole one, the feed and the service.
-struct Setup {
+struct TwoLogs {
     holed: FakeCtLog,
     whole: FakeCtLog,
     shape: Holed,
@@ -99,19 +99,19 @@ struct Setup {
     _db: TestDb,
 }
 
-/// Starts the service with `CT_FEED_HOLES=policy` (unset: the default) and both logs
-/// listed; the holed log's get-entries pages hold at most `max_batch` entries.
-fn setup(name: &str, policy: Option<&str>, shape: Holed, max_batch: u64) -> Setup {
-    let db = TestDb::new();
-    db.watch(&[WATCHED]);
-    let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
+/// The kit's database watching `WATCHED`, feed and webhook receiver
+/// (`db_feed_and_webhook`), a holed and a whole fake log, and the service started
+/// with `CT_FEED_HOLES=policy` (unset: the default) and both logs listed; the holed
+/// log's get-entries pages hold at most `max_batch` entries.
+fn two_logs_served(name: &str, policy: Option<&str>, shape: Holed, max_batch: u64) -> TwoLogs {
+    let (db, feed, hook) = db_feed_and_webhook(&[WATCHED]);
     let holed = FakeCtLog::start(shape.entries.clone());
     holed.set_max_batch(max_batch);
     let whole = FakeCtLog::start(Vec::new());
     let list = ctlog::list_file(name, &[&holed, &whole], false);
     let env: Vec<(&str, &str)> = policy.map(|p| ("CT_FEED_HOLES", p)).into_iter().collect();
     let svc = service::start_covered(&db, &feed, Some(&hook), &list, &env);
-    Setup {
+    TwoLogs {
         holed,
         whole,
         shape,
@@ -122,7 +122,7 @@ fn setup(name: &str, policy: Option<&str>, shape: Holed, max_batch: u64) -> Setu
     }
 }
 
-impl Setup {
+impl TwoLogs {
     /// Sends the holed log's delivered entries from `from` to `to` (exclusive),
     /// each next to an entry of the whole log, in order, 256 indices every 100 ms
     /// (well within what the workers' queue takes: a dropped frame would be a hole
@@ -230,7 +230,7 @@ impl Setup {
 fn a_deduplicating_feed_is_counted_by_default_with_a_bounded_number_of_requests() {
     let shape = Holed::new(3000, 1500, 13);
     let first = 16;
-    let s = setup("holes-count", None, shape, 32);
+    let s = two_logs_served("holes-count", None, shape, 32);
     s.send(0, first);
     std::thread::sleep(Duration::from_millis(1500));
     for chunk in (first..3000).step_by(500) {
@@ -263,8 +263,11 @@ fn a_deduplicating_feed_is_counted_by_default_with_a_bounded_number_of_requests(
         fetched <= (before_dense * s.shape.longest_hole()) as f64,
         "only gaps before the log turned dense are fetched: {fetched}"
     );
-    // Nothing comes due later: the requests stay bounded.
-    std::thread::sleep(Duration::from_secs(3));
+    // Nothing comes due later: the requests stay bounded. Every hole is counted by
+    // now (`settled`); a hole opened by the last frames would come due one settle
+    // time after them and be taken at the next tick: the window outlasts both.
+    let settle = certwatch::coverage::gaps::Settings::default().settle;
+    std::thread::sleep(settle + 2 * certwatch::sources::backfill::thread::TICK);
     assert_eq!(s.holed.hits("ct/v1/get-entries"), requests);
     s.assert_the_whole_log_untouched();
     // The watched certificate was in a hole and is not fetched: the cost of `count`.
@@ -278,7 +281,7 @@ fn a_deduplicating_feed_is_counted_by_default_with_a_bounded_number_of_requests(
 #[test]
 fn a_deduplicating_feed_is_fetched_in_whole_stretches_with_coalesce() {
     const LEN: usize = 3072;
-    let s = setup(
+    let s = two_logs_served(
         "holes-coalesce",
         Some("coalesce"),
         Holed::new(LEN, 2000, 17),
@@ -310,7 +313,7 @@ fn a_deduplicating_feed_is_fetched_in_whole_stretches_with_coalesce() {
 #[test]
 fn a_deduplicating_feed_has_every_gap_fetched_with_fetch() {
     const LEN: usize = 160;
-    let s = setup("holes-fetch", Some("fetch"), Holed::new(LEN, 90, 19), 32);
+    let s = two_logs_served("holes-fetch", Some("fetch"), Holed::new(LEN, 90, 19), 32);
     s.send(0, LEN);
     let (fetched, skipped, failed) = s.settled();
     let missing = s.shape.missing_entries() as f64;

@@ -1,9 +1,9 @@
 //! Every captured and hand-crafted feed sample in `tests/fixtures` parses,
 //! and the fixtures run through the pipeline give one alert per issuance.
 
-use crate::support::Inventory;
-use crate::support::service;
-use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
+use crate::kit::Inventory;
+use crate::kit::service;
+use crate::kit::{FakeFeed, FakeWebhook, FeedCmd, TestDb, wait_until};
 use certwatch::cert::EntryType;
 use certwatch::sources::feed::{self, Peek};
 use std::time::Duration;
@@ -208,8 +208,9 @@ fn the_fixture_feeds_give_one_alert_per_issuance_with_integer_times() {
         "xn--bcher-kva.example",
     ]);
     let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
+    let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(Duration::from_secs(10)));
+    let mut sent = 0;
     for file in [
         "certstream_go_full.jsonl",
         "certstream_elixir_full.jsonl",
@@ -218,13 +219,13 @@ fn the_fixture_feeds_give_one_alert_per_issuance_with_integer_times() {
     ] {
         for line in lines(file) {
             feed.send(FeedCmd::Text(line));
+            sent += 1;
         }
     }
     // Go full: 16 certificates; two precert/final pairs and a tiled copy of one
     // pair add nothing; the CA certificate names no watched domain: 12 issuances.
     let expected = 12;
-    assert!(wait_until(Duration::from_secs(15), || hook.count() >= expected));
-    std::thread::sleep(Duration::from_secs(2));
+    every_alert_made(&svc, &hook, sent, expected);
     assert_eq!(hook.count(), expected, "no alert beyond one per issuance");
     let rows = db.alerts();
     assert_eq!(rows.len(), expected, "{rows:#?}");
@@ -240,6 +241,35 @@ fn the_fixture_feeds_give_one_alert_per_issuance_with_integer_times() {
     }
 }
 
+/// Waits until the workers handled all `sent` frames (with `SUSPICIOUS_GRACE_S=0`
+/// every alert they make is recorded by then: no alert can follow), checks that
+/// `expected` alerts were made (any number when 0), and waits until each was
+/// delivered and the receiver answered it: from then on nothing more arrives.
+fn every_alert_made(svc: &service::Running, hook: &FakeWebhook, sent: usize, expected: usize) {
+    assert!(
+        wait_until(Duration::from_secs(15), || svc.frames_handled()
+            == sent as f64),
+        "the workers handled {} of {sent} frames",
+        svc.frames_handled()
+    );
+    let alerts = svc.metric_sum("certwatch_alerts_total");
+    if expected > 0 {
+        assert_eq!(alerts, expected as f64, "alerts made");
+    }
+    let success = r#"certwatch_webhook_total{result="success"}"#;
+    assert!(
+        wait_until(Duration::from_secs(15), || svc.metric(success) == alerts),
+        "{} of {alerts} alerts delivered",
+        svc.metric(success)
+    );
+    assert_eq!(
+        svc.metric(r#"certwatch_webhook_total{result="failure"}"#),
+        0.0,
+        "no delivery was retried"
+    );
+    assert_eq!(hook.count(), alerts as usize, "one request per alert");
+}
+
 /// The `X-CT-Delivery` ids of everything one feed file alerts, with its count
 /// of deliveries.
 fn delivery_ids(file: &str) -> (Vec<String>, usize) {
@@ -251,13 +281,15 @@ fn delivery_ids(file: &str) -> (Vec<String>, usize) {
         "xn--bcher-kva.example",
     ]);
     let (feed, hook) = (FakeFeed::start(), FakeWebhook::start());
-    let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
+    let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(Duration::from_secs(10)));
-    for line in lines(file) {
+    let lines = lines(file);
+    let sent = lines.len();
+    for line in lines {
         feed.send(FeedCmd::Text(line));
     }
-    assert!(wait_until(Duration::from_secs(15), || hook.count() >= 12));
-    std::thread::sleep(Duration::from_secs(2));
+    // Whatever the file alerts, counted: the caller checks it is 12.
+    every_alert_made(&svc, &hook, sent, 0);
     let mut ids = Vec::new();
     while let Some(rx) = hook.recv(Duration::from_millis(100)) {
         ids.push(rx.header("X-CT-Delivery").unwrap().to_string());

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 // The code each fuzz target runs on one input, shared with `fuzz/`.
-use crate::support::fuzz;
+use crate::kit::fuzz;
 
 /// Every file under `fuzz/regressions/<target>/` and `fuzz/seeds/<target>/`
 /// but dotfiles (`.gitkeep`), sorted, with its bytes.

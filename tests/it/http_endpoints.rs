@@ -1,9 +1,9 @@
 //! `/healthz` and `/metrics` content, routing and methods.
 
-use crate::support::Cert;
-use crate::support::probe::{metric_value, request};
-use crate::support::service;
-use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
+use crate::kit::Cert;
+use crate::kit::probe::{metric_value, request};
+use crate::kit::service;
+use crate::kit::{FakeFeed, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -237,9 +237,17 @@ fn process_cpu_seconds_are_fractional() {
     }
     std::hint::black_box(spin);
     let reported = svc.metric("process_cpu_seconds_total");
+    let after = cpu();
+    // The sample was read between the two readings of the same clock: within
+    // them, not a tolerance around one; and above the whole second below `before`,
+    // where a value truncated to whole seconds would be.
     assert!(
-        reported >= before - 0.02 && reported < before + 0.25,
-        "process_cpu_seconds_total {reported}, CPU time just before {before}"
+        before - 1e-9 <= reported && reported <= after + 1e-9,
+        "process_cpu_seconds_total {reported}, CPU time {before} just before and {after} just after"
+    );
+    assert!(
+        reported > before.floor(),
+        "process_cpu_seconds_total {reported} is whole seconds (CPU time {before})"
     );
 }
 

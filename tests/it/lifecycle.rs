@@ -1,16 +1,16 @@
 //! Life cycle inside the process: the drain records what is still in its grace
 //! period, retention cleanup, and a failed watch-list refresh keeping the old list.
 
-use crate::support::service::{self, setup};
-use crate::support::{Cert, Inventory};
-use crate::support::{FakeFeed, FeedCmd, TestDb, wait_until};
+use crate::kit::service::{self, db_feed_and_webhook};
+use crate::kit::{Cert, Inventory};
+use crate::kit::{FakeFeed, FeedCmd, TestDb, wait_until};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn shutdown_records_certificates_still_in_their_grace_period() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "600")]);
     assert!(feed.wait_for_client(WAIT));
     let known = Cert::new(&["mine.example.com"]);
@@ -79,7 +79,7 @@ fn cleanup_prunes_alerts_past_retention_in_batches() {
 
 #[test]
 fn a_failed_refresh_keeps_the_current_watch_list() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let svc = service::start(
         &db,
         &feed,
@@ -106,8 +106,7 @@ fn a_failed_refresh_keeps_the_current_watch_list() {
 /// Makes the test database refuse connections and ends the ones it has, as an
 /// outage looks to the service; `restore` lets it back in.
 fn cut_off(db: &TestDb) {
-    let mut admin =
-        postgres::Client::connect(crate::support::DEFAULT_ADMIN_DSN, postgres::NoTls).unwrap();
+    let mut admin = crate::kit::db::admin_client();
     admin
         .batch_execute(&format!(
             "ALTER DATABASE \"{0}\" WITH ALLOW_CONNECTIONS false;
@@ -118,8 +117,7 @@ fn cut_off(db: &TestDb) {
 }
 
 fn restore(db: &TestDb) {
-    let mut admin =
-        postgres::Client::connect(crate::support::DEFAULT_ADMIN_DSN, postgres::NoTls).unwrap();
+    let mut admin = crate::kit::db::admin_client();
     admin
         .batch_execute(&format!(
             "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true",
@@ -130,7 +128,7 @@ fn restore(db: &TestDb) {
 
 #[test]
 fn alerts_during_a_database_outage_are_delivered_then_written_once() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "1")]);
     assert!(feed.wait_for_client(WAIT));
     cut_off(&db);

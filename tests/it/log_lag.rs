@@ -5,11 +5,11 @@
 //! with an old `seen`, which is not the log's time). `certwatch_ct_log_lag_seconds`
 //! and `/healthz` `coverage.logs_lagging` must tell the old log apart.
 
-use crate::support::ctlog::{self, FakeCtLog};
-use crate::support::feed::FeedCmd;
-use crate::support::service;
-use crate::support::wait::wait_until;
-use crate::support::{FakeFeed, TestDb};
+use crate::kit::ctlog::{self, FakeCtLog};
+use crate::kit::feed::FeedCmd;
+use crate::kit::service;
+use crate::kit::wait::wait_until;
+use crate::kit::{FakeFeed, TestDb};
 use std::time::Duration;
 
 fn now() -> f64 {

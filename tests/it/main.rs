@@ -2,8 +2,8 @@
 //! test), a real WebSocket server and a real HTTP webhook receiver, in-process;
 //! plus process-level tests of the `certwatch` binary.
 
-// The test kit (testkit/), under the name these tests have always used.
-use certwatch_testkit as support;
+// The test kit (testkit/), named `kit` in every test module (`crate::kit::...`).
+use certwatch_testkit as kit;
 
 mod backfill;
 mod classification;
@@ -16,6 +16,7 @@ mod fixtures;
 mod fuzz_regressions;
 mod http_abuse;
 mod http_endpoints;
+mod identity;
 mod lenient;
 mod lifecycle;
 mod log_lag;

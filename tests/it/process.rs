@@ -1,9 +1,16 @@
 //! The `certwatch` binary as an operator runs it: exit codes for bad config,
-//! SIGTERM and `certwatch healthcheck`.
+//! SIGTERM and `certwatch healthcheck`. Every child process is waited on with a
+//! deadline (`kit::child`): a binary that hangs fails its test, naming the command.
 
-use crate::support::{FakeFeed, TestDb, wait_until};
+use crate::kit::child::{self, Child};
+use crate::kit::{FakeFeed, TestDb, wait_until};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// How long a command that only reads its configuration or arguments may take.
+const QUICK: Duration = Duration::from_secs(10);
+/// How long a service given SIGTERM at rest may take to stop.
+const STOP: Duration = Duration::from_secs(15);
 
 /// The binary with only PATH from the environment and no standard input.
 pub(crate) fn certwatch() -> Command {
@@ -23,16 +30,6 @@ pub(crate) fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Waits up to `limit` for `child` to exit (killing it if it does not); whether
-/// it exited by itself, and its output.
-fn exit_within(mut child: std::process::Child, limit: Duration) -> (bool, std::process::Output) {
-    let exited = wait_until(limit, || child.try_wait().unwrap().is_some());
-    if !exited {
-        child.kill().unwrap();
-    }
-    (exited, child.wait_with_output().unwrap())
 }
 
 /// The binary serving `db` from `feed` on API port `port`, logging warnings
@@ -55,18 +52,19 @@ fn bad_config_exits_non_zero_with_one_line_naming_the_variable() {
         ("CERTSTREAM_URL", "http://x"),
         ("LOG_LEVEL", "shout"),
     ] {
-        let out = certwatch()
-            .env("POSTGRES_DSN", "postgresql://u:hunter2@127.0.0.1:1/db")
-            .env(var, value)
-            .output()
-            .unwrap();
+        let out = child::run(
+            certwatch()
+                .env("POSTGRES_DSN", "postgresql://u:hunter2@127.0.0.1:1/db")
+                .env(var, value),
+            QUICK,
+        );
         assert_eq!(out.status.code(), Some(2), "{var}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(var), "{stderr}");
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
-    let out = certwatch().output().unwrap();
+    let out = child::run(&mut certwatch(), QUICK);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("POSTGRES_DSN"));
 }
@@ -78,18 +76,16 @@ fn a_whsec_secret_the_standard_webhooks_libraries_cannot_decode_stops_start_up()
         ("WEBHOOK_SECRET", "whsec_not base64 at all!"),
         ("WEBHOOK_SECRET_PREVIOUS", "whsec_c2VjcmV0="),
     ] {
-        let child = certwatch()
-            .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
-            .env("WEBHOOK_SECRET", "whsec_c2VjcmV0LWtleQ==")
-            .env("API_PORT", "0")
-            .env(var, value)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Accepted, it would start and retry the unreachable database forever.
-        let (exited, out) = exit_within(child, Duration::from_secs(5));
-        assert!(exited, "{var}={value} was accepted");
+        // Accepted, it would start and retry the unreachable database forever:
+        // the deadline kills it and fails the test.
+        let out = child::run(
+            certwatch()
+                .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
+                .env("WEBHOOK_SECRET", "whsec_c2VjcmV0LWtleQ==")
+                .env("API_PORT", "0")
+                .env(var, value),
+            QUICK,
+        );
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -107,50 +103,36 @@ fn sigterm_drains_and_exits_zero_and_healthcheck_follows_the_service() {
     let feed = FakeFeed::start();
     let port = free_port().to_string();
     let healthcheck = || {
-        certwatch()
-            .arg("healthcheck")
-            .env("API_PORT", &port)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
+        child::run(certwatch().arg("healthcheck").env("API_PORT", &port), QUICK)
+            .status
             .code()
     };
     assert_eq!(healthcheck(), Some(1), "nothing listens yet");
-    let mut child = serving(&db, &feed, &port).spawn().unwrap();
+    let mut service = Child::spawn(&mut serving(&db, &feed, &port));
     assert!(
         wait_until(Duration::from_secs(15), || healthcheck() == Some(0)),
         "healthcheck never passed"
     );
     assert!(feed.wait_for_client(Duration::from_secs(10)));
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let mut status = None;
-    assert!(wait_until(Duration::from_secs(15), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    }));
-    assert_eq!(status.unwrap().code(), Some(0));
+    assert_eq!(service.terminate(STOP).code(), Some(0));
     assert_eq!(healthcheck(), Some(1), "the service is gone");
 }
 
 #[test]
 fn sigterm_under_load_records_everything_and_exits_zero_in_bounded_time() {
-    use crate::support::{Cert, Inventory};
-    use crate::support::{FakeWebhook, FeedCmd};
+    use crate::kit::{Cert, Inventory};
+    use crate::kit::{FakeWebhook, FeedCmd};
     let db = TestDb::new();
     db.watch(&["example.com"]);
     let feed = FakeFeed::start();
     let hook = FakeWebhook::start();
     hook.script(&[500; 50]);
     let port = free_port().to_string();
-    let mut child = serving(&db, &feed, &port)
-        .env("WEBHOOK_URL", hook.url())
-        .env("SUSPICIOUS_GRACE_S", "600")
-        .spawn()
-        .unwrap();
+    let mut service = Child::spawn(
+        serving(&db, &feed, &port)
+            .env("WEBHOOK_URL", hook.url())
+            .env("SUSPICIOUS_GRACE_S", "600"),
+    );
     assert!(feed.wait_for_client(Duration::from_secs(15)));
     let known: Vec<Cert> = (0..2)
         .map(|i| Cert::new(&[&format!("known{i}.example.com")]))
@@ -170,20 +152,9 @@ fn sigterm_under_load_records_everything_and_exits_zero_in_bounded_time() {
     // The two known certificates are in delivery (failing, so retrying).
     assert!(wait_until(Duration::from_secs(10), || hook.count() >= 2));
     let started = std::time::Instant::now();
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let mut status = None;
-    assert!(
-        wait_until(Duration::from_secs(45), || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        }),
-        "exits within the drain bound"
-    );
-    assert_eq!(status.unwrap().code(), Some(0));
+    // The drain bound (30 s) with a margin; past it the service is killed and the
+    // test fails.
+    assert_eq!(service.terminate(Duration::from_secs(45)).code(), Some(0));
     let took = started.elapsed();
     assert!(took < Duration::from_secs(40), "{took:?}");
     let rows = db.alerts();
@@ -206,28 +177,11 @@ fn stderr_until(
     timeout: Duration,
     until: impl Fn(&str) -> bool,
 ) -> Vec<String> {
-    use std::io::BufRead;
     let mut cmd = certwatch();
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut service, rx) = Child::spawn_with_stderr_lines(cmd.stdout(Stdio::null()));
     let deadline = std::time::Instant::now() + timeout;
     let mut lines = Vec::new();
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
@@ -242,38 +196,26 @@ fn stderr_until(
             Err(_) => break,
         }
     }
-    // SIGTERM, so that the service removes its private socket directory; SIGKILL
-    // if it has not stopped 5 s later.
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = wait_until(Duration::from_secs(5), || {
-        child.try_wait().is_ok_and(|s| s.is_some())
-    });
-    let _ = child.kill();
-    let _ = child.wait();
+    // SIGTERM, so that the service removes its private socket directory.
+    service.terminate(STOP);
     lines
 }
 
 #[test]
 fn help_and_version_exit_zero_and_start_nothing() {
     let port = free_port().to_string();
+    // A reachable database, so that a flag taken for `serve` would start the
+    // service: the deadline then kills it and fails the test.
+    let dsn = crate::kit::db::admin_dsn();
     for flag in ["--help", "-h", "help"] {
-        let started = std::time::Instant::now();
-        let out = certwatch()
-            .arg(flag)
-            .env(
-                "POSTGRES_DSN",
-                "postgresql://postgres@127.0.0.1:5432/postgres",
-            )
-            .env("API_PORT", &port)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{flag}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{flag} ran the service"
+        let out = child::run(
+            certwatch()
+                .arg(flag)
+                .env("POSTGRES_DSN", &dsn)
+                .env("API_PORT", &port),
+            QUICK,
         );
+        assert_eq!(out.status.code(), Some(0), "{flag}");
         let stdout = String::from_utf8_lossy(&out.stdout);
         for word in ["Usage", "healthcheck", "version", "POSTGRES_DSN", "README"] {
             assert!(stdout.contains(word), "{flag}: no {word} in {stdout}");
@@ -284,15 +226,16 @@ fn help_and_version_exit_zero_and_start_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let out = certwatch()
-        .args(["healthcheck", "--help"])
-        .env("API_PORT", &port)
-        .output()
-        .unwrap();
+    let out = child::run(
+        certwatch()
+            .args(["healthcheck", "--help"])
+            .env("API_PORT", &port),
+        QUICK,
+    );
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
     for flag in ["-V", "--version", "version"] {
-        let out = certwatch().arg(flag).output().unwrap();
+        let out = child::run(certwatch().arg(flag), QUICK);
         assert_eq!(out.status.code(), Some(0), "{flag}");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
@@ -309,7 +252,7 @@ fn unknown_or_extra_arguments_exit_two_with_the_usage_line() {
         &["serve", "extra"],
         &["-V", "x"],
     ] {
-        let out = certwatch().args(args).output().unwrap();
+        let out = child::run(certwatch().args(args), QUICK);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("usage: certwatch"), "{args:?}: {stderr}");
@@ -329,11 +272,12 @@ fn config_errors_never_echo_url_credentials_or_tokens() {
             "https://bob:hunter3@feed.example/stream?key=K3Y",
         ),
     ] {
-        let out = certwatch()
-            .env("POSTGRES_DSN", "postgresql://u:hunter2@127.0.0.1:1/db")
-            .env(var, value)
-            .output()
-            .unwrap();
+        let out = child::run(
+            certwatch()
+                .env("POSTGRES_DSN", "postgresql://u:hunter2@127.0.0.1:1/db")
+                .env(var, value),
+            QUICK,
+        );
         assert_eq!(out.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -356,7 +300,11 @@ fn config_errors_never_echo_url_credentials_or_tokens() {
 #[test]
 fn a_database_that_does_not_exist_is_named_as_the_cause() {
     let missing = format!("certwatch_missing_{}", std::process::id());
-    let dsn = format!("postgresql://postgres:pw-not-shown@127.0.0.1:5432/{missing}");
+    let server = crate::kit::db::admin_dsn();
+    let (dsn, password) = crate::kit::db::dsn_with_password(
+        &crate::kit::db::dsn_with_dbname(&server, &missing),
+        "pw-not-shown",
+    );
     let port = free_port().to_string();
     let lines = stderr_until(
         &[("POSTGRES_DSN", &dsn), ("API_PORT", &port)],
@@ -366,10 +314,7 @@ fn a_database_that_does_not_exist_is_named_as_the_cause() {
     let line = lines.iter().find(|l| l.contains("does not exist"));
     let line = line.unwrap_or_else(|| panic!("no cause in {lines:#?}"));
     assert!(line.contains(&missing), "{line}");
-    assert!(
-        lines.iter().all(|l| !l.contains("pw-not-shown")),
-        "{lines:#?}"
-    );
+    assert!(lines.iter().all(|l| !l.contains(&password)), "{lines:#?}");
     // Logged once while the cause stays the same, not at every retry.
     let refused = stderr_until(
         &[
@@ -391,11 +336,12 @@ fn a_port_in_use_is_one_line_naming_the_variables() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let db = TestDb::new();
-    let out = certwatch()
-        .env("POSTGRES_DSN", db.dsn())
-        .env("API_PORT", &port)
-        .output()
-        .unwrap();
+    let out = child::run(
+        certwatch()
+            .env("POSTGRES_DSN", db.dsn())
+            .env("API_PORT", &port),
+        QUICK,
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -435,8 +381,8 @@ fn an_empty_watch_list_and_inventory_are_warned_about() {
 /// each POST's URL, tungstenite the feed's request line), no secret is logged.
 #[test]
 fn no_secret_in_the_log_even_at_trace() {
-    use crate::support::Cert;
-    use crate::support::{FakeWebhook, FeedCmd};
+    use crate::kit::Cert;
+    use crate::kit::{FakeWebhook, FeedCmd};
     let db = TestDb::new();
     db.watch(&["example.com"]);
     let feed = FakeFeed::start();
@@ -452,28 +398,16 @@ fn no_secret_in_the_log_even_at_trace() {
         .env("API_PORT", &port)
         .env("SUSPICIOUS_GRACE_S", "0")
         .env("LOG_LEVEL", "trace");
-    let mut child = cmd
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text);
-        text
-    });
+    let service = Child::spawn(cmd.stderr(Stdio::piped()).stdout(Stdio::null()));
     assert!(feed.wait_for_client(Duration::from_secs(15)));
     feed.send(FeedCmd::Text(Cert::new(&["www.example.com"]).frame()));
     assert!(
         hook.recv(Duration::from_secs(15)).is_some(),
         "the alert was delivered"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let log = reader.join().unwrap();
+    service.signal("TERM");
+    let out = service.wait_with_output(STOP);
+    let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("TRACE"), "the test ran at TRACE");
     assert!(log.contains("ureq"), "ureq's own records are in the log");
     for secret in [
@@ -492,18 +426,18 @@ fn no_secret_in_the_log_even_at_trace() {
 /// delivers them.
 #[test]
 fn sigkill_during_the_grace_period_loses_no_sighting() {
-    use crate::support::{Cert, Inventory};
-    use crate::support::{FakeWebhook, FeedCmd};
+    use crate::kit::{Cert, Inventory};
+    use crate::kit::{FakeWebhook, FeedCmd};
     let db = TestDb::new();
     db.watch(&["example.com"]);
     let feed = FakeFeed::start();
     let hook = FakeWebhook::start();
     let spawn = || {
-        serving(&db, &feed, &free_port().to_string())
-            .env("WEBHOOK_URL", hook.url())
-            .env("SUSPICIOUS_GRACE_S", "4")
-            .spawn()
-            .unwrap()
+        Child::spawn(
+            serving(&db, &feed, &free_port().to_string())
+                .env("WEBHOOK_URL", hook.url())
+                .env("SUSPICIOUS_GRACE_S", "4"),
+        )
     };
     let pending = || -> i64 {
         db.client()
@@ -519,8 +453,7 @@ fn sigkill_during_the_grace_period_loses_no_sighting() {
         ));
     }
     assert!(wait_until(Duration::from_secs(10), || pending() == 3));
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    first.kill(); // SIGKILL
     assert_eq!(hook.count(), 0, "nothing was due yet");
     assert!(db.alerts().is_empty());
     let mut second = spawn();
@@ -533,39 +466,46 @@ fn sigkill_during_the_grace_period_loses_no_sighting() {
     assert_eq!(hook.count(), 3);
     assert!(db.alerts().iter().all(|a| a.severity == "suspicious"));
     assert_eq!(pending(), 0);
-    let _ = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status();
-    let _ = second.wait();
+    assert_eq!(second.terminate(STOP).code(), Some(0));
 }
 
 /// SIGHUP re-reads the watch list (and inventory) at once and never stops the
 /// process.
 #[test]
 fn sighup_reloads_the_watch_list_without_stopping() {
-    use crate::support::Cert;
-    use crate::support::{FakeWebhook, FeedCmd};
+    use crate::kit::Cert;
+    use crate::kit::{FakeWebhook, FeedCmd};
     let db = TestDb::new();
     db.watch(&["example.com"]);
     let feed = FakeFeed::start();
     let hook = FakeWebhook::start();
-    let mut child = serving(&db, &feed, &free_port().to_string())
-        .env("WEBHOOK_URL", hook.url())
-        .env("SUSPICIOUS_GRACE_S", "0")
-        .env("WATCH_REFRESH_INTERVAL_S", "3600")
-        .spawn()
-        .unwrap();
+    let port = free_port();
+    let mut service = Child::spawn(
+        serving(&db, &feed, &port.to_string())
+            .env("WEBHOOK_URL", hook.url())
+            .env("SUSPICIOUS_GRACE_S", "0")
+            .env("WATCH_REFRESH_INTERVAL_S", "3600"),
+    );
     assert!(feed.wait_for_client(Duration::from_secs(15)));
-    db.watch(&["example.net"]);
-    let hup = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
-    std::thread::sleep(Duration::from_secs(1));
+    let entries = || {
+        let (_, body) =
+            crate::kit::probe::request(&format!("http://127.0.0.1:{port}/metrics"), "GET");
+        crate::kit::probe::metric_value(&body, "certwatch_watch_entries")
+    };
     assert!(
-        child.try_wait().unwrap().is_none(),
-        "SIGHUP stopped the process"
+        wait_until(Duration::from_secs(10), || entries() == Some(1.0)),
+        "the first watch list was never loaded: {:?}",
+        entries()
+    );
+    db.watch(&["example.net"]);
+    service.signal("HUP");
+    // The refresh it asks for is the positive signal (the next periodic one is an
+    // hour away).
+    assert!(
+        wait_until(Duration::from_secs(10), || entries() == Some(2.0)),
+        "SIGHUP did not reload the watch list: {:?} entries; exited: {:?}",
+        entries(),
+        service.try_status()
     );
     feed.send(FeedCmd::Text(Cert::new(&["new.example.net"]).frame()));
     let rx = hook.recv(Duration::from_secs(10));
@@ -573,29 +513,26 @@ fn sighup_reloads_the_watch_list_without_stopping() {
         rx.is_some(),
         "the entry added before SIGHUP matches at once"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(service.try_status(), None, "SIGHUP stopped the process");
+    assert_eq!(service.terminate(STOP).code(), Some(0));
 }
 
 #[test]
 fn a_target_that_can_never_work_exits_two_with_one_line() {
     // Loopback refused by WEBHOOK_DENY_PRIVATE: no restart can fix that.
-    let child = certwatch()
-        .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
-        .env("API_PORT", "0")
-        .env(
-            "WEBHOOK_URL",
-            "http://127.0.0.1:9/hook-s3cretpath?token=t0ken",
-        )
-        .env("WEBHOOK_DENY_PRIVATE", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (exited, out) = exit_within(child, Duration::from_secs(5));
-    assert!(exited, "a refused target was accepted");
+    // Accepted, it would retry the unreachable database forever: the deadline
+    // kills it and fails the test.
+    let out = child::run(
+        certwatch()
+            .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
+            .env("API_PORT", "0")
+            .env(
+                "WEBHOOK_URL",
+                "http://127.0.0.1:9/hook-s3cretpath?token=t0ken",
+            )
+            .env("WEBHOOK_DENY_PRIVATE", "true"),
+        QUICK,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -612,11 +549,12 @@ fn a_target_that_can_never_work_exits_two_with_one_line() {
     let urls: Vec<String> = (0..17)
         .map(|i| format!("https://h{i}.example/s3cret"))
         .collect();
-    let out = certwatch()
-        .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
-        .env("WEBHOOK_URL", urls.join(","))
-        .output()
-        .unwrap();
+    let out = child::run(
+        certwatch()
+            .env("POSTGRES_DSN", "postgresql://u:pw@127.0.0.1:1/db")
+            .env("WEBHOOK_URL", urls.join(",")),
+        QUICK,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -632,20 +570,20 @@ fn a_target_that_can_never_work_exits_two_with_one_line() {
 /// restarted instance takes back its own leases.
 #[test]
 fn a_restarted_instance_reclaims_its_own_delivery_leases() {
-    use crate::support::{Cert, FakeWebhook, FeedCmd, Inventory};
+    use crate::kit::{Cert, FakeWebhook, FeedCmd, Inventory};
     let db = TestDb::new();
     db.watch(&["example.com"]);
     let feed = FakeFeed::start();
     let hook = FakeWebhook::start();
     let port = free_port().to_string();
     let spawn = || {
-        serving(&db, &feed, &port)
-            .env("WEBHOOK_URL", hook.url())
-            .env("SUSPICIOUS_GRACE_S", "0")
-            .env("WEBHOOK_TIMEOUT_S", "30")
-            .env("REDELIVERY_INTERVAL_S", "1")
-            .spawn()
-            .unwrap()
+        Child::spawn(
+            serving(&db, &feed, &port)
+                .env("WEBHOOK_URL", hook.url())
+                .env("SUSPICIOUS_GRACE_S", "0")
+                .env("WEBHOOK_TIMEOUT_S", "30")
+                .env("REDELIVERY_INTERVAL_S", "1"),
+        )
     };
     hook.hang(true);
     let mut first = spawn();
@@ -656,8 +594,7 @@ fn a_restarted_instance_reclaims_its_own_delivery_leases() {
         wait_until(Duration::from_secs(10), || hook.count() >= 1),
         "in flight"
     );
-    first.kill().unwrap(); // SIGKILL while the receiver holds the request
-    first.wait().unwrap();
+    first.kill(); // SIGKILL while the receiver holds the request
     hook.hang(false);
     let started = std::time::Instant::now();
     let mut second = spawn();
@@ -667,8 +604,5 @@ fn a_restarted_instance_reclaims_its_own_delivery_leases() {
     );
     let took = started.elapsed();
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    let _ = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status();
-    let _ = second.wait();
+    assert_eq!(second.terminate(STOP).code(), Some(0));
 }

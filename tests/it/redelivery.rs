@@ -2,9 +2,9 @@
 //! redelivery sweep through a receiver outage, two replicas on one database,
 //! the resolved follow-up.
 
-use crate::support::service::{self, setup};
-use crate::support::{Cert, Inventory};
-use crate::support::{FakeFeed, FakeWebhook, FeedCmd, Received, TestDb, wait_until};
+use crate::kit::service::{self, db_feed_and_webhook};
+use crate::kit::{Cert, Inventory};
+use crate::kit::{FakeFeed, FakeWebhook, FeedCmd, Received, TestDb, wait_until};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -119,8 +119,8 @@ fn two_replicas_on_one_database_alert_and_deliver_once() {
     let (feed_a, feed_b, hook) = (FakeFeed::start(), FakeFeed::start(), FakeWebhook::start());
     hook.script(&[500, 500, 500, 500, 500, 500]);
     let extra = [("SUSPICIOUS_GRACE_S", "0"), ("REDELIVERY_INTERVAL_S", "1")];
-    let _a = service::start(&db, &feed_a, Some(&hook), &extra);
-    let _b = service::start(&db, &feed_b, Some(&hook), &extra);
+    let a = service::start(&db, &feed_a, Some(&hook), &extra);
+    let b = service::start(&db, &feed_b, Some(&hook), &extra);
     assert!(feed_a.wait_for_client(WAIT) && feed_b.wait_for_client(WAIT));
     let certs: Vec<Cert> = (0..2)
         .map(|i| Cert::new(&[&format!("r{i}.example.com")]))
@@ -133,8 +133,18 @@ fn two_replicas_on_one_database_alert_and_deliver_once() {
         let rows = db.alerts();
         rows.len() == 2 && rows.iter().all(|r| r.delivered)
     }));
-    std::thread::sleep(Duration::from_secs(3));
+    // A second success could only come from a sweep that claimed a row before it
+    // was delivered, or from a target thread still holding an event. Wait until
+    // each replica has run a whole sweep since every row was delivered, and holds
+    // nothing: then nothing more can be sent.
+    a_whole_sweep_ran_on_each(&db, &[&a, &b]);
+    for svc in [&a, &b] {
+        assert!(wait_until(WAIT, || svc
+            .metric(r#"certwatch_queue_depth{queue="deliver"}"#)
+            == 0.0));
+    }
     let got = drain(&hook, Duration::from_millis(100));
+    db.execute("DELETE FROM public.alerts WHERE issuance_key = 'sweep-sentinel'");
     assert_eq!(db.alerts().len(), 2, "one row per certificate");
     assert_eq!(
         got.len(),
@@ -143,19 +153,42 @@ fn two_replicas_on_one_database_alert_and_deliver_once() {
     );
 }
 
+/// Returns once each of `replicas` has run a whole redelivery sweep (claim, hand
+/// to its targets, count the backlog) after this call began. The signal: three
+/// undelivered rows that no sweep may claim (their next attempt is an hour away)
+/// are added, and each replica's `certwatch_undelivered_alerts`, set at the end of
+/// a sweep, must reach 3, a value it could not hold before (the test has fewer
+/// rows). The rows stay (`issuance_key = 'sweep-sentinel'`) until the caller
+/// deletes them.
+fn a_whole_sweep_ran_on_each(db: &TestDb, replicas: &[&service::Running]) {
+    for i in 0..3 {
+        db.execute(&format!(
+            "INSERT INTO public.alerts (issuance_key, collision_fingerprint, delivery_id, severity, payload, next_attempt_at)
+             VALUES ('sweep-sentinel', 'sentinel-{i}', 'sweep-sentinel-{i}', 'info', '{{}}', now() + interval '1 hour')"
+        ));
+    }
+    for (n, svc) in replicas.iter().enumerate() {
+        assert!(
+            wait_until(WAIT, || svc.metric("certwatch_undelivered_alerts") == 3.0),
+            "replica {n} ran no sweep: undelivered {}",
+            svc.metric("certwatch_undelivered_alerts")
+        );
+    }
+}
+
 /// A service (grace 0, sweep every second) that alerted `cert` as suspicious and
 /// delivered it: the database, the feed, the receiver, the service and that
 /// delivery.
 fn a_delivered_suspicious_alert(
     cert: &Cert,
 ) -> (
-    crate::support::TestDb,
-    crate::support::FakeFeed,
-    crate::support::FakeWebhook,
+    crate::kit::TestDb,
+    crate::kit::FakeFeed,
+    crate::kit::FakeWebhook,
     service::Running,
-    crate::support::Received,
+    crate::kit::Received,
 ) {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let svc = service::start(
         &db,
         &feed,
@@ -179,7 +212,7 @@ fn a_late_inventory_row_sends_a_resolved_follow_up() {
     let (db, _feed, hook, svc, first) = a_delivered_suspicious_alert(&cert.precert());
     hook.expect_none(Duration::from_secs(2));
     // Triage: the suspicious alert needs a human, and says so in one row.
-    let open = |db: &crate::support::TestDb| {
+    let open = |db: &crate::kit::TestDb| {
         db.client()
             .query(
                 "SELECT severity, resolved, names, delivered FROM public.alerts_open",

@@ -1,6 +1,6 @@
 //! schema.sql: idempotent, and upgrades the predecessor's `public.alerts` in place.
 
-use crate::support::TestDb;
+use crate::kit::TestDb;
 use std::time::Duration;
 
 const SCHEMA: &str = include_str!("../../schema.sql");
@@ -89,13 +89,14 @@ fn connection_failures_are_named_by_their_cause() {
         Ok(_) => panic!("{dsn} connected"),
         Err(e) => ConnectCause::of(&e),
     };
+    use crate::kit::db::{admin_dsn, dsn_with_dbname, dsn_with_login};
     let missing = format!("certwatch_missing_{}", std::process::id());
-    match cause(&format!("postgresql://postgres@127.0.0.1:5432/{missing}")) {
+    match cause(&dsn_with_dbname(&admin_dsn(), &missing)) {
         ConnectCause::DatabaseMissing(m) => assert!(m.contains(&missing), "{m}"),
         other => panic!("{other:?}"),
     }
     let role = format!("certwatch_nobody_{}", std::process::id());
-    match cause(&format!("postgresql://{role}:pw@127.0.0.1:5432/postgres")) {
+    match cause(&dsn_with_login(&admin_dsn(), &role, "pw")) {
         ConnectCause::AuthFailed(m) => assert!(m.contains(&role), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -116,7 +117,7 @@ fn connection_failures_are_named_by_their_cause() {
 #[test]
 fn a_row_the_server_refuses_is_told_apart_from_an_unavailable_database() {
     use certwatch::store::StoreError;
-    let db = crate::support::TestDb::new();
+    let db = crate::kit::TestDb::new();
     let mut client = db.client();
     let mut refused = |sql: &str, text: &str| match client.query(sql, &[&text]) {
         Ok(_) => panic!("{sql} succeeded"),

@@ -1,9 +1,9 @@
 //! The feed over `wss://`: rustls on both ends, a private CA trusted through
 //! `CERTSTREAM_CA_FILE`, and a certificate nobody vouches for refused.
 
-use crate::support::Cert;
-use crate::support::service;
-use crate::support::{FakeWebhook, TestDb, wait_until};
+use crate::kit::Cert;
+use crate::kit::service;
+use crate::kit::{FakeWebhook, TestDb, wait_until};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -169,7 +169,7 @@ fn wss_with_a_private_ca_delivers_alerts() {
     let db = TestDb::new();
     db.watch(&["example.com"]);
     let hook = FakeWebhook::start();
-    let plain = crate::support::FakeFeed::start();
+    let plain = crate::kit::FakeFeed::start();
     let url = format!("wss://localhost:{}/full-stream", feed.port);
     let svc = service::start(
         &db,
@@ -198,7 +198,7 @@ fn wss_refuses_a_certificate_from_an_unknown_ca() {
     let feed = TlsFeed::start(&pki, vec![Cert::new(&["tls.example.com"]).frame()]);
     let db = TestDb::new();
     db.watch(&["example.com"]);
-    let plain = crate::support::FakeFeed::start();
+    let plain = crate::kit::FakeFeed::start();
     let url = format!("wss://localhost:{}/full-stream", feed.port);
     let svc = service::start(&db, &plain, None, &[("CERTSTREAM_URL", url.as_str())]);
     assert!(

@@ -1,9 +1,9 @@
 //! Webhook hygiene and trust: redirects, Retry-After, 410, both signature
 //! schemes with key rotation, the ctwatch body, the SSRF guard.
 
-use crate::support::Cert;
-use crate::support::service::{self, setup};
-use crate::support::{FakeFeed, FakeWebhook, FeedCmd, TestDb, standard_webhooks, wait_until};
+use crate::kit::Cert;
+use crate::kit::service::{self, db_feed_and_webhook};
+use crate::kit::{FakeFeed, FakeWebhook, FeedCmd, TestDb, standard_webhooks, wait_until};
 use base64::Engine;
 use hmac::{KeyInit, Mac};
 use std::io::{Read, Write};
@@ -150,7 +150,7 @@ fn hex(b: Vec<u8>) -> String {
 fn deliveries_verify_with_an_independent_standard_webhooks_verifier() {
     // An unpadded whsec_ secret is decoded as the Standard Webhooks libraries
     // decode it (once it was silently used as raw bytes and nothing verified).
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let _svc = service::start(
         &db,
         &feed,
@@ -194,7 +194,7 @@ fn deliveries_verify_with_an_independent_standard_webhooks_verifier() {
 
 #[test]
 fn a_rotation_signs_x_ct_once_with_the_new_key_and_standard_webhooks_with_both() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let _svc = service::start(
         &db,
         &feed,
@@ -225,7 +225,7 @@ fn a_rotation_signs_x_ct_once_with_the_new_key_and_standard_webhooks_with_both()
 
 #[test]
 fn a_plain_secret_verifies_only_as_its_bytes() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     let _svc = service::start(
         &db,
         &feed,
@@ -244,7 +244,7 @@ fn a_plain_secret_verifies_only_as_its_bytes() {
 
 #[test]
 fn a_410_is_logged_and_the_alert_stays_owed() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     hook.script(&[410, 410, 410]);
     let _svc = service::start(&db, &feed, Some(&hook), &[("SUSPICIOUS_GRACE_S", "0")]);
     assert!(feed.wait_for_client(WAIT));
@@ -252,12 +252,12 @@ fn a_410_is_logged_and_the_alert_stays_owed() {
     assert!(wait_until(WAIT, || hook.count() == 3));
     assert!(wait_until(WAIT, || last_error(&db).contains("webhook #1")
         && last_error(&db).ends_with("HTTP 410")));
-    assert!(!crate::support::Inventory::alerts(&db)[0].delivered);
+    assert!(!crate::kit::Inventory::alerts(&db)[0].delivered);
 }
 
 #[test]
 fn the_ctwatch_body_field_by_field() {
-    let (db, feed, hook) = setup(&["example.co.uk", "shop.example.co.uk"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.co.uk", "shop.example.co.uk"]);
     let _svc = service::start(
         &db,
         &feed,
@@ -385,7 +385,7 @@ fn the_ssrf_guard_refuses_private_targets_at_start_up() {
 
 #[test]
 fn the_ssrf_guard_checks_again_at_connection_time() {
-    let (db, feed, hook) = setup(&["example.com"]);
+    let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
     // Public at start-up, then rebinding to loopback, where the receiver listens.
     let url = format!("http://hook.test:{}/hook", hook.port());
     let extra = [

@@ -5,10 +5,10 @@
 
 use super::Backfill;
 use super::fetch::{LogFetch, Next, QueuedGap};
-use crate::sources::Found;
 use crate::clock::unix_now;
 use crate::coverage::gaps::Gap;
 use crate::coverage::list::{self, ListError};
+use crate::sources::Found;
 use std::fmt;
 use std::time::Instant;
 

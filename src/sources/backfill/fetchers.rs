@@ -15,9 +15,9 @@
 //! fetcher wait, checking shutdown).
 
 use super::fetch::{FetchContext, LogFetch, Next, QueuedGap};
-use crate::sources::Found;
 use crate::coverage::gaps::Gap;
 use crate::ctlog::loglist::{Log, LogId, LogList};
+use crate::sources::Found;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -128,7 +128,11 @@ impl Tailers {
             let stop = Arc::new(AtomicBool::new(false));
             let (ctx, log_for_thread, stop_for_thread) =
                 (self.ctx.clone(), log.clone(), stop.clone());
-            let poll = if how == Tailing::Idle { POLL_IDLE } else { POLL };
+            let poll = if how == Tailing::Idle {
+                POLL_IDLE
+            } else {
+                POLL
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("tail-{n}"))
                 .spawn(move || tail::run(&ctx, log_for_thread, poll, &stop_for_thread));

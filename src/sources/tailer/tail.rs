@@ -318,7 +318,11 @@ impl LogTail<'_> {
             Err(e) => {
                 let wait = self.error_wait;
                 self.error_wait = (self.error_wait * 2).min(Duration::from_secs(300));
-                log::debug!("CT log {}: {e}; asked again in {} s", self.label, wait.as_secs());
+                log::debug!(
+                    "CT log {}: {e}; asked again in {} s",
+                    self.label,
+                    wait.as_secs()
+                );
                 Err(Stop::Wait(wait))
             }
         }
@@ -349,7 +353,9 @@ impl LogTail<'_> {
             .ct_log_verification_failures
             .with_label_values(&[&self.label, crate::metrics::Label::as_str(reason)])
             .inc();
-        self.ctx.coverage.note_tail(self.log.id, |s| s.failing = true);
+        self.ctx
+            .coverage
+            .note_tail(self.log.id, |s| s.failing = true);
         if let Some(position) = &mut self.position {
             position.read = position.verified.clone();
         }
@@ -392,7 +398,9 @@ impl LogTail<'_> {
             .ct_log_head_size
             .with_label_values(&[&self.label])
             .set(i64::try_from(head.tree_size).unwrap_or(i64::MAX));
-        self.ctx.coverage.note_tail(self.log.id, |s| s.head = head.tree_size);
+        self.ctx
+            .coverage
+            .note_tail(self.log.id, |s| s.head = head.tree_size);
         if self.position.is_none() {
             self.start_at(&head)?;
             return Ok(false);
@@ -413,7 +421,10 @@ impl LogTail<'_> {
         let more = self.read_to(end, &head)?;
         self.verify(&head)?;
         if let Some(catch_up) = self.catch_up_end
-            && self.position.as_ref().is_some_and(|p| p.read.size() >= catch_up)
+            && self
+                .position
+                .as_ref()
+                .is_some_and(|p| p.read.size() >= catch_up)
         {
             self.catch_up_end = None;
             self.abandon_to(&head)?;
@@ -500,8 +511,9 @@ impl LogTail<'_> {
                         size - 1
                     )));
                 }
-                CompactRange::from_last_leaf_proof(size, leaf, &path)
-                    .ok_or_else(|| self.proof_failure("an inclusion proof of the wrong length".into()))
+                CompactRange::from_last_leaf_proof(size, leaf, &path).ok_or_else(|| {
+                    self.proof_failure("an inclusion proof of the wrong length".into())
+                })
             }
             LogKind::Tiled => {
                 let mut failed = None;
@@ -569,8 +581,10 @@ impl LogTail<'_> {
                         self.counted(result)?
                     };
                     let source = source_of(&self.log);
-                    let page = entry::page_from_tile(&body.body, body.tile, &source)
-                        .map_err(|e| self.proof_failure(format!("data tile {}: {e}", body.tile.path())))?;
+                    let page =
+                        entry::page_from_tile(&body.body, body.tile, &source).map_err(|e| {
+                            self.proof_failure(format!("data tile {}: {e}", body.tile.path()))
+                        })?;
                     // A tile read before in part: its first entries are behind.
                     let skip = (at - body.tile.start()) as usize;
                     page.into_iter()
