@@ -1,8 +1,18 @@
 //! A fake CT log over real HTTP on 127.0.0.1 (`FakeCtLog`), serving the same
-//! entries through RFC 6962 (`ct/v1/get-sth`, `ct/v1/get-entries`, batches capped)
-//! and static-ct-api (`checkpoint`, `tile/data/...` with the partial tile at the
-//! right edge, `issuer/<sha256>`), with switches for 429/503 + Retry-After, 500s
-//! and hostile bodies, and per-path request counts.
+//! entries through RFC 6962 (`ct/v1/get-sth`, `ct/v1/get-entries`, batches capped,
+//! `get-proof-by-hash`, `get-sth-consistency`) and static-ct-api (`checkpoint`,
+//! `tile/data/...` with the partial tile at the right edge, hash tiles
+//! `tile/<L>/...`, `issuer/<sha256>`), with switches for 429/503 + Retry-After,
+//! 500s and hostile bodies, and per-path request counts.
+//!
+//! It is a log with a key: its tree heads are signed (ECDSA P-256, ring) over the
+//! Merkle tree of the entries it published, one tree per API (a static-ct leaf
+//! carries its `leaf_index` extension, an RFC 6962 leaf none), and the list it
+//! writes names its real public key. It grows on demand (`append`, `publish`) and
+//! misbehaves on demand: an entry swapped under an unchanged root, heads with a bad
+//! signature, a head that shrinks, a second root for one size (`Misbehave`). The
+//! Merkle tree, its proofs and the signed formats are written here from RFC 6962
+//! (§2.1, §3.5, §4) and the C2SP texts, independently of `certwatch::ctlog`.
 //!
 //! Entries (`FakeEntry`) are encoded here from the RFC 6962 (§3.1, §3.4) and C2SP
 //! static-ct-api texts, independently of `certwatch::ctlog`, and precertificates
@@ -273,9 +283,7 @@ impl FakeEntry {
 
     /// static-ct `TileLeaf` at log index `index` (with its `leaf_index` extension).
     pub fn tile_leaf(&self, index: u64) -> Vec<u8> {
-        let mut extensions = vec![0, 0, 5];
-        extensions.extend_from_slice(&index.to_be_bytes()[3..]);
-        let mut out = self.timestamped_entry(&extensions);
+        let mut out = self.timestamped_entry(&leaf_index_extension(index));
         if let FakeKind::Precert {
             pre_certificate, ..
         } = &self.kind
@@ -365,7 +373,164 @@ pub fn fixture_entries() -> Vec<(FakeEntry, String)> {
 /// The log's origin line and path prefix.
 pub const ORIGIN: &str = "fake-ct.test/log";
 
-#[derive(Default)]
+/// Ways the log can misbehave, each off by default.
+#[derive(Clone, Debug, Default)]
+pub struct Misbehave {
+    /// Served in place of the entry at this index (get-entries and data tiles),
+    /// the trees (and so the signed roots) unchanged.
+    pub swapped: HashMap<u64, FakeEntry>,
+    /// Every signature byte flipped: heads that do not verify.
+    pub bad_signature: bool,
+    /// Heads signed for the tree of this size (smaller than published: a shrink).
+    pub head_size: Option<u64>,
+    /// Heads signed with another root for the published size (a split view).
+    pub split_view: bool,
+}
+
+/// The Merkle tree of a list of leaf hashes: level `k` holds the roots of the
+/// complete aligned subtrees of `2^k` leaves, appended as they complete.
+#[derive(Clone, Debug, Default)]
+struct Tree {
+    levels: Vec<Vec<[u8; 32]>>,
+}
+
+fn leaf_hash(leaf: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(leaf);
+    h.finalize().into()
+}
+
+fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+impl Tree {
+    fn push(&mut self, leaf: [u8; 32]) {
+        let mut level = 0;
+        let mut hash = leaf;
+        loop {
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            self.levels[level].push(hash);
+            let n = self.levels[level].len();
+            if n % 2 == 1 {
+                break;
+            }
+            hash = node_hash(&self.levels[level][n - 2], &self.levels[level][n - 1]);
+            level += 1;
+        }
+    }
+
+    /// RFC 6962 §2.1 `MTH(D[lo:hi])`.
+    fn mth(&self, lo: u64, hi: u64) -> [u8; 32] {
+        let n = hi - lo;
+        if n == 0 {
+            return Sha256::digest([]).into();
+        }
+        if n.is_power_of_two() && lo.is_multiple_of(n) {
+            let level = n.trailing_zeros() as usize;
+            return self.levels[level][(lo >> level) as usize];
+        }
+        let k = 1u64 << (n - 1).ilog2();
+        node_hash(&self.mth(lo, lo + k), &self.mth(lo + k, hi))
+    }
+
+    /// RFC 6962 §2.1.1 `PATH(m, D[lo:hi])`.
+    fn path(&self, m: u64, lo: u64, hi: u64) -> Vec<[u8; 32]> {
+        let n = hi - lo;
+        if n <= 1 {
+            return Vec::new();
+        }
+        let k = 1u64 << (n - 1).ilog2();
+        if m < k {
+            let mut p = self.path(m, lo, lo + k);
+            p.push(self.mth(lo + k, hi));
+            p
+        } else {
+            let mut p = self.path(m - k, lo + k, hi);
+            p.push(self.mth(lo, lo + k));
+            p
+        }
+    }
+
+    /// RFC 6962 §2.1.2 `SUBPROOF(m, D[lo:hi], b)`.
+    fn subproof(&self, m: u64, lo: u64, hi: u64, complete: bool) -> Vec<[u8; 32]> {
+        let n = hi - lo;
+        if m == n {
+            return if complete {
+                Vec::new()
+            } else {
+                vec![self.mth(lo, hi)]
+            };
+        }
+        let k = 1u64 << (n - 1).ilog2();
+        if m <= k {
+            let mut p = self.subproof(m, lo, lo + k, complete);
+            p.push(self.mth(lo + k, hi));
+            p
+        } else {
+            let mut p = self.subproof(m - k, lo + k, hi, false);
+            p.push(self.mth(lo, lo + k));
+            p
+        }
+    }
+}
+
+/// The log's signing key.
+struct Signer {
+    key: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+    /// DER SubjectPublicKeyInfo: what the list names.
+    spki: Vec<u8>,
+}
+
+impl Signer {
+    fn new() -> Signer {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .expect("a P-256 key");
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .expect("the key just made");
+        // SubjectPublicKeyInfo { id-ecPublicKey, prime256v1 } BIT STRING point.
+        let mut spki = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        spki.extend_from_slice(key.public_key().as_ref());
+        Signer { key, rng, spki }
+    }
+
+    /// A `DigitallySigned` (SHA-256, ECDSA) over a `TreeHeadSignature` (RFC 6962 §3.5).
+    fn sign_head(&self, timestamp_ms: u64, size: u64, root: &[u8; 32], corrupt: bool) -> Vec<u8> {
+        let mut message = vec![0u8, 1];
+        message.extend_from_slice(&timestamp_ms.to_be_bytes());
+        message.extend_from_slice(&size.to_be_bytes());
+        message.extend_from_slice(root);
+        let sig = self.key.sign(&self.rng, &message).expect("signs");
+        let mut sig = sig.as_ref().to_vec();
+        if corrupt {
+            for b in sig.iter_mut() {
+                *b ^= 0x5a;
+            }
+        }
+        let mut out = vec![4u8, 3];
+        out.extend_from_slice(&(sig.len() as u16).to_be_bytes());
+        out.extend(sig);
+        out
+    }
+
+    fn log_id(&self) -> [u8; 32] {
+        Sha256::digest(&self.spki).into()
+    }
+}
+
 struct State {
     entries: Vec<FakeEntry>,
     /// Entries published (checkpoint and STH size); the rest are not served yet.
@@ -375,6 +540,86 @@ struct State {
     script: VecDeque<(u16, Option<String>, Vec<u8>)>,
     hits: HashMap<String, usize>,
     user_agents: Vec<String>,
+    signer: Arc<Signer>,
+    /// The Merkle tree of the RFC 6962 leaves (`leaf_input`) of every entry.
+    rfc_tree: Tree,
+    /// The Merkle tree of the static-ct leaves (with their `leaf_index`).
+    tiled_tree: Tree,
+    /// RFC 6962 leaf hash -> index (`get-proof-by-hash`).
+    by_hash: HashMap<[u8; 32], u64>,
+    misbehave: Misbehave,
+    /// The checkpoint origin: the submission prefix without scheme or last slash.
+    origin: String,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            entries: Vec::new(),
+            tree_size: 0,
+            max_batch: 32,
+            script: VecDeque::new(),
+            hits: HashMap::new(),
+            user_agents: Vec::new(),
+            signer: Arc::new(Signer::new()),
+            rfc_tree: Tree::default(),
+            tiled_tree: Tree::default(),
+            by_hash: HashMap::new(),
+            misbehave: Misbehave::default(),
+            origin: ORIGIN.to_string(),
+        }
+    }
+}
+
+impl State {
+    /// Adds entries (not published until `tree_size` covers them).
+    fn append(&mut self, entries: Vec<FakeEntry>) {
+        for entry in entries {
+            let index = self.entries.len() as u64;
+            let rfc = leaf_hash(&entry.leaf_input());
+            self.rfc_tree.push(rfc);
+            self.by_hash.entry(rfc).or_insert(index);
+            let mut tiled_leaf = vec![0u8, 0];
+            tiled_leaf.extend(entry.timestamped_entry(&leaf_index_extension(index)));
+            self.tiled_tree.push(leaf_hash(&tiled_leaf));
+            self.entries.push(entry);
+        }
+    }
+
+    /// The entry served at `index` (a swapped one when the log misbehaves so).
+    fn served(&self, index: u64) -> &FakeEntry {
+        self.misbehave
+            .swapped
+            .get(&index)
+            .unwrap_or(&self.entries[index as usize])
+    }
+
+    /// The head the log signs now for `tree`: its size (or the shrunk one) and
+    /// root (or another one, for a split view), a timestamp, the signature.
+    fn head(&self, tree: &Tree) -> (u64, u64, [u8; 32], Vec<u8>) {
+        let size = self
+            .misbehave
+            .head_size
+            .map_or(self.tree_size, |n| n.min(self.tree_size));
+        let mut root = tree.mth(0, size);
+        if self.misbehave.split_view {
+            root = node_hash(&root, &root);
+        }
+        let timestamp_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let signature =
+            self.signer
+                .sign_head(timestamp_ms, size, &root, self.misbehave.bad_signature);
+        (size, timestamp_ms, root, signature)
+    }
+}
+
+/// A `leaf_index` extension (type 0, 40-bit big-endian) as the only extension.
+fn leaf_index_extension(index: u64) -> Vec<u8> {
+    let mut extensions = vec![0, 0, 5];
+    extensions.extend_from_slice(&index.to_be_bytes()[3..]);
+    extensions
 }
 
 /// A fake CT log on 127.0.0.1; `Drop` stops and joins its thread.
@@ -392,12 +637,13 @@ impl FakeCtLog {
         let server = tiny_http::Server::http("127.0.0.1:0").expect("FakeCtLog binds");
         let port = server.server_addr().to_ip().expect("ip address").port();
         let server = Arc::new(server);
-        let state = Arc::new(Mutex::new(State {
+        let mut initial = State {
             tree_size: entries.len() as u64,
-            entries,
-            max_batch: 32,
+            origin: format!("127.0.0.1:{port}/log"),
             ..State::default()
-        }));
+        };
+        initial.append(entries);
+        let state = Arc::new(Mutex::new(initial));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (server, state, stop) = (server.clone(), state.clone(), stop.clone());
@@ -432,6 +678,44 @@ impl FakeCtLog {
     pub fn set_tree_size(&self, n: u64) {
         let mut state = self.state();
         state.tree_size = n.min(state.entries.len() as u64);
+    }
+
+    /// Adds entries after the others, not published yet (`publish`).
+    pub fn append(&self, entries: Vec<FakeEntry>) {
+        self.state().append(entries);
+    }
+
+    /// Publishes every entry: the next heads sign the whole tree.
+    pub fn publish(&self) {
+        let mut state = self.state();
+        state.tree_size = state.entries.len() as u64;
+    }
+
+    /// Entries published.
+    pub fn tree_size(&self) -> u64 {
+        self.state().tree_size
+    }
+
+    /// Changes how the log misbehaves.
+    pub fn misbehave(&self, change: impl FnOnce(&mut Misbehave)) {
+        change(&mut self.state().misbehave);
+    }
+
+    /// The log's public key (DER SubjectPublicKeyInfo), as its list entry names it.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.state().signer.spki.clone()
+    }
+
+    /// The root of the RFC 6962 tree of the first `size` entries (`tiled`: the
+    /// static-ct tree), as the log's heads sign it.
+    pub fn root(&self, size: u64, tiled: bool) -> [u8; 32] {
+        let state = self.state();
+        let tree = if tiled {
+            &state.tiled_tree
+        } else {
+            &state.rfc_tree
+        };
+        tree.mth(0, size)
     }
 
     /// The next `n` requests get `status` with this `Retry-After` (if any).
@@ -472,10 +756,13 @@ impl FakeCtLog {
         log_list_of(&[self], tiled)
     }
 
-    /// This log as an entry of a v3 list's `logs` (or `tiled_logs`).
+    /// This log as an entry of a v3 list's `logs` (or `tiled_logs`): its real key.
     fn list_entry(&self, tiled: bool) -> serde_json::Value {
-        let key = format!("fake key of the log on port {}", self.port).into_bytes();
-        let log_id = B64.encode(Sha256::digest(&key));
+        let (key, log_id) = {
+            let state = self.state();
+            (state.signer.spki.clone(), state.signer.log_id())
+        };
+        let log_id = B64.encode(log_id);
         let key = B64.encode(&key);
         let url = format!("{}/", self.url());
         if tiled {
@@ -565,20 +852,72 @@ fn serve(server: &tiny_http::Server, state: &Mutex<State>, stop: &AtomicBool) {
 
 fn route(state: &State, path: &str, query: &str) -> (u16, Vec<u8>) {
     let size = state.tree_size;
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     if path == "ct/v1/get-sth" {
+        let (size, timestamp, root, signature) = state.head(&state.rfc_tree);
         let body = format!(
-            r#"{{"tree_size":{size},"timestamp":1768478500000,"sha256_root_hash":"{}","tree_head_signature":"BAMARzBFAiEA"}}"#,
-            B64.encode([0u8; 32])
+            r#"{{"tree_size":{size},"timestamp":{timestamp},"sha256_root_hash":"{}","tree_head_signature":"{}"}}"#,
+            B64.encode(root),
+            B64.encode(signature)
         );
         return (200, body.into_bytes());
     }
-    if path == "ct/v1/get-entries" {
-        let param = |name: &str| {
-            query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-                .and_then(|v| v.parse::<u64>().ok())
+    if path == "ct/v1/get-proof-by-hash" {
+        let hash = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("hash="))
+            .map(|h| {
+                h.replace("%2B", "+")
+                    .replace("%2F", "/")
+                    .replace("%3D", "=")
+            })
+            .and_then(|h| B64.decode(h).ok())
+            .and_then(|h| <[u8; 32]>::try_from(h).ok());
+        let (Some(hash), Some(tree_size)) = (hash, param("tree_size")) else {
+            return (400, b"hash and tree_size".to_vec());
         };
+        let Some(&index) = state.by_hash.get(&hash).filter(|i| **i < tree_size) else {
+            return (404, b"no such leaf".to_vec());
+        };
+        if tree_size > size {
+            return (400, b"tree_size beyond the tree".to_vec());
+        }
+        let path: Vec<String> = state
+            .rfc_tree
+            .path(index, 0, tree_size)
+            .iter()
+            .map(|h| format!("\"{}\"", B64.encode(h)))
+            .collect();
+        let body = format!(
+            r#"{{"leaf_index":{index},"audit_path":[{}]}}"#,
+            path.join(",")
+        );
+        return (200, body.into_bytes());
+    }
+    if path == "ct/v1/get-sth-consistency" {
+        let (Some(first), Some(second)) = (param("first"), param("second")) else {
+            return (400, b"first and second".to_vec());
+        };
+        if first > second || second > size {
+            return (400, b"bad sizes".to_vec());
+        }
+        let proof: Vec<String> = if first == 0 {
+            Vec::new()
+        } else {
+            state.rfc_tree.subproof(first, 0, second, true)
+        }
+        .iter()
+        .map(|h| format!("\"{}\"", B64.encode(h)))
+        .collect();
+        let body = format!(r#"{{"consistency":[{}]}}"#, proof.join(","));
+        return (200, body.into_bytes());
+    }
+    if path == "ct/v1/get-entries" {
         let (Some(start), Some(end)) = (param("start"), param("end")) else {
             return (400, b"start and end".to_vec());
         };
@@ -588,7 +927,7 @@ fn route(state: &State, path: &str, query: &str) -> (u16, Vec<u8>) {
         let end = end.min(size - 1).min(start + state.max_batch - 1);
         let entries: Vec<String> = (start..=end)
             .map(|i| {
-                let e = &state.entries[i as usize];
+                let e = state.served(i);
                 format!(
                     r#"{{"leaf_input":"{}","extra_data":"{}"}}"#,
                     B64.encode(e.leaf_input()),
@@ -602,11 +941,43 @@ fn route(state: &State, path: &str, query: &str) -> (u16, Vec<u8>) {
         );
     }
     if path == "checkpoint" {
+        let (size, timestamp, root, signature) = state.head(&state.tiled_tree);
+        let origin = &state.origin;
+        // static-ct-api: key id = SHA-256(origin || 0x0A || 0x05 || log id)[:4].
+        let mut id = Sha256::new();
+        id.update(origin.as_bytes());
+        id.update([0x0a, 0x05]);
+        id.update(state.signer.log_id());
+        let mut note_signature = id.finalize()[..4].to_vec();
+        note_signature.extend_from_slice(&timestamp.to_be_bytes());
+        note_signature.extend(signature);
         let body = format!(
-            "{ORIGIN}\n{size}\n{}\n\n\u{2014} {ORIGIN} AAAAAAAA\n",
-            B64.encode([0u8; 32])
+            "{origin}\n{size}\n{}\n\n\u{2014} {origin} {}\n",
+            B64.encode(root),
+            B64.encode(note_signature)
         );
         return (200, body.into_bytes());
+    }
+    if let Some(tile) = path.strip_prefix("tile/")
+        && let Some((level, rest)) = tile.split_once('/')
+        && let Ok(level) = level.parse::<u32>()
+    {
+        let Some((index, width)) = parse_tile_path(rest) else {
+            return (404, b"not a tile path".to_vec());
+        };
+        // Level `level`'s nodes at the published size: the complete subtrees of
+        // `256^level` leaves.
+        let nodes = size >> (8 * level);
+        let start = index * 256;
+        let available = nodes.saturating_sub(start).min(256);
+        if available == 0 || width != available {
+            return (404, b"no such tile".to_vec());
+        }
+        let height = (8 * level) as usize;
+        let body: Vec<u8> = (start..start + width)
+            .flat_map(|n| state.tiled_tree.levels[height][n as usize])
+            .collect();
+        return (200, body);
     }
     if let Some(hex) = path.strip_prefix("issuer/") {
         let issuer = state
@@ -631,7 +1002,7 @@ fn route(state: &State, path: &str, query: &str) -> (u16, Vec<u8>) {
             return (404, b"no such tile".to_vec());
         }
         let body: Vec<u8> = (start..start + width)
-            .flat_map(|i| state.entries[i as usize].tile_leaf(i))
+            .flat_map(|i| state.served(i).tile_leaf(i))
             .collect();
         return (200, body);
     }

@@ -497,12 +497,28 @@ fn rate_limits_are_honoured_without_hammering() {
         Err(ClientError::RateLimited { retry_after, .. })
             if retry_after == certwatch::ctlog::client::RETRY_AFTER_CAP
     ));
+    // A Retry-After of zero or in the past says nothing usable (issue 18 item 10):
+    // the default wait, never none, so a log that keeps refusing is not hammered.
+    for past in ["Wed, 21 Oct 2015 07:28:00 GMT", "0"] {
+        let mut client = LogClient::new(&log.url(), LogKind::Rfc6962, &fast_config()).unwrap();
+        log.throttle_next(1, 429, Some(past));
+        assert!(matches!(
+            client.get_sth(),
+            Err(ClientError::RateLimited { retry_after, .. })
+                if retry_after == certwatch::ctlog::client::DEFAULT_RETRY_AFTER
+        ));
+        let sent = log.hits("");
+        assert!(matches!(
+            client.get_sth(),
+            Err(ClientError::RateLimited { .. })
+        ));
+        assert_eq!(
+            log.hits(""),
+            sent,
+            "nothing sent while the default wait runs"
+        );
+    }
     let mut client = LogClient::new(&log.url(), LogKind::Rfc6962, &fast_config()).unwrap();
-    log.throttle_next(1, 429, Some("Wed, 21 Oct 2015 07:28:00 GMT"));
-    assert!(matches!(
-        client.get_sth(),
-        Err(ClientError::RateLimited { retry_after, .. }) if retry_after == Duration::ZERO
-    ));
     log.fail_next(1);
     assert!(matches!(client.get_sth(), Err(ClientError::Status(500))));
 }

@@ -24,6 +24,7 @@ mod pg_tls;
 mod process;
 mod redelivery;
 mod schema;
+mod tail;
 mod testkit;
 mod tidy;
 mod tls_feed;
