@@ -802,14 +802,76 @@ pub fn log_list_of(logs: &[&FakeCtLog], tiled: bool) -> String {
     .to_string()
 }
 
+/// A v3 log list naming each of `logs` as an RFC 6962 log or, when its flag says
+/// so, a tiled one; one operator.
+pub fn log_list_mixed(logs: &[(&FakeCtLog, bool)]) -> String {
+    let rfc: Vec<serde_json::Value> = logs
+        .iter()
+        .filter(|(_, tiled)| !tiled)
+        .map(|(l, _)| l.list_entry(false))
+        .collect();
+    let tiled: Vec<serde_json::Value> = logs
+        .iter()
+        .filter(|(_, tiled)| *tiled)
+        .map(|(l, _)| l.list_entry(true))
+        .collect();
+    serde_json::json!({"version": "1.0", "operators": [
+        {"name": "Test", "email": ["ct@example.test"], "logs": rfc, "tiled_logs": tiled}
+    ]})
+    .to_string()
+}
+
 /// Writes [`log_list_of`] to `<temp dir>/certwatch-it-<pid>/<name>.json` (for
 /// `CT_LOG_LIST`) and returns its path.
-pub fn list_file(name: &str, logs: &[&FakeCtLog], tiled: bool) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("certwatch-it-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, log_list_of(logs, tiled)).expect("list file");
-    path
+pub fn list_file(name: &str, logs: &[&FakeCtLog], tiled: bool) -> ListFile {
+    ListFile::write(name, &log_list_of(logs, tiled))
+}
+
+/// A log list written to a file for `CT_LOG_LIST`; the file (and its folder, once
+/// empty) is removed when this is dropped, so a test leaves nothing behind.
+pub struct ListFile {
+    path: std::path::PathBuf,
+}
+
+impl ListFile {
+    /// Writes `list` to `<temp dir>/certwatch-it-<pid>/<name>.json`.
+    pub fn write(name: &str, list: &str) -> ListFile {
+        let dir = std::env::temp_dir().join(format!("certwatch-it-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, list).expect("list file");
+        ListFile { path }
+    }
+}
+
+impl std::ops::Deref for ListFile {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::path::Path> for ListFile {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for ListFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl Drop for ListFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            // Only when empty: another list of this process may still be in use.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 fn serve(server: &tiny_http::Server, state: &Mutex<State>, stop: &AtomicBool) {

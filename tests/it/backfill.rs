@@ -142,7 +142,8 @@ fn an_issuance_found_by_backfill_and_then_on_the_feed_is_one_alert() {
         log,
         lines,
     } = fixture_log();
-    let svc = start(&db, &feed, &hook, &list_file("dup", &[&log], false));
+    let list = list_file("dup", &[&log], false);
+    let svc = start(&db, &feed, &hook, &list);
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[watched - 1].clone()));
     feed.send(FeedCmd::Text(lines[watched + 1].clone()));
@@ -246,7 +247,8 @@ fn a_rate_limited_log_is_asked_again_after_retry_after() {
         log,
         lines,
     } = fixture_log();
-    let svc = start(&db, &feed, &hook, &list_file("429", &[&log], false));
+    let list = list_file("429", &[&log], false);
+    let svc = start(&db, &feed, &hook, &list);
     log.throttle_next(1, 429, Some("3"));
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[watched - 1].clone()));
@@ -272,7 +274,8 @@ fn a_tiled_log_is_backfilled_from_data_tiles_including_the_partial_one() {
         log,
         lines,
     } = fixture_log();
-    let svc = start(&db, &feed, &hook, &list_file("tiled", &[&log], true));
+    let list = list_file("tiled", &[&log], true);
+    let svc = start(&db, &feed, &hook, &list);
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[watched - 1].clone()));
     feed.send(FeedCmd::Text(lines[watched + 1].clone()));
@@ -479,7 +482,8 @@ fn an_index_beyond_the_logs_tree_does_not_blind_the_log() {
         log,
         lines,
     } = fixture_log();
-    let svc = start(&db, &feed, &hook, &list_file("beyond", &[&log], false));
+    let list = list_file("beyond", &[&log], false);
+    let svc = start(&db, &feed, &hook, &list);
     let watched = watched_index(&lines);
     feed.send(FeedCmd::Text(lines[0].clone()));
     // A broken (or hostile) server names an index the log never had.

@@ -3,7 +3,7 @@
 //! the list names, and whose Merkle trees, proofs and tiles the kit builds from the
 //! RFC 6962 and C2SP texts, independently of `certwatch::ctlog`.
 
-use crate::kit::ctlog::{FakeCtLog, FakeEntry, fixture_entries, list_file};
+use crate::kit::ctlog::{FakeCtLog, FakeEntry, ListFile, fixture_entries, log_list_mixed};
 use crate::kit::service::{self, Running};
 use crate::kit::wait::wait_until;
 use crate::kit::{FakeFeed, FakeWebhook, Received, TestDb};
@@ -132,15 +132,15 @@ fn the_fake_logs_signed_heads_proofs_and_tiles_check_out() {
 }
 
 /// A service in `CT_SOURCE=logs` with no certstream server at all, tailing `logs`
-/// (`tiled`: named as static-ct logs).
+/// (each named as an RFC 6962 log, or as a static-ct log when its flag says so);
+/// the list file lives as long as the service.
 fn start_logs(
     db: &TestDb,
     hook: &FakeWebhook,
-    logs: &[&FakeCtLog],
-    tiled: bool,
+    logs: &[(&FakeCtLog, bool)],
     name: &str,
-) -> Running {
-    let list = list_file(name, logs, tiled);
+) -> (Running, ListFile) {
+    let list = ListFile::write(name, &log_list_mixed(logs));
     // No feed: the service must not need one. The URL names a port nobody listens on.
     let nowhere = FakeFeed::start();
     let svc = service::start(
@@ -155,7 +155,7 @@ fn start_logs(
         ],
     );
     assert_eq!(nowhere.connections(), 0, "CT_SOURCE=logs reads no feed");
-    svc
+    (svc, list)
 }
 
 /// The log's verified size as the service publishes it (none before the list is in).
@@ -187,7 +187,7 @@ fn an_entry_appended_to_a_tailed_log_is_alerted_from_the_log_with_no_feed() {
         let hook = FakeWebhook::start();
         let log = FakeCtLog::start(unwatched(300));
         let name = if tiled { "tail-tiled" } else { "tail-rfc" };
-        let svc = start_logs(&db, &hook, &[&log], tiled, name);
+        let (svc, _list) = start_logs(&db, &hook, &[(&log, tiled)], name);
         // First sight: reading starts at the head (300), verified.
         assert!(
             wait_until(Duration::from_secs(20), || verified(&svc, &log)
@@ -195,6 +195,14 @@ fn an_entry_appended_to_a_tailed_log_is_alerted_from_the_log_with_no_feed() {
             "the head was not verified ({})",
             if tiled { "tiled" } else { "RFC 6962" }
         );
+        // The frontier at that head came from the log and was checked against its
+        // signed root: the last leaf's inclusion proof, or the hash tiles.
+        if tiled {
+            assert!(log.hits("tile/0/") + log.hits("tile/1/") > 0);
+            assert_eq!(log.hits("ct/v1/get-proof-by-hash"), 0);
+        } else {
+            assert_eq!(log.hits("ct/v1/get-proof-by-hash"), 1);
+        }
         let (watched, _) = fixtures();
         let mut more = unwatched(19);
         more.insert(7, watched);
@@ -225,4 +233,204 @@ fn an_entry_appended_to_a_tailed_log_is_alerted_from_the_log_with_no_feed() {
         assert!(more.is_empty(), "{more:?}");
         drop(svc);
     }
+}
+
+/// The log's verification failures of `reason`, as counted.
+fn failures(svc: &Running, log: &FakeCtLog, reason: &str) -> f64 {
+    let (_, body) = svc.get("/metrics");
+    crate::kit::probe::metric_value(
+        &body,
+        &format!(
+            "certwatch_ct_log_verification_failures_total{{log=\"{}\",reason=\"{reason}\"}}",
+            log.url()
+        ),
+    )
+    .unwrap_or(0.0)
+}
+
+fn healthz_coverage(svc: &Running) -> serde_json::Value {
+    let (_, body) = svc.get("/healthz");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["coverage"].clone()
+}
+
+/// One issuance logged in an RFC 6962 log and in a tiled log is one alert.
+#[test]
+fn the_same_certificate_in_an_rfc6962_and_a_tiled_log_is_one_alert() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let hook = FakeWebhook::start();
+    let (rfc, tiled) = (
+        FakeCtLog::start(unwatched(10)),
+        FakeCtLog::start(unwatched(10)),
+    );
+    let (svc, _list) = start_logs(&db, &hook, &[(&rfc, false), (&tiled, true)], "one-alert");
+    assert!(wait_until(Duration::from_secs(20), || verified(&svc, &rfc)
+        == Some(10)
+        && verified(&svc, &tiled) == Some(10)));
+    let (watched, _) = fixtures();
+    for log in [&rfc, &tiled] {
+        log.append(vec![watched.clone()]);
+        log.publish();
+    }
+    let first = hook.recv(Duration::from_secs(30)).expect("alerted");
+    assert_eq!(first.json()["detected_via"], "log");
+    // Both logs read past it (the tiled one after its partial tile waited): no
+    // second alert.
+    assert!(wait_until(Duration::from_secs(30), || verified(&svc, &rfc)
+        == Some(11)
+        && verified(&svc, &tiled) == Some(11)));
+    assert!(alerts(&hook, Duration::ZERO).is_empty());
+    let rows: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM public.alerts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+}
+
+/// Each misbehaviour of a log is flagged (ERROR, the counter by reason, the log in
+/// `/healthz` `coverage.logs_failing_verification`), its position does not move,
+/// and no certificate read is lost: a watched one among the entries is alerted.
+/// A 429 with Retry-After is waited out, counted as `rate_limited`, not a failure.
+#[test]
+fn each_misbehaviour_is_flagged_and_no_alert_is_lost() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let hook = FakeWebhook::start();
+    let logs: Vec<FakeCtLog> = (0..5).map(|_| FakeCtLog::start(unwatched(50))).collect();
+    let [swapped, signature, shrink, split, throttled] = &logs[..] else {
+        unreachable!()
+    };
+    let named: Vec<(&FakeCtLog, bool)> = logs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l, i % 2 == 1))
+        .collect();
+    let (svc, _list) = start_logs(&db, &hook, &named, "misbehave");
+    assert!(wait_until(Duration::from_secs(30), || logs
+        .iter()
+        .all(|l| verified(&svc, l) == Some(50))));
+    let (watched, _) = fixtures();
+    // An entry swapped under an unchanged root: the watched certificate is served at
+    // index 52 in place of what the tree holds there.
+    swapped.misbehave(|m| {
+        m.swapped.insert(52, watched.clone());
+    });
+    swapped.append(unwatched(10));
+    swapped.publish();
+    // Heads that do not verify; a head that shrinks; a second root for one size.
+    signature.misbehave(|m| m.bad_signature = true);
+    shrink.misbehave(|m| m.head_size = Some(40));
+    split.misbehave(|m| m.split_view = true);
+    // A 429 with Retry-After on the next requests, then entries to read.
+    throttled.throttle_next(3, 429, Some("2"));
+    throttled.append(unwatched(5));
+    throttled.publish();
+    for (log, reason) in [
+        (swapped, "root_mismatch"),
+        (signature, "signature"),
+        (shrink, "shrink"),
+        (split, "split_view"),
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(30), || failures(&svc, log, reason)
+                >= 1.0),
+            "{reason} not flagged"
+        );
+        assert_eq!(
+            verified(&svc, log),
+            Some(50),
+            "{reason}: the position stays"
+        );
+    }
+    assert!(wait_until(Duration::from_secs(10), || healthz_coverage(
+        &svc
+    )["logs_failing_verification"]
+        == 4));
+    // The swapped-in certificate was read, so it is alerted all the same.
+    let got = hook.recv(Duration::from_secs(20)).expect("no alert lost");
+    assert_eq!(got.json()["detected_via"], "log");
+    // The rate-limited log was waited out and read on, verified, no failure.
+    assert!(wait_until(Duration::from_secs(30), || verified(
+        &svc, throttled
+    ) == Some(55)));
+    for reason in [
+        "signature",
+        "shrink",
+        "split_view",
+        "root_mismatch",
+        "proof",
+    ] {
+        assert_eq!(failures(&svc, throttled, reason), 0.0, "{reason}");
+    }
+    let (_, body) = svc.get("/metrics");
+    let limited = crate::kit::probe::metric_value(
+        &body,
+        &format!(
+            "certwatch_ct_log_requests_total{{log=\"{}\",outcome=\"rate_limited\"}}",
+            throttled.url()
+        ),
+    )
+    .unwrap();
+    assert!(limited >= 1.0, "{limited}");
+    // Once the swapped log serves its real entries again, its next attempt (after
+    // the failure wait) verifies: the failure clears and the position moves on.
+    swapped.misbehave(|m| m.swapped.clear());
+    assert!(
+        wait_until(Duration::from_secs(60), || verified(&svc, swapped)
+            == Some(60)),
+        "read again and verified"
+    );
+    assert!(wait_until(Duration::from_secs(10), || healthz_coverage(
+        &svc
+    )["logs_failing_verification"]
+        == 3));
+    assert!(
+        alerts(&hook, Duration::ZERO).is_empty(),
+        "one alert for the swapped-in certificate"
+    );
+}
+
+/// A restart resumes from the verified position stored in Postgres: nothing below
+/// it is read again, and no new frontier is asked for.
+#[test]
+fn a_restart_resumes_from_the_verified_position_without_reading_again() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let hook = FakeWebhook::start();
+    let log = FakeCtLog::start(unwatched(100));
+    let (svc, list) = start_logs(&db, &hook, &[(&log, false)], "restart");
+    assert!(wait_until(Duration::from_secs(20), || verified(&svc, &log)
+        == Some(100)));
+    log.append(unwatched(20));
+    log.publish();
+    assert!(wait_until(Duration::from_secs(20), || verified(&svc, &log)
+        == Some(120)));
+    drop(svc);
+    let (entries, proofs) = (
+        log.hits("ct/v1/get-entries"),
+        log.hits("ct/v1/get-proof-by-hash"),
+    );
+    log.append(unwatched(10));
+    log.publish();
+    let nowhere = FakeFeed::start();
+    let svc = service::start(
+        &db,
+        &nowhere,
+        Some(&hook),
+        &[
+            ("CT_SOURCE", "logs"),
+            ("CT_LOG_LIST", list.to_str().unwrap()),
+            ("SUSPICIOUS_GRACE_S", "0"),
+        ],
+    );
+    assert!(wait_until(Duration::from_secs(20), || verified(&svc, &log)
+        == Some(130)));
+    assert_eq!(
+        log.hits("ct/v1/get-proof-by-hash"),
+        proofs,
+        "no new frontier"
+    );
+    // 120..130 is one page (the log caps batches at 32): one get-entries request.
+    assert_eq!(log.hits("ct/v1/get-entries"), entries + 1);
 }
