@@ -251,3 +251,12 @@ CREATE TABLE IF NOT EXISTS public.certwatch_log_leases (
 );
 
 COMMENT ON TABLE public.certwatch_log_leases IS 'certwatch: which replica tails each CT log';
+
+-- Tailing: the replicas alive (each writes its row every 10 s), so that they split
+-- the logs between them; rows not written for a day are deleted.
+CREATE TABLE IF NOT EXISTS public.certwatch_replicas (
+    instance text PRIMARY KEY,
+    seen_at timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE public.certwatch_replicas IS 'certwatch: replicas alive, to split the CT logs they tail';

@@ -252,6 +252,48 @@ impl Store {
         Ok(!rows.is_empty())
     }
 
+    /// Says this instance is alive, and returns the instances alive (their row
+    /// written within `alive`), this one included, sorted.
+    pub fn replicas_alive(&self, alive: Duration) -> Result<Vec<String>, StoreError> {
+        let owner: &str = &self.instance;
+        let secs = alive.as_secs_f64();
+        let rows = self.run(|conn| {
+            conn.execute(
+                "INSERT INTO public.certwatch_replicas (instance, seen_at) VALUES ($1, now())
+                 ON CONFLICT (instance) DO UPDATE SET seen_at = now()",
+                &[&owner],
+            )?;
+            conn.execute(
+                "DELETE FROM public.certwatch_replicas WHERE seen_at < now() - interval '1 day'",
+                &[],
+            )?;
+            conn.query(
+                "SELECT instance FROM public.certwatch_replicas
+                  WHERE seen_at > now() - make_interval(secs => $1) ORDER BY instance",
+                &[&secs],
+            )
+        })?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Leaves the replicas alive (at shutdown): the others take this one's logs at
+    /// their next look instead of after `alive`.
+    pub fn leave_replicas(&self) -> Result<(), StoreError> {
+        let owner: &str = &self.instance;
+        self.run(|conn| {
+            conn.execute(
+                "DELETE FROM public.certwatch_replicas WHERE instance = $1",
+                &[&owner],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// This instance's name in leases and the replicas table.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// Gives a lease up (at shutdown): another replica takes the log at once.
     pub fn release_lease(&self, log_id: &str) -> Result<(), StoreError> {
         let owner: &str = &self.instance;

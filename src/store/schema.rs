@@ -44,6 +44,7 @@ fn schema_is_current(conn: &mut postgres::Client) -> Result<bool, StoreError> {
             AND to_regclass('public.certwatch_backfill_claims') IS NOT NULL
             AND to_regclass('public.certwatch_log_frontiers') IS NOT NULL
             AND to_regclass('public.certwatch_log_leases') IS NOT NULL
+            AND to_regclass('public.certwatch_replicas') IS NOT NULL
             AND (SELECT count(*) FROM information_schema.columns
                   WHERE table_schema = 'public' AND table_name = 'alerts'
                     AND column_name IN ('payload', 'delivery_id', 'collision_fingerprint', 'next_attempt_at',

@@ -434,3 +434,78 @@ fn a_restart_resumes_from_the_verified_position_without_reading_again() {
     // 120..130 is one page (the log caps batches at 32): one get-entries request.
     assert_eq!(log.hits("ct/v1/get-entries"), entries + 1);
 }
+
+/// Two replicas on one database split the logs (each tails its rendezvous share,
+/// holding the log's lease), alert an issuance once whoever read it, and when one
+/// stops the other takes its logs over from the positions it saved.
+#[test]
+fn two_replicas_split_the_logs_and_alert_once() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let hook = FakeWebhook::start();
+    let logs: Vec<FakeCtLog> = (0..16).map(|_| FakeCtLog::start(unwatched(20))).collect();
+    let named: Vec<(&FakeCtLog, bool)> = logs.iter().map(|l| (l, false)).collect();
+    let (a, _list_a) = start_logs(&db, &hook, &named, "replica-a");
+    let (b, _list_b) = start_logs(&db, &hook, &named, "replica-b");
+    let owners = || -> Vec<(String, String)> {
+        db.client()
+            .query(
+                "SELECT log_id, owner FROM public.certwatch_log_leases ORDER BY log_id",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    // Each log is read by one replica; both replicas have a share.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let held = owners();
+            let distinct: std::collections::BTreeSet<&String> =
+                held.iter().map(|(_, o)| o).collect();
+            held.len() == 16 && distinct.len() == 2
+        }),
+        "{:?}",
+        owners()
+    );
+    let read_by = |svc: &Running| logs.iter().filter(|l| verified(svc, l) == Some(20)).count();
+    assert!(wait_until(Duration::from_secs(30), || read_by(&a)
+        + read_by(&b)
+        == 16));
+    // One issuance, whoever reads it: one alert.
+    let (watched, _) = fixtures();
+    for log in &logs[..4] {
+        log.append(vec![watched.clone()]);
+        log.publish();
+    }
+    let got = hook.recv(Duration::from_secs(30)).expect("alerted");
+    assert_eq!(got.json()["detected_via"], "log");
+    assert!(wait_until(Duration::from_secs(30), || logs[..4]
+        .iter()
+        .all(|l| {
+            verified(&a, l) == Some(21) || verified(&b, l) == Some(21)
+        })));
+    assert!(alerts(&hook, Duration::ZERO).is_empty(), "one alert");
+    // Replica a stops: b takes every log over, from the saved positions.
+    drop(a);
+    for log in &logs {
+        log.append(unwatched(3));
+        log.publish();
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || logs.iter().all(|l| {
+            let want = if logs[..4].iter().any(|w| std::ptr::eq(w, l)) {
+                24
+            } else {
+                23
+            };
+            verified(&b, l) == Some(want)
+        })),
+        "b took the logs over"
+    );
+    assert!(
+        alerts(&hook, Duration::ZERO).is_empty(),
+        "nothing alerted again"
+    );
+}

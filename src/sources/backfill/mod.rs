@@ -62,6 +62,7 @@ impl Backfill {
             shutdown: self.shutdown.clone(),
             found,
             max_behind: self.max_gap,
+            replicas: arc_swap::ArcSwap::from_pointee(Vec::new()),
         }
     }
 

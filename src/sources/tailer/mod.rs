@@ -10,8 +10,12 @@
 //! The `backfill` thread owns the `Tailers`: every second it starts a thread for
 //! each log that should be tailed and has none, and stops those of logs that
 //! left the list (or whose final tree, read-only, has been read). Replicas on one
-//! database split the logs: a thread reads its log only while it holds the log's
-//! lease in Postgres (`certwatch_log_leases`, 30 s, renewed every 10 s).
+//! database split the logs: each writes its name every 10 s
+//! (`certwatch_replicas`); of the replicas alive, the one whose rendezvous hash of
+//! (replica, log) is highest reads a log, and only while it holds the log's lease
+//! (`certwatch_log_leases`, 30 s, renewed every 10 s). A replica that stops is
+//! out of the live set within 30 s and its leases run out: the others take its
+//! logs over, from the verified positions it saved.
 
 mod tail;
 
@@ -49,7 +53,38 @@ pub struct TailContext {
     /// Entries read at most in one catch-up after an outage (`BACKFILL_MAX_GAP`);
     /// the rest is logged with the command that reads it and counted abandoned.
     pub max_behind: u64,
+    /// The replicas alive (sorted names), refreshed by the `backfill` thread; empty
+    /// until first read (then every log is this replica's).
+    pub replicas: ArcSwap<Vec<String>>,
 }
+
+impl TailContext {
+    /// Whether this replica is the one to read `log` among those alive: the
+    /// highest rendezvous hash of (replica, log id) wins, so each replica's share
+    /// stays put as others come and go.
+    pub fn mine(&self, log: &LogId) -> bool {
+        let replicas = self.replicas.load();
+        let me = self.store.instance();
+        let score = |replica: &str| {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(replica.as_bytes());
+            h.update([0u8]);
+            h.update(log.0);
+            let digest = h.finalize();
+            u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+        };
+        match replicas.iter().max_by_key(|r| (score(r), r.as_str())) {
+            Some(best) => best == me || !replicas.iter().any(|r| r == me),
+            None => true,
+        }
+    }
+}
+
+/// How often the replicas alive are read (and this one's name written).
+const REPLICAS_EVERY: Duration = Duration::from_secs(10);
+/// A replica not heard from for this long is taken as gone.
+const REPLICA_ALIVE: Duration = Duration::from_secs(30);
 
 /// Whether and how often a log of the list is tailed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +122,7 @@ struct Running {
 pub struct Tailers {
     ctx: Arc<TailContext>,
     running: HashMap<LogId, Running>,
+    replicas_read: Option<std::time::Instant>,
 }
 
 impl Tailers {
@@ -94,12 +130,23 @@ impl Tailers {
         Tailers {
             ctx: Arc::new(ctx),
             running: HashMap::new(),
+            replicas_read: None,
         }
     }
 
     /// Starts a thread for each log of `list` to tail that has none; stops the
     /// threads of logs the list no longer names (or no longer tails).
     pub fn sync(&mut self, list: &LogList) {
+        if self
+            .replicas_read
+            .is_none_or(|at| at.elapsed() >= REPLICAS_EVERY)
+        {
+            self.replicas_read = Some(std::time::Instant::now());
+            match self.ctx.store.replicas_alive(REPLICA_ALIVE) {
+                Ok(alive) => self.ctx.replicas.store(Arc::new(alive)),
+                Err(e) => log::debug!("replicas alive not read (the last known stand): {e}"),
+            }
+        }
         let now_s = crate::clock::unix_now();
         let ended: Vec<LogId> = self
             .running
@@ -145,10 +192,14 @@ impl Tailers {
         }
     }
 
-    /// Asks every thread to stop (they see shutdown too; this does not wait).
+    /// Asks every thread to stop (they see shutdown too; this does not wait), and
+    /// leaves the replicas alive, so the others take this one's logs at once.
     pub fn stop_all(&self) {
         for running in self.running.values() {
             running.stop.store(true, Ordering::SeqCst);
+        }
+        if let Err(e) = self.ctx.store.leave_replicas() {
+            log::debug!("replicas table not updated at shutdown: {e}");
         }
     }
 

@@ -162,6 +162,22 @@ impl LogTail<'_> {
         let mut lease_at: Option<Instant> = None;
         self.resume();
         while !self.stopping() {
+            // Another replica alive is the one to read this log: let it have it.
+            if !self.ctx.mine(&self.log.id) {
+                if lease_at.take().is_some() {
+                    log::info!(
+                        "CT log {} is another replica's share now; handing it over",
+                        self.label
+                    );
+                    self.save(true);
+                    self.position = None;
+                    let _ = self.ctx.store.release_lease(&log_id);
+                }
+                if self.sleep(LEASE_RENEW) {
+                    break;
+                }
+                continue;
+            }
             if lease_at.is_none_or(|at| at.elapsed() >= LEASE_RENEW) {
                 match self.ctx.store.take_lease(&log_id, LEASE) {
                     Ok(true) => {
