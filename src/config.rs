@@ -63,6 +63,9 @@ pub struct Config {
     pub ct_feed_holes: FeedHoles,
     /// Where certificates come from (`CT_SOURCE`).
     pub ct_source: CtSource,
+    /// A listed usable log without an entry on the feed for this long, while the
+    /// feed delivers others, is not on the feed (`CT_NOT_ON_FEED_S`).
+    pub not_on_feed_after: Duration,
 }
 
 /// `CT_SOURCE`: where certificates come from.
@@ -403,6 +406,7 @@ impl Config {
             ct_contact,
             ct_feed_holes,
             ct_source,
+            not_on_feed_after: env.seconds("CT_NOT_ON_FEED_S", 600)?,
         })
     }
 

@@ -41,11 +41,10 @@ pub struct Inputs {
     /// A certstream feed is read (`CT_SOURCE` certstream or both): which listed
     /// logs it does not deliver is reported.
     pub feed: bool,
+    /// A listed usable log the feed has not delivered for this long while it
+    /// delivers others is not on the feed (`CT_NOT_ON_FEED_S`, 10 minutes).
+    pub not_on_feed_after: Duration,
 }
-
-/// A listed usable log the feed has not delivered for this long while it delivers
-/// others is not on the feed.
-pub const NOT_ON_FEED_AFTER: Duration = Duration::from_secs(600);
 
 /// The statistics' memory between ticks.
 #[derive(Default)]
@@ -61,7 +60,7 @@ pub struct Stats {
     /// Whether the feed's not deduplicating was logged (since it last was).
     said_not_deduplicating: bool,
     /// Since when the feed has delivered entries (of any log) without a pause
-    /// longer than `NOT_ON_FEED_AFTER`.
+    /// longer than `gaps::LAGGING_AFTER`.
     flowing_since: Option<Instant>,
     /// The logs last said not to be on the feed.
     not_on_feed: Vec<String>,
@@ -162,7 +161,7 @@ impl Stats {
         lagging += self.publish_tails(coverage, list, &out, now_ms);
         out.health.logs_lagging.store(lagging, Ordering::Relaxed);
         if inputs.feed {
-            self.publish_on_feed(list, &stats, &out, now);
+            self.publish_on_feed(list, &stats, &out, (inputs.not_on_feed_after, now));
         }
         let due = match holes {
             FeedHoles::Coalesce => gaps::coalesce(due, COALESCE, |log| dense.contains(log)),
@@ -222,7 +221,7 @@ impl Stats {
     }
 
     /// The blind spot: the listed usable logs the feed has not delivered for
-    /// `NOT_ON_FEED_AFTER` while it delivered others (a server that reads only some
+    /// `after` while it delivered others (a server that reads only some
     /// logs, such as one that never reads static-ct logs). Each log's
     /// `certwatch_ct_log_on_feed`, `/healthz` `coverage.logs_not_on_feed`, and a WARN
     /// naming them when the set changes.
@@ -231,7 +230,7 @@ impl Stats {
         list: &LogList,
         stats: &[gaps::LogStats],
         out: &Outputs<'_>,
-        now: Instant,
+        (after, now): (Duration, Instant),
     ) {
         let flowing = gaps::feed_flowing(stats, now);
         if !flowing {
@@ -241,7 +240,7 @@ impl Stats {
         }
         let long_enough = self
             .flowing_since
-            .is_some_and(|since| now.saturating_duration_since(since) >= NOT_ON_FEED_AFTER);
+            .is_some_and(|since| now.saturating_duration_since(since) >= after);
         let seen: HashMap<LogId, Option<Instant>> =
             stats.iter().map(|s| (s.log, s.last_seen)).collect();
         let mut missing = Vec::new();
@@ -258,7 +257,7 @@ impl Stats {
                 .get(&log.id)
                 .copied()
                 .flatten()
-                .is_some_and(|at| now.saturating_duration_since(at) <= NOT_ON_FEED_AFTER);
+                .is_some_and(|at| now.saturating_duration_since(at) <= after);
             let on_feed = recent || !long_enough;
             out.metrics
                 .ct_log_on_feed
@@ -274,10 +273,10 @@ impl Stats {
         if missing != self.not_on_feed {
             if !missing.is_empty() {
                 log::warn!(
-                    "the feed has not delivered these listed usable CT logs for {} minutes while \
-                     it delivers others, so certificates logged only there are not seen: {}; \
+                    "the feed has not delivered these listed usable CT logs for {} s while it \
+                     delivers others, so certificates logged only there are not seen: {}; \
                      CT_SOURCE=both reads them directly",
-                    NOT_ON_FEED_AFTER.as_secs() / 60,
+                    after.as_secs(),
                     missing.join(", ")
                 );
             } else {

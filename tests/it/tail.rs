@@ -509,3 +509,79 @@ fn two_replicas_split_the_logs_and_alert_once() {
         "nothing alerted again"
     );
 }
+
+/// `CT_SOURCE=both`: the feed shortens latency, the log proves coverage; an
+/// issuance the feed delivered first is one alert, `detected_via` feed, and the
+/// log's copy of it alerts nothing more.
+#[test]
+fn both_with_the_feed_first_is_one_alert_detected_via_the_feed() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let hook = FakeWebhook::start();
+    let feed = FakeFeed::start();
+    let log = FakeCtLog::start(unwatched(10));
+    let list = ListFile::write("both", &log_list_mixed(&[(&log, false)]));
+    let svc = service::start(
+        &db,
+        &feed,
+        Some(&hook),
+        &[
+            ("CT_SOURCE", "both"),
+            ("CT_LOG_LIST", list.to_str().unwrap()),
+            ("SUSPICIOUS_GRACE_S", "0"),
+        ],
+    );
+    assert!(
+        feed.wait_for_client(Duration::from_secs(10)),
+        "both reads the feed"
+    );
+    assert!(wait_until(Duration::from_secs(20), || verified(&svc, &log) == Some(10)));
+    let (_, line) = fixture_entries()
+        .into_iter()
+        .find(|(_, line)| line.contains(&format!("\"{WATCHED}\"")))
+        .unwrap();
+    feed.send(crate::kit::FeedCmd::Text(line));
+    let first = hook
+        .recv(Duration::from_secs(20))
+        .expect("alerted from the feed");
+    assert_eq!(first.json()["detected_via"], "feed");
+    let (watched, _) = fixtures();
+    log.append(vec![watched]);
+    log.publish();
+    assert!(wait_until(Duration::from_secs(20), || verified(&svc, &log) == Some(11)));
+    assert!(alerts(&hook, Duration::ZERO).is_empty(), "one alert");
+}
+
+/// The blind spot, in certstream mode: a listed usable log the feed does not
+/// deliver while it delivers others (a server that never reads static-ct logs) is
+/// named: `/healthz` `coverage.logs_not_on_feed`, `certwatch_ct_log_on_feed` 0.
+#[test]
+fn a_feed_without_the_tiled_log_makes_it_not_on_feed() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let feed = FakeFeed::start();
+    let (rfc, tiled) = (FakeCtLog::start(Vec::new()), FakeCtLog::start(Vec::new()));
+    let list = ListFile::write("blind", &log_list_mixed(&[(&rfc, false), (&tiled, true)]));
+    let svc = service::start_covered(&db, &feed, None, &list, &[("CT_NOT_ON_FEED_S", "3")]);
+    let on_feed = |log: &FakeCtLog| {
+        let (_, body) = svc.get("/metrics");
+        crate::kit::probe::metric_value(
+            &body,
+            &format!("certwatch_ct_log_on_feed{{log=\"{}\"}}", log.url()),
+        )
+    };
+    // The feed delivers the RFC 6962 log only, for well over the 3 s.
+    let mut index = 0u64;
+    let delivered = wait_until(Duration::from_secs(30), || {
+        for _ in 0..5 {
+            feed.send(crate::kit::FeedCmd::Text(
+                crate::kit::ctlog::unwatched_frame(&rfc.url(), index).to_string(),
+            ));
+            index += 1;
+        }
+        healthz_coverage(&svc)["logs_not_on_feed"] == 1
+    });
+    assert!(delivered, "{}", healthz_coverage(&svc));
+    assert_eq!(on_feed(&tiled), Some(0.0));
+    assert_eq!(on_feed(&rfc), Some(1.0));
+}

@@ -43,6 +43,8 @@ pub struct Backfill {
     /// `CT_SOURCE`: with `logs` or `both` the logs are tailed (and the feed's gaps,
     /// which tailing reads anyway, are not fetched).
     pub source: CtSource,
+    /// `CT_NOT_ON_FEED_S`.
+    pub not_on_feed_after: std::time::Duration,
     pub shutdown: Shutdown,
 }
 

@@ -111,6 +111,7 @@ fn tick(backfill: &Backfill, list: &LogList, stats: &mut Stats, fetchers: &mut F
             feed_holes: backfill.feed_holes,
             queued_entries: fetchers.queued_entries(),
             feed: backfill.source.feed(),
+            not_on_feed_after: backfill.not_on_feed_after,
         },
         now,
     );
