@@ -202,13 +202,4 @@ impl Tailers {
             log::debug!("replicas table not updated at shutdown: {e}");
         }
     }
-
-    /// Logs tailed now.
-    pub fn len(&self) -> usize {
-        self.running.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
-    }
 }
