@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -550,6 +550,8 @@ struct State {
     misbehave: Misbehave,
     /// The checkpoint origin: the submission prefix without scheme or last slash.
     origin: String,
+    /// The fault switches (`FakeCtLog::refuse_all` and the others below it).
+    faults: Faults,
 }
 
 impl Default for State {
@@ -567,6 +569,7 @@ impl Default for State {
             by_hash: HashMap::new(),
             misbehave: Misbehave::default(),
             origin: ORIGIN.to_string(),
+            faults: Faults::default(),
         }
     }
 }
@@ -894,14 +897,26 @@ fn serve(server: &tiny_http::Server, state: &Mutex<State>, stop: &AtomicBool) {
             {
                 state.user_agents.push(ua.value.as_str().to_string());
             }
+            state.faults.hit_log.push((Instant::now(), path.clone()));
             match state.script.pop_front() {
                 Some(scripted) => scripted,
-                None => {
+                None => state.faults.answer(&path).unwrap_or_else(|| {
                     let (status, body) = route(&state, &path, query);
                     (status, None, body)
-                }
+                }),
             }
         };
+        let (delay, trickle) = {
+            let state = state.lock().unwrap_or_else(|p| p.into_inner());
+            (state.faults.response_delay, state.faults.trickle)
+        };
+        if !pause(delay, stop) {
+            return;
+        }
+        if let Some(every) = trickle {
+            trickle_out(request, status, retry_after.as_deref(), &body, every, stop);
+            continue;
+        }
         let mut response = tiny_http::Response::from_data(body).with_status_code(status);
         if let Some(retry_after) = retry_after {
             response = response.with_header(
@@ -1098,4 +1113,129 @@ fn parse_tile_path(path: &str) -> Option<(u64, u64)> {
 
 pub fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault switches: a log that refuses for good, cannot say its tree size, answers slowly
+// ---------------------------------------------------------------------------------------------
+
+/// What a `FakeCtLog` does wrong, besides its `script` (which is answered first).
+#[derive(Default)]
+struct Faults {
+    /// Every request gets this status and `Retry-After` until cleared.
+    refuse_all: Option<(u16, Option<String>)>,
+    /// Requests whose path starts with one of these prefixes get its status.
+    fail_paths: Vec<(String, u16)>,
+    /// Every response waits this long before it is sent.
+    response_delay: Duration,
+    /// Every response (head and body) is written one byte per this interval.
+    trickle: Option<Duration>,
+    /// When each request came, and its path.
+    hit_log: Vec<(Instant, String)>,
+}
+
+impl Faults {
+    /// The answer a switch gives to a request for `path`, if one does.
+    fn answer(&self, path: &str) -> Option<(u16, Option<String>, Vec<u8>)> {
+        if let Some((status, retry_after)) = &self.refuse_all {
+            return Some((*status, retry_after.clone(), b"refused".to_vec()));
+        }
+        self.fail_paths
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, status)| (*status, None, b"unavailable".to_vec()))
+    }
+}
+
+impl FakeCtLog {
+    /// Every request from now on gets `status` (with this `Retry-After`, if any),
+    /// until [`FakeCtLog::stop_refusing`]: a log that rate-limits for good.
+    pub fn refuse_all(&self, status: u16, retry_after: Option<&str>) {
+        self.state().faults.refuse_all = Some((status, retry_after.map(str::to_string)));
+    }
+
+    /// Ends [`FakeCtLog::refuse_all`].
+    pub fn stop_refusing(&self) {
+        self.state().faults.refuse_all = None;
+    }
+
+    /// Requests whose path (without the log prefix and query) starts with `prefix`
+    /// get `status` until [`FakeCtLog::clear_path_failures`]: e.g. `ct/v1/get-sth`
+    /// and `checkpoint` failing make the log's tree size unreadable.
+    pub fn fail_path(&self, prefix: &str, status: u16) {
+        self.state()
+            .faults
+            .fail_paths
+            .push((prefix.to_string(), status));
+    }
+
+    /// Ends every [`FakeCtLog::fail_path`].
+    pub fn clear_path_failures(&self) {
+        self.state().faults.fail_paths.clear();
+    }
+
+    /// Every response waits `delay` before it is sent (the server answers one
+    /// request at a time, so later requests wait too).
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.state().faults.response_delay = delay;
+    }
+
+    /// Every response is written one byte per `every` (`None`: at once), head
+    /// included, each byte flushed: a log that trickles.
+    pub fn set_trickle(&self, every: Option<Duration>) {
+        self.state().faults.trickle = every;
+    }
+
+    /// When each request whose path starts with `prefix` came, in order.
+    pub fn hit_times(&self, prefix: &str) -> Vec<Instant> {
+        self.state()
+            .faults
+            .hit_log
+            .iter()
+            .filter(|(_, path)| path.starts_with(prefix))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+}
+
+/// Sleeps `delay` in short steps; false when `stop` was set meanwhile.
+fn pause(delay: Duration, stop: &AtomicBool) -> bool {
+    if delay.is_zero() {
+        return true;
+    }
+    let until = Instant::now() + delay;
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        thread::sleep(left.min(Duration::from_millis(20)));
+    }
+    !stop.load(Ordering::SeqCst)
+}
+
+/// Writes a whole response (status line, headers, body) one byte per `every`,
+/// each flushed; gives up when the client goes away or `stop` is set.
+fn trickle_out(
+    request: tiny_http::Request,
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    every: Duration,
+    stop: &AtomicBool,
+) {
+    use std::io::Write;
+    let mut head = format!(
+        "HTTP/1.1 {status} Trickle\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(retry_after) = retry_after {
+        head.push_str(&format!("Retry-After: {retry_after}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut writer = request.into_writer();
+    for byte in head.as_bytes().iter().chain(body) {
+        if !pause(every, stop) || writer.write_all(&[*byte]).is_err() || writer.flush().is_err() {
+            return;
+        }
+    }
 }

@@ -10,6 +10,8 @@
 //! | [`webhook`] | `FakeWebhook`: a webhook receiver that hands over every request; `WebhookSink`: one that counts them |
 //! | [`db`] | `TestDb`: a throwaway database with `schema.sql`; `Inventory` rows and alert rows |
 //! | [`cluster`] | `TestCluster`: a PostgreSQL cluster of a test's own, to stop and restart |
+//! | [`attack`] | issue 18's coverage attacks: lossy feeds in either dialect, huge certificates, watched entries |
+//! | [`bigcert`] | certificates of any number of names (a fixture's DER edited), for memory bounds |
 //! | [`cert`] | `Cert`: one certificate as a certstream server sends it |
 //! | [`ctlog`] | `FakeCtLog`, `FakeEntry`: a CT log over HTTP (RFC 6962 and static-ct); a log list naming several (`list_file`) |
 //! | [`service`] | `db_feed_and_webhook`: what a test's service runs against; `Running`: the real pipeline in-process with a test's environment |
@@ -24,6 +26,8 @@
 //! stops the thread and joins it, so tests can run in parallel in one process without
 //! leaking work.
 
+pub mod attack;
+pub mod bigcert;
 pub mod cert;
 pub mod child;
 pub mod cluster;

@@ -7,6 +7,7 @@ use certwatch_testkit as kit;
 
 mod backfill;
 mod classification;
+mod coverage_attacks;
 mod ctlog;
 mod delivery;
 mod faults;
