@@ -3,7 +3,8 @@
 //! `Shutdown` is a flag (for blocking I/O loops that poll) plus a channel that is
 //! closed when the flag is set (for `select!` loops). The `signal` thread turns
 //! SIGTERM/SIGINT into `ShutdownTrigger::trigger`, and SIGHUP into a reload request
-//! (`Shutdown::reloads`: the timer re-reads the watch list and inventory at once);
+//! (`Shutdown::reloads`: the timer re-reads the watch list and inventory at once;
+//! `Shutdown::reload_count`: the `backfill` thread re-reads the CT log list);
 //! tests call both directly.
 
 use crossbeam_channel::{Receiver, Sender};
@@ -20,6 +21,7 @@ pub struct Shutdown {
     reload: Receiver<()>,
     set_at: Arc<Mutex<Option<Instant>>>,
     sender: Arc<Mutex<Option<Sender<()>>>>,
+    reloads_asked: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The firing half. Triggering twice is harmless.
@@ -29,6 +31,7 @@ pub struct ShutdownTrigger {
     reload: Sender<()>,
     sender: Arc<Mutex<Option<Sender<()>>>>,
     set_at: Arc<Mutex<Option<Instant>>>,
+    reloads_asked: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A fresh, unfired shutdown token and its trigger.
@@ -39,12 +42,14 @@ pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let (reload_tx, reload) = crossbeam_channel::bounded(1);
     let set_at = Arc::new(Mutex::new(None));
     let sender = Arc::new(Mutex::new(Some(sender)));
+    let reloads_asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     (
         ShutdownTrigger {
             flag: flag.clone(),
             reload: reload_tx,
             sender: sender.clone(),
             set_at: set_at.clone(),
+            reloads_asked: reloads_asked.clone(),
         },
         Shutdown {
             flag,
@@ -52,6 +57,7 @@ pub fn channel() -> (ShutdownTrigger, Shutdown) {
             reload,
             set_at,
             sender,
+            reloads_asked,
         },
     )
 }
@@ -74,6 +80,7 @@ impl ShutdownTrigger {
 
     /// Asks for the watch list and inventory to be re-read now (SIGHUP).
     pub fn reload(&self) {
+        self.reloads_asked.fetch_add(1, Ordering::SeqCst);
         let _ = self.reload.try_send(());
     }
 
@@ -101,6 +108,12 @@ impl ShutdownTrigger {
 }
 
 impl Shutdown {
+    /// How many reloads (SIGHUP) were asked for so far: a stage that polls
+    /// compares it with the count it last acted on.
+    pub fn reload_count(&self) -> u64 {
+        self.reloads_asked.load(Ordering::SeqCst)
+    }
+
     /// Fires the shutdown from within (a stage died): as `ShutdownTrigger::trigger`.
     pub(crate) fn trigger(&self) {
         fire(&self.set_at, &self.flag, &self.sender);

@@ -134,6 +134,11 @@ impl Running {
         started.elapsed()
     }
 
+    /// Asks for a reload, as SIGHUP does (watch list, inventory, CT log list).
+    pub fn reload(&self) {
+        self.trigger.reload();
+    }
+
     /// GET a path on the service's HTTP port: (status, body).
     pub fn get(&self, path: &str) -> (u16, String) {
         request(&format!("http://{}{path}", self.addr), "GET")

@@ -745,3 +745,55 @@ fn a_retry_after_in_the_past_waits_the_default_not_at_all() {
     assert!(times.len() >= 2, "asked again after the wait: {spacing:?}");
     drop(svc);
 }
+
+/// Item 10: a list re-read (SIGHUP) that drops a log with a gap queued counts the
+/// gap (`abandoned`) and marks its claim done, so no replica waits on it. At
+/// 847c613 the queued gap vanished uncounted, its claim left open.
+#[test]
+fn a_log_that_leaves_the_list_mid_gap_has_its_gap_counted_and_its_claim_closed() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let feed = FakeFeed::start();
+    let a = FakeCtLog::start(Vec::new());
+    a.refuse_all(429, Some("60"));
+    let b = FakeCtLog::start(entries(4, &[]));
+    let list = ctlog::ListFile::write("attacks-delisted", &ctlog::log_list_of(&[&a, &b], false));
+    let svc = service::start_covered(&db, &feed, None, &list, &[("CT_FEED_HOLES", "fetch")]);
+    // A hole at 1 in log A: due after the settle time, claimed, refused.
+    send(&feed, Dialect::Go, &a.url(), [0, 2]);
+    let open_claim = || -> Option<bool> {
+        db.client()
+            .query_opt(
+                "SELECT done FROM public.certwatch_backfill_claims WHERE start_index = 1",
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get(0))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || open_claim() == Some(false)),
+        "A's gap claimed and waiting"
+    );
+    // The list now names B only; SIGHUP re-reads it.
+    let _list = ctlog::ListFile::write("attacks-delisted", &ctlog::log_list_of(&[&b], false));
+    svc.reload();
+    let abandoned = || {
+        let body = scrape(svc.addr).unwrap();
+        metric_value(
+            &body,
+            &format!(
+                "certwatch_ct_backfill_entries_total{{log=\"{}\",outcome=\"abandoned\"}}",
+                a.url()
+            ),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || abandoned() == 1.0),
+        "the delisted log's gap is counted"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || open_claim() == Some(true)),
+        "its claim is marked done"
+    );
+}

@@ -209,6 +209,13 @@ impl<'c> LogFetch<'c> {
         claims::finish(&self.ctx.store, &self.log, queued.claim);
     }
 
+    /// Gives up on a gap without a line of its own (the caller logs a summary):
+    /// counted `failed`, its claim released.
+    pub fn give_up_quietly(&mut self, queued: &QueuedGap) {
+        self.count(BackfillOutcome::Failed, queued.gap.len());
+        claims::finish(&self.ctx.store, &self.log, queued.claim);
+    }
+
     /// The log was dropped from the list with this gap queued: counted
     /// `abandoned`, its claim released.
     pub fn drop_delisted(&mut self, queued: &QueuedGap) {

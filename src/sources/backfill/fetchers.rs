@@ -64,7 +64,12 @@ pub struct Fetchers {
     found: Sender<Found>,
     queues: HashMap<LogId, Arc<LogQueue>>,
     threads: HashMap<LogId, JoinHandle<()>>,
+    /// Per log with a full queue: when it was last said, and the gaps refused since.
+    refused: HashMap<LogId, (Instant, u64)>,
 }
+
+/// A log whose queue is full is said at most this often (with the count since).
+const FULL_NOTE: Duration = Duration::from_secs(600);
 
 impl Fetchers {
     pub fn new(ctx: Arc<FetchContext>, found: Sender<Found>) -> Fetchers {
@@ -73,6 +78,7 @@ impl Fetchers {
             found,
             queues: HashMap::new(),
             threads: HashMap::new(),
+            refused: HashMap::new(),
         }
     }
 
@@ -94,10 +100,22 @@ impl Fetchers {
             let mut state = queue.lock();
             if state.gaps.len() >= MAX_GAPS_PER_LOG {
                 drop(state);
-                LogFetch::new(&self.ctx, log.clone()).give_up(
-                    &queued,
-                    &format!("{MAX_GAPS_PER_LOG} gaps of this log wait already"),
-                );
+                LogFetch::new(&self.ctx, log.clone()).give_up_quietly(&queued);
+                let (said, since) = self.refused.entry(log.id).or_insert((now, 0));
+                *since += 1;
+                if *since == 1 || now.saturating_duration_since(*said) >= FULL_NOTE {
+                    log::warn!(
+                        "CT log {}: {} gaps refused ({MAX_GAPS_PER_LOG} of this log wait already; \
+                         counted failed), the latest entries {}..{}; said at most every {} minutes",
+                        crate::coverage::list::log_label(log),
+                        *since,
+                        queued.gap.start,
+                        queued.gap.end,
+                        FULL_NOTE.as_secs() / 60
+                    );
+                    *said = now;
+                    *since = 0;
+                }
                 return;
             }
             state.closed = false;

@@ -39,6 +39,7 @@ pub fn run_backfill(backfill: Backfill) {
     let mut stats = Stats::default();
     backfill.load_list();
     let mut list_read = Instant::now();
+    let mut reloads = backfill.shutdown.reload_count();
     let mut positions_saved = Instant::now();
     let ticker = crossbeam_channel::tick(TICK);
     loop {
@@ -49,7 +50,10 @@ pub fn run_backfill(backfill: Backfill) {
                 }
             }
             recv(ticker) -> _ => {
-                let list_due = list_read.elapsed() >= LIST_REFRESH;
+                // SIGHUP re-reads the list too (a log that left it: its gaps dropped).
+                let reload = backfill.shutdown.reload_count();
+                let list_due = list_read.elapsed() >= LIST_REFRESH || reload != reloads;
+                reloads = reload;
                 if list_due
                     || backfill.coverage.logs().is_none() && list_read.elapsed() >= TICK * 60
                 {
