@@ -515,6 +515,18 @@ pub fn log_list_of(logs: &[&FakeCtLog], tiled: bool) -> String {
     .to_string()
 }
 
+/// A v3 log list naming `rfc6962` logs under `logs` (their RFC 6962 `url`) and
+/// `tiled` ones under `tiled_logs` (`monitoring_url`), one operator: both APIs of
+/// the kit's log in one list.
+pub fn log_list_mixed(rfc6962: &[&FakeCtLog], tiled: &[&FakeCtLog]) -> String {
+    let logs: Vec<serde_json::Value> = rfc6962.iter().map(|l| l.list_entry(false)).collect();
+    let tiled_logs: Vec<serde_json::Value> = tiled.iter().map(|l| l.list_entry(true)).collect();
+    serde_json::json!({"version": "1.0", "operators": [
+        {"name": "Test", "email": ["ct@example.test"], "logs": logs, "tiled_logs": tiled_logs}
+    ]})
+    .to_string()
+}
+
 /// Writes [`log_list_of`] to `<temp dir>/certwatch-it-<pid>/<name>.json` (for
 /// `CT_LOG_LIST`) and returns its path.
 pub fn list_file(name: &str, logs: &[&FakeCtLog], tiled: bool) -> std::path::PathBuf {
