@@ -42,9 +42,9 @@
 //! - each arrived at the webhook (a 2xx answer) under exactly one delivery id (a
 //!   redelivery may repeat it);
 //! - `/healthz` `coverage.entries_unproven` and `certwatch_ct_entries_unproven` are
-//!   0, and `certwatch_ct_backfill_entries_total` for `skipped`, `abandoned` and
-//!   `failed` is 0 in both processes (the killed one's last scrape, the restarted
-//!   one's end);
+//!   0, and `certwatch_ct_backfill_entries_total` for `skipped`, `abandoned`,
+//!   `failed` and `other_replica` (there is one instance) is 0 in both processes
+//!   (the killed one's last scrape, the restarted one's end);
 //! - RSS (`VmRSS` of the child, `/proc/<pid>/status`, every 5 s) grew less than 10 %
 //!   from the end of the warm-up (20 s or 10 % of the run after the restart,
 //!   whichever is longer) to the end;
@@ -70,14 +70,16 @@
 //! SIGKILLed. `COVERAGE_SOAK_KEEP_LOG=/path` copies certwatch's log there first.
 //! Other knobs: `COVERAGE_SOAK_RATE` (entries logged per second; overrides
 //! `COVERAGE_SOAK_ENTRIES`), `COVERAGE_SOAK_SEED` (certificates, drops and webhook
-//! failures; default: from the clock, printed).
+//! failures; default: from the clock, printed), `COVERAGE_SOAK_RESTART_NEW_NAME=1`
+//! (the restart on another `API_PORT`, so under another instance name, as a
+//! re-created container with a new host name would be).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -168,6 +170,9 @@ struct Settings {
     seed: u64,
     bin: PathBuf,
     keep_log: Option<PathBuf>,
+    /// Restart on another `API_PORT`: another instance name, as a re-created
+    /// container's new host name gives.
+    restart_new_name: bool,
 }
 
 fn env_str(name: &str) -> Option<String> {
@@ -247,6 +252,7 @@ impl Settings {
             seed,
             bin: certwatch_bin()?,
             keep_log: env_str("COVERAGE_SOAK_KEEP_LOG").map(PathBuf::from),
+            restart_new_name: env_num("COVERAGE_SOAK_RESTART_NEW_NAME", 0u8)? != 0,
         })
     }
 }
@@ -834,7 +840,9 @@ struct Certwatch {
     bin: PathBuf,
     env: Vec<(String, String)>,
     log: PathBuf,
-    api: String,
+    /// `API_PORT`: with the host name, the instance's name in Postgres (delivery
+    /// leases, backfill claims).
+    api_port: AtomicU16,
 }
 
 impl Certwatch {
@@ -850,6 +858,7 @@ impl Certwatch {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("API_PORT", self.api_port.load(Ordering::SeqCst).to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -916,18 +925,31 @@ impl Certwatch {
         owned().child.as_ref().map(Child::id)
     }
 
+    /// `127.0.0.1:<API_PORT>`.
+    fn api(&self) -> String {
+        format!("127.0.0.1:{}", self.api_port.load(Ordering::SeqCst))
+    }
+
     fn metrics(&self) -> Option<String> {
-        try_request(&format!("http://{}/metrics", self.api), "GET")
+        try_request(&format!("http://{}/metrics", self.api()), "GET")
             .ok()
             .filter(|(status, _)| *status == 200)
             .map(|(_, body)| body)
     }
 
     fn healthz(&self) -> Option<Value> {
-        try_request(&format!("http://{}/healthz", self.api), "GET")
+        try_request(&format!("http://{}/healthz", self.api()), "GET")
             .ok()
             .and_then(|(_, body)| serde_json::from_str(&body).ok())
     }
+}
+
+/// A port of 127.0.0.1 free now.
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("a free port: {e}"))
 }
 
 /// The sum of a metric's series whose labels contain `label` (every series when
@@ -1162,10 +1184,6 @@ fn run() -> Result<String, String> {
     let webhook = FlakyWebhook::start((s.webhook_fail_pct * 10.0).round() as u64, s.seed ^ 0x5EB)
         .map_err(|e| format!("webhook receiver: {e}"))?;
     let feed = FakeFeed::start();
-    let api_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("a free port: {e}"))?
-        .port();
     let certwatch = Certwatch {
         bin: s.bin.clone(),
         env: vec![
@@ -1173,10 +1191,9 @@ fn run() -> Result<String, String> {
             ("CERTSTREAM_URL".into(), feed.url()),
             ("WEBHOOK_URL".into(), webhook.url()),
             ("CT_LOG_LIST".into(), list.to_string_lossy().into_owned()),
-            ("API_PORT".into(), api_port.to_string()),
         ],
         log: dir.join("certwatch.log"),
-        api: format!("127.0.0.1:{api_port}"),
+        api_port: AtomicU16::new(free_port()?),
     };
     let feeder = Arc::new(Feeder {
         watched_fate: Mutex::new(vec![[0; 2]; s.watched]),
@@ -1231,7 +1248,7 @@ fn soak(
     }
     println!(
         "certwatch pid {started_pid} on http://{}, feed {}, webhook {}",
-        certwatch.api,
+        certwatch.api(),
         feeder.feed.url(),
         webhook.url()
     );
@@ -1329,7 +1346,15 @@ fn timeline_loop(
         }
         let t = t0.elapsed().as_secs_f64();
         while next_fault < faults.len() && faults[next_fault].0 <= t {
-            fire(faults[next_fault].1, certwatch, feeder, webhook, t0, obs)?;
+            fire(
+                faults[next_fault].1,
+                s.restart_new_name,
+                certwatch,
+                feeder,
+                webhook,
+                t0,
+                obs,
+            )?;
             next_fault += 1;
         }
         if t0.elapsed() >= next_sample {
@@ -1355,6 +1380,7 @@ fn timeline_loop(
 
 fn fire(
     fault: Fault,
+    restart_new_name: bool,
     certwatch: &Certwatch,
     feeder: &Feeder,
     webhook: &FlakyWebhook,
@@ -1380,6 +1406,9 @@ fn fire(
                 .ok_or("certwatch did not die of SIGKILL within 10 s")?;
             obs.kills += 1;
             nap(KILL_DOWNTIME)?;
+            if restart_new_name {
+                certwatch.api_port.store(free_port()?, Ordering::SeqCst);
+            }
             let pid = certwatch.spawn()?;
             obs.rss.clear();
             obs.restarted_at = Some(t0.elapsed().as_secs_f64());
@@ -1394,8 +1423,9 @@ fn fire(
                 );
             }
             println!(
-                "{t:>5.0}s SIGKILL ({status}); restarted {:.0} s later as pid {pid}, feed {}",
+                "{t:>5.0}s SIGKILL ({status}); restarted {:.0} s later as pid {pid} on {}, feed {}",
                 KILL_DOWNTIME.as_secs_f64(),
+                certwatch.api(),
                 if back {
                     "reconnected"
                 } else {
@@ -1614,6 +1644,63 @@ fn log_tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The backfill claims left in Postgres: per owner (instance name), how many
+/// are done and the ranges that are not, as (owner, done, not done, ranges).
+fn claims(dsn: &str) -> Option<Vec<(String, i64, i64, String)>> {
+    let mut client = pg(dsn)?;
+    let rows = client
+        .query(
+            "SELECT owner, count(*) FILTER (WHERE done), count(*) FILTER (WHERE NOT done),
+                    coalesce(string_agg(start_index || '..' || end_index, ' ' ORDER BY start_index)
+                             FILTER (WHERE NOT done), '')
+               FROM public.certwatch_backfill_claims GROUP BY owner ORDER BY owner",
+            &[],
+        )
+        .ok()?;
+    Some(
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect(),
+    )
+}
+
+/// The alert rows still marked undelivered, with what the receiver answered for each.
+fn print_undelivered(dsn: &str, deliveries: &[Delivery]) {
+    let Some(mut client) = pg(dsn) else {
+        return;
+    };
+    let Ok(rows) = client.query(
+        "SELECT coalesce(serial, ''), coalesce(delivery_id, ''), attempts, redeliveries,
+                coalesce(last_error, ''), delivered_targets::text,
+                coalesce(to_char(created_at, 'HH24:MI:SS.MS'), ''),
+                coalesce(to_char(next_attempt_at, 'HH24:MI:SS'), ''), coalesce(lease_owner, '')
+           FROM public.alerts WHERE event = 'match' AND NOT delivered ORDER BY id",
+        &[],
+    ) else {
+        return;
+    };
+    for r in rows {
+        let id: String = r.get(1);
+        let answers: Vec<u16> = deliveries
+            .iter()
+            .filter(|d| d.delivery_id == id)
+            .map(|d| d.status)
+            .collect();
+        println!(
+            "  undelivered row: serial {} id {id}: attempts {}, redeliveries {}, last_error {:?}, \
+             delivered_targets {}, created {}, next attempt {}, lease {}; the receiver answered {answers:?}",
+            r.get::<_, String>(0),
+            r.get::<_, i32>(2),
+            r.get::<_, i32>(3),
+            r.get::<_, String>(4),
+            r.get::<_, String>(5),
+            r.get::<_, String>(6),
+            r.get::<_, String>(7),
+            r.get::<_, String>(8),
+        );
+    }
+}
+
 /// Figures, checks and the verdict.
 #[allow(clippy::too_many_arguments)]
 fn report(
@@ -1724,6 +1811,21 @@ fn report(
         .and_then(|h| h.get("coverage"))
         .and_then(|c| c.get("open_gap_entries"))
         .and_then(Value::as_f64);
+
+    // Claims: a range the killed instance claimed and did not mark done is never
+    // fetched by an instance of another name (it counts as `other_replica`).
+    let claims = claims(dsn).unwrap_or_default();
+    let final_owner = format!(
+        "{}:{}",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        certwatch.api_port.load(Ordering::SeqCst)
+    );
+    let orphaned: Vec<&(String, i64, i64, String)> = claims
+        .iter()
+        .filter(|c| c.0 != final_owner && c.2 > 0)
+        .collect();
 
     // RSS of the restarted process.
     let warmup = (0.1 * s.seconds).max(20.0);
@@ -1842,6 +1944,21 @@ fn report(
             .join(", ")
     );
     println!(
+        "backfill claims left in Postgres (instance: done, not done): {}",
+        claims
+            .iter()
+            .map(|(owner, done, open, ranges)| {
+                let ranges = if ranges.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{ranges}]")
+                };
+                format!("{owner}: {done}, {open}{ranges}")
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    println!(
         "coverage at the end: /healthz entries_unproven {}, open_gap_entries {}; \
          certwatch_ct_entries_unproven {} (killed process: {}); gap entries {} + {}",
         fmt_opt(unproven_health),
@@ -1889,6 +2006,9 @@ fn report(
     for line in notable.iter().take(20) {
         println!("  {line}");
     }
+    if rows_undelivered > 0 {
+        print_undelivered(dsn, &deliveries);
+    }
 
     // The checks.
     if !never.is_empty() {
@@ -1932,8 +2052,23 @@ fn report(
         Some(v) => why.push(format!("certwatch_ct_entries_unproven is {v}")),
         None => why.push("no certwatch_ct_entries_unproven in /metrics".into()),
     }
+    if !orphaned.is_empty() {
+        why.push(format!(
+            "backfill claims of the killed instance not marked done, which the restarted \
+             instance (another name) takes for another replica's and does not fetch: {}",
+            orphaned
+                .iter()
+                .map(|c| format!("{} [{}]", c.0, c.3))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
     for (o, a, b) in &outcomes {
-        if ["skipped", "abandoned", "failed"].contains(o) {
+        // One instance: nothing is another replica's to fetch, unless it restarted
+        // under another name (then the killed instance's finished claims count).
+        if ["skipped", "abandoned", "failed"].contains(o)
+            || (*o == "other_replica" && !s.restart_new_name)
+        {
             let total = a.unwrap_or(0.0) + b.unwrap_or(0.0);
             if total != 0.0 {
                 why.push(format!("{total} backfill entries {o}"));
