@@ -1948,10 +1948,11 @@ fn report(
         claims
             .iter()
             .map(|(owner, done, open, ranges)| {
-                let ranges = if ranges.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{ranges}]")
+                let all: Vec<&str> = ranges.split_whitespace().collect();
+                let ranges = match all.len() {
+                    0 => String::new(),
+                    n if n <= 8 => format!(" [{}]", all.join(" ")),
+                    n => format!(" [{} ... {} more]", all[..8].join(" "), n - 8),
                 };
                 format!("{owner}: {done}, {open}{ranges}")
             })
