@@ -147,12 +147,18 @@ impl Stats {
                          certstream-server-rust); CT_FEED_HOLES={} ",
                         s.hole_density * 100.0,
                         s.window_gaps,
-                        match setting {
-                            FeedHoles::Fetch => "fetch: every gap is fetched",
-                            FeedHoles::Coalesce =>
+                        match (setting, holes) {
+                            (FeedHoles::Fetch, _) => "fetch: every gap is fetched",
+                            (FeedHoles::Coalesce, _) =>
                                 "coalesce: its gaps are fetched in 256-entry stretches",
-                            FeedHoles::Count =>
+                            (FeedHoles::Count, FeedHoles::Count) =>
                                 "count: its gaps are counted as skipped, not fetched",
+                            (FeedHoles::Count, FeedHoles::Fetch) =>
+                                "count, but the feed is not a server known to drop cross-log \
+                                 duplicates: every gap is fetched",
+                            (FeedHoles::Count, FeedHoles::Coalesce) =>
+                                "count, but certwatch itself dropped frames lately: its gaps are \
+                                 fetched in 256-entry stretches",
                         }
                     );
                 }

@@ -8,12 +8,13 @@
 //! | [`feed`] | `FakeFeed`: a scripted certstream WebSocket server; `PacedFeed`: one that sends generated frames at a set rate |
 //! | [`feedgen`] | `FeedGen`: a realistic full-stream firehose, generated; the matching side of it in a `TestDb` |
 //! | [`webhook`] | `FakeWebhook`: a webhook receiver that hands over every request; `WebhookSink`: one that counts them |
+//! | [`flaky_webhook`] | `FlakyWebhook`: a receiver that fails a share of requests, can be taken down, and records each delivery id (the coverage soak) |
 //! | [`db`] | `TestDb`: a throwaway database with `schema.sql`; `Inventory` rows and alert rows |
 //! | [`cluster`] | `TestCluster`: a PostgreSQL cluster of a test's own, to stop and restart |
 //! | [`attack`] | issue 18's coverage attacks: lossy feeds in either dialect, huge certificates, watched entries |
 //! | [`bigcert`] | certificates of any number of names (a fixture's DER edited), for memory bounds |
 //! | [`cert`] | `Cert`: one certificate as a certstream server sends it |
-//! | [`ctlog`] | `FakeCtLog`, `FakeEntry`: a CT log over HTTP (RFC 6962 and static-ct); a log list naming several (`list_file`) |
+//! | [`ctlog`] | `FakeCtLog`, `FakeEntry`: a CT log over HTTP (RFC 6962 and static-ct); log lists naming several (`list_file`, `log_list_mixed`, `ListFile`) |
 //! | [`service`] | `db_feed_and_webhook`: what a test's service runs against; `Running`: the real pipeline in-process with a test's environment |
 //! | [`child`] | `run`, `Child`: child processes (the `certwatch` binary) bounded in time, killed and failing the test past a deadline; their stderr line by line |
 //! | [`fuzz`] | what each fuzz target (`fuzz/`) does with one input, and the invariants it asserts |
@@ -35,6 +36,7 @@ pub mod ctlog;
 pub mod db;
 pub mod feed;
 pub mod feedgen;
+pub mod flaky_webhook;
 pub mod fuzz;
 pub mod probe;
 pub mod proc;

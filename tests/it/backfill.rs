@@ -413,6 +413,16 @@ fn two_replicas_on_one_database_fetch_a_gap_once_and_alert_once() {
         "the other skipped it"
     );
     assert_eq!(log.hits("ct/v1/get-entries"), 1);
+    // The range read is marked done: a replica under another name (a restart on
+    // another port, a third replica) skips it rather than waiting out the lease,
+    // and never takes it for another's unfinished work.
+    assert!(wait_until(Duration::from_secs(10), || {
+        let rows = db
+            .client()
+            .query("SELECT done FROM public.certwatch_backfill_claims", &[])
+            .unwrap();
+        !rows.is_empty() && rows.iter().all(|r| r.get::<_, bool>(0))
+    }));
 }
 
 #[test]

@@ -314,7 +314,11 @@ impl<'c> LogFetch<'c> {
             LogKind::Tiled => self.read_tiled(&mut queued.gap, sink, progress),
         };
         match result {
-            Ok(()) if queued.gap.is_empty() => Next::Done,
+            Ok(()) if queued.gap.is_empty() => {
+                // Read: other replicas skip the range from now on.
+                claims::finish(&self.ctx.store, &self.log, queued.claim);
+                Next::Done
+            }
             Ok(()) if self.ctx.shutdown.is_set() => Next::Again(queued),
             Ok(()) => {
                 // Beyond the tree size: not published yet, or never.
