@@ -802,6 +802,37 @@ pub fn log_list_of(logs: &[&FakeCtLog], tiled: bool) -> String {
     .to_string()
 }
 
+/// A v3 log list naming logs of both APIs under several operators, as Chrome's
+/// list does: each `(log, tiled, operator)` is listed under its operator (in order
+/// of first appearance), in `logs` (RFC 6962) or `tiled_logs`, with its real key.
+/// (Requests to one operator's logs are paced together by certwatch.)
+pub fn log_list_mixed(logs: &[(&FakeCtLog, bool, &str)]) -> String {
+    let mut operators: Vec<(&str, Vec<serde_json::Value>, Vec<serde_json::Value>)> = Vec::new();
+    for (log, tiled, operator) in logs {
+        let at = match operators.iter().position(|(name, _, _)| name == operator) {
+            Some(at) => at,
+            None => {
+                operators.push((operator, Vec::new(), Vec::new()));
+                operators.len() - 1
+            }
+        };
+        let entry = log.list_entry(*tiled);
+        if *tiled {
+            operators[at].2.push(entry);
+        } else {
+            operators[at].1.push(entry);
+        }
+    }
+    let operators: Vec<serde_json::Value> = operators
+        .into_iter()
+        .map(|(name, rfc, tiled)| {
+            let email = format!("ct@{}.test", name.to_ascii_lowercase().replace(' ', "-"));
+            serde_json::json!({"name": name, "email": [email], "logs": rfc, "tiled_logs": tiled})
+        })
+        .collect();
+    serde_json::json!({"version": "1.0", "operators": operators}).to_string()
+}
+
 /// Writes [`log_list_of`] to `<temp dir>/certwatch-it-<pid>/<name>.json` (for
 /// `CT_LOG_LIST`) and returns its path.
 pub fn list_file(name: &str, logs: &[&FakeCtLog], tiled: bool) -> std::path::PathBuf {
