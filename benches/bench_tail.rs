@@ -852,18 +852,36 @@ fn load(interrupted: &Arc<AtomicBool>) -> Result<bool, String> {
         }
         ops
     };
+    // Per log, the name without its number (`BENCH_OPERATORS=per-log` numbers them).
+    let family = |op: &str| {
+        op.trim_end_matches(|c: char| c.is_ascii_digit() || c == ' ')
+            .to_string()
+    };
+    let mut families: Vec<String> = Vec::new();
+    for s in &slots {
+        if !families.contains(&family(&s.operator)) {
+            families.push(family(&s.operator));
+        }
+    }
     println!(
-        "operators: {}",
-        operators
+        "operators ({}): {}",
+        if operators.len() == n_logs {
+            "BENCH_OPERATORS=per-log: each log an operator of its own"
+        } else {
+            "as in Chrome's list"
+        },
+        families
             .iter()
-            .map(|op| {
-                let of: Vec<&Slot> = slots.iter().filter(|s| &s.operator == op).collect();
+            .map(|fam| {
+                let of: Vec<&Slot> = slots
+                    .iter()
+                    .filter(|s| &family(&s.operator) == fam)
+                    .collect();
                 let rfc = of.iter().filter(|s| !s.tiled).count();
                 let tiled = of.len() - rfc;
-                let batch = of.iter().find(|s| !s.tiled).map(|s| s.batch);
-                match batch {
-                    Some(b) => format!("{op} {rfc}+{tiled} (get-entries <= {b})"),
-                    None => format!("{op} {rfc}+{tiled}"),
+                match of.iter().find(|s| !s.tiled).map(|s| s.batch) {
+                    Some(b) => format!("{fam} {rfc}+{tiled} (get-entries <= {b})"),
+                    None => format!("{fam} {rfc}+{tiled}"),
                 }
             })
             .collect::<Vec<_>>()
@@ -1174,7 +1192,7 @@ fn load(interrupted: &Arc<AtomicBool>) -> Result<bool, String> {
     let arrived = arrivals.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut info_all = Vec::new();
     let mut groups: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
-    let mut by_operator: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut by_operator: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut wrong_via = 0;
     for (name, p) in &published {
         let api = if p.tiled { "static-ct" } else { "RFC 6962" };
@@ -1200,7 +1218,7 @@ fn load(interrupted: &Arc<AtomicBool>) -> Result<bool, String> {
         if p.inventoried {
             info_all.push(latency);
             by_operator
-                .entry(slots[p.log].operator.as_str())
+                .entry(family(&slots[p.log].operator))
                 .or_default()
                 .push(latency);
         }
