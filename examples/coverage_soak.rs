@@ -1168,7 +1168,7 @@ fn run() -> Result<String, String> {
     let list = dir.join("log_list.json");
     std::fs::write(
         &list,
-        log_list_mixed(&[(&rfc_log, false), (&tiled_log, true)]),
+        log_list_mixed(&[(&rfc_log, false, "Soak"), (&tiled_log, true, "Soak")]),
     )
     .map_err(|e| format!("log list: {e}"))?;
     println!(

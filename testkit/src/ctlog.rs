@@ -805,23 +805,35 @@ pub fn log_list_of(logs: &[&FakeCtLog], tiled: bool) -> String {
     .to_string()
 }
 
-/// A v3 log list naming each of `logs` as an RFC 6962 log or, when its flag says
-/// so, a tiled one; one operator.
-pub fn log_list_mixed(logs: &[(&FakeCtLog, bool)]) -> String {
-    let rfc: Vec<serde_json::Value> = logs
-        .iter()
-        .filter(|(_, tiled)| !tiled)
-        .map(|(l, _)| l.list_entry(false))
+/// A v3 log list naming logs of both APIs under several operators, as Chrome's
+/// list does: each `(log, tiled, operator)` is listed under its operator (in order
+/// of first appearance), in `logs` (RFC 6962) or `tiled_logs`, with its real key.
+/// (Requests to one operator's logs are paced together by certwatch.)
+pub fn log_list_mixed(logs: &[(&FakeCtLog, bool, &str)]) -> String {
+    let mut operators: Vec<(&str, Vec<serde_json::Value>, Vec<serde_json::Value>)> = Vec::new();
+    for (log, tiled, operator) in logs {
+        let at = match operators.iter().position(|(name, _, _)| name == operator) {
+            Some(at) => at,
+            None => {
+                operators.push((operator, Vec::new(), Vec::new()));
+                operators.len() - 1
+            }
+        };
+        let entry = log.list_entry(*tiled);
+        if *tiled {
+            operators[at].2.push(entry);
+        } else {
+            operators[at].1.push(entry);
+        }
+    }
+    let operators: Vec<serde_json::Value> = operators
+        .into_iter()
+        .map(|(name, rfc, tiled)| {
+            let email = format!("ct@{}.test", name.to_ascii_lowercase().replace(' ', "-"));
+            serde_json::json!({"name": name, "email": [email], "logs": rfc, "tiled_logs": tiled})
+        })
         .collect();
-    let tiled: Vec<serde_json::Value> = logs
-        .iter()
-        .filter(|(_, tiled)| *tiled)
-        .map(|(l, _)| l.list_entry(true))
-        .collect();
-    serde_json::json!({"version": "1.0", "operators": [
-        {"name": "Test", "email": ["ct@example.test"], "logs": rfc, "tiled_logs": tiled}
-    ]})
-    .to_string()
+    serde_json::json!({"version": "1.0", "operators": operators}).to_string()
 }
 
 /// Writes [`log_list_of`] to `<temp dir>/certwatch-it-<pid>/<name>.json` (for

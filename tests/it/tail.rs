@@ -140,7 +140,11 @@ fn start_logs(
     logs: &[(&FakeCtLog, bool)],
     name: &str,
 ) -> (Running, ListFile) {
-    let list = ListFile::write(name, &log_list_mixed(logs));
+    let listed: Vec<(&FakeCtLog, bool, &str)> = logs
+        .iter()
+        .map(|(log, tiled)| (*log, *tiled, "Test"))
+        .collect();
+    let list = ListFile::write(name, &log_list_mixed(&listed));
     // No feed: the service must not need one. The URL names a port nobody listens on.
     let nowhere = FakeFeed::start();
     let svc = service::start(
@@ -520,7 +524,7 @@ fn both_with_the_feed_first_is_one_alert_detected_via_the_feed() {
     let hook = FakeWebhook::start();
     let feed = FakeFeed::start();
     let log = FakeCtLog::start(unwatched(10));
-    let list = ListFile::write("both", &log_list_mixed(&[(&log, false)]));
+    let list = ListFile::write("both", &log_list_mixed(&[(&log, false, "Test")]));
     let svc = service::start(
         &db,
         &feed,
@@ -561,7 +565,10 @@ fn a_feed_without_the_tiled_log_makes_it_not_on_feed() {
     db.watch(&[WATCHED]);
     let feed = FakeFeed::start();
     let (rfc, tiled) = (FakeCtLog::start(Vec::new()), FakeCtLog::start(Vec::new()));
-    let list = ListFile::write("blind", &log_list_mixed(&[(&rfc, false), (&tiled, true)]));
+    let list = ListFile::write(
+        "blind",
+        &log_list_mixed(&[(&rfc, false, "Test"), (&tiled, true, "Test")]),
+    );
     let svc = service::start_covered(&db, &feed, None, &list, &[("CT_NOT_ON_FEED_S", "3")]);
     let on_feed = |log: &FakeCtLog| {
         let (_, body) = svc.get("/metrics");
