@@ -38,6 +38,8 @@ pub struct Http {
     /// Beyond this without a frame the feed counts as stale in `/healthz` (as it
     /// does at once while the feed is down).
     pub feed_silence: Duration,
+    /// CT_SOURCE reads a feed; without one (logs mode) it is never stale.
+    pub feed_enabled: bool,
     pub started_at: i64,
     /// Frames queued between the feed and the workers, read at scrape time.
     pub worker_queue: Arc<crate::sources::feed::worker::QueueBudget>,
@@ -275,7 +277,8 @@ fn healthz(http: &Http) -> Response<std::io::Cursor<Vec<u8>>> {
         last_ct_event_at: (last_event > 0).then_some(last_event),
         feed_connected: connected,
         // No frame is coming while the feed is down, however recent the last one.
-        feed_stale: !connected || unix_now() - quiet_since > silence,
+        // In logs mode there is no feed to be stale.
+        feed_stale: http.feed_enabled && (!connected || unix_now() - quiet_since > silence),
         database_reachable: h.db_reachable.load(Ordering::Relaxed),
         watch_list_loaded: h.watch_loaded.load(Ordering::Relaxed),
         draining: h.draining.load(Ordering::Relaxed),

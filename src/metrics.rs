@@ -137,6 +137,7 @@ pub struct Metrics {
     pub watch_refresh_seconds: prometheus::Gauge,
     pub last_ct_event: IntGauge,
     pub ws_connected: IntGauge,
+    pub feed_enabled: IntGauge,
     pub ws_reconnects: IntCounter,
     pub dedupe_cache_size: IntGauge,
     /// Database errors by `op` (`connect`, `watch_refresh`, `inventory`, `record`,
@@ -338,6 +339,12 @@ impl Default for Metrics {
             ws_connected: IntGauge::new(
                 "certwatch_ws_connected",
                 "1 while the certstream WebSocket is connected",
+            )
+            .expect("valid metric"),
+            feed_enabled: IntGauge::new(
+                "certwatch_feed_enabled",
+                "1 when CT_SOURCE reads a certstream feed (certstream, both); 0 in logs mode, \
+                 where the feed's metrics and alerts do not apply",
             )
             .expect("valid metric"),
             ws_reconnects: IntCounter::new(
@@ -560,6 +567,7 @@ impl Default for Metrics {
             Box::new(m.watch_refresh_seconds.clone()),
             Box::new(m.last_ct_event.clone()),
             Box::new(m.ws_connected.clone()),
+            Box::new(m.feed_enabled.clone()),
             Box::new(m.ws_reconnects.clone()),
             Box::new(m.dedupe_cache_size.clone()),
             Box::new(m.db_errors.clone()),

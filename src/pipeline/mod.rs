@@ -226,6 +226,7 @@ fn pipeline(
     agent: Option<ureq::Agent>,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
+    metrics.feed_enabled.set(i64::from(config.ct_source.feed()));
     let health = Arc::new(Health::default());
     let instance = instance_name(listener.local_addr().ok());
     // Frames are bounded by the budget; a batch holds at least one, so the
@@ -237,6 +238,7 @@ fn pipeline(
             health: health.clone(),
             metrics: metrics.clone(),
             feed_silence: config.feed_silence,
+            feed_enabled: config.ct_source.feed(),
             started_at: unix_now(),
             worker_queue: budget.clone(),
             stop: Arc::new(AtomicBool::new(false)),

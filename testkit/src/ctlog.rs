@@ -1059,7 +1059,11 @@ fn route(state: &State, path: &str, query: &str) -> (u16, Vec<u8>) {
         let nodes = size >> (8 * level);
         let start = index * 256;
         let available = nodes.saturating_sub(start).min(256);
-        if available == 0 || width != available {
+        // Any width up to what the published size covers: tlog-tiles has a log
+        // serve the partial tile of every size it published (a reader that
+        // fetched the head just before a publish asks for the narrower one);
+        // once the full tile exists, the partial ones are gone, as it may.
+        if available == 0 || width > available || (width < 256 && available == 256) {
             return (404, b"no such tile".to_vec());
         }
         let height = (8 * level) as usize;
@@ -1085,9 +1089,11 @@ fn route(state: &State, path: &str, query: &str) -> (u16, Vec<u8>) {
         };
         let start = index * 256;
         let available = size.saturating_sub(start).min(256);
-        // A full tile exists once the tree covers it; a partial one only at the
-        // exact width of the tree's right edge (as the log last published it).
-        if available == 0 || width != available {
+        // A full tile exists once the tree covers it; a partial one at any width
+        // the published sizes covered (tlog-tiles: a log serves the partial tile
+        // of every size it published until the full one exists; then, as it
+        // may, this one deletes them).
+        if available == 0 || width > available || (width < 256 && available == 256) {
             return (404, b"no such tile".to_vec());
         }
         let body: Vec<u8> = (start..start + width)

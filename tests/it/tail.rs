@@ -235,6 +235,15 @@ fn an_entry_appended_to_a_tailed_log_is_alerted_from_the_log_with_no_feed() {
         // Every entry was read and handed over before the position moved: one alert.
         let more = alerts(&hook, Duration::ZERO);
         assert!(more.is_empty(), "{more:?}");
+        // No feed is read, so none is stale, and the feed alerts are told so.
+        let (_, body) = svc.get("/healthz");
+        let health: serde_json::Value = serde_json::from_str(&body).expect("healthz is JSON");
+        assert_eq!(health["feed_stale"], false, "{health}");
+        let (_, body) = svc.get("/metrics");
+        assert_eq!(
+            crate::kit::probe::metric_value(&body, "certwatch_feed_enabled"),
+            Some(0.0)
+        );
         drop(svc);
     }
 }
