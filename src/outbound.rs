@@ -53,13 +53,29 @@ pub fn webhook_agent(timeout: Duration, deny_private: bool, lookup: ssrf::Lookup
 /// An agent without the SSRF filter, with `user_agent`: for a CT log (certwatch's
 /// User-Agent plus the operator's contact when set), or the healthcheck client.
 pub fn plain_agent(user_agent: &str, timeout: Duration) -> ureq::Agent {
-    base_config(user_agent, timeout, true, 0).into()
+    ssrf::agent(
+        base_config(user_agent, timeout, true, 0),
+        caching_resolver(),
+    )
+}
+
+/// How long a looked-up host's addresses are used before it is looked up again.
+pub const DNS_KEEP: Duration = Duration::from_secs(60);
+
+/// The resolver of the agents without the SSRF filter: every address allowed,
+/// answers kept for [`DNS_KEEP`]. (ureq's own resolver, with a timeout set, looks
+/// the host up on a new thread for every request, even a pooled one's.)
+fn caching_resolver() -> FilteringResolver {
+    FilteringResolver::new(false, ssrf::system_lookup()).caching(DNS_KEEP)
 }
 
 /// The agent that reads the trusted log list (`CT_LOG_LIST`) from a URL: like
 /// `plain_agent`, but following up to 5 redirects, as a published list may move.
 pub fn list_agent(timeout: Duration) -> ureq::Agent {
-    base_config(USER_AGENT, timeout, true, 5).into()
+    ssrf::agent(
+        base_config(USER_AGENT, timeout, true, 5),
+        caching_resolver(),
+    )
 }
 
 /// `Retry-After` as delay seconds or an HTTP date.

@@ -18,12 +18,14 @@
 //! Limitation: when the agent talks to a target through an HTTP/SOCKS5 proxy, the proxy
 //! resolves the target itself; the resolver then only sees (and vets) the proxy's own address.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use ureq::config::Config;
 use ureq::http::Uri;
@@ -236,7 +238,20 @@ impl std::fmt::Display for TargetError {
 pub struct FilteringResolver {
     deny_private: bool,
     lookup: Lookup,
+    /// Answers kept per (host, port) for `caching`'s time, when set: a CT log's
+    /// host is looked up once a minute, not once (and one thread) per request.
+    cache: Option<Arc<AnswerCache>>,
 }
+
+/// Looked-up answers and when each was looked up; at most `CACHED_HOSTS`.
+struct AnswerCache {
+    keep: Duration,
+    answers: Mutex<HashMap<(String, u16), (Instant, Vec<SocketAddr>)>>,
+}
+
+/// The most hosts a caching resolver keeps answers for (the log list names a
+/// few dozen); past it the oldest half is forgotten.
+const CACHED_HOSTS: usize = 256;
 
 impl FilteringResolver {
     /// A resolver using `lookup`, refusing denied addresses when `deny_private` is set.
@@ -244,7 +259,54 @@ impl FilteringResolver {
         Self {
             deny_private,
             lookup,
+            cache: None,
         }
+    }
+
+    /// The same, keeping each successful answer for `keep` (failures are not kept).
+    pub fn caching(self, keep: Duration) -> Self {
+        Self {
+            cache: Some(Arc::new(AnswerCache {
+                keep,
+                answers: Mutex::new(HashMap::new()),
+            })),
+            ..self
+        }
+    }
+
+    /// The cached answer for (host, port), or a lookup within `timeout` (kept).
+    fn lookup_cached(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: NextTimeout,
+    ) -> Result<Vec<SocketAddr>, ureq::Error> {
+        let Some(cache) = &self.cache else {
+            return self.lookup_within(host, port, timeout);
+        };
+        if host.parse::<IpAddr>().is_ok() {
+            return self.lookup_within(host, port, timeout);
+        }
+        let key = (host.to_owned(), port);
+        let now = Instant::now();
+        {
+            let answers = cache.answers.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, found)) = answers.get(&key)
+                && now.duration_since(*at) < cache.keep
+            {
+                return Ok(found.clone());
+            }
+        }
+        let found = self.lookup_within(host, port, timeout)?;
+        let mut answers = cache.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if answers.len() >= CACHED_HOSTS {
+            let mut ages: Vec<Instant> = answers.values().map(|(at, _)| *at).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            answers.retain(|_, (at, _)| *at > cut);
+        }
+        answers.insert(key, (now, found.clone()));
+        Ok(found)
     }
 
     /// Runs the lookup, on a helper thread bounded by `timeout` when one is set.
@@ -261,7 +323,7 @@ impl FilteringResolver {
         let lookup = Arc::clone(&self.lookup);
         let name = host.to_owned();
         thread::Builder::new()
-            .name("webhook-resolve".to_owned())
+            .name("resolve".to_owned())
             .spawn(move || {
                 // The receiver may have timed out and gone; nothing to do then.
                 let _ = tx.send(lookup(&name, port));
@@ -292,7 +354,7 @@ impl Resolver for FilteringResolver {
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let (host, port) = host_port(uri).map_err(ureq::Error::BadUri)?;
-        let found = self.lookup_within(&host, port, timeout)?;
+        let found = self.lookup_cached(&host, port, timeout)?;
 
         let mut result = self.empty();
         let mut denied: Vec<(SocketAddr, &'static str)> = Vec::new();
@@ -609,6 +671,36 @@ mod tests {
         );
         thread::sleep(Duration::from_millis(50));
         assert_eq!(server.accepted.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_caching_resolver_looks_a_host_up_once_within_its_time() {
+        let server = responder();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let answer = sa(&format!("127.0.0.1:{}", server.port));
+        let lookup: Lookup = Arc::new(move |host: &str, _port: u16| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(host, "hook.test");
+            Ok(vec![answer])
+        });
+        let kept = agent(
+            test_config(),
+            FilteringResolver::new(false, Arc::clone(&lookup)).caching(Duration::from_secs(60)),
+        );
+        for _ in 0..3 {
+            assert_eq!(post(&kept, server.port).unwrap(), 200);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // Kept for no time: looked up for every request.
+        let fresh = agent(
+            test_config(),
+            FilteringResolver::new(false, lookup).caching(Duration::ZERO),
+        );
+        for _ in 0..2 {
+            assert_eq!(post(&fresh, server.port).unwrap(), 200);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     #[test]
