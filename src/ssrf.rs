@@ -246,8 +246,11 @@ pub struct FilteringResolver {
 /// Looked-up answers and when each was looked up; at most `CACHED_HOSTS`.
 struct AnswerCache {
     keep: Duration,
-    answers: Mutex<HashMap<(String, u16), (Instant, Vec<SocketAddr>)>>,
+    answers: Mutex<HashMap<(String, u16), Answer>>,
 }
+
+/// When a host was looked up, and what came back.
+type Answer = (Instant, Vec<SocketAddr>);
 
 /// The most hosts a caching resolver keeps answers for (the log list names a
 /// few dozen); past it the oldest half is forgotten.
