@@ -606,3 +606,30 @@ fn a_restarted_instance_reclaims_its_own_delivery_leases() {
     assert!(took < Duration::from_secs(20), "took {took:?}");
     assert_eq!(second.terminate(STOP).code(), Some(0));
 }
+
+/// A stage that dies (a panic injected as it starts, debug builds only) stops the
+/// service: the others drain and the process exits 1 naming the stage, instead of
+/// running on with a part missing (`/healthz` alone would say so).
+#[test]
+fn a_dead_stage_drains_the_others_and_exits_one() {
+    let db = TestDb::new();
+    let feed = FakeFeed::start();
+    for stage in [
+        "feed",
+        "worker-0",
+        "grace",
+        "deliver-1",
+        "timer",
+        "http-guard",
+    ] {
+        let port = free_port().to_string();
+        let mut cmd = serving(&db, &feed, &port);
+        cmd.env("CERTWATCH_TEST_PANIC_STAGE", stage)
+            .env("WEBHOOK_URL", "http://127.0.0.1:9/hook")
+            .stderr(Stdio::piped());
+        let out = Child::spawn(&mut cmd).wait_with_output(Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stage}: {stderr}");
+        assert!(stderr.contains(stage), "{stage} is not named: {stderr}");
+    }
+}
