@@ -116,6 +116,7 @@ impl CompactRange {
         mut fetch: impl FnMut(super::tiles::HashTile) -> Result<Vec<Hash>, E>,
     ) -> Result<Option<CompactRange>, E> {
         let mut out = self.clone();
+        let mut fetch = once_each(&mut fetch);
         while out.size < size {
             let mut height = out.size.trailing_zeros().min(63);
             while (1u64 << height) > size - out.size {
@@ -172,6 +173,7 @@ impl CompactRange {
         mut fetch: impl FnMut(super::tiles::HashTile) -> Result<Vec<Hash>, E>,
     ) -> Result<Option<CompactRange>, E> {
         let mut hashes = Vec::with_capacity(size.count_ones() as usize);
+        let mut fetch = once_each(&mut fetch);
         let mut start = 0u64;
         for height in (0..64u32).rev() {
             if size & (1 << height) == 0 {
@@ -184,6 +186,23 @@ impl CompactRange {
             start += 1 << height;
         }
         Ok(Some(CompactRange { size, hashes }))
+    }
+}
+
+/// `fetch` asked at most once per tile: several subtrees of one call often lie
+/// in the same tile (one per set bit of the size at each level), and a tile is
+/// at most 8 KiB, so one call keeps what it read (at most 64 tiles).
+fn once_each<E>(
+    fetch: &mut impl FnMut(super::tiles::HashTile) -> Result<Vec<Hash>, E>,
+) -> impl FnMut(super::tiles::HashTile) -> Result<Vec<Hash>, E> + '_ {
+    let mut read: Vec<(super::tiles::HashTile, Vec<Hash>)> = Vec::new();
+    move |tile| {
+        if let Some((_, nodes)) = read.iter().find(|(t, _)| *t == tile) {
+            return Ok(nodes.clone());
+        }
+        let nodes = fetch(tile)?;
+        read.push((tile, nodes.clone()));
+        Ok(nodes)
     }
 }
 
@@ -529,6 +548,18 @@ mod tests {
             assert_eq!(from_tiles, range, "{size} leaves");
         }
         assert!(fetched > 0);
+        // One call asks for each tile once, however many subtrees it holds: at
+        // 439 leaves, subtrees of 256, 128, 32, 16, 4, 2 and 1 in two tiles.
+        let mut asked = Vec::new();
+        CompactRange::from_tiles(439, |tile| {
+            asked.push(tile);
+            Ok::<_, ()>(tiles[&(tile.level, tile.index)][..usize::from(tile.width)].to_vec())
+        })
+        .unwrap()
+        .expect("the tiles hold the nodes");
+        let mut distinct = asked.clone();
+        distinct.dedup();
+        assert_eq!(asked, distinct, "a tile asked twice: {asked:?}");
         assert_eq!(
             super::super::tiles::HashTile::holding(1, 273, 70_000),
             super::super::tiles::HashTile {
