@@ -33,7 +33,7 @@
 //! Every `COVERAGE_SOAK_REPORT_S` (30) seconds one line: elapsed, entries logged,
 //! feed sent/dropped/lost, reconnects, alert rows, webhook requests and distinct
 //! issuances accepted, entries unproven, certwatch's RSS. Once the log is complete
-//! the soak waits (at most `COVERAGE_SOAK_SETTLE_S`, 300) until every watched
+//! the soak waits (at most `COVERAGE_SOAK_SETTLE_S`, 480) until every watched
 //! issuance is alerted and delivered and nothing is left open, then 10 s more, stops
 //! certwatch with SIGTERM and checks:
 //!
@@ -247,7 +247,11 @@ impl Settings {
             watched,
             watched_dropped_pct,
             webhook_fail_pct,
-            settle: Duration::from_secs(env_num("COVERAGE_SOAK_SETTLE_S", 300u64)?),
+            // An alert whose attempt could not be recorded while Postgres was down
+            // is due again when its delivery lease ends (5 minutes) and is sent by
+            // the next sweep (REDELIVERY_INTERVAL_S, 60): a fault late in the run
+            // needs more than 300 s to settle.
+            settle: Duration::from_secs(env_num("COVERAGE_SOAK_SETTLE_S", 480u64)?),
             report: Duration::from_secs(env_num("COVERAGE_SOAK_REPORT_S", 30u64)?.max(1)),
             seed,
             bin: certwatch_bin()?,
