@@ -476,9 +476,9 @@ impl LogTail<'_> {
         Ok(())
     }
 
-    /// First sight: the frontier at the head, from the log, checked against the
-    /// signed root.
-    fn start_at(&mut self, head: &TreeHead) -> Result<(), Stop> {
+    /// The frontier at `head` from the log ([`Self::frontier_at`]), failed as a
+    /// `Proof` failure unless it hashes to the signed root.
+    fn checked_frontier(&mut self, head: &TreeHead) -> Result<CompactRange, Stop> {
         let range = self.frontier_at(head)?;
         if range.root() != head.root_hash {
             self.fail(
@@ -490,6 +490,13 @@ impl LogTail<'_> {
             );
             return Err(Stop::Failed);
         }
+        Ok(range)
+    }
+
+    /// First sight: the frontier at the head, from the log, checked against the
+    /// signed root.
+    fn start_at(&mut self, head: &TreeHead) -> Result<(), Stop> {
+        let range = self.checked_frontier(head)?;
         log::info!(
             "CT log {}: reading starts at its head, entry {}",
             self.label,
@@ -778,17 +785,7 @@ impl LogTail<'_> {
         if head.tree_size <= from {
             return Ok(());
         }
-        let range = self.frontier_at(head)?;
-        if range.root() != head.root_hash {
-            self.fail(
-                VerifyFailure::Proof,
-                format!(
-                    "the frontier it gives for {} entries does not hash to its signed root",
-                    head.tree_size
-                ),
-            );
-            return Err(Stop::Failed);
-        }
+        let range = self.checked_frontier(head)?;
         let n = head.tree_size - from;
         log::warn!(
             "CT log {}: entries {from}..{} ({n} entries) abandoned, over BACKFILL_MAX_GAP={} behind; \
