@@ -213,6 +213,8 @@ struct Coverage {
     /// Listed usable logs the feed has not delivered for 10 minutes while it
     /// delivers others.
     logs_not_on_feed: usize,
+    /// Tailed logs that have answered no request for 10 minutes.
+    logs_unreachable: usize,
 }
 
 /// A serving thread (`http-0`, `http-1`): takes requests from tiny_http until
@@ -291,6 +293,7 @@ fn healthz(http: &Http) -> Response<std::io::Cursor<Vec<u8>>> {
             entries_unproven: http.metrics.ct_entries_unproven.get(),
             logs_failing_verification: h.logs_failing_verification.load(Ordering::Relaxed),
             logs_not_on_feed: h.logs_not_on_feed.load(Ordering::Relaxed),
+            logs_unreachable: h.logs_unreachable.load(Ordering::Relaxed),
         },
     };
     let json = serde_json::to_string(&body).expect("healthz serialises") + "\n";

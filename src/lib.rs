@@ -42,6 +42,7 @@ pub mod http;
 pub mod http_guard;
 pub mod logging;
 pub mod matcher;
+mod memory;
 mod metrics;
 mod outbound;
 mod payload;

@@ -17,6 +17,12 @@ pub const USER_AGENT: &str = concat!("certwatch/", env!("CARGO_PKG_VERSION"));
 /// The longest `Retry-After` honoured.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(300);
 
+/// Each pooled connection's buffers (ureq's defaults are 128 KB each, kept while
+/// the connection idles in the pool: 10 MB for 40 tailed logs). The input buffer
+/// grows for a response header larger than this, up to ureq's 64 KB header limit.
+const INPUT_BUFFER: usize = 16 << 10;
+const OUTPUT_BUFFER: usize = 8 << 10;
+
 /// The settings every agent shares, with `user_agent` and `timeout`; redirects are
 /// not followed unless `redirects` allows some.
 fn base_config(
@@ -37,6 +43,8 @@ fn base_config(
         .max_redirects_will_error(false)
         .http_status_as_error(false)
         .user_agent(user_agent)
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
         .build()
 }
 

@@ -43,6 +43,9 @@ pub struct Health {
     /// Listed usable logs the feed has not delivered for 10 minutes while it
     /// delivers others (`CT_SOURCE` certstream and both).
     pub logs_not_on_feed: AtomicUsize,
+    /// Tailed logs that have answered no request for 10 minutes (failed or
+    /// refused every one).
+    pub logs_unreachable: AtomicUsize,
 }
 
 impl Health {

@@ -73,6 +73,9 @@ pub struct TailStatus {
     pub verified: u64,
     /// The newest signed head's size.
     pub head: u64,
+    /// The log has answered no request for `tail::UNREACHABLE_AFTER` (each one
+    /// failed or was refused); cleared by its next answer.
+    pub unreachable: bool,
 }
 
 impl Coverage {

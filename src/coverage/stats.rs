@@ -79,12 +79,17 @@ impl Stats {
         now: Instant,
     ) -> Vec<Gap> {
         let (setting, queued_entries) = (inputs.feed_holes, inputs.queued_entries);
-        let holes = self.feed_holes_now(
-            setting,
-            coverage.feed_deduplicates(),
-            out.metrics.ct_messages_dropped.get(),
-            now,
-        );
+        // Without a feed (`CT_SOURCE=logs`) there are no feed holes to weigh.
+        let holes = if inputs.feed {
+            self.feed_holes_now(
+                setting,
+                coverage.feed_deduplicates(),
+                out.metrics.ct_messages_dropped.get(),
+                now,
+            )
+        } else {
+            setting
+        };
         let (due, stats) = {
             let mut tracker = coverage.gaps.lock();
             let due = tracker.take_due(now);
@@ -197,7 +202,7 @@ impl Stats {
     }
 
     /// What the tailers report: each tailed log's lag, and the logs failing
-    /// verification (`/healthz`). Returns the tailed logs lagging.
+    /// verification or answering no request (`/healthz`). Returns the tailed logs lagging.
     fn publish_tails(
         &mut self,
         coverage: &Coverage,
@@ -205,12 +210,13 @@ impl Stats {
         out: &Outputs<'_>,
         now_ms: i64,
     ) -> usize {
-        let (mut failing, mut lagging) = (0, 0);
+        let (mut failing, mut unreachable, mut lagging) = (0, 0, 0);
         for (id, tail) in coverage.tails() {
             let Some(log) = list.get(&id) else {
                 continue;
             };
             failing += usize::from(tail.failing);
+            unreachable += usize::from(tail.unreachable);
             if let Some(ms) = tail.newest_ms {
                 let lag = (now_ms - ms).max(0) / 1000;
                 out.metrics
@@ -223,6 +229,9 @@ impl Stats {
         out.health
             .logs_failing_verification
             .store(failing, Ordering::Relaxed);
+        out.health
+            .logs_unreachable
+            .store(unreachable, Ordering::Relaxed);
         lagging
     }
 
@@ -399,6 +408,67 @@ mod tests {
             stats.feed_holes_now(FeedHoles::Count, dedup, 4, after),
             FeedHoles::Count
         );
+    }
+
+    /// `CT_SOURCE=logs`: no feed, so its dialect is never weighed, nor said in an
+    /// INFO line to be a server that does not deduplicate; with a feed it is.
+    #[test]
+    fn without_a_feed_its_dialect_is_not_weighed() {
+        const SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/loglist_v3_sample.json");
+        let list = LogList::parse(SAMPLE).expect("sample list");
+        let coverage = Coverage::new(gaps::Settings::default());
+        let (metrics, health) = (Metrics::default(), Health::default());
+        for feed in [false, true] {
+            let mut stats = Stats::default();
+            let inputs = Inputs {
+                feed_holes: FeedHoles::Count,
+                queued_entries: 0,
+                feed,
+                not_on_feed_after: Duration::from_secs(600),
+            };
+            let out = Outputs {
+                metrics: &metrics,
+                health: &health,
+            };
+            stats.tick(&coverage, &list, out, inputs, Instant::now());
+            assert_eq!(stats.said_not_deduplicating, feed, "feed {feed}");
+        }
+    }
+
+    /// What the tailers report reaches `/healthz`: the logs failing verification
+    /// and those answering no request, each until the tailer clears it.
+    #[test]
+    fn tailed_logs_failing_or_unreachable_are_counted_for_healthz() {
+        const SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/loglist_v3_sample.json");
+        let list = LogList::parse(SAMPLE).expect("sample list");
+        let ids: Vec<LogId> = list.logs().iter().map(|l| l.id).take(3).collect();
+        let coverage = Coverage::new(gaps::Settings::default());
+        let (metrics, health) = (Metrics::default(), Health::default());
+        let mut stats = Stats::default();
+        let tick = |stats: &mut Stats| {
+            let inputs = Inputs {
+                feed_holes: FeedHoles::Fetch,
+                queued_entries: 0,
+                feed: false,
+                not_on_feed_after: Duration::from_secs(600),
+            };
+            let out = Outputs {
+                metrics: &metrics,
+                health: &health,
+            };
+            stats.tick(&coverage, &list, out, inputs, Instant::now());
+            (
+                health.logs_failing_verification.load(Ordering::Relaxed),
+                health.logs_unreachable.load(Ordering::Relaxed),
+            )
+        };
+        assert_eq!(tick(&mut stats), (0, 0));
+        coverage.note_tail(ids[0], |s| s.unreachable = true);
+        coverage.note_tail(ids[1], |s| s.unreachable = true);
+        coverage.note_tail(ids[2], |s| s.failing = true);
+        assert_eq!(tick(&mut stats), (1, 2));
+        coverage.note_tail(ids[0], |s| s.unreachable = false);
+        assert_eq!(tick(&mut stats), (1, 1));
     }
 
     /// Issue 18 item 1: a feed not known to deduplicate never has its holes

@@ -1,6 +1,7 @@
 //! The HTTP client for one CT log: `get-sth` and `get-entries` (RFC 6962), or
 //! checkpoint, data tiles and issuers (static-ct-api). Blocking ureq, run on the
-//! `backfill` thread. Every body is bounded, requests are paced per log, a 429 or
+//! `backfill-<n>` and `tail-<n>` threads. Every body is bounded, requests are paced
+//! per log and by the operator's budget (`OperatorPace`), a 429 or
 //! 503 becomes [`ClientError::RateLimited`] and no request is sent until its
 //! `Retry-After` has passed; redirects are not followed.
 
@@ -45,39 +46,50 @@ pub struct ClientConfig {
     pub operator_pace: Option<Arc<OperatorPace>>,
 }
 
-/// Spacing of the requests to all the logs of one operator (shared by clients):
-/// each request waits for its operator's next free slot, at least `interval` after
-/// the previous one. Bounded: at most `MAX_OPERATORS` operators are remembered.
+/// The request budget of each operator, shared by the clients of all its logs: at
+/// most `rate` requests a second over time, of which `burst` may go at once after
+/// a quiet spell (the generic cell rate algorithm: each request takes the next
+/// slot of an evenly spaced schedule, and may run up to `burst - 1` slots ahead of
+/// it). Requests wait for their slot in the order they asked. Bounded: at most
+/// `MAX_OPERATORS` operators are remembered.
 #[derive(Debug)]
 pub struct OperatorPace {
     interval: Duration,
+    /// How far ahead of its evenly spaced slot a request may go.
+    ahead: Duration,
+    /// Per operator, the evenly spaced slot of its next request.
     next: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 impl OperatorPace {
     const MAX_OPERATORS: usize = 256;
 
-    pub fn new(interval: Duration) -> OperatorPace {
+    /// `rate` requests a second per operator (at least 1), `burst` at once (at least 1).
+    pub fn new(rate: u32, burst: u32) -> OperatorPace {
+        let interval = Duration::from_secs(1) / rate.max(1);
         OperatorPace {
             interval,
+            ahead: interval * (burst.max(1) - 1),
             next: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
+    /// Takes `operator`'s next slot; how long to wait for it from `now`.
+    fn take(&self, operator: &str, now: Instant) -> Duration {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        if next.len() >= Self::MAX_OPERATORS && !next.contains_key(operator) {
+            next.retain(|_, at| *at > now);
+        }
+        let even = next.get(operator).copied().unwrap_or(now).max(now);
+        next.insert(operator.to_string(), even + self.interval);
+        even.saturating_duration_since(now + self.ahead)
+    }
+
     /// Takes `operator`'s next slot and sleeps until it.
     fn wait(&self, operator: &str) {
-        let now = Instant::now();
-        let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            if next.len() >= Self::MAX_OPERATORS && !next.contains_key(operator) {
-                next.retain(|_, at| *at > now);
-            }
-            let slot = next.get(operator).copied().unwrap_or(now).max(now);
-            next.insert(operator.to_string(), slot + self.interval);
-            slot
-        };
-        if slot > now {
-            std::thread::sleep(slot - now);
+        let wait = self.take(operator, Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
         }
     }
 }
@@ -494,6 +506,29 @@ mod tests {
             };
             assert!(LogClient::new("https://ct.example", LogKind::Tiled, &config).is_err());
         }
+    }
+
+    /// An operator's budget: a burst at once after a quiet spell, then one slot
+    /// per interval, each operator on its own; a quiet spell refills the burst.
+    #[test]
+    fn an_operators_budget_allows_its_burst_then_its_rate() {
+        let pace = OperatorPace::new(20, 5);
+        let t0 = Instant::now();
+        let ms = |n: u64| Duration::from_millis(n);
+        let waits: Vec<Duration> = (0..8).map(|_| pace.take("A", t0)).collect();
+        assert_eq!(
+            waits,
+            [ms(0), ms(0), ms(0), ms(0), ms(0), ms(50), ms(100), ms(150)]
+        );
+        assert_eq!(pace.take("B", t0), Duration::ZERO, "another operator");
+        // Eight slots were taken by t0 + 400 ms; a second later the burst is back.
+        let later = t0 + Duration::from_millis(1400);
+        let waits: Vec<Duration> = (0..6).map(|_| pace.take("A", later)).collect();
+        assert_eq!(waits, [ms(0), ms(0), ms(0), ms(0), ms(0), ms(50)]);
+        // Over a long run, the rate: 200 requests asked at once are spread over 10 s.
+        let pace = OperatorPace::new(20, 5);
+        let last = (0..200).map(|_| pace.take("A", t0)).max().unwrap();
+        assert_eq!(last, ms(199 * 50 - 4 * 50));
     }
 
     #[test]

@@ -54,9 +54,11 @@ pub const FRAME_QUEUE: usize = 2048;
 pub const FRAME_QUEUE_BYTES: usize = 8 << 20;
 /// Sightings waiting out their grace period beyond which workers wait.
 const PENDING_QUEUE: usize = 4096;
-/// Requests to the logs of one operator are at least this far apart (all of this
-/// instance's readers together): ten a second per operator at most.
-const OPERATOR_PACE: Duration = Duration::from_millis(100);
+/// Requests to the logs of one operator, all of this instance's readers (tail
+/// threads, backfill fetchers) together: at most this many a second...
+const OPERATOR_RATE: u32 = 25;
+/// ...of which this many may go at once after a quiet spell.
+const OPERATOR_BURST: u32 = 25;
 /// How long the drain at shutdown may take before stuck threads are abandoned.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the http threads may take to stop once asked (they see the flag
@@ -710,7 +712,8 @@ fn backfill_of(
         client: crate::ctlog::client::ClientConfig {
             contact: config.ct_contact.clone(),
             operator_pace: Some(Arc::new(crate::ctlog::client::OperatorPace::new(
-                OPERATOR_PACE,
+                OPERATOR_RATE,
+                OPERATOR_BURST,
             ))),
             ..Default::default()
         },

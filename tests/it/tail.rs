@@ -404,6 +404,75 @@ fn each_misbehaviour_is_flagged_and_no_alert_is_lost() {
     );
 }
 
+/// The log's requests counted with `outcome`.
+fn requests(svc: &Running, log: &FakeCtLog, outcome: &str) -> f64 {
+    let (_, body) = svc.get("/metrics");
+    crate::kit::probe::metric_value(
+        &body,
+        &format!(
+            "certwatch_ct_log_requests_total{{log=\"{}\",outcome=\"{outcome}\"}}",
+            log.url()
+        ),
+    )
+    .unwrap_or(0.0)
+}
+
+/// A tailed log that answers `get-entries` with a body that does not decode, then
+/// with errors, delays only itself: another log is read on meanwhile. Each such
+/// answer is counted an `error` (not `ok`), its position stays, a minute of it is
+/// not yet `unreachable`, and once it answers again its entries are read from its
+/// verified position and the watched one among them is alerted.
+#[test]
+fn a_log_answering_garbage_or_errors_delays_only_itself_and_is_read_once_it_answers() {
+    let db = TestDb::new();
+    db.watch(&[WATCHED]);
+    let hook = FakeWebhook::start();
+    let (good, bad) = (
+        FakeCtLog::start(unwatched(100)),
+        FakeCtLog::start(unwatched(100)),
+    );
+    let (svc, _list) = start_logs(&db, &hook, &[(&good, false), (&bad, false)], "garbage");
+    assert!(wait_until(Duration::from_secs(30), || verified(
+        &svc, &good
+    ) == Some(100)
+        && verified(&svc, &bad) == Some(100)));
+    // A 200 whose body is not get-entries JSON.
+    bad.fail_path("ct/v1/get-entries", 200);
+    let (watched, _) = fixtures();
+    let mut more = unwatched(19);
+    more.insert(3, watched);
+    bad.append(more);
+    bad.publish();
+    good.append(unwatched(20));
+    good.publish();
+    assert!(
+        wait_until(Duration::from_secs(20), || requests(&svc, &bad, "error")
+            >= 1.0),
+        "a body that does not decode is an error"
+    );
+    // Then plain errors.
+    bad.clear_path_failures();
+    bad.fail_path("ct/v1/get-entries", 500);
+    assert!(
+        wait_until(Duration::from_secs(20), || verified(&svc, &good)
+            == Some(120)),
+        "the other log is read on"
+    );
+    assert!(wait_until(Duration::from_secs(30), || requests(
+        &svc, &bad, "error"
+    ) >= 2.0));
+    assert_eq!(verified(&svc, &bad), Some(100), "the position stays");
+    assert!(alerts(&hook, Duration::ZERO).is_empty());
+    assert_eq!(healthz_coverage(&svc)["logs_unreachable"], 0);
+    bad.clear_path_failures();
+    let got = hook
+        .recv(Duration::from_secs(40))
+        .expect("read once it answers");
+    assert_eq!(got.json()["detected_via"], "log");
+    assert!(wait_until(Duration::from_secs(20), || verified(&svc, &bad)
+        == Some(120)));
+}
+
 /// A restart resumes from the verified position stored in Postgres: nothing below
 /// it is read again, and no new frontier is asked for.
 #[test]

@@ -52,10 +52,55 @@ const ERROR_WAIT: Duration = Duration::from_secs(5);
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// Entries asked per `get-entries` request (the log may return fewer).
 const PAGE: u64 = 256;
+/// Least time between the starts of two requests to one tailed log (one is in
+/// flight at a time): 20 a second at most, so that a log taking 500 entries a
+/// second and answering 32 a request is kept up with. The operator's budget
+/// (shared by its logs) applies too.
+const MIN_INTERVAL: Duration = Duration::from_millis(50);
 /// One verification failure of a log is logged at most this often per reason.
 const FAILURE_NOTE: Duration = Duration::from_secs(600);
 /// How often a waiting thread looks at shutdown and its stop flag.
 const TICK: Duration = Duration::from_millis(200);
+/// A log that has answered no request for this long (each failed, was refused,
+/// or gave a body that does not decode) is unreachable: a WARN, and `/healthz`
+/// `coverage.logs_unreachable` until it answers again.
+pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(600);
+/// While a log stays unreachable, the WARN is repeated this often.
+const UNREACHABLE_NOTE: Duration = Duration::from_secs(3600);
+
+/// Whether a log answers: since when every request has failed, and when that
+/// was last said in a WARN.
+#[derive(Debug, Default)]
+struct Answers {
+    failing_since: Option<Instant>,
+    said: Option<Instant>,
+}
+
+impl Answers {
+    /// A request failed at `now`: `Some(how long it has failed)` when a WARN is due.
+    fn failed(&mut self, now: Instant) -> Option<Duration> {
+        let since = *self.failing_since.get_or_insert(now);
+        let failing = now.saturating_duration_since(since);
+        let due = failing >= UNREACHABLE_AFTER
+            && self
+                .said
+                .is_none_or(|said| now.saturating_duration_since(said) >= UNREACHABLE_NOTE);
+        if due {
+            self.said = Some(now);
+        }
+        due.then_some(failing)
+    }
+
+    /// A usable answer at `now`: `Some(how long it had failed)` when the log had
+    /// been said unreachable.
+    fn answered(&mut self, now: Instant) -> Option<Duration> {
+        let since = self.failing_since.take();
+        self.said
+            .take()
+            .and(since)
+            .map(|since| now.saturating_duration_since(since))
+    }
+}
 
 /// Where reading stands: what is verified, and what was read beyond it.
 #[derive(Clone, Debug)]
@@ -98,6 +143,7 @@ struct LogTail<'c> {
     saved_size: Option<u64>,
     error_wait: Duration,
     failure_said: Vec<(VerifyFailure, Instant)>,
+    answers: Answers,
 }
 
 /// The tail thread of `log`: runs until shutdown or `stop`.
@@ -110,8 +156,12 @@ pub(super) fn run(ctx: &TailContext, log: Log, poll: Duration, stop: &AtomicBool
             return;
         }
     };
-    let client = match LogClient::new(log.fetch_base(), log.kind(), &ctx.client) {
-        Ok(client) => client.with_operator(&log.operator, &ctx.client),
+    let config = crate::ctlog::client::ClientConfig {
+        min_interval: MIN_INTERVAL,
+        ..ctx.client.clone()
+    };
+    let client = match LogClient::new(log.fetch_base(), log.kind(), &config) {
+        Ok(client) => client.with_operator(&log.operator, &config),
         Err(e) => {
             log::error!("CT log {label} cannot be tailed: {e}");
             return;
@@ -132,6 +182,7 @@ pub(super) fn run(ctx: &TailContext, log: Log, poll: Duration, stop: &AtomicBool
         saved_size: None,
         error_wait: ERROR_WAIT,
         failure_said: Vec::new(),
+        answers: Answers::default(),
         log,
     };
     tail.run(poll);
@@ -214,6 +265,9 @@ impl LogTail<'_> {
                 Err(Stop::Failed) => FAILURE_WAIT,
             };
             self.save(false);
+            if !wait.is_zero() {
+                crate::memory::release_freed();
+            }
             if self.sleep(wait) {
                 break;
             }
@@ -321,27 +375,78 @@ impl LogTail<'_> {
         match result {
             Ok(value) => {
                 self.error_wait = ERROR_WAIT;
+                self.answered();
                 Ok(value)
             }
-            Err(ClientError::RateLimited { retry_after, .. }) => Err(Stop::Wait(retry_after)),
+            Err(ClientError::RateLimited { retry_after, .. }) => {
+                self.unanswered(&format!(
+                    "it refuses (rate limited for {} s)",
+                    retry_after.as_secs()
+                ));
+                Err(Stop::Wait(retry_after))
+            }
             Err(ClientError::Head(e)) => {
+                self.answered();
                 self.fail(
                     VerifyFailure::Signature,
                     format!("its tree head does not verify with the list's key: {e}"),
                 );
                 Err(Stop::Failed)
             }
-            Err(e) => {
-                let wait = self.error_wait;
-                self.error_wait = (self.error_wait * 2).min(Duration::from_secs(300));
-                log::debug!(
-                    "CT log {}: {e}; asked again in {} s",
-                    self.label,
-                    wait.as_secs()
-                );
-                Err(Stop::Wait(wait))
-            }
+            Err(e) => Err(self.unusable(&e.to_string())),
         }
+    }
+
+    /// A request that gave nothing usable: logged (DEBUG), and asked again after
+    /// the error wait, which doubles each time up to 5 minutes.
+    fn unusable(&mut self, what: &str) -> Stop {
+        let wait = self.error_wait;
+        self.error_wait = (self.error_wait * 2).min(Duration::from_secs(300));
+        log::debug!(
+            "CT log {}: {what}; asked again in {} s",
+            self.label,
+            wait.as_secs()
+        );
+        self.unanswered(what);
+        Stop::Wait(wait)
+    }
+
+    /// A request without a usable answer: once the log has answered none for
+    /// `UNREACHABLE_AFTER`, a WARN (repeated every `UNREACHABLE_NOTE`) and the log
+    /// counted in `/healthz` `coverage.logs_unreachable`.
+    fn unanswered(&mut self, what: &str) {
+        let Some(failing) = self.answers.failed(Instant::now()) else {
+            return;
+        };
+        let from = self.position.as_ref().map(|p| p.verified.size());
+        log::warn!(
+            "CT log {} has answered no request for {} min (last: {what}): {}; it is asked \
+             again at most 5 min apart",
+            self.label,
+            failing.as_secs() / 60,
+            match from {
+                Some(n) => format!("its entries from {n} on are not read until it answers"),
+                None => "it is not read until it answers".to_string(),
+            }
+        );
+        self.ctx
+            .coverage
+            .note_tail(self.log.id, |s| s.unreachable = true);
+    }
+
+    /// A usable answer: a log said unreachable is said to answer again.
+    fn answered(&mut self) {
+        let Some(down) = self.answers.answered(Instant::now()) else {
+            return;
+        };
+        log::info!(
+            "CT log {} answers again, after {} min without",
+            self.label,
+            down.as_secs() / 60
+        );
+        self.ctx
+            .coverage
+            .note_tail(self.log.id, |s| s.unreachable = false);
     }
 
     /// A verification failure: logged (at most every `FAILURE_NOTE` per reason),
@@ -584,16 +689,13 @@ impl LogTail<'_> {
             let page = match self.log.kind() {
                 LogKind::Rfc6962 => {
                     let last = end.min(at.saturating_add(PAGE)) - 1;
-                    let body = {
-                        let result = self.client.get_entries(at, last);
-                        self.counted(result)?
-                    };
-                    let source = source_of(&self.log);
-                    let asked = (last - at + 1) as usize;
-                    entry::page_from_get_entries(&body, at, asked, &source).map_err(|e| {
-                        log::debug!("CT log {}: get-entries from {at}: {e}", self.label);
-                        Stop::Wait(ERROR_WAIT)
-                    })?
+                    let (source, asked) = (source_of(&self.log), (last - at + 1) as usize);
+                    // A body that does not decode is no answer (counted an error).
+                    let result = self.client.get_entries(at, last).and_then(|body| {
+                        entry::page_from_get_entries(&body, at, asked, &source)
+                            .map_err(ClientError::Decode)
+                    });
+                    self.counted(result)?
                 }
                 LogKind::Tiled => {
                     let Some(tile) = self.next_tile(at, end, head.tree_size) else {
@@ -617,7 +719,7 @@ impl LogTail<'_> {
                 }
             };
             if page.is_empty() {
-                return Err(Stop::Wait(ERROR_WAIT));
+                return Err(self.unusable(&format!("no entry from {at} within its signed head")));
             }
             self.take_page(at, page)?;
         }
@@ -809,5 +911,41 @@ fn source_of(log: &Log) -> LogSource<'_> {
         url: log.fetch_base(),
         name: &log.description,
         kind: log.kind(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log is said unreachable once it has answered nothing for
+    /// `UNREACHABLE_AFTER`, said again only every `UNREACHABLE_NOTE`, and said to
+    /// answer again at its first answer after; a short outage says nothing.
+    #[test]
+    fn a_log_answering_nothing_for_ten_minutes_is_said_unreachable_then_back() {
+        let t0 = Instant::now();
+        let mut answers = Answers::default();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // A short outage: nothing said, either way.
+        assert_eq!(answers.failed(at(0)), None);
+        assert_eq!(answers.failed(at(300)), None);
+        assert_eq!(answers.answered(at(310)), None);
+        assert!(answers.said.is_none());
+        // A long one: said at 10 minutes, not again at every failure...
+        assert_eq!(answers.failed(at(1000)), None);
+        assert_eq!(answers.failed(at(1599)), None);
+        assert_eq!(answers.failed(at(1600)), Some(Duration::from_secs(600)));
+        assert!(answers.said.is_some());
+        assert_eq!(answers.failed(at(1900)), None);
+        // ...but again an hour later, with how long it has lasted...
+        assert_eq!(answers.failed(at(5200)), Some(Duration::from_secs(4200)));
+        // ...and the first answer says it is back, once.
+        assert_eq!(answers.answered(at(5300)), Some(Duration::from_secs(4300)));
+        assert!(answers.said.is_none());
+        assert_eq!(answers.answered(at(5301)), None);
+        // A new outage counts from its own first failure.
+        assert_eq!(answers.failed(at(6000)), None);
+        assert_eq!(answers.failed(at(6599)), None);
+        assert!(answers.failed(at(6600)).is_some());
     }
 }
