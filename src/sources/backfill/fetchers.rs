@@ -291,6 +291,8 @@ fn run_fetcher(ctx: &FetchContext, log: Log, queue: &LogQueue, found: &Sender<Fo
             let mut sink = |f: Found| send(found, f, ctx);
             let mut progress = |start: u64| queue.lock().in_flight = Some(start);
             let next = fetch.fetch(part, &mut sink, &mut progress);
+            // The pages read are freed: hand them back before the next wait.
+            crate::memory::release_freed();
             state = queue.lock();
             if let Next::Again(rest) = next {
                 state.gaps.push_back(rest);
