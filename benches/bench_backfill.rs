@@ -11,7 +11,6 @@
 //! Linear when the cost per SAN at the largest is within 2x of that at the
 //! smallest (printed LINEAR PASS/FAIL).
 
-use base64::Engine;
 use certwatch::ctlog::LogKind;
 use certwatch::ctlog::entry::{self, LogSource};
 use certwatch::ctlog::tiles::DataTile;
@@ -27,25 +26,12 @@ fn main() {
     let entries: Vec<kit::FakeEntry> = (0..ENTRIES)
         .map(|i| fixtures[i % fixtures.len()].0.clone())
         .collect();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let items: Vec<String> = entries
-        .iter()
-        .map(|e| {
-            format!(
-                r#"{{"leaf_input":"{}","extra_data":"{}"}}"#,
-                b64.encode(e.leaf_input()),
-                b64.encode(e.extra_data())
-            )
-        })
-        .collect();
-    let body = format!(r#"{{"entries":[{}]}}"#, items.join(","));
+    let body = kit::get_entries_body(&entries);
     let tiles: Vec<(DataTile, Vec<u8>)> = (0..(ENTRIES / 256) as u64)
         .map(|t| {
             let tile = DataTile::full(t);
-            let data = (tile.start()..tile.end())
-                .flat_map(|i| entries[i as usize].tile_leaf(i))
-                .collect();
-            (tile, data)
+            let range = tile.start() as usize..tile.end() as usize;
+            (tile, kit::data_tile_body(&entries[range], tile.start()))
         })
         .collect();
     let rfc = LogSource {
@@ -64,8 +50,8 @@ fn main() {
     );
 
     let rate = measure(|| {
-        let certs = entry::certificates_from_get_entries(body.as_bytes(), 0, ENTRIES, &rfc)
-            .expect("body decodes");
+        let certs =
+            entry::certificates_from_get_entries(&body, 0, ENTRIES, &rfc).expect("body decodes");
         assert!(certs.iter().all(Result::is_ok));
         black_box(certs).len()
     });

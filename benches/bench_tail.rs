@@ -40,7 +40,6 @@
 //! Everything it starts (the database, the process, the logs, the list file) is
 //! removed on every way out, Ctrl-C included; every wait is bounded.
 
-use base64::Engine;
 use certwatch::ctlog::LogKind;
 use certwatch::ctlog::entry::{self, LogSource};
 use certwatch::ctlog::merkle::CompactRange;
@@ -140,30 +139,12 @@ fn fixture_run(fixtures: &[FakeEntry], n: usize, base_ms: u64) -> Vec<FakeEntry>
 fn per_entry() -> bool {
     let fixtures: Vec<FakeEntry> = kit::fixture_entries().into_iter().map(|(e, _)| e).collect();
     let entries = fixture_run(&fixtures, PAGE * PAGES, 1_768_000_000_000);
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let bodies: Vec<Vec<u8>> = entries
-        .chunks(PAGE)
-        .map(|page| {
-            let items: Vec<String> = page
-                .iter()
-                .map(|e| {
-                    format!(
-                        r#"{{"leaf_input":"{}","extra_data":"{}"}}"#,
-                        b64.encode(e.leaf_input()),
-                        b64.encode(e.extra_data())
-                    )
-                })
-                .collect();
-            format!(r#"{{"entries":[{}]}}"#, items.join(",")).into_bytes()
-        })
-        .collect();
+    let bodies: Vec<Vec<u8>> = entries.chunks(PAGE).map(kit::get_entries_body).collect();
     let tiles: Vec<(DataTile, Vec<u8>)> = (0..PAGES as u64)
         .map(|t| {
             let tile = DataTile::full(t);
-            let data = (tile.start()..tile.end())
-                .flat_map(|i| entries[i as usize].tile_leaf(i))
-                .collect();
-            (tile, data)
+            let range = tile.start() as usize..tile.end() as usize;
+            (tile, kit::data_tile_body(&entries[range], tile.start()))
         })
         .collect();
     let rfc = LogSource {

@@ -214,31 +214,6 @@ impl Drop for Service {
     }
 }
 
-/// The deliveries whose body mentions `name` within `within`: when each came and
-/// its body; stops at the first when `first`.
-fn deliveries(
-    hook: &FakeWebhook,
-    name: &str,
-    within: Duration,
-    first: bool,
-) -> Vec<(Instant, serde_json::Value)> {
-    let mut out = Vec::new();
-    let deadline = Instant::now() + within;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let Some(rx) = hook.recv(left) else { break };
-        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&rx.body) else {
-            continue;
-        };
-        if body.to_string().contains(name) {
-            out.push((Instant::now(), body));
-            if first {
-                break;
-            }
-        }
-    }
-    out
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
@@ -286,7 +261,7 @@ fn lossy_feed(bin: &Path) -> Result<String, String> {
     let settled = wait_until(Duration::from_secs(90), || {
         svc.metric(&gap) == Some(missing) && outcomes().iter().sum::<f64>() >= missing
     });
-    let alerted = deliveries(&hook, WATCHED, Duration::from_secs(10), false);
+    let alerted = hook.mentioning(WATCHED, Duration::from_secs(10), false);
     let [fetched, skipped, failed, abandoned] = outcomes();
     let unproven = svc
         .metric("certwatch_ct_entries_unproven")
@@ -338,7 +313,7 @@ fn huge_certificates(bin: &Path) -> Result<String, String> {
     let url = log.url();
     attack::send_paced(&feed, Dialect::Go, &url, [0, count as u64 + 1]);
     let started = Instant::now();
-    let alert = deliveries(&hook, watched, Duration::from_secs(300), true);
+    let alert = hook.mentioning(watched, Duration::from_secs(300), true);
     let fetched =
         format!("certwatch_ct_backfill_entries_total{{log=\"{url}\",outcome=\"fetched\"}}");
     let read_all = wait_until(Duration::from_secs(120), || {
@@ -394,7 +369,7 @@ fn rate_limited_log(bin: &Path) -> Result<String, String> {
         (0..12).filter(|i| *i != watched as u64),
     );
     let sent = Instant::now();
-    let alert = deliveries(&hook, WATCHED, Duration::from_secs(60), true);
+    let alert = hook.mentioning(WATCHED, Duration::from_secs(60), true);
     let latency = alert
         .first()
         .map_or("none within 60 s".to_string(), |(at, _)| secs(*at - sent));
@@ -467,8 +442,9 @@ fn bogus_index(bin: &Path) -> Result<String, String> {
             real_sent = true;
         }
         if real_sent && alert_after.is_none() {
-            if let Some((at, _)) =
-                deliveries(&hook, WATCHED, Duration::from_millis(500), true).first()
+            if let Some((at, _)) = hook
+                .mentioning(WATCHED, Duration::from_millis(500), true)
+                .first()
             {
                 alert_after = Some(*at - started);
             }
@@ -513,7 +489,7 @@ fn slow_log(bin: &Path) -> Result<String, String> {
         (0..12).filter(|i| *i != watched as u64),
     );
     let sent = Instant::now();
-    let alert = deliveries(&hook, WATCHED, Duration::from_secs(120), true);
+    let alert = hook.mentioning(WATCHED, Duration::from_secs(120), true);
     let latency = alert
         .first()
         .map_or("none within 120 s".to_string(), |(at, _)| secs(*at - sent));
@@ -562,7 +538,7 @@ fn trickling_log_at_sigterm(bin: &Path) -> Result<String, String> {
     }
     std::thread::sleep(Duration::from_secs(2));
     let (took, code) = svc.sigterm(Duration::from_secs(60));
-    let delivered = deliveries(&hook, "www.held.example", Duration::from_secs(1), true);
+    let delivered = hook.mentioning("www.held.example", Duration::from_secs(1), true);
     Ok(format!(
         "SIGTERM while a trickling log (1 byte/s) is read, an alert held for its grace: exit \
          after {} (code {code:?}); held alert delivered: {}",

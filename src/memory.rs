@@ -10,7 +10,10 @@
 //! Under another global allocator (the tests') this only tidies mimalloc's own
 //! unused heap.
 
-/// Hands what this thread freed back to the system (mimalloc's `mi_collect`).
+/// Hands what this thread freed back to the system (mimalloc's `mi_collect`,
+/// forced: it frees the thread's empty pages and purges mimalloc's arenas at once,
+/// program-wide. Unforced, the purge waits out mimalloc's 1 s delay and found
+/// little to purge: 68.4 MiB steady in the same bench, against 28.7 MiB forced.)
 pub fn release_freed() {
     // SAFETY: `mi_collect` takes no pointers and may be called from any thread
     // at any time.

@@ -329,6 +329,32 @@ pub fn unwatched_frame(url: &str, index: u64) -> serde_json::Value {
     })
 }
 
+/// An RFC 6962 `get-entries` body holding `entries`, as a log serves them (the
+/// fake log's, and the benchmarks' pages).
+pub fn get_entries_body<'a>(entries: impl IntoIterator<Item = &'a FakeEntry>) -> Vec<u8> {
+    let items: Vec<String> = entries
+        .into_iter()
+        .map(|e| {
+            format!(
+                r#"{{"leaf_input":"{}","extra_data":"{}"}}"#,
+                B64.encode(e.leaf_input()),
+                B64.encode(e.extra_data())
+            )
+        })
+        .collect();
+    format!(r#"{{"entries":[{}]}}"#, items.join(",")).into_bytes()
+}
+
+/// The bytes of a static-ct data tile holding `entries`, the first at log index
+/// `first` (the fake log's tiles, and the benchmarks').
+pub fn data_tile_body<'a>(entries: impl IntoIterator<Item = &'a FakeEntry>, first: u64) -> Vec<u8> {
+    entries
+        .into_iter()
+        .zip(first..)
+        .flat_map(|(e, i)| e.tile_leaf(i))
+        .collect()
+}
+
 /// The certificates of `tests/fixtures/certstream_go_full.jsonl` (full stream,
 /// RFC 6962 lines only) as log entries, with the feed line each came from.
 pub fn fixture_entries() -> Vec<(FakeEntry, String)> {
@@ -1014,19 +1040,9 @@ fn route(state: &State, path: &str, query: &str) -> (u16, Vec<u8>) {
             return (400, b"bad range".to_vec());
         }
         let end = end.min(size - 1).min(start + state.max_batch - 1);
-        let entries: Vec<String> = (start..=end)
-            .map(|i| {
-                let e = state.served(i);
-                format!(
-                    r#"{{"leaf_input":"{}","extra_data":"{}"}}"#,
-                    B64.encode(e.leaf_input()),
-                    B64.encode(e.extra_data())
-                )
-            })
-            .collect();
         return (
             200,
-            format!(r#"{{"entries":[{}]}}"#, entries.join(",")).into_bytes(),
+            get_entries_body((start..=end).map(|i| state.served(i))),
         );
     }
     if path == "checkpoint" {
@@ -1096,10 +1112,8 @@ fn route(state: &State, path: &str, query: &str) -> (u16, Vec<u8>) {
         if available == 0 || width > available || (width < 256 && available == 256) {
             return (404, b"no such tile".to_vec());
         }
-        let body: Vec<u8> = (start..start + width)
-            .flat_map(|i| state.served(i).tile_leaf(i))
-            .collect();
-        return (200, body);
+        let served = (start..start + width).map(|i| state.served(i));
+        return (200, data_tile_body(served, start));
     }
     (404, b"not found".to_vec())
 }

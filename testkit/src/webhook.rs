@@ -150,6 +150,32 @@ impl FakeWebhook {
         }
     }
 
+    /// The JSON bodies that mention `name` received within `within` (others are
+    /// taken and passed over), each with when it came; returns at the first one
+    /// when `first` is set.
+    pub fn mentioning(
+        &self,
+        name: &str,
+        within: Duration,
+        first: bool,
+    ) -> Vec<(std::time::Instant, serde_json::Value)> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + within;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let Some(rx) = self.recv(left) else { break };
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(&rx.body) else {
+                continue;
+            };
+            if body.to_string().contains(name) {
+                out.push((std::time::Instant::now(), body));
+                if first {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// Requests received so far.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)

@@ -38,29 +38,6 @@ fn outcome(svc: &Running, log: &FakeCtLog, outcome: &str) -> f64 {
     ))
 }
 
-/// The deliveries of the watched certificate within `within`: when each came and
-/// its body. Returns at the first one when `first` is set.
-fn watched_alerts(
-    hook: &FakeWebhook,
-    name: &str,
-    within: Duration,
-    first: bool,
-) -> Vec<(Instant, serde_json::Value)> {
-    let mut out = Vec::new();
-    let deadline = Instant::now() + within;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let Some(rx) = hook.recv(left) else { break };
-        let body = rx.json();
-        if body.to_string().contains(name) {
-            out.push((Instant::now(), body));
-            if first {
-                break;
-            }
-        }
-    }
-    out
-}
-
 /// One `/healthz` field of the `coverage` object.
 fn healthz_coverage(svc: &Running, field: &str) -> i64 {
     let (_, body) = svc.get("/healthz");
@@ -173,7 +150,7 @@ fn run_lossy(name: &str, dialect: Dialect, shape: &Lossy) -> ([f64; 4], f64, i64
         0.0,
         "the service dropped feed frames: holes the test did not make"
     );
-    let alerts = watched_alerts(&hook, WATCHED, Duration::from_secs(8), false);
+    let alerts = hook.mentioning(WATCHED, Duration::from_secs(8), false);
     let via = alerts
         .iter()
         .map(|(_, body)| body["detected_via"].as_str().unwrap_or("?").to_string())
@@ -363,7 +340,7 @@ fn a_gap_of_huge_certificates_is_read_page_by_page_in_bounded_memory() {
     // Read a gap, wait for its watched certificate: (alerts, everything fetched, peak growth).
     let gap = |delivered: usize, watched: &str, total: usize| {
         send(&feed, Dialect::Go, &url, [delivered]);
-        let alerts = watched_alerts(&hook, watched, Duration::from_secs(120), true);
+        let alerts = hook.mentioning(watched, Duration::from_secs(120), true);
         let read = wait_until(Duration::from_secs(30), || {
             metric(&fetched) == Some(total as f64)
         });
@@ -454,7 +431,7 @@ fn a_log_that_rate_limits_for_good_never_refuses_another_logs_gap() {
         (0..12).filter(|i| *i != watched),
     );
     let sent = Instant::now();
-    let alerts = watched_alerts(&hook, WATCHED, Duration::from_secs(30), true);
+    let alerts = hook.mentioning(WATCHED, Duration::from_secs(30), true);
     let latency = sent.elapsed();
     assert_eq!(
         alerts.len(),
@@ -557,7 +534,7 @@ fn a_bogus_index_while_the_log_is_down_never_moves_its_position() {
         &url,
         (first..len).filter(|i| *i != watched),
     );
-    let alerts = watched_alerts(&hook, WATCHED, Duration::from_secs(20), true);
+    let alerts = hook.mentioning(WATCHED, Duration::from_secs(20), true);
     assert_eq!(
         alerts.len(),
         1,
@@ -606,7 +583,7 @@ fn a_slow_log_does_not_delay_another_logs_alert() {
         (0..12).filter(|i| *i != watched),
     );
     let sent = Instant::now();
-    let alerts = watched_alerts(&hook, WATCHED, Duration::from_secs(20), true);
+    let alerts = hook.mentioning(WATCHED, Duration::from_secs(20), true);
     let latency = sent.elapsed();
     assert_eq!(alerts.len(), 1, "N's alert within 20 s of its gap");
     assert_eq!(alerts[0].1["detected_via"], "backfill");
@@ -686,7 +663,7 @@ fn shutdown_does_not_wait_on_a_trickling_log_and_delivers_a_held_alert() {
     );
     let took = stop_within(svc, Duration::from_secs(45));
     eprintln!("trickling log: shutdown took {took:?}");
-    let delivered = watched_alerts(&hook, "www.held.example", Duration::from_secs(2), true);
+    let delivered = hook.mentioning("www.held.example", Duration::from_secs(2), true);
     assert!(took < Duration::from_secs(12), "shutdown took {took:?}");
     assert_eq!(
         delivered.len(),
