@@ -66,6 +66,9 @@ pub struct Config {
     /// A listed usable log without an entry on the feed for this long, while the
     /// feed delivers others, is not on the feed (`CT_NOT_ON_FEED_S`).
     pub not_on_feed_after: Duration,
+    /// A tailed log whose reading has not got through for this long is
+    /// unreachable (`CT_LOG_UNREACHABLE_S`).
+    pub log_unreachable_after: Duration,
 }
 
 /// `CT_SOURCE`: where certificates come from.
@@ -407,6 +410,7 @@ impl Config {
             ct_feed_holes,
             ct_source,
             not_on_feed_after: env.seconds("CT_NOT_ON_FEED_S", 600)?,
+            log_unreachable_after: env.seconds("CT_LOG_UNREACHABLE_S", 600)?,
         })
     }
 

@@ -213,7 +213,7 @@ struct Coverage {
     /// Listed usable logs the feed has not delivered for 10 minutes while it
     /// delivers others.
     logs_not_on_feed: usize,
-    /// Tailed logs that have answered no request for 10 minutes.
+    /// Tailed logs of which nothing could be read for `CT_LOG_UNREACHABLE_S`.
     logs_unreachable: usize,
 }
 

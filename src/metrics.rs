@@ -194,6 +194,8 @@ pub struct Metrics {
     pub ct_log_verification_failures: IntCounterVec,
     /// Listed usable logs: 1 while the feed delivers their entries, by `log`.
     pub ct_log_on_feed: IntGaugeVec,
+    /// Tailed logs: 1 while the log is unreachable (`CT_LOG_UNREACHABLE_S`), by `log`.
+    pub ct_log_unreachable: IntGaugeVec,
     /// CT entry timestamp to alert recorded, by `detected_via` (`DetectedVia`).
     detection_latency: prometheus::HistogramVec,
 }
@@ -517,6 +519,15 @@ impl Default for Metrics {
                 &["log"],
             )
             .expect("valid metric"),
+            ct_log_unreachable: IntGaugeVec::new(
+                Opts::new(
+                    "certwatch_ct_log_unreachable",
+                    "Tailed logs: 1 while nothing has been read for CT_LOG_UNREACHABLE_S, every \
+                     cycle ending on a failed or refused request",
+                ),
+                &["log"],
+            )
+            .expect("valid metric"),
             ct_log_lag_seconds: IntGaugeVec::new(
                 Opts::new(
                     "certwatch_ct_log_lag_seconds",
@@ -552,6 +563,7 @@ impl Default for Metrics {
             Box::new(m.ct_log_requests.clone()),
             Box::new(m.ct_log_verification_failures.clone()),
             Box::new(m.ct_log_on_feed.clone()),
+            Box::new(m.ct_log_unreachable.clone()),
             Box::new(m.ct_log_lag_seconds.clone()),
             Box::new(m.detection_latency.clone()),
             Box::new(m.ct_messages.clone()),
@@ -613,6 +625,7 @@ impl Metrics {
     pub fn register_log(&self, log: &str) {
         self.ct_log_verified_size.with_label_values(&[log]);
         self.ct_log_head_size.with_label_values(&[log]);
+        self.ct_log_unreachable.with_label_values(&[log]);
         self.ct_log_bytes.with_label_values(&[log]);
         for outcome in LogRequest::ALL {
             self.ct_log_requests

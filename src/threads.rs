@@ -43,8 +43,8 @@ pub struct Health {
     /// Listed usable logs the feed has not delivered for 10 minutes while it
     /// delivers others (`CT_SOURCE` certstream and both).
     pub logs_not_on_feed: AtomicUsize,
-    /// Tailed logs that have answered no request for 10 minutes (failed or
-    /// refused every one).
+    /// Tailed logs of which nothing could be read for `CT_LOG_UNREACHABLE_S`
+    /// (every attempt ended on a failed or refused request).
     pub logs_unreachable: AtomicUsize,
 }
 

@@ -73,8 +73,9 @@ pub struct TailStatus {
     pub verified: u64,
     /// The newest signed head's size.
     pub head: u64,
-    /// The log has answered no request for `tail::UNREACHABLE_AFTER` (each one
-    /// failed or was refused); cleared by its next answer.
+    /// The log's reading has not got through for `CT_LOG_UNREACHABLE_S` (each
+    /// cycle ended on a request that failed or was refused); cleared by the next
+    /// that does.
     pub unreachable: bool,
 }
 

@@ -201,8 +201,8 @@ impl Stats {
             .collect()
     }
 
-    /// What the tailers report: each tailed log's lag, and the logs failing
-    /// verification or answering no request (`/healthz`). Returns the tailed logs lagging.
+    /// What the tailers report: each tailed log's lag and whether it is
+    /// unreachable, and the logs failing verification or unreachable (`/healthz`). Returns the tailed logs lagging.
     fn publish_tails(
         &mut self,
         coverage: &Coverage,
@@ -217,6 +217,10 @@ impl Stats {
             };
             failing += usize::from(tail.failing);
             unreachable += usize::from(tail.unreachable);
+            out.metrics
+                .ct_log_unreachable
+                .with_label_values(&[log_label(log)])
+                .set(i64::from(tail.unreachable));
             if let Some(ms) = tail.newest_ms {
                 let lag = (now_ms - ms).max(0) / 1000;
                 out.metrics

@@ -720,6 +720,7 @@ fn backfill_of(
         feed_holes: config.ct_feed_holes,
         source: config.ct_source,
         not_on_feed_after: config.not_on_feed_after,
+        unreachable_after: config.log_unreachable_after,
         shutdown: shutdown.clone(),
     }
 }

@@ -140,6 +140,17 @@ fn start_logs(
     logs: &[(&FakeCtLog, bool)],
     name: &str,
 ) -> (Running, ListFile) {
+    start_logs_with(db, hook, logs, name, &[])
+}
+
+/// [`start_logs`] with these settings besides.
+fn start_logs_with(
+    db: &TestDb,
+    hook: &FakeWebhook,
+    logs: &[(&FakeCtLog, bool)],
+    name: &str,
+    extra: &[(&str, &str)],
+) -> (Running, ListFile) {
     let listed: Vec<(&FakeCtLog, bool, &str)> = logs
         .iter()
         .map(|(log, tiled)| (*log, *tiled, "Test"))
@@ -147,17 +158,14 @@ fn start_logs(
     let list = ListFile::write(name, &log_list_mixed(&listed));
     // No feed: the service must not need one. The URL names a port nobody listens on.
     let nowhere = FakeFeed::start();
-    let svc = service::start(
-        db,
-        &nowhere,
-        Some(hook),
-        &[
-            ("CT_SOURCE", "logs"),
-            ("CT_LOG_LIST", list.to_str().unwrap()),
-            ("SUSPICIOUS_GRACE_S", "0"),
-            ("CT_CONTACT", "certwatch-tests@example.test"),
-        ],
-    );
+    let mut settings = vec![
+        ("CT_SOURCE", "logs"),
+        ("CT_LOG_LIST", list.to_str().unwrap()),
+        ("SUSPICIOUS_GRACE_S", "0"),
+        ("CT_CONTACT", "certwatch-tests@example.test"),
+    ];
+    settings.extend_from_slice(extra);
+    let svc = service::start(db, &nowhere, Some(hook), &settings);
     assert_eq!(nowhere.connections(), 0, "CT_SOURCE=logs reads no feed");
     (svc, list)
 }
@@ -471,6 +479,46 @@ fn a_log_answering_garbage_or_errors_delays_only_itself_and_is_read_once_it_answ
     assert_eq!(got.json()["detected_via"], "log");
     assert!(wait_until(Duration::from_secs(20), || verified(&svc, &bad)
         == Some(120)));
+}
+
+/// A log whose head answers but whose entries do not is unreachable once nothing
+/// has got through for `CT_LOG_UNREACHABLE_S` (`/healthz`
+/// `coverage.logs_unreachable`), and no longer once its entries are read again.
+#[test]
+fn a_log_whose_entries_keep_failing_is_unreachable_until_they_are_read() {
+    let db = TestDb::new();
+    let hook = FakeWebhook::start();
+    let log = FakeCtLog::start(unwatched(100));
+    let (svc, _list) = start_logs_with(
+        &db,
+        &hook,
+        &[(&log, false)],
+        "unreachable",
+        &[("CT_LOG_UNREACHABLE_S", "3")],
+    );
+    assert!(wait_until(Duration::from_secs(30), || verified(&svc, &log)
+        == Some(100)));
+    assert_eq!(healthz_coverage(&svc)["logs_unreachable"], 0);
+    log.fail_path("ct/v1/get-entries", 500);
+    log.append(unwatched(10));
+    log.publish();
+    assert!(
+        wait_until(
+            Duration::from_secs(30),
+            || healthz_coverage(&svc)["logs_unreachable"] == 1
+        ),
+        "its head answers, its entries do not: unreachable"
+    );
+    assert!(requests(&svc, &log, "ok") >= 2.0, "the heads were read");
+    assert_eq!(verified(&svc, &log), Some(100));
+    let gauge = format!("certwatch_ct_log_unreachable{{log=\"{}\"}}", log.url());
+    assert!(wait_until(Duration::from_secs(5), || svc.metric(&gauge) == 1.0));
+    log.clear_path_failures();
+    assert!(wait_until(Duration::from_secs(40), || verified(&svc, &log)
+        == Some(110)));
+    assert!(wait_until(Duration::from_secs(5), || {
+        healthz_coverage(&svc)["logs_unreachable"] == 0 && svc.metric(&gauge) == 0.0
+    }));
 }
 
 /// A restart resumes from the verified position stored in Postgres: nothing below

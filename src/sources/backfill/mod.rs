@@ -45,6 +45,8 @@ pub struct Backfill {
     pub source: CtSource,
     /// `CT_NOT_ON_FEED_S`.
     pub not_on_feed_after: std::time::Duration,
+    /// `CT_LOG_UNREACHABLE_S`: a tailed log not read for this long is unreachable.
+    pub unreachable_after: std::time::Duration,
     pub shutdown: Shutdown,
 }
 
@@ -64,6 +66,7 @@ impl Backfill {
             shutdown: self.shutdown.clone(),
             found,
             max_behind: self.max_gap,
+            unreachable_after: self.unreachable_after,
             replicas: arc_swap::ArcSwap::from_pointee(Vec::new()),
         }
     }

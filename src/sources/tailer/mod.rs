@@ -53,6 +53,9 @@ pub struct TailContext {
     /// Entries read at most in one catch-up after an outage (`BACKFILL_MAX_GAP`);
     /// the rest is logged with the command that reads it and counted abandoned.
     pub max_behind: u64,
+    /// A log whose reading has not got through for this long is unreachable
+    /// (`CT_LOG_UNREACHABLE_S`, 10 minutes): a WARN, `/healthz`.
+    pub unreachable_after: Duration,
     /// The replicas alive (sorted names), refreshed by the `backfill` thread; empty
     /// until first read (then every log is this replica's).
     pub replicas: ArcSwap<Vec<String>>,

@@ -61,27 +61,35 @@ const MIN_INTERVAL: Duration = Duration::from_millis(50);
 const FAILURE_NOTE: Duration = Duration::from_secs(600);
 /// How often a waiting thread looks at shutdown and its stop flag.
 const TICK: Duration = Duration::from_millis(200);
-/// A log that has answered no request for this long (each failed, was refused,
-/// or gave a body that does not decode) is unreachable: a WARN, and `/healthz`
-/// `coverage.logs_unreachable` until it answers again.
-pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(600);
 /// While a log stays unreachable, the WARN is repeated this often.
 const UNREACHABLE_NOTE: Duration = Duration::from_secs(3600);
 
-/// Whether a log answers: since when every request has failed, and when that
-/// was last said in a WARN.
-#[derive(Debug, Default)]
+/// Whether a log's reading gets through: since when every cycle has ended on a
+/// request that failed, was refused, or gave a body that does not decode (its
+/// head may answer while its entries do not), and when that was last said in a
+/// WARN. Past `after` (`CT_LOG_UNREACHABLE_S`) the log is unreachable: a WARN,
+/// and `/healthz` `coverage.logs_unreachable` until a cycle gets through.
+#[derive(Debug)]
 struct Answers {
+    after: Duration,
     failing_since: Option<Instant>,
     said: Option<Instant>,
 }
 
 impl Answers {
+    fn new(after: Duration) -> Answers {
+        Answers {
+            after,
+            failing_since: None,
+            said: None,
+        }
+    }
+
     /// A request failed at `now`: `Some(how long it has failed)` when a WARN is due.
     fn failed(&mut self, now: Instant) -> Option<Duration> {
         let since = *self.failing_since.get_or_insert(now);
         let failing = now.saturating_duration_since(since);
-        let due = failing >= UNREACHABLE_AFTER
+        let due = failing >= self.after
             && self
                 .said
                 .is_none_or(|said| now.saturating_duration_since(said) >= UNREACHABLE_NOTE);
@@ -91,8 +99,8 @@ impl Answers {
         due.then_some(failing)
     }
 
-    /// A usable answer at `now`: `Some(how long it had failed)` when the log had
-    /// been said unreachable.
+    /// A cycle got through at `now`: `Some(how long it had failed)` when the log
+    /// had been said unreachable.
     fn answered(&mut self, now: Instant) -> Option<Duration> {
         let since = self.failing_since.take();
         self.said
@@ -182,7 +190,7 @@ pub(super) fn run(ctx: &TailContext, log: Log, poll: Duration, stop: &AtomicBool
         saved_size: None,
         error_wait: ERROR_WAIT,
         failure_said: Vec::new(),
-        answers: Answers::default(),
+        answers: Answers::new(ctx.unreachable_after),
         log,
     };
     tail.run(poll);
@@ -257,7 +265,14 @@ impl LogTail<'_> {
                     }
                 }
             }
-            let wait = match self.cycle() {
+            let outcome = self.cycle();
+            // A cycle that got through (a verification failure is an answer too,
+            // flagged on its own) ends an outage; one that stopped on a request
+            // was counted when the request failed.
+            if matches!(outcome, Ok(_) | Err(Stop::Failed)) {
+                self.answered();
+            }
+            let wait = match outcome {
                 Ok(true) => Duration::ZERO,
                 Ok(false) => poll,
                 Err(Stop::Interrupted) => Duration::ZERO,
@@ -375,7 +390,6 @@ impl LogTail<'_> {
         match result {
             Ok(value) => {
                 self.error_wait = ERROR_WAIT;
-                self.answered();
                 Ok(value)
             }
             Err(ClientError::RateLimited { retry_after, .. }) => {
@@ -386,7 +400,6 @@ impl LogTail<'_> {
                 Err(Stop::Wait(retry_after))
             }
             Err(ClientError::Head(e)) => {
-                self.answered();
                 self.fail(
                     VerifyFailure::Signature,
                     format!("its tree head does not verify with the list's key: {e}"),
@@ -411,19 +424,19 @@ impl LogTail<'_> {
         Stop::Wait(wait)
     }
 
-    /// A request without a usable answer: once the log has answered none for
-    /// `UNREACHABLE_AFTER`, a WARN (repeated every `UNREACHABLE_NOTE`) and the log
-    /// counted in `/healthz` `coverage.logs_unreachable`.
+    /// A request without a usable answer: once no cycle has got through for
+    /// `CT_LOG_UNREACHABLE_S`, a WARN (repeated every `UNREACHABLE_NOTE`) and the
+    /// log counted in `/healthz` `coverage.logs_unreachable`.
     fn unanswered(&mut self, what: &str) {
         let Some(failing) = self.answers.failed(Instant::now()) else {
             return;
         };
         let from = self.position.as_ref().map(|p| p.verified.size());
         log::warn!(
-            "CT log {} has answered no request for {} min (last: {what}): {}; it is asked \
-             again at most 5 min apart",
+            "CT log {} has not been read for {} s, its requests failing (last: {what}): {}; \
+             it is asked again at most 5 min apart",
             self.label,
-            failing.as_secs() / 60,
+            failing.as_secs(),
             match from {
                 Some(n) => format!("its entries from {n} on are not read until it answers"),
                 None => "it is not read until it answers".to_string(),
@@ -434,15 +447,15 @@ impl LogTail<'_> {
             .note_tail(self.log.id, |s| s.unreachable = true);
     }
 
-    /// A usable answer: a log said unreachable is said to answer again.
+    /// A cycle got through: a log said unreachable is said to answer again.
     fn answered(&mut self) {
         let Some(down) = self.answers.answered(Instant::now()) else {
             return;
         };
         log::info!(
-            "CT log {} answers again, after {} min without",
+            "CT log {} answers again, after {} s without",
             self.label,
-            down.as_secs() / 60
+            down.as_secs()
         );
         self.ctx
             .coverage
@@ -918,13 +931,13 @@ fn source_of(log: &Log) -> LogSource<'_> {
 mod tests {
     use super::*;
 
-    /// A log is said unreachable once it has answered nothing for
-    /// `UNREACHABLE_AFTER`, said again only every `UNREACHABLE_NOTE`, and said to
+    /// A log is said unreachable once nothing has got through for its
+    /// `CT_LOG_UNREACHABLE_S`, said again only every `UNREACHABLE_NOTE`, and said to
     /// answer again at its first answer after; a short outage says nothing.
     #[test]
     fn a_log_answering_nothing_for_ten_minutes_is_said_unreachable_then_back() {
         let t0 = Instant::now();
-        let mut answers = Answers::default();
+        let mut answers = Answers::new(Duration::from_secs(600));
         let at = |s: u64| t0 + Duration::from_secs(s);
         // A short outage: nothing said, either way.
         assert_eq!(answers.failed(at(0)), None);
