@@ -10,7 +10,10 @@
 //! (`delivered_targets`; `delivered` once every target accepted). When the last
 //! target working on an event is done and one of them gave up, the row is
 //! scheduled for the redelivery sweep; until then its lease keeps other
-//! replicas' sweeps away.
+//! replicas' sweeps away. An outcome the database could not take (Postgres down)
+//! is kept by the target thread (bounded) and written when it can be, every 5 s,
+//! so an acceptance is not redelivered and a failure is swept at its interval
+//! rather than when the row's 5-minute lease ends.
 
 use crate::alert::{Event, Severity};
 use crate::clock::unix_now;
@@ -323,6 +326,24 @@ pub struct TargetThread {
     holding: Arc<Holding>,
     /// Keys of every target: the row is delivered once all of them accepted.
     all_keys: Arc<[String]>,
+    /// Outcomes the database did not take, oldest first (at most `UNWRITTEN`),
+    /// and when they are tried again.
+    unwritten: std::cell::RefCell<(std::collections::VecDeque<Round>, Option<Instant>)>,
+}
+
+/// Outcomes a target thread keeps while the database cannot take them; past
+/// this, the oldest row is left to its lease and the sweep.
+const UNWRITTEN: usize = 10_000;
+/// How often kept outcomes are tried again.
+const WRITE_AGAIN: Duration = Duration::from_secs(5);
+
+/// One target's outcome for one event, as written to its row.
+struct Round {
+    delivery_id: String,
+    event: Event,
+    accepted: bool,
+    error: Option<String>,
+    redelivery: Option<Duration>,
 }
 
 /// The fan-out and one thread body per target, each with its bounded queue.
@@ -357,6 +378,7 @@ pub fn targets(d: Deliverer) -> (Fanout, Vec<TargetThread>) {
             input: rx,
             holding,
             all_keys: all_keys.clone(),
+            unwritten: Default::default(),
         });
     }
     let fanout = Fanout {
@@ -374,6 +396,10 @@ pub fn run_target(t: TargetThread) {
     let mut conn = Connection::default();
     loop {
         let timer = retries.timer();
+        let write_again = match t.unwritten.borrow().1 {
+            Some(at) => crossbeam_channel::at(at),
+            None => crossbeam_channel::never(),
+        };
         let mut due = Vec::new();
         select! {
             recv(t.input) -> msg => match msg {
@@ -386,6 +412,7 @@ pub fn run_target(t: TargetThread) {
                     due.push(job);
                 }
             }
+            recv(write_again) -> _ => t.write_again(),
         }
         for job in due {
             if let Some(again) = t.attempt(&mut conn, job, false) {
@@ -396,6 +423,15 @@ pub fn run_target(t: TargetThread) {
     }
     for job in retries.drain() {
         t.attempt(&mut conn, job, true);
+    }
+    t.write_again();
+    let unwritten = t.unwritten.borrow().0.len();
+    if unwritten > 0 {
+        log::warn!(
+            "shutdown: the delivery state of {unwritten} alerts to {} not written (database \
+             unreachable); the sweep takes them up when their leases end",
+            t.target.label
+        );
     }
     if conn.left > 0 {
         log::warn!(
@@ -539,20 +575,83 @@ impl TargetThread {
         error: Option<&str>,
         redelivery: Option<Duration>,
     ) {
-        let key = [self.target.key.clone()];
-        let accepted: &[String] = if accepted { &key } else { &[] };
-        if let Err(e) = self.shared.store.record_round(
-            &alert.delivery_id,
-            alert.event,
+        let round = Round {
+            delivery_id: alert.delivery_id.clone(),
+            event: alert.event,
             accepted,
-            &self.all_keys,
-            error,
+            error: error.map(str::to_string),
             redelivery,
-        ) {
-            self.shared.metrics.db_error(DbOp::Delivery);
+        };
+        // Behind outcomes already kept, a new one waits its turn (in order).
+        if !self.unwritten.borrow().0.is_empty() {
+            self.keep(round);
+            return;
+        }
+        if let Err(e) = self.write(&round) {
             log::warn!(
-                "alert {}: delivery state not recorded: {e}",
+                "alert {}: delivery state not recorded ({e}); written once the database \
+                 answers",
                 alert.delivery_id
+            );
+            self.keep(round);
+        }
+    }
+
+    /// Writes one outcome to its row.
+    fn write(&self, round: &Round) -> Result<(), crate::store::StoreError> {
+        let key = [self.target.key.clone()];
+        let accepted: &[String] = if round.accepted { &key } else { &[] };
+        self.shared
+            .store
+            .record_round(
+                &round.delivery_id,
+                round.event,
+                accepted,
+                &self.all_keys,
+                round.error.as_deref(),
+                round.redelivery,
+            )
+            .inspect_err(|_| self.shared.metrics.db_error(DbOp::Delivery))
+    }
+
+    /// Keeps an outcome to write later (the oldest is given up past `UNWRITTEN`).
+    fn keep(&self, round: Round) {
+        let mut unwritten = self.unwritten.borrow_mut();
+        if unwritten.0.len() >= UNWRITTEN
+            && let Some(oldest) = unwritten.0.pop_front()
+        {
+            log::warn!(
+                "alert {}: delivery state given up after {UNWRITTEN} kept; the sweep takes \
+                 it up when its lease ends",
+                oldest.delivery_id
+            );
+        }
+        unwritten.0.push_back(round);
+        unwritten
+            .1
+            .get_or_insert_with(|| Instant::now() + WRITE_AGAIN);
+    }
+
+    /// Writes the kept outcomes, oldest first, until the database refuses one.
+    fn write_again(&self) {
+        let mut written = 0;
+        loop {
+            let Some(round) = self.unwritten.borrow_mut().0.pop_front() else {
+                self.unwritten.borrow_mut().1 = None;
+                break;
+            };
+            if self.write(&round).is_err() {
+                let mut unwritten = self.unwritten.borrow_mut();
+                unwritten.0.push_front(round);
+                unwritten.1 = Some(Instant::now() + WRITE_AGAIN);
+                break;
+            }
+            written += 1;
+        }
+        if written > 0 {
+            log::info!(
+                "delivery state of {written} alerts to {} written now that the database answers",
+                self.target.label
             );
         }
     }

@@ -149,6 +149,43 @@ fn the_database_down_while_running_loses_nothing_and_delivers_once() {
     );
 }
 
+/// An acceptance the database could not take (Postgres down when the receiver
+/// said yes) is written once the database is back: the row is marked delivered
+/// within seconds rather than left to the redelivery sweep when its 5-minute lease
+/// ends, and the receiver gets the alert no more times.
+#[test]
+fn an_acceptance_made_while_the_database_is_down_is_written_when_it_returns() {
+    let cluster = TestCluster::start();
+    cluster.prepare(&["example.com"]);
+    let (_svc, feed, hook) = start_on_cluster(
+        &cluster,
+        &[("SUSPICIOUS_GRACE_S", "0"), ("REDELIVERY_INTERVAL_S", "1")],
+    );
+    assert!(feed.wait_for_client(WAIT));
+    // Two failures, then the acceptance: attempts at 0, 1 and 5 s.
+    hook.script(&[500, 500]);
+    feed.send(FeedCmd::Text(Cert::new(&["held.example.com"]).frame()));
+    // The row is written before the first attempt.
+    let first = hook.recv(WAIT).expect("first attempt");
+    cluster.stop();
+    let mut ids = vec![first.header("X-CT-Delivery").unwrap().to_string()];
+    for _ in 0..2 {
+        let rx = hook.recv(WAIT).expect("retried while the database is down");
+        ids.push(rx.header("X-CT-Delivery").unwrap().to_string());
+    }
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    // Long enough for the write of the acceptance to fail.
+    std::thread::sleep(Duration::from_secs(4));
+    cluster.restart();
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster_alerts(&cluster)
+            .iter()
+            .any(|r| r.2 == ids[0] && r.1)),
+        "the acceptance is written once the database is back"
+    );
+    hook.expect_none(Duration::from_secs(4));
+}
+
 #[test]
 fn a_feed_that_stalls_mid_frame_is_redialled() {
     let (db, feed, hook) = db_feed_and_webhook(&["example.com"]);
