@@ -27,12 +27,9 @@ fn main() {
         .map(|i| fixtures[i % fixtures.len()].0.clone())
         .collect();
     let body = kit::get_entries_body(&entries);
-    let tiles: Vec<(DataTile, Vec<u8>)> = (0..(ENTRIES / 256) as u64)
-        .map(|t| {
-            let tile = DataTile::full(t);
-            let range = tile.start() as usize..tile.end() as usize;
-            (tile, kit::data_tile_body(&entries[range], tile.start()))
-        })
+    let tiles: Vec<(DataTile, Vec<u8>)> = (0..)
+        .map(DataTile::full)
+        .zip(kit::full_data_tiles(&entries))
         .collect();
     let rfc = LogSource {
         url: "https://ct.example/log",

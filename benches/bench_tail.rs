@@ -47,7 +47,7 @@ use certwatch::ctlog::tiles::DataTile;
 use certwatch_testkit::child::Child;
 use certwatch_testkit::ctlog::{self as kit, FakeCtLog, FakeEntry};
 use certwatch_testkit::probe::{metric_value, try_request};
-use certwatch_testkit::{FakeWebhook, TestDb, proc};
+use certwatch_testkit::{FakeWebhook, TestDb, pki, proc};
 use sha1::Digest;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hint::black_box;
@@ -140,12 +140,9 @@ fn per_entry() -> bool {
     let fixtures: Vec<FakeEntry> = kit::fixture_entries().into_iter().map(|(e, _)| e).collect();
     let entries = fixture_run(&fixtures, PAGE * PAGES, 1_768_000_000_000);
     let bodies: Vec<Vec<u8>> = entries.chunks(PAGE).map(kit::get_entries_body).collect();
-    let tiles: Vec<(DataTile, Vec<u8>)> = (0..PAGES as u64)
-        .map(|t| {
-            let tile = DataTile::full(t);
-            let range = tile.start() as usize..tile.end() as usize;
-            (tile, kit::data_tile_body(&entries[range], tile.start()))
-        })
+    let tiles: Vec<(DataTile, Vec<u8>)> = (0..)
+        .map(DataTile::full)
+        .zip(kit::full_data_tiles(&entries))
         .collect();
     let rfc = LogSource {
         url: "https://ct.example/log",
@@ -310,37 +307,14 @@ struct Watched {
 /// `n` watched certificates, `w<k>.bench-watched.example`, issued by one CA (its
 /// certificate the chain); every other one added to the inventory.
 fn watched_certs(db: &TestDb, n: usize) -> Result<Vec<Watched>, String> {
-    let ca_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let mut ca_params =
-        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "Bench CA");
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Bench CA R1");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| e.to_string())?;
+    let ca = pki::ca("Bench CA", "Bench CA R1")?;
     let ca_der = ca.der().to_vec();
     let mut client = db.try_client()?;
     let mut out = Vec::with_capacity(n);
     for k in 0..n {
         let name = format!("w{k}.{WATCHED_ZONE}");
-        let mut params =
-            rcgen::CertificateParams::new(vec![name.clone()]).map_err(|e| e.to_string())?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name.clone());
         let serial = 0x0B00_0000_0000u64 + k as u64;
-        params.serial_number = Some(serial.into());
-        params.not_before = rcgen::date_time_ymd(2026, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2026, 4, 1);
-        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-        let der = params
-            .signed_by(&key, &*ca)
-            .map_err(|e| e.to_string())?
-            .der()
-            .to_vec();
+        let der = pki::leaf(&ca, &name, Some(serial))?;
         let inventoried = k % 2 == 0;
         if inventoried {
             let fingerprint = kit::hex_lower(sha1::Sha1::digest(&der).as_slice());
@@ -995,16 +969,19 @@ fn load(interrupted: &Arc<AtomicBool>) -> Result<bool, String> {
     // The watched entries published in the window, and their deliveries: the
     // logs keep growing meanwhile (a tiled log's last tile fills), at most `drain`.
     let in_window = |p: &Published| p.at >= window_start && p.at <= window_end;
-    let drain_started = Instant::now();
-    let missing = loop {
-        let published: Vec<(String, Published)> = growth
+    let window_published = || -> Vec<(String, Published)> {
+        growth
             .published
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter(|(_, p)| in_window(p))
             .map(|(n, p)| (n.clone(), *p))
-            .collect();
+            .collect()
+    };
+    let drain_started = Instant::now();
+    let missing = loop {
+        let published = window_published();
         let arrived = arrivals.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let missing: Vec<(String, Published)> = published
             .into_iter()
@@ -1162,14 +1139,7 @@ fn load(interrupted: &Arc<AtomicBool>) -> Result<bool, String> {
     }
 
     // Latency.
-    let published: Vec<(String, Published)> = growth
-        .published
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .filter(|(_, p)| in_window(p))
-        .map(|(n, p)| (n.clone(), *p))
-        .collect();
+    let published = window_published();
     let arrived = arrivals.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut info_all = Vec::new();
     let mut groups: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();

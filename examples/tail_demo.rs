@@ -26,6 +26,7 @@
 //! service's stop 10 s.
 
 use certwatch_testkit::ctlog::{FakeCtLog, FakeEntry, fixture_entries, log_list_mixed};
+use certwatch_testkit::pki;
 use certwatch_testkit::probe::{metric_value, scrape, try_request};
 use certwatch_testkit::service::wait_service;
 use certwatch_testkit::{FakeWebhook, Received, TestDb};
@@ -134,26 +135,8 @@ fn unwatched(others: &[FakeEntry], n: usize, from_ms: u64) -> Vec<FakeEntry> {
 
 /// A certificate for `name` from a CA of its own, as a log entry at `timestamp_ms`.
 fn certificate_for(name: &str, timestamp_ms: u64) -> Result<FakeEntry, String> {
-    let ca_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::OrganizationName, "Elsewhere CA");
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "Elsewhere CA R1");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).map_err(|e| e.to_string())?;
-    let mut leaf =
-        rcgen::CertificateParams::new(vec![name.to_string()]).map_err(|e| e.to_string())?;
-    leaf.distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    leaf.not_before = rcgen::date_time_ymd(2026, 1, 1);
-    leaf.not_after = rcgen::date_time_ymd(2026, 4, 1);
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let der = leaf
-        .signed_by(&key, &*ca)
-        .map_err(|e| e.to_string())?
-        .der()
-        .to_vec();
+    let ca = pki::ca("Elsewhere CA", "Elsewhere CA R1")?;
+    let der = pki::leaf(&ca, name, None)?;
     Ok(FakeEntry::x509(der, vec![ca.der().to_vec()], timestamp_ms))
 }
 

@@ -326,9 +326,15 @@ pub struct TargetThread {
     holding: Arc<Holding>,
     /// Keys of every target: the row is delivered once all of them accepted.
     all_keys: Arc<[String]>,
-    /// Outcomes the database did not take, oldest first (at most `UNWRITTEN`),
-    /// and when they are tried again.
-    unwritten: std::cell::RefCell<(std::collections::VecDeque<Round>, Option<Instant>)>,
+    unwritten: std::cell::RefCell<Unwritten>,
+}
+
+/// Outcomes the database did not take, oldest first (at most `UNWRITTEN`), and
+/// when they are tried again (`None` while there are none).
+#[derive(Default)]
+struct Unwritten {
+    rounds: std::collections::VecDeque<Round>,
+    retry_at: Option<Instant>,
 }
 
 /// Outcomes a target thread keeps while the database cannot take them; past
@@ -396,7 +402,7 @@ pub fn run_target(t: TargetThread) {
     let mut conn = Connection::default();
     loop {
         let timer = retries.timer();
-        let write_again = match t.unwritten.borrow().1 {
+        let write_again = match t.unwritten.borrow().retry_at {
             Some(at) => crossbeam_channel::at(at),
             None => crossbeam_channel::never(),
         };
@@ -425,7 +431,7 @@ pub fn run_target(t: TargetThread) {
         t.attempt(&mut conn, job, true);
     }
     t.write_again();
-    let unwritten = t.unwritten.borrow().0.len();
+    let unwritten = t.unwritten.borrow().rounds.len();
     if unwritten > 0 {
         log::warn!(
             "shutdown: the delivery state of {unwritten} alerts to {} not written (database \
@@ -583,7 +589,7 @@ impl TargetThread {
             redelivery,
         };
         // Behind outcomes already kept, a new one waits its turn (in order).
-        if !self.unwritten.borrow().0.is_empty() {
+        if !self.unwritten.borrow().rounds.is_empty() {
             self.keep(round);
             return;
         }
@@ -617,8 +623,8 @@ impl TargetThread {
     /// Keeps an outcome to write later (the oldest is given up past `UNWRITTEN`).
     fn keep(&self, round: Round) {
         let mut unwritten = self.unwritten.borrow_mut();
-        if unwritten.0.len() >= UNWRITTEN
-            && let Some(oldest) = unwritten.0.pop_front()
+        if unwritten.rounds.len() >= UNWRITTEN
+            && let Some(oldest) = unwritten.rounds.pop_front()
         {
             log::warn!(
                 "alert {}: delivery state given up after {UNWRITTEN} kept; the sweep takes \
@@ -626,9 +632,9 @@ impl TargetThread {
                 oldest.delivery_id
             );
         }
-        unwritten.0.push_back(round);
+        unwritten.rounds.push_back(round);
         unwritten
-            .1
+            .retry_at
             .get_or_insert_with(|| Instant::now() + WRITE_AGAIN);
     }
 
@@ -636,14 +642,14 @@ impl TargetThread {
     fn write_again(&self) {
         let mut written = 0;
         loop {
-            let Some(round) = self.unwritten.borrow_mut().0.pop_front() else {
-                self.unwritten.borrow_mut().1 = None;
+            let Some(round) = self.unwritten.borrow_mut().rounds.pop_front() else {
+                self.unwritten.borrow_mut().retry_at = None;
                 break;
             };
             if self.write(&round).is_err() {
                 let mut unwritten = self.unwritten.borrow_mut();
-                unwritten.0.push_front(round);
-                unwritten.1 = Some(Instant::now() + WRITE_AGAIN);
+                unwritten.rounds.push_front(round);
+                unwritten.retry_at = Some(Instant::now() + WRITE_AGAIN);
                 break;
             }
             written += 1;

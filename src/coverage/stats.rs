@@ -414,16 +414,27 @@ mod tests {
         );
     }
 
-    /// `CT_SOURCE=logs`: no feed, so its dialect is never weighed, nor said in an
-    /// INFO line to be a server that does not deduplicate; with a feed it is.
-    #[test]
-    fn without_a_feed_its_dialect_is_not_weighed() {
-        const SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/loglist_v3_sample.json");
-        let list = LogList::parse(SAMPLE).expect("sample list");
-        let coverage = Coverage::new(gaps::Settings::default());
-        let (metrics, health) = (Metrics::default(), Health::default());
-        for feed in [false, true] {
-            let mut stats = Stats::default();
+    /// The sample log list, and what a tick over it writes to.
+    struct Ticking {
+        list: LogList,
+        coverage: Coverage,
+        metrics: Metrics,
+        health: Health,
+    }
+
+    impl Ticking {
+        fn new() -> Ticking {
+            const SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/loglist_v3_sample.json");
+            Ticking {
+                list: LogList::parse(SAMPLE).expect("sample list"),
+                coverage: Coverage::new(gaps::Settings::default()),
+                metrics: Metrics::default(),
+                health: Health::default(),
+            }
+        }
+
+        /// One tick of `stats` with `CT_FEED_HOLES=count`, with or without a feed.
+        fn tick(&self, stats: &mut Stats, feed: bool) {
             let inputs = Inputs {
                 feed_holes: FeedHoles::Count,
                 queued_entries: 0,
@@ -431,10 +442,21 @@ mod tests {
                 not_on_feed_after: Duration::from_secs(600),
             };
             let out = Outputs {
-                metrics: &metrics,
-                health: &health,
+                metrics: &self.metrics,
+                health: &self.health,
             };
-            stats.tick(&coverage, &list, out, inputs, Instant::now());
+            stats.tick(&self.coverage, &self.list, out, inputs, Instant::now());
+        }
+    }
+
+    /// `CT_SOURCE=logs`: no feed, so its dialect is never weighed, nor said in an
+    /// INFO line to be a server that does not deduplicate; with a feed it is.
+    #[test]
+    fn without_a_feed_its_dialect_is_not_weighed() {
+        let t = Ticking::new();
+        for feed in [false, true] {
+            let mut stats = Stats::default();
+            t.tick(&mut stats, feed);
             assert_eq!(stats.said_not_deduplicating, feed, "feed {feed}");
         }
     }
@@ -443,35 +465,22 @@ mod tests {
     /// and those answering no request, each until the tailer clears it.
     #[test]
     fn tailed_logs_failing_or_unreachable_are_counted_for_healthz() {
-        const SAMPLE: &[u8] = include_bytes!("../../tests/fixtures/loglist_v3_sample.json");
-        let list = LogList::parse(SAMPLE).expect("sample list");
-        let ids: Vec<LogId> = list.logs().iter().map(|l| l.id).take(3).collect();
-        let coverage = Coverage::new(gaps::Settings::default());
-        let (metrics, health) = (Metrics::default(), Health::default());
+        let t = Ticking::new();
+        let ids: Vec<LogId> = t.list.logs().iter().map(|l| l.id).take(3).collect();
         let mut stats = Stats::default();
         let tick = |stats: &mut Stats| {
-            let inputs = Inputs {
-                feed_holes: FeedHoles::Fetch,
-                queued_entries: 0,
-                feed: false,
-                not_on_feed_after: Duration::from_secs(600),
-            };
-            let out = Outputs {
-                metrics: &metrics,
-                health: &health,
-            };
-            stats.tick(&coverage, &list, out, inputs, Instant::now());
+            t.tick(stats, false);
             (
-                health.logs_failing_verification.load(Ordering::Relaxed),
-                health.logs_unreachable.load(Ordering::Relaxed),
+                t.health.logs_failing_verification.load(Ordering::Relaxed),
+                t.health.logs_unreachable.load(Ordering::Relaxed),
             )
         };
         assert_eq!(tick(&mut stats), (0, 0));
-        coverage.note_tail(ids[0], |s| s.unreachable = true);
-        coverage.note_tail(ids[1], |s| s.unreachable = true);
-        coverage.note_tail(ids[2], |s| s.failing = true);
+        t.coverage.note_tail(ids[0], |s| s.unreachable = true);
+        t.coverage.note_tail(ids[1], |s| s.unreachable = true);
+        t.coverage.note_tail(ids[2], |s| s.failing = true);
         assert_eq!(tick(&mut stats), (1, 2));
-        coverage.note_tail(ids[0], |s| s.unreachable = false);
+        t.coverage.note_tail(ids[0], |s| s.unreachable = false);
         assert_eq!(tick(&mut stats), (1, 1));
     }
 

@@ -355,6 +355,16 @@ pub fn data_tile_body<'a>(entries: impl IntoIterator<Item = &'a FakeEntry>, firs
         .collect()
 }
 
+/// The bytes of the full data tiles of `entries` (the first at log index 0; the
+/// `t`-th tile holds entries `256 t ..= 256 t + 255`; a partial rest is left out).
+pub fn full_data_tiles(entries: &[FakeEntry]) -> Vec<Vec<u8>> {
+    entries
+        .chunks_exact(256)
+        .zip((0u64..).step_by(256))
+        .map(|(tile, first)| data_tile_body(tile, first))
+        .collect()
+}
+
 /// The certificates of `tests/fixtures/certstream_go_full.jsonl` (full stream,
 /// RFC 6962 lines only) as log entries, with the feed line each came from.
 pub fn fixture_entries() -> Vec<(FakeEntry, String)> {

@@ -38,6 +38,7 @@ pub mod feed;
 pub mod feedgen;
 pub mod flaky_webhook;
 pub mod fuzz;
+pub mod pki;
 pub mod probe;
 pub mod proc;
 pub mod service;
